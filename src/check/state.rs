@@ -1,0 +1,68 @@
+//! The final state of the stack, read by the backend once load stops and every fault is healed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What the checkers need from the stack's data after the run, read from the current primary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalState {
+    /// The node that was primary at the end (`pg-primary` or `pg-replica` after a failover).
+    pub primary: String,
+    /// Investments on the final primary: idempotency key → number of rows with that key
+    /// (more than one is a duplicate).
+    pub investments: BTreeMap<String, u32>,
+    /// Writes some other node accepted that the final primary does not have (split brain), by key.
+    pub diverged_investments: Vec<String>,
+    /// Stock at the start of the run, by SKU.
+    pub initial_stock: BTreeMap<String, u64>,
+    /// Stock on hand at the end, by SKU.
+    pub stock: BTreeMap<String, u64>,
+    /// Orders by order id (the saga's idempotency key).
+    pub orders: BTreeMap<String, OrderRecord>,
+    /// Snapshots of stock taken during the run, for conservation at every point.
+    pub stock_snapshots: Vec<StockSnapshot>,
+    /// Queries by the client's idempotency key.
+    pub queries: BTreeMap<String, QueryRecord>,
+}
+
+/// One order as the three saga participants see it at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    /// The product.
+    pub sku: String,
+    /// How many.
+    pub qty: u64,
+    /// Stock currently taken for this order by inventory (0 after compensation).
+    pub reserved_qty: u64,
+    /// The order row exists in `ordersvc`.
+    pub order_exists: bool,
+    /// The report row exists in `reports`.
+    pub report_exists: bool,
+    /// How many times inventory restocked it.
+    pub compensations: u32,
+    /// The saga's steps as recorded by the middleware, in order (`reserve ok`, `order fail`, …).
+    pub trace: Vec<String>,
+}
+
+/// Stock at one moment: on hand plus taken by orders must equal the initial stock.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockSnapshot {
+    /// When, since the start of the run.
+    pub time_ns: u64,
+    /// On hand, by SKU.
+    pub on_hand: BTreeMap<String, u64>,
+    /// Taken by live reservations, by SKU.
+    pub reserved: BTreeMap<String, u64>,
+}
+
+/// One query as the gateway's table and the workers' effect ledger see it at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRecord {
+    /// The gateway's id.
+    pub id: u64,
+    /// `pending` or `completed`.
+    pub status: String,
+    /// How many times a worker applied its effect (exactly 1 is right once completed).
+    pub effects: u32,
+}

@@ -1,0 +1,274 @@
+//! The resolved plan: faults with absolute times and expanded hosts, and the phase windows.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::model::{ConsumerMode, OutageMode, Phase, Scenario};
+use crate::stack::topology::Topology;
+
+/// One fault, ready to apply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    /// Position in the scenario's `faults` list.
+    pub index: usize,
+    /// When it starts, from the start of the run.
+    pub start: Duration,
+    /// When it is reverted (a restart, a heal), or `None` if it lasts to the end of the run.
+    pub end: Option<Duration>,
+    /// What it does.
+    pub kind: FaultKind,
+}
+
+/// What a fault does, with its targets expanded to host names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaultKind {
+    /// Kill the hosts; restart them at `end` if there is one.
+    Crash {
+        /// The hosts.
+        hosts: Vec<String>,
+    },
+    /// Freeze the hosts: every message to or from them is held until `end`.
+    Pause {
+        /// The hosts.
+        hosts: Vec<String>,
+    },
+    /// Drop messages between `a` and `b` (only `a` → `b` when `one_way`).
+    Partition {
+        /// One side.
+        a: Vec<String>,
+        /// The other side.
+        b: Vec<String>,
+        /// Drop only `a` → `b`.
+        one_way: bool,
+    },
+    /// Add `delay` plus up to `jitter` to every message between `a` and `b`.
+    Latency {
+        /// One side.
+        a: Vec<String>,
+        /// The other side.
+        b: Vec<String>,
+        /// Added one-way delay.
+        delay: Duration,
+        /// Extra uniform random delay, `0..jitter`.
+        jitter: Duration,
+    },
+    /// Stall (or slow) the queue's consumers, and optionally shrink its capacity.
+    Backpressure {
+        /// Paused or slowed.
+        consumers: ConsumerMode,
+        /// For slowed consumers: extra time per message.
+        slow_by: Duration,
+        /// A smaller queue capacity during the window.
+        capacity: Option<u32>,
+    },
+    /// The price feed answers 503 (`errors`) or late (`slow`, by `delay`).
+    PricefeedOutage {
+        /// Errors or slow answers.
+        mode: OutageMode,
+        /// For slow answers: how late.
+        delay: Duration,
+    },
+}
+
+impl FaultKind {
+    /// A short name for reports: `crash`, `partition`, …
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Crash { .. } => "crash",
+            FaultKind::Pause { .. } => "pause",
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::Backpressure { .. } => "backpressure",
+            FaultKind::PricefeedOutage { .. } => "pricefeed_outage",
+        }
+    }
+}
+
+/// What a fault actually hit, counted by the backend while it was active. A fault whose effect
+/// is all zeros was vacuous: the report flags it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultEffect {
+    /// Client operations that failed or timed out while the fault was active.
+    pub ops_failed_count: u64,
+    /// Connections reset or refused because of the fault.
+    pub connections_reset_count: u64,
+    /// Messages dropped or held on cut links.
+    pub messages_held_count: u64,
+    /// Commits acknowledged by a crashed primary that never reached the replica.
+    pub writes_lost_count: u64,
+    /// Queue publishes rejected while the fault was active.
+    pub publishes_rejected_count: u64,
+}
+
+impl FaultEffect {
+    /// True when the fault hit nothing at all.
+    pub fn is_vacuous(&self) -> bool {
+        *self == FaultEffect::default()
+    }
+}
+
+/// A phase's extent on the timeline. A phase may be made of several windows (`fault` is the
+/// union of fault windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseWindow {
+    /// Which phase.
+    pub phase: Phase,
+    /// Start, from the start of the run.
+    pub start: Duration,
+    /// End (exclusive).
+    pub end: Duration,
+}
+
+/// The resolved form of a scenario's timeline, what the backends and checkers use.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The run's length.
+    pub duration: Duration,
+    /// Faults in start order.
+    pub faults: Vec<PlannedFault>,
+    /// The timeline cut into phases, in order, without gaps (`all` is not listed).
+    pub phases: Vec<PhaseWindow>,
+}
+
+impl Plan {
+    /// The phase at time `t` (never `all`).
+    pub fn phase_at(&self, t: Duration) -> Phase {
+        self.phases.iter().find(|w| w.start <= t && t < w.end).map_or(Phase::Post, |w| w.phase)
+    }
+}
+
+/// Resolve a validated scenario's timeline. Targets must already be known names (validation
+/// guarantees it); an unknown one here is a harness bug.
+pub fn plan(scenario: &Scenario) -> Plan {
+    let topology = Topology::new(&scenario.stack);
+    let hosts = |names: &[String]| -> Vec<String> {
+        let mut out = Vec::new();
+        for name in names {
+            let resolved = topology.resolve(name);
+            let resolved = resolved.unwrap_or_else(|| panic!("unvalidated fault target `{name}`"));
+            for host in resolved {
+                if !out.contains(&host) {
+                    out.push(host);
+                }
+            }
+        }
+        out
+    };
+    let duration = scenario.duration.get();
+    let mut faults = Vec::new();
+    for (index, spec) in scenario.faults.iter().enumerate() {
+        let start = spec.at.get();
+        let window = spec.for_.map(|d| start + d.get());
+        let kind = if let Some(target) = &spec.crash {
+            FaultKind::Crash { hosts: hosts(std::slice::from_ref(target)) }
+        } else if let Some(target) = &spec.pause {
+            FaultKind::Pause { hosts: hosts(std::slice::from_ref(target)) }
+        } else if let Some(sides) = &spec.partition {
+            FaultKind::Partition { a: hosts(&sides[0]), b: hosts(&sides[1]), one_way: spec.one_way }
+        } else if let Some(latency) = &spec.latency {
+            FaultKind::Latency {
+                a: hosts(&latency.between[0]),
+                b: hosts(&latency.between[1]),
+                delay: latency.delay.get(),
+                jitter: latency.jitter.get(),
+            }
+        } else if let Some(bp) = &spec.backpressure {
+            FaultKind::Backpressure {
+                consumers: bp.consumers,
+                slow_by: bp.slow_by.map_or(Duration::from_millis(100), |s| s.get()),
+                capacity: bp.capacity,
+            }
+        } else if let Some(outage) = &spec.pricefeed_outage {
+            FaultKind::PricefeedOutage {
+                mode: outage.mode,
+                delay: outage.delay.map_or(Duration::from_secs(2), |s| s.get()),
+            }
+        } else {
+            panic!("unvalidated fault #{index} has no kind");
+        };
+        let end = match &kind {
+            FaultKind::Crash { .. } => spec.restart_after.map(|d| start + d.get()),
+            _ => window,
+        };
+        faults.push(PlannedFault { index, start, end: end.map(|e| e.min(duration)), kind });
+    }
+    faults.sort_by_key(|f| (f.start, f.index));
+    let phases = phase_windows(&faults, duration, scenario.phases.recovery.get());
+    Plan { duration, faults, phases }
+}
+
+/// Cut `0..duration` into steady / fault / recovery / post windows.
+fn phase_windows(faults: &[PlannedFault], duration: Duration, recovery: Duration) -> Vec<PhaseWindow> {
+    let mut intervals: Vec<(Duration, Duration)> =
+        faults.iter().map(|f| (f.start, f.end.unwrap_or(duration).max(f.start))).collect();
+    intervals.sort();
+    let mut merged: Vec<(Duration, Duration)> = Vec::new();
+    for (start, end) in intervals {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let mut windows = Vec::new();
+    let mut push = |phase, start: Duration, end: Duration| {
+        let end = end.min(duration);
+        if start < end {
+            windows.push(PhaseWindow { phase, start, end });
+        }
+    };
+    let Some(first) = merged.first() else {
+        push(Phase::Steady, Duration::ZERO, duration);
+        return windows;
+    };
+    push(Phase::Steady, Duration::ZERO, first.0);
+    for (i, &(start, end)) in merged.iter().enumerate() {
+        push(Phase::Fault, start, end);
+        let next = merged.get(i + 1).map_or(duration, |n| n.0);
+        push(Phase::Recovery, end, (end + recovery).min(next));
+        push(Phase::Post, end + recovery, next);
+    }
+    windows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(start: u64, end: Option<u64>) -> PlannedFault {
+        PlannedFault {
+            index: 0,
+            start: Duration::from_secs(start),
+            end: end.map(Duration::from_secs),
+            kind: FaultKind::Pause { hosts: vec!["lb".into()] },
+        }
+    }
+
+    #[test]
+    fn phases_cover_the_run_without_gaps() {
+        let faults = [fault(20, Some(35)), fault(30, Some(40)), fault(50, Some(52))];
+        let windows = phase_windows(&faults, Duration::from_secs(60), Duration::from_secs(5));
+        let names: Vec<_> =
+            windows.iter().map(|w| (w.phase.name(), w.start.as_secs(), w.end.as_secs())).collect();
+        assert_eq!(
+            names,
+            [
+                ("steady", 0, 20),
+                ("fault", 20, 40),
+                ("recovery", 40, 45),
+                ("post", 45, 50),
+                ("fault", 50, 52),
+                ("recovery", 52, 57),
+                ("post", 57, 60)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fault_without_end_lasts_to_the_end() {
+        let windows = phase_windows(&[fault(10, None)], Duration::from_secs(30), Duration::from_secs(5));
+        assert_eq!(windows.last().unwrap().phase, Phase::Fault);
+        assert_eq!(windows.last().unwrap().end, Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,626 @@
+//! The scenario as written: the serde types of the YAML language.
+//!
+//! Every struct denies unknown keys, and no type uses `untagged` or `flatten`, so a typo is an
+//! error that names its path (STYLE.md 9). Defaults live on the types that hold them. These types
+//! are the first pass of loading (text → `Scenario`); `validate` checks what serde cannot, and
+//! `faults::Plan` is the resolved form the backends run.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{Percent, Rate, Span};
+
+/// One chaos experiment: the stack to bring up, the load to drive, the faults to inject on a
+/// timeline, and the checks that judge the run.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A short identifier, used in report paths (`reports/<name>/<seed>/`).
+    pub name: String,
+    /// One or two sentences: what the scenario shows.
+    #[serde(default)]
+    pub description: String,
+    /// Every random choice derives from it; `--seed` overrides. Default 1.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// How long load runs, in simulated (or real) time.
+    pub duration: Span,
+    /// The stack under test.
+    #[serde(default)]
+    pub stack: StackConfig,
+    /// The operations the open-loop generator issues, each at its own rate.
+    pub workload: Vec<Load>,
+    /// The fault timeline.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Phase boundaries that are not implied by the fault timeline.
+    #[serde(default)]
+    pub phases: PhaseConfig,
+    /// What to check once the run ends.
+    #[serde(default)]
+    pub checks: Checks,
+    /// Checks expected to fail: a scenario that demonstrates a bug passes when they do.
+    #[serde(default)]
+    pub expect: BTreeMap<CheckName, Expectation>,
+    /// Which report files to write.
+    #[serde(default)]
+    pub report: ReportOptions,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// How the stack is built.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackConfig {
+    /// When a commit is acknowledged: `async` (primary only), `sync` (the replica has flushed
+    /// it) or `remote_apply` (the replica has applied it). Default `sync`.
+    #[serde(default)]
+    pub replication: Replication,
+    /// Number of API replicas behind the balancer (`api-1` … `api-N`). Default 2.
+    #[serde(default = "default_two")]
+    pub api_replicas: u32,
+    /// Number of queue workers (`worker-1` … `worker-M`). Default 2.
+    #[serde(default = "default_two")]
+    pub workers: u32,
+    /// The query queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The failover watchdog.
+    #[serde(default)]
+    pub watchdog: WatchdogConfig,
+    /// The round-robin balancer's health checks.
+    #[serde(default)]
+    pub balancer: BalancerConfig,
+    /// Bug-zoo switches: each plants one realistic bug. Default none.
+    #[serde(default)]
+    pub bugs: Vec<Bug>,
+}
+
+fn default_two() -> u32 {
+    2
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig {
+            replication: Replication::default(),
+            api_replicas: 2,
+            workers: 2,
+            queue: QueueConfig::default(),
+            watchdog: WatchdogConfig::default(),
+            balancer: BalancerConfig::default(),
+            bugs: Vec::new(),
+        }
+    }
+}
+
+/// PostgreSQL's `synchronous_commit` levels that matter for loss on failover.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Replication {
+    /// Acknowledged once the primary has it: a primary crash can lose acknowledged commits.
+    Async,
+    /// Acknowledged once the replica has flushed it too.
+    #[default]
+    Sync,
+    /// Acknowledged once the replica has applied it: replica reads see it at once.
+    RemoteApply,
+}
+
+/// The durable, bounded query queue.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Messages the queue holds before it rejects publishes (the gateway then answers 503).
+    /// Default 500.
+    #[serde(default = "default_capacity")]
+    pub capacity: u32,
+    /// Unacknowledged messages a worker may hold. Default 10.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: u32,
+}
+
+fn default_capacity() -> u32 {
+    500
+}
+fn default_prefetch() -> u32 {
+    10
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { capacity: default_capacity(), prefetch: default_prefetch() }
+    }
+}
+
+/// The failover watchdog's timing.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogConfig {
+    /// How often the primary is probed. Default `500ms`.
+    #[serde(default = "default_probe_every")]
+    pub probe_every: Span,
+    /// How long one probe may take before it counts as failed. Default `250ms`.
+    #[serde(default = "default_probe_timeout")]
+    pub probe_timeout: Span,
+    /// Consecutive failed probes before the replica is promoted. Default 3.
+    #[serde(default = "default_failures")]
+    pub failures_to_promote: u32,
+}
+
+fn default_probe_every() -> Span {
+    Span(std::time::Duration::from_millis(500))
+}
+fn default_probe_timeout() -> Span {
+    Span(std::time::Duration::from_millis(250))
+}
+fn default_failures() -> u32 {
+    3
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        WatchdogConfig {
+            probe_every: default_probe_every(),
+            probe_timeout: default_probe_timeout(),
+            failures_to_promote: default_failures(),
+        }
+    }
+}
+
+/// The balancer's active health checks.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BalancerConfig {
+    /// How often each replica is probed. Default `500ms`.
+    #[serde(default = "default_probe_every")]
+    pub health_every: Span,
+    /// Consecutive failed probes before a replica is ejected. Default 2.
+    #[serde(default = "default_eject_after")]
+    pub eject_after: u32,
+}
+
+fn default_eject_after() -> u32 {
+    2
+}
+
+impl Default for BalancerConfig {
+    fn default() -> Self {
+        BalancerConfig { health_every: default_probe_every(), eject_after: default_eject_after() }
+    }
+}
+
+/// The bug zoo: switches that plant one realistic bug each, so that the checkers can prove they
+/// catch it. All off by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bug {
+    /// The investments API answers 201 before its transaction commits (caught by `durability`).
+    AckBeforeCommit,
+    /// The saga does not restock when a later step fails (caught by `saga`).
+    SkipCompensation,
+    /// A redelivered query is processed again (caught by `delivery`).
+    NonIdempotentWorker,
+    /// The watchdog promotes without fencing the old primary, which takes writes again after a
+    /// restart (caught by `durability`: split brain).
+    NoFencing,
+    /// A read that presents a write's LSN is answered by a lagging replica without waiting
+    /// (caught by `staleness`).
+    StaleReadYourWrites,
+    /// The gateway answers 202 without waiting for the broker's publisher confirm, so a
+    /// rejected publish is lost (caught by `delivery`).
+    UnconfirmedPublish,
+}
+
+/// The operations the workload can issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// `POST /invest`: record an investment at the current price (a write).
+    Invest,
+    /// `GET /history`: read investments from the replica, presenting the session's last LSN.
+    History,
+    /// `POST /orders`: run the orders saga (a write).
+    Order,
+    /// `POST /queries`, then poll `GET /queries/{id}` until completed.
+    Query,
+}
+
+impl Op {
+    /// Every op, in a fixed order.
+    pub const ALL: [Op; 4] = [Op::Invest, Op::History, Op::Order, Op::Query];
+
+    /// The name used in YAML and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Invest => "invest",
+            Op::History => "history",
+            Op::Order => "order",
+            Op::Query => "query",
+        }
+    }
+}
+
+/// One stream of operations in the open-loop workload.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    /// Which operation.
+    pub op: Op,
+    /// Intended arrivals (Poisson, seeded), independent of how fast the stack answers.
+    pub rate: Rate,
+    /// How long one operation may take before it is abandoned (`info` for a write, `fail` for a
+    /// read). Default `2s`.
+    #[serde(default = "default_timeout")]
+    pub timeout: Span,
+    /// When this stream starts. Default `0s`.
+    #[serde(default)]
+    pub start: Span,
+    /// When this stream stops. Default: the end of the run.
+    #[serde(default)]
+    pub stop: Option<Span>,
+}
+
+fn default_timeout() -> Span {
+    Span(std::time::Duration::from_secs(2))
+}
+
+/// One fault on the timeline, as written: `at`, an optional window, and exactly one kind
+/// (`crash`, `pause`, `partition`, `latency`, `backpressure` or `pricefeed_outage`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// When the fault starts, from the start of the run.
+    pub at: Span,
+    /// How long it lasts; it is reverted automatically at the end. Crashes use `restart_after`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Span>,
+    /// Kill a host (or every host of a group). Without `restart_after` it stays down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash: Option<String>,
+    /// For `crash`: restart the host this long after the crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_after: Option<Span>,
+    /// Freeze a host or group: its links hold every message until the window ends (a gray failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
+    /// Cut the network between two lists of hosts or groups: `[[api], [pg-replica]]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Vec<Vec<String>>>,
+    /// For `partition`: drop only messages from the first list to the second. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub one_way: bool,
+    /// Slow the links between two lists of hosts or groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyFault>,
+    /// Stall the queue's consumers or shrink its capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<BackpressureFault>,
+    /// Make the price feed fail or answer slowly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricefeed_outage: Option<OutageFault>,
+}
+
+/// Extra delay on the links between two lists of hosts or groups.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyFault {
+    /// The two sides: `[[api], [db]]`.
+    pub between: Vec<Vec<String>>,
+    /// Added one-way delay per message.
+    pub delay: Span,
+    /// Extra random delay, uniform in `0..jitter`. Default `0s`.
+    #[serde(default)]
+    pub jitter: Span,
+}
+
+/// Queue backpressure.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackpressureFault {
+    /// What the consumers do during the window. Default `pause`.
+    #[serde(default)]
+    pub consumers: ConsumerMode,
+    /// For `slow`: extra time per message. Default `100ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_by: Option<Span>,
+    /// Shrink the queue's capacity during the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u32>,
+}
+
+/// What queue consumers do under backpressure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumerMode {
+    /// Consume nothing.
+    #[default]
+    Pause,
+    /// Take `slow_by` longer per message.
+    Slow,
+}
+
+/// A price-feed outage.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutageFault {
+    /// `errors` (answers 503) or `slow` (answers after `delay`). Default `errors`.
+    #[serde(default)]
+    pub mode: OutageMode,
+    /// For `slow`: how late each answer is. Default `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Span>,
+}
+
+/// How the price feed misbehaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageMode {
+    /// Every request answers 503.
+    #[default]
+    Errors,
+    /// Every request answers late.
+    Slow,
+}
+
+/// Phase boundaries. `steady`, `fault` and `post` come from the fault timeline; `recovery` is a
+/// window after the last fault ends.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseConfig {
+    /// Length of the `recovery` phase after the last fault ends. Default `10s`.
+    #[serde(default = "default_recovery")]
+    pub recovery: Span,
+}
+
+fn default_recovery() -> Span {
+    Span(std::time::Duration::from_secs(10))
+}
+
+impl Default for PhaseConfig {
+    fn default() -> Self {
+        PhaseConfig { recovery: default_recovery() }
+    }
+}
+
+/// A phase of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the first fault.
+    Steady,
+    /// While any fault is active.
+    Fault,
+    /// A window (`phases.recovery`) after the last fault ends.
+    Recovery,
+    /// After the recovery window.
+    Post,
+    /// The whole run.
+    All,
+}
+
+impl Phase {
+    /// Every phase, in timeline order, `all` last.
+    pub const ALL: [Phase; 5] = [Phase::Steady, Phase::Fault, Phase::Recovery, Phase::Post, Phase::All];
+
+    /// The name used in YAML and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Steady => "steady",
+            Phase::Fault => "fault",
+            Phase::Recovery => "recovery",
+            Phase::Post => "post",
+            Phase::All => "all",
+        }
+    }
+}
+
+/// The checks to run. A check that is absent does not run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    /// Every acknowledged write is present on the final primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Empty>,
+    /// Replica reads: read-your-writes violations and visibility lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<StalenessCheck>,
+    /// Stock conserved; every order complete or compensated, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saga: Option<Empty>,
+    /// Every accepted query completed, with its effect applied once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Empty>,
+    /// Latency, error-rate and availability objectives per op per phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slo: Vec<SloRow>,
+    /// Time from each fault to sustained success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryCheck>,
+}
+
+/// A check with no options: written `{}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// Staleness bounds.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StalenessCheck {
+    /// Longest tolerated visibility lag (write acknowledged → first replica read that shows it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Span>,
+    /// The phase the lag bound applies to. Default `all`. Read-your-writes violations always count.
+    #[serde(default = "default_phase_all")]
+    pub phase: Phase,
+}
+
+fn default_phase_all() -> Phase {
+    Phase::All
+}
+
+/// Which ops an SLO row covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OpSelector {
+    /// `POST /invest`.
+    Invest,
+    /// `GET /history`.
+    History,
+    /// `POST /orders`.
+    Order,
+    /// `POST /queries` and its polling.
+    Query,
+    /// Every op together.
+    Any,
+}
+
+impl OpSelector {
+    /// The single op this selects, or `None` for `any`.
+    pub fn op(self) -> Option<Op> {
+        match self {
+            OpSelector::Invest => Some(Op::Invest),
+            OpSelector::History => Some(Op::History),
+            OpSelector::Order => Some(Op::Order),
+            OpSelector::Query => Some(Op::Query),
+            OpSelector::Any => None,
+        }
+    }
+}
+
+/// One service-level objective: thresholds on one op (or `any`) in one phase. Every threshold
+/// given must hold.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SloRow {
+    /// The op, or `any`.
+    pub op: OpSelector,
+    /// The phase. Default `all`.
+    #[serde(default = "default_phase_all")]
+    pub phase: Phase,
+    /// Upper bound on the median latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50: Option<Span>,
+    /// Upper bound on the 90th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p90: Option<Span>,
+    /// Upper bound on the 95th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<Span>,
+    /// Upper bound on the 99th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99: Option<Span>,
+    /// Upper bound on the 99.9th percentile.
+    #[serde(default, rename = "p99.9", skip_serializing_if = "Option::is_none")]
+    pub p999: Option<Span>,
+    /// Upper bound on the slowest op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Span>,
+    /// Upper bound on the share of ops that failed or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<Percent>,
+    /// Lower bound on the share of ops that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Percent>,
+}
+
+/// Recovery-time objective.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCheck {
+    /// Longest tolerated time from a fault's start to the first sustained success.
+    pub rto: Span,
+    /// How long successes must last to count as sustained. Default `1s`.
+    #[serde(default = "default_sustain")]
+    pub sustained: Span,
+}
+
+fn default_sustain() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+
+/// The names of the checks, as written under `checks:` and `expect:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    /// See [`Checks::durability`].
+    Durability,
+    /// See [`Checks::staleness`].
+    Staleness,
+    /// See [`Checks::saga`].
+    Saga,
+    /// See [`Checks::delivery`].
+    Delivery,
+    /// See [`Checks::slo`].
+    Slo,
+    /// See [`Checks::recovery`].
+    Recovery,
+}
+
+impl CheckName {
+    /// Every check, in report order.
+    pub const ALL: [CheckName; 6] = [
+        CheckName::Durability,
+        CheckName::Staleness,
+        CheckName::Saga,
+        CheckName::Delivery,
+        CheckName::Slo,
+        CheckName::Recovery,
+    ];
+
+    /// The name used in YAML and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckName::Durability => "durability",
+            CheckName::Staleness => "staleness",
+            CheckName::Saga => "saga",
+            CheckName::Delivery => "delivery",
+            CheckName::Slo => "slo",
+            CheckName::Recovery => "recovery",
+        }
+    }
+}
+
+/// What a scenario expects of a check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Expectation {
+    /// The check must pass (the default for every check).
+    Pass,
+    /// The check must fail: the scenario demonstrates a bug.
+    Fail,
+}
+
+/// Which report files a run writes next to `history.jsonl` and `report.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportOptions {
+    /// Write `report.html`. Default true.
+    #[serde(default = "default_true")]
+    pub html: bool,
+    /// Write `junit.xml`. Default true.
+    #[serde(default = "default_true")]
+    pub junit: bool,
+    /// Width of a timeline bucket in the report. Default `1s`.
+    #[serde(default = "default_bucket")]
+    pub bucket: Span,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_bucket() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions { html: true, junit: true, bucket: default_bucket() }
+    }
+}

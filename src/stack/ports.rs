@@ -1,0 +1,289 @@
+//! The ports: every way a service reaches outside itself. Services are written against these
+//! traits only; `sim/` implements them over turmoil sockets against simulated database and broker
+//! hosts, and the real adapters implement them with sqlx (PostgreSQL), lapin (RabbitMQ) and
+//! hyper on tokio sockets.
+//!
+//! Error contract shared by every port: [`PortError::Unavailable`] means the call may or may not
+//! have taken effect (a timeout, a reset connection), so a caller must treat a write as unknown;
+//! every other error means it definitely did not.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A log sequence number: the position of a commit in the primary's write-ahead log.
+pub type Lsn = u64;
+
+/// Why a port call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum PortError {
+    /// No answer (refused, reset, timed out): a write may or may not have happened.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The node refused the write because it is a standby or was fenced: nothing happened.
+    #[error("read-only: {0}")]
+    ReadOnly(String),
+    /// The request was understood and refused (bad input, a constraint): nothing happened.
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+/// A database node, as the watchdog and the read path name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbNode {
+    /// The node that starts as primary (`pg-primary`).
+    PgPrimary,
+    /// The node that starts as streaming standby (`pg-replica`).
+    PgReplica,
+}
+
+impl DbNode {
+    /// The host name.
+    pub fn host(self) -> &'static str {
+        match self {
+            DbNode::PgPrimary => "pg-primary",
+            DbNode::PgReplica => "pg-replica",
+        }
+    }
+
+    /// The other node.
+    pub fn peer(self) -> DbNode {
+        match self {
+            DbNode::PgPrimary => DbNode::PgReplica,
+            DbNode::PgReplica => DbNode::PgPrimary,
+        }
+    }
+}
+
+/// A new investment, before it is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewInvestment {
+    /// Idempotency key.
+    pub key: String,
+    /// Coin id.
+    pub coin: String,
+    /// Amount in US cents.
+    pub amount_usd_cents: u64,
+    /// Price in millionths of a US dollar.
+    pub price_usd_micros: u64,
+}
+
+/// A stored investment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Investment {
+    /// Row id.
+    pub id: u64,
+    /// The commit's LSN.
+    pub lsn: Lsn,
+    /// What was written.
+    pub data: NewInvestment,
+}
+
+/// A page of investments read from one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// The LSN the node had applied when it answered.
+    pub applied_lsn: Lsn,
+    /// Which node answered.
+    pub node: DbNode,
+    /// Investments with `lsn >= min_lsn`, newest first.
+    pub investments: Vec<Investment>,
+}
+
+/// The investments API's data (CQRS: writes to the primary, reads from a chosen node).
+#[async_trait]
+pub trait InvestStore: Send + Sync + 'static {
+    /// Insert through the writer endpoint. Idempotent on `key`: a replay returns the stored row
+    /// and `true`.
+    async fn record(&self, investment: NewInvestment) -> Result<(Investment, bool), PortError>;
+    /// The LSN `node` has applied (for a standby: replayed).
+    async fn applied_lsn(&self, node: DbNode) -> Result<Lsn, PortError>;
+    /// Investments with `lsn >= min_lsn` as `node` sees them, newest first, at most `limit`.
+    async fn history(&self, node: DbNode, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError>;
+}
+
+/// What reserving stock did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reserved {
+    /// Stock was taken for this order now.
+    Taken,
+    /// It had already been taken for this order (a retry).
+    AlreadyTaken,
+    /// Not enough stock: nothing taken.
+    OutOfStock,
+}
+
+/// What restocking (compensation) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restocked {
+    /// The order's stock was put back now.
+    Restocked,
+    /// It had already been put back (a retry).
+    AlreadyRestocked,
+    /// Nothing was ever taken for this order.
+    NothingTaken,
+}
+
+/// The inventory service's data.
+#[async_trait]
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Take `qty` of `sku` for `order_id`, idempotently.
+    async fn reserve(&self, order_id: &str, sku: &str, qty: u64) -> Result<Reserved, PortError>;
+    /// Put back what `order_id` took, idempotently (the saga's compensation).
+    async fn restock(&self, order_id: &str) -> Result<Restocked, PortError>;
+    /// Stock on hand by SKU.
+    async fn stock(&self) -> Result<BTreeMap<String, u64>, PortError>;
+}
+
+/// The orders service's data.
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Create the order row, idempotently; `Ok(false)` if it already existed.
+    async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError>;
+}
+
+/// The reports service's data.
+#[async_trait]
+pub trait ReportStore: Send + Sync + 'static {
+    /// Create the report row for an order, idempotently; `Ok(false)` if it already existed.
+    async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError>;
+}
+
+/// A stored asynchronous query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRow {
+    /// Its id.
+    pub id: u64,
+    /// The client's idempotency key.
+    pub key: String,
+    /// The product it asks about.
+    pub sku: String,
+    /// `pending` or `completed`.
+    pub status: String,
+    /// The answer, once completed.
+    pub result: Option<String>,
+}
+
+/// The query gateway's and workers' data.
+#[async_trait]
+pub trait QueryStore: Send + Sync + 'static {
+    /// Insert a `pending` row, idempotently on `key`; returns the row and whether it existed.
+    async fn create_pending(&self, key: &str, sku: &str) -> Result<(QueryRow, bool), PortError>;
+    /// Read a query.
+    async fn get(&self, id: u64) -> Result<Option<QueryRow>, PortError>;
+    /// Compute the answer from the product table (the worker's effect).
+    async fn compute(&self, sku: &str) -> Result<String, PortError>;
+    /// Mark completed and record the effect, in one transaction. When `once` is true the effect
+    /// applies at most once per query (`Ok(false)` if it already had); when false it is applied
+    /// again on every call (the non-idempotent-worker bug).
+    async fn complete(&self, id: u64, result: &str, once: bool) -> Result<bool, PortError>;
+}
+
+/// A message on the query queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryMessage {
+    /// The query's id.
+    pub id: u64,
+    /// The product.
+    pub sku: String,
+}
+
+/// Why a publish failed. Every variant means the message is not known to be queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum PublishError {
+    /// The queue is at capacity and rejected the message (RabbitMQ `reject-publish`).
+    #[error("queue full")]
+    Full,
+    /// No confirm arrived in time: the message may or may not be queued.
+    #[error("publish unconfirmed: {0}")]
+    Unconfirmed(String),
+}
+
+/// One delivery to a consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The tag to acknowledge it with (unique per consumer connection).
+    pub tag: u64,
+    /// True when the broker delivered it before and it was not acknowledged.
+    pub redelivered: bool,
+    /// The message.
+    pub message: QueryMessage,
+}
+
+/// The publishing side of the broker. `publish` returns only once the broker confirmed the
+/// message (publisher confirms), unless the caller chooses not to wait.
+#[async_trait]
+pub trait Publisher: Send + Sync + 'static {
+    /// Publish and wait for the confirm, at most `confirm_timeout`.
+    async fn publish(&self, message: QueryMessage, confirm_timeout: Duration) -> Result<(), PublishError>;
+}
+
+/// The consuming side of the broker: manual acknowledgements, bounded prefetch. If the consumer's
+/// connection dies, the broker redelivers every unacknowledged message to another consumer.
+#[async_trait]
+pub trait Consumer: Send + 'static {
+    /// The next delivery; `Err` when the connection is lost (the caller reconnects).
+    async fn next(&mut self) -> Result<Delivery, PortError>;
+    /// Acknowledge a delivery (after the effect is committed).
+    async fn ack(&mut self, tag: u64) -> Result<(), PortError>;
+}
+
+/// Opens consumers (one per worker connection).
+#[async_trait]
+pub trait ConsumerFactory: Send + Sync + 'static {
+    /// Connect and start consuming with at most `prefetch` unacknowledged deliveries.
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError>;
+}
+
+/// A plain HTTP response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Retry-After` in seconds, if present.
+    pub retry_after_secs: Option<u64>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// An outgoing HTTP request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `GET` or `POST`.
+    pub method: http::Method,
+    /// `host:port` of the service, e.g. `pricefeed:80`.
+    pub authority: String,
+    /// Path and query, e.g. `/simple/price?ids=bitcoin&vs_currencies=usd`.
+    pub path: String,
+    /// JSON body for a POST.
+    pub body: Option<Vec<u8>>,
+    /// Extra headers (e.g. the idempotency key).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The HTTP client port: services call each other, and the load generator calls the balancer,
+/// through it. `Err` means no response arrived (refused, reset, timed out): see the module doc.
+#[async_trait]
+pub trait HttpClient: Send + Sync + 'static {
+    /// Send one request, giving up after `timeout`.
+    async fn send(&self, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, PortError>;
+}
+
+/// The database's control plane, used by the watchdog: probe, promote, fence, and repoint the
+/// writer endpoint (the db-router).
+#[async_trait]
+pub trait DbAdmin: Send + Sync + 'static {
+    /// Is `node` up and accepting writes? `Ok(true)` primary, `Ok(false)` standby or fenced.
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError>;
+    /// Promote a standby to primary (`pg_promote()`).
+    async fn promote(&self, node: DbNode) -> Result<(), PortError>;
+    /// Fence a node so it can never take writes again (even after a restart).
+    async fn fence(&self, node: DbNode) -> Result<(), PortError>;
+    /// Point the writer endpoint at `node`.
+    async fn set_writer(&self, node: DbNode) -> Result<(), PortError>;
+}
