@@ -14,5 +14,6 @@ pub mod check;
 pub mod exit;
 pub mod faults;
 pub mod history;
+pub mod report;
 pub mod scenario;
 pub mod stack;

@@ -1,0 +1,38 @@
+# shakedown — common tasks. Every target installs what it needs through the project's own files;
+# nothing has to be installed by hand beyond the Rust toolchain this machine kind ships.
+
+CARGO     ?= cargo
+PROFILE   ?= release
+BIN       := target/$(PROFILE)/shakedown
+SCENARIO  ?= scenarios/primary-crash.yaml
+OUT       ?= reports
+
+.PHONY: help build run chaos test test-real bench fmt lint check clean-reports
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+build: ## build the shakedown binary (release)
+	$(CARGO) build --profile $(PROFILE) --bin shakedown
+
+run: build ## run one scenario on the simulation: make run SCENARIO=scenarios/steady-state.yaml
+	$(BIN) run $(SCENARIO) --out $(OUT)
+
+chaos: build ## run every shipped scenario on the simulation; reports under reports/
+	$(BIN) run scenarios/*.yaml scenarios/bugs/*.yaml --out $(OUT)
+
+test: ## the test suite (simulation and unit tests; no external services)
+	$(CARGO) test --all-targets
+
+bench: ## criterion benchmarks (release)
+	$(CARGO) bench
+
+fmt: ## format the code
+	$(CARGO) fmt
+
+lint: ## formatting and clippy, as CI checks them
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean-reports: ## delete generated reports
+	find $(OUT) -mindepth 1 ! -name .gitkeep -delete
