@@ -4,6 +4,9 @@
 
 mod model;
 pub mod timeline;
+mod write;
+
+pub use write::{OutputDir, WriteError};
 
 pub use model::{
     CheckEntry, FaultEntry, GeneratorFacts, LatencyRow, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo,
