@@ -15,5 +15,6 @@ pub mod exit;
 pub mod faults;
 pub mod history;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod stack;
