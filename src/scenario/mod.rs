@@ -1,12 +1,23 @@
 //! The scenario language: types, units (`250ms`, `200/s`, `99.9%`), loading, validation and
 //! the JSON Schema.
 //!
-//! Loading runs in passes, each with its own type (STYLE.md 16): YAML text → `model::Scenario`
-//! (shape errors, with file:line:col) → validated (semantic errors, all of them at once) →
+//! Loading runs in passes, each with its own type (STYLE.md 16): YAML text → spanned tree and
+//! JSON value (`tree`, syntax errors) → `--set` overrides → `model::Scenario` (shape errors, each
+//! section on its own so all are reported) → `validate` (semantic errors, all at once) →
 //! `faults::Plan` (absolute times, expanded hosts, phases). Later code never sees unvalidated
-//! data.
+//! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod diagnostic;
+mod load;
 pub mod model;
+mod schema;
+mod tree;
 pub mod units;
+mod validate;
 
+pub use diagnostic::{Diagnostic, Diagnostics, Position};
+pub use load::{Loaded, load_file, load_str};
 pub use model::Scenario;
+pub use schema::json_schema;
+#[cfg(test)]
+mod tests;

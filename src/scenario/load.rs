@@ -1,0 +1,270 @@
+//! Loading: text → [`Scenario`] → validated → [`Plan`], collecting every error with its position.
+//!
+//! Shape errors (unknown keys, wrong types, bad units) are found by deserialising each section
+//! and each list item on its own, so one typo does not hide the next; semantic errors come from
+//! `validate` once the shape is right.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, one_of};
+use super::model::Scenario;
+use super::tree::{self, SpanIndex};
+use super::validate;
+use crate::faults::{Plan, plan};
+
+/// A scenario that loaded and validated, with its resolved plan.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The validated scenario (overrides applied).
+    pub scenario: Scenario,
+    /// Its resolved timeline.
+    pub plan: Plan,
+    /// The file as given.
+    pub file: String,
+    /// SHA-256 of the file's text, hex.
+    pub source_sha256: String,
+    /// The `--set` overrides applied, in order.
+    pub overrides: Vec<String>,
+}
+
+/// Load, override, validate and plan a scenario file. Every error is reported, each with its
+/// position.
+pub fn load_file(path: &Path, overrides: &[String]) -> Result<Loaded, Diagnostics> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            position: Position::File,
+            message: format!("cannot read the scenario: {e}"),
+            hint: Some("check the path; `shakedown list` shows the shipped scenarios".into()),
+        }])
+    })?;
+    load_str(&text, &file, overrides)
+}
+
+/// Load a scenario from text; `file` names it in errors.
+pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, Diagnostics> {
+    let diagnostic = |position: Position, message: String, hint: Option<String>| Diagnostic {
+        file: file.to_owned(),
+        position,
+        message,
+        hint,
+    };
+    let (mut value, mut index) =
+        tree::parse(text).map_err(|(message, at)| Diagnostics(vec![diagnostic(at, message, None)]))?;
+    let mut errors = Vec::new();
+    for text in overrides {
+        if let Err((message, hint)) = apply_override(&mut value, &mut index, text) {
+            errors.push(diagnostic(Position::Override(text.clone()), message, hint));
+        }
+    }
+    if errors.is_empty() {
+        errors.extend(shape_errors(&value, &index).into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
+    }
+    if errors.is_empty() {
+        match serde_path_to_error::deserialize::<_, Scenario>(&value) {
+            Ok(scenario) => {
+                let found = validate::validate(&scenario, &|path| index.value(path), &|path| index.key(path));
+                errors.extend(found.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
+                if errors.is_empty() {
+                    return Ok(Loaded {
+                        plan: plan(&scenario),
+                        scenario,
+                        file: file.to_owned(),
+                        source_sha256: hex(&Sha256::digest(text.as_bytes())),
+                        overrides: overrides.to_vec(),
+                    });
+                }
+            }
+            Err(error) => {
+                let (position, message, hint) = explain(&error, "", &index);
+                errors.push(diagnostic(position, message, hint));
+            }
+        }
+    }
+    errors.sort_by(|a, b| a.position.cmp(&b.position));
+    errors.dedup();
+    Err(Diagnostics(errors))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+type Found = (Position, String, Option<String>);
+
+/// Deserialise each section (and each list item) alone, to report every shape error at once.
+fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> Vec<Found> {
+    use super::model::*;
+    let mut found = Vec::new();
+    let Some(map) = value.as_object() else {
+        let hint = Some("a scenario is a mapping with `name`, `duration`, `workload`, …".into());
+        return vec![(index.value(""), "expected a mapping of scenario keys".into(), hint)];
+    };
+    for (key, section) in map {
+        let mut check = |path: &str, result: Option<Found>| {
+            let _ = path;
+            found.extend(result);
+        };
+        match key.as_str() {
+            "name" | "description" => check(key, try_as::<String>(section, key, index)),
+            "seed" => check(key, try_as::<u64>(section, key, index)),
+            "duration" => check(key, try_as::<super::units::Span>(section, key, index)),
+            "stack" => check(key, try_as::<StackConfig>(section, key, index)),
+            "phases" => check(key, try_as::<PhaseConfig>(section, key, index)),
+            "expect" => {
+                check(key, try_as::<std::collections::BTreeMap<CheckName, Expectation>>(section, key, index))
+            }
+            "report" => check(key, try_as::<ReportOptions>(section, key, index)),
+            "workload" => found.extend(each::<Load>(section, key, index)),
+            "faults" => found.extend(each::<FaultSpec>(section, key, index)),
+            "checks" => {
+                let mut without_slo = section.clone();
+                let slo = without_slo.as_object_mut().and_then(|m| m.remove("slo"));
+                found.extend(try_as::<Checks>(&without_slo, key, index));
+                if let Some(slo) = slo {
+                    found.extend(each::<SloRow>(&slo, "checks.slo", index));
+                }
+            }
+            unknown => {
+                let known = TOP_LEVEL_KEYS;
+                let hint = did_you_mean(unknown, known.iter().copied())
+                    .unwrap_or_else(|| format!("the top-level keys are {}", one_of(known)));
+                found.push((index.key(unknown), format!("unknown key `{unknown}`"), Some(hint)));
+            }
+        }
+    }
+    found
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "seed",
+    "duration",
+    "stack",
+    "workload",
+    "faults",
+    "phases",
+    "checks",
+    "expect",
+    "report",
+];
+
+fn try_as<T: DeserializeOwned>(value: &serde_json::Value, path: &str, index: &SpanIndex) -> Option<Found> {
+    serde_path_to_error::deserialize::<_, T>(value).err().map(|e| explain(&e, path, index))
+}
+
+fn each<T: DeserializeOwned>(value: &serde_json::Value, path: &str, index: &SpanIndex) -> Vec<Found> {
+    match value.as_array() {
+        Some(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| try_as::<T>(item, &format!("{path}[{i}]"), index))
+            .collect(),
+        None => try_as::<Vec<T>>(value, path, index).into_iter().collect(),
+    }
+}
+
+/// Turn a serde error at a path into a positioned message with a hint.
+fn explain(error: &serde_path_to_error::Error<serde_json::Error>, base: &str, index: &SpanIndex) -> Found {
+    let mut path = base.to_owned();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } => path = tree::child(&path, key),
+            serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    let raw = error.inner().to_string();
+    let shown = if path.is_empty() { "the scenario".to_owned() } else { format!("`{path}`") };
+    if let Some((found, expected)) = parse_unknown(&raw, "unknown field `") {
+        let parent = tree::parent(&path).unwrap_or("");
+        let place = if parent.is_empty() { "at the top level".to_owned() } else { format!("in `{parent}`") };
+        let hint = did_you_mean(&found, expected.iter().map(String::as_str))
+            .or_else(|| Some(format!("valid keys here: {}", one_of(&expected))));
+        return (index.key(&path), format!("unknown key `{found}` {place}"), hint);
+    }
+    if let Some((found, expected)) = parse_unknown(&raw, "unknown variant `") {
+        let hint = did_you_mean(&found, expected.iter().map(String::as_str))
+            .map(|h| format!("{h} (expected {})", one_of(&expected)))
+            .or_else(|| Some(format!("expected {}", one_of(&expected))));
+        return (index.value(&path), format!("{shown}: unknown value `{found}`"), hint);
+    }
+    if let Some(field) = raw.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        let at = if index.contains(&path) { index.key(&path) } else { index.value(&path) };
+        let whole = tree::child(&path, field);
+        return (at, format!("missing key `{whole}`"), None);
+    }
+    (index.value(&path), format!("{shown}: {raw}"), None)
+}
+
+/// Parse serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`") messages.
+fn parse_unknown(raw: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = raw.strip_prefix(prefix)?;
+    let (found, rest) = rest.split_once('`')?;
+    let expected = rest.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    Some((found.to_owned(), expected))
+}
+
+/// Apply one `--set dotted.path=value`: the value is read as YAML (`async`, `5`, `[a, b]`).
+fn apply_override(
+    value: &mut serde_json::Value,
+    index: &mut SpanIndex,
+    text: &str,
+) -> Result<(), (String, Option<String>)> {
+    let usage =
+        Some("write it as `--set dotted.path=value`, e.g. `--set stack.replication=async`".to_owned());
+    let Some((path, raw)) = text.split_once('=') else {
+        return Err(("an override needs `=`".into(), usage));
+    };
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(("an override needs a path before `=`".into(), usage));
+    }
+    let new: serde_json::Value = serde_saphyr::from_str(raw).map_err(|e| {
+        (format!("cannot read `{raw}` as a YAML value: {}", e.to_string().lines().next().unwrap_or("")), None)
+    })?;
+    let slot = walk_mut(value, path)?;
+    *slot = new;
+    index.mark_override(path, text);
+    Ok(())
+}
+
+/// Find (creating maps as needed) the slot a dotted path with `[i]` indexes names.
+fn walk_mut<'a>(
+    mut value: &'a mut serde_json::Value,
+    path: &str,
+) -> Result<&'a mut serde_json::Value, (String, Option<String>)> {
+    for part in path.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            if value.is_null() {
+                *value = serde_json::Value::Object(Default::default());
+            }
+            let map =
+                value.as_object_mut().ok_or_else(|| (format!("`{key}` is not inside a mapping"), None))?;
+            value = map.entry(key.to_owned()).or_insert(serde_json::Value::Null);
+        }
+        for raw in indexes.split('[').skip(1) {
+            let i: usize = raw
+                .strip_suffix(']')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| (format!("bad list index `[{raw}` in `{path}`"), None))?;
+            let list = value
+                .as_array_mut()
+                .ok_or_else(|| (format!("`{part}` indexes something that is not a list"), None))?;
+            let length = list.len();
+            value = list.get_mut(i).ok_or_else(|| {
+                (format!("index {i} is out of range in `{path}`: the list has {length} items"), None)
+            })?;
+        }
+    }
+    Ok(value)
+}

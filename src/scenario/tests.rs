@@ -1,0 +1,159 @@
+//! Table tests for loading: each snippet must be refused with the message and the position given.
+
+use indoc::indoc;
+
+use super::{Position, load_str};
+
+const BASE: &str = indoc! {"
+    name: t
+    duration: 60s
+    workload:
+      - { op: invest, rate: 50/s }
+      - { op: history, rate: 10/s }
+"};
+
+/// Load `BASE` + `extra`, expect failure, and return `(line, col, message, hint)` per error.
+fn errors(extra: &str, overrides: &[&str]) -> Vec<(u64, u64, String, String)> {
+    let text = format!("{BASE}{extra}");
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let diagnostics = load_str(&text, "t.yaml", &overrides).expect_err("must be refused");
+    diagnostics
+        .0
+        .into_iter()
+        .map(|d| {
+            let (line, col) = match d.position {
+                Position::At { line, col } => (line, col),
+                _ => (0, 0),
+            };
+            (line, col, d.message, d.hint.unwrap_or_default())
+        })
+        .collect()
+}
+
+fn expect_one(extra: &str, line: u64, message: &str, hint: &str) {
+    let found = errors(extra, &[]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (l, _, m, h) = &found[0];
+    assert_eq!(*l, line, "{found:#?}");
+    assert!(m.contains(message), "message {m:?} lacks {message:?}");
+    assert!(h.contains(hint), "hint {h:?} lacks {hint:?}");
+}
+
+#[test]
+fn the_base_loads_and_plans() {
+    let loaded = load_str(BASE, "t.yaml", &[]).unwrap();
+    assert_eq!(loaded.scenario.workload.len(), 2);
+    assert_eq!(loaded.plan.phases.len(), 1);
+    assert_eq!(loaded.source_sha256.len(), 64);
+}
+
+#[test]
+fn syntax_error() {
+    expect_one("faults: [ { at: 5s\n", 6, "invalid YAML: unclosed bracket", "");
+}
+
+#[test]
+fn unknown_keys_suggest_the_nearest() {
+    expect_one(
+        "stack: { api_replica: 3 }\n",
+        6,
+        "unknown key `api_replica` in `stack`",
+        "did you mean `api_replicas`?",
+    );
+    expect_one("seeed: 3\n", 6, "unknown key `seeed`", "did you mean `seed`?");
+}
+
+#[test]
+fn bad_units() {
+    expect_one("faults: [ { at: 20 parsecs, crash: lb, restart_after: 1s } ]\n", 6, "duration", "");
+    let found = errors("", &["workload[0].rate=50"]);
+    assert!(found[0].2.contains("rate such as"), "{found:?}");
+}
+
+#[test]
+fn unknown_op_suggests_the_nearest() {
+    let text = BASE.replace("op: invest", "op: invset");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1);
+    assert_eq!(d.0[0].position, Position::At { line: 4, col: 11 });
+    assert!(d.0[0].hint.as_deref().unwrap().contains("did you mean `invest`?"), "{d}");
+}
+
+#[test]
+fn misspelt_host_and_group() {
+    expect_one(
+        "faults: [ { at: 5s, crash: pg-primray, restart_after: 5s } ]\n",
+        6,
+        "unknown host or group `pg-primray`",
+        "did you mean `pg-primary`?",
+    );
+    expect_one(
+        "faults: [ { at: 5s, partition: [[apii], [db]], for: 5s } ]\n",
+        6,
+        "`apii`",
+        "did you mean `api`?",
+    );
+    expect_one("faults: [ { at: 5s, crash: client } ]\n", 6, "cannot be faulted", "");
+}
+
+#[test]
+fn faults_outside_the_run() {
+    expect_one("faults: [ { at: 60s, crash: lb } ]\n", 6, "at or after the end of the run", "lasts 1m");
+    expect_one("faults: [ { at: 50s, pause: lb, for: 20s } ]\n", 6, "past the end of the run", "");
+}
+
+#[test]
+fn fault_shapes() {
+    expect_one("faults: [ { at: 5s, for: 5s } ]\n", 6, "no kind", "add one of");
+    expect_one("faults: [ { at: 5s, crash: lb, pause: lb, restart_after: 1s } ]\n", 6, "exactly one kind", "");
+    expect_one("faults: [ { at: 5s, pause: lb } ]\n", 6, "needs `for`", "for: 5s");
+    expect_one("faults: [ { at: 5s, partition: [[api]], for: 5s } ]\n", 6, "two non-empty sides", "");
+    expect_one("faults: [ { at: 5s, partition: [[api], [api-1]], for: 5s } ]\n", 6, "on both sides", "");
+}
+
+#[test]
+fn overlapping_crashes_of_one_host() {
+    let faults = "faults:\n  - { at: 5s, crash: pg-primary, restart_after: 10s }\n  - { at: 10s, crash: db, restart_after: 2s }\n";
+    expect_one(faults, 8, "`pg-primary` is already down", "disjoint");
+}
+
+#[test]
+fn slo_on_an_op_never_issued_and_zero_rate() {
+    let text = BASE.replace("rate: 10/s", "rate: 0/s") + "checks:\n  slo:\n    - { op: order, p99: 1s }\n";
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    let messages: Vec<String> = d.0.iter().map(|d| d.to_string()).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(messages[0].starts_with("t.yaml:5:"), "{messages:#?}");
+    assert!(messages[0].contains("rate of `history` is zero"));
+    assert!(messages[1].starts_with("t.yaml:8:"));
+    assert!(messages[1].contains("never issues"));
+}
+
+#[test]
+fn expect_needs_a_configured_check() {
+    expect_one("expect: { durability: fail }\n", 6, "not configured", "add `durability` under `checks`");
+}
+
+#[test]
+fn overrides_apply_before_validation_and_point_at_the_flag() {
+    let loaded =
+        load_str(BASE, "t.yaml", &["stack.replication=async".into(), "workload[1].rate=5/s".into()]).unwrap();
+    assert_eq!(loaded.scenario.stack.replication, super::model::Replication::Async);
+    assert_eq!(loaded.scenario.workload[1].rate.per_second(), 5.0);
+    let d = load_str(BASE, "t.yaml", &["stack.replication=asink".into()]).unwrap_err();
+    assert_eq!(d.0[0].position, Position::Override("stack.replication=asink".into()));
+    assert!(d.to_string().starts_with("t.yaml: --set stack.replication=asink:"), "{d}");
+    assert!(load_str(BASE, "t.yaml", &["nonsense".into()]).is_err());
+    assert!(
+        load_str(BASE, "t.yaml", &["workload[9].rate=1/s".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("out of range")
+    );
+}
+
+#[test]
+fn a_missing_required_key_is_named() {
+    let d = load_str("name: t\nworkload: []\n", "t.yaml", &[]).unwrap_err();
+    assert!(d.to_string().contains("missing key `duration`"), "{d}");
+}

@@ -1,0 +1,355 @@
+//! Semantic validation: what serde cannot check. Every rule reports at the position of the
+//! offending value, and every error is collected (none stops the others).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::diagnostic::{Position, did_you_mean, one_of};
+use super::model::{CheckName, FaultSpec, Phase, Scenario};
+use super::units::Span;
+use crate::stack::topology::{CLIENT, Topology};
+
+type Found = (Position, String, Option<String>);
+
+/// Collects errors, resolving paths to positions.
+struct Report<'a> {
+    value_at: &'a dyn Fn(&str) -> Position,
+    found: Vec<Found>,
+}
+
+impl Report<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        self.found.push(((self.value_at)(path), message.into(), hint));
+    }
+}
+
+/// Check a scenario whose shape is right; `value_at` maps a YAML path to its position.
+pub(crate) fn validate(
+    scenario: &Scenario,
+    value_at: &dyn Fn(&str) -> Position,
+    _key_at: &dyn Fn(&str) -> Position,
+) -> Vec<Found> {
+    let mut report = Report { value_at, found: Vec::new() };
+    let duration = scenario.duration.get();
+    if duration.is_zero() {
+        report.error("duration", "the run's `duration` is 0", Some("give it a length such as `60s`".into()));
+    }
+    stack(scenario, &mut report);
+    workload(scenario, duration, &mut report);
+    let topology = Topology::new(&scenario.stack);
+    for (i, fault) in scenario.faults.iter().enumerate() {
+        one_fault(fault, &format!("faults[{i}]"), duration, &topology, &mut report);
+    }
+    overlapping_outages(scenario, &topology, &mut report);
+    checks(scenario, &mut report);
+    report.found
+}
+
+fn at_least_one(report: &mut Report, path: &str, value: u32, what: &str) {
+    if value == 0 {
+        report.error(path, format!("`{path}` is 0: {what} needs at least 1"), None);
+    }
+}
+
+fn positive(report: &mut Report, path: &str, value: Span) {
+    if value.get().is_zero() {
+        report.error(path, format!("`{path}` is 0"), Some("give it a length such as `500ms`".into()));
+    }
+}
+
+fn stack(scenario: &Scenario, report: &mut Report) {
+    let stack = &scenario.stack;
+    at_least_one(report, "stack.api_replicas", stack.api_replicas, "the balancer");
+    at_least_one(report, "stack.workers", stack.workers, "the query queue");
+    at_least_one(report, "stack.queue.capacity", stack.queue.capacity, "the queue");
+    at_least_one(report, "stack.queue.prefetch", stack.queue.prefetch, "a worker");
+    at_least_one(
+        report,
+        "stack.watchdog.failures_to_promote",
+        stack.watchdog.failures_to_promote,
+        "failover",
+    );
+    at_least_one(report, "stack.balancer.eject_after", stack.balancer.eject_after, "ejection");
+    positive(report, "stack.watchdog.probe_every", stack.watchdog.probe_every);
+    positive(report, "stack.watchdog.probe_timeout", stack.watchdog.probe_timeout);
+    positive(report, "stack.balancer.health_every", stack.balancer.health_every);
+    for (i, bug) in stack.bugs.iter().enumerate() {
+        if stack.bugs[..i].contains(bug) {
+            report.error(&format!("stack.bugs[{i}]"), "this bug switch is listed twice", None);
+        }
+    }
+}
+
+fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
+    if scenario.workload.is_empty() {
+        report.error(
+            "workload",
+            "the workload is empty",
+            Some("add e.g. `- { op: invest, rate: 50/s }`".into()),
+        );
+    }
+    for (i, load) in scenario.workload.iter().enumerate() {
+        let path = format!("workload[{i}]");
+        if load.rate.count <= 0.0 {
+            let hint = Some("a rate must be positive, e.g. `50/s`; remove the entry to stop this op".into());
+            report.error(&format!("{path}.rate"), format!("the rate of `{}` is zero", load.op.name()), hint);
+        }
+        positive(report, &format!("{path}.timeout"), load.timeout);
+        let stop = load.stop.map_or(duration, Span::get);
+        if load.start.get() >= stop {
+            report.error(
+                &format!("{path}.start"),
+                format!("`start` ({}) is not before `stop` ({})", load.start, Span(stop)),
+                None,
+            );
+        }
+        if stop > duration {
+            let message =
+                format!("`stop` ({}) is after the end of the run ({})", Span(stop), scenario.duration);
+            report.error(&format!("{path}.stop"), message, None);
+        }
+    }
+}
+
+/// The fault kinds set on one entry, with their YAML key.
+fn kinds(fault: &FaultSpec) -> Vec<&'static str> {
+    let set = [
+        ("crash", fault.crash.is_some()),
+        ("pause", fault.pause.is_some()),
+        ("partition", fault.partition.is_some()),
+        ("latency", fault.latency.is_some()),
+        ("backpressure", fault.backpressure.is_some()),
+        ("pricefeed_outage", fault.pricefeed_outage.is_some()),
+    ];
+    set.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
+}
+
+const KINDS: [&str; 6] = ["crash", "pause", "partition", "latency", "backpressure", "pricefeed_outage"];
+
+fn one_fault(fault: &FaultSpec, path: &str, duration: Duration, topology: &Topology, report: &mut Report) {
+    let kinds = kinds(fault);
+    match kinds.as_slice() {
+        [] => {
+            let hint = Some(format!("add one of {}", one_of(&KINDS)));
+            report.error(path, "this fault has no kind", hint);
+        }
+        [_] => {}
+        [_, second, ..] => {
+            let hint = Some("split it into one fault per kind".into());
+            report.error(
+                &format!("{path}.{second}"),
+                format!("a fault has exactly one kind, found {}", one_of(&kinds)),
+                hint,
+            );
+        }
+    }
+    let start = fault.at.get();
+    if start >= duration {
+        let hint =
+            Some(format!("the run lasts {}; move the fault earlier or lengthen `duration`", Span(duration)));
+        report.error(
+            &format!("{path}.at"),
+            format!("the fault starts at {} — at or after the end of the run", fault.at),
+            hint,
+        );
+    }
+    let is_crash = fault.crash.is_some();
+    if fault.restart_after.is_some() && !is_crash {
+        report.error(
+            &format!("{path}.restart_after"),
+            "`restart_after` applies only to `crash`",
+            Some("use `for` to bound other faults".into()),
+        );
+    }
+    if is_crash && fault.for_.is_some() {
+        report.error(
+            &format!("{path}.for"),
+            "a crash is bounded by `restart_after`, not `for`",
+            Some("write `restart_after: 15s`".into()),
+        );
+    }
+    if !is_crash && !kinds.is_empty() && fault.for_.is_none() {
+        let hint = Some("add e.g. `for: 5s`; the fault is reverted when it ends".into());
+        report.error(path, format!("a `{}` fault needs `for`", kinds[0]), hint);
+    }
+    for (key, window) in [("for", fault.for_), ("restart_after", fault.restart_after)] {
+        if let Some(window) = window {
+            if window.get().is_zero() {
+                report.error(&format!("{path}.{key}"), format!("`{key}` is 0"), None);
+            } else if start < duration && start + window.get() > duration {
+                let message = format!(
+                    "the fault runs from {} to {}, past the end of the run ({})",
+                    fault.at,
+                    Span(start + window.get()),
+                    Span(duration)
+                );
+                report.error(
+                    &format!("{path}.{key}"),
+                    message,
+                    Some("shorten it or lengthen `duration`".into()),
+                );
+            }
+        }
+    }
+    targets(fault, path, topology, report);
+    if let Some(bp) = &fault.backpressure
+        && let Some(capacity) = bp.capacity
+        && capacity == 0
+    {
+        report.error(
+            &format!("{path}.backpressure.capacity"),
+            "a queue capacity of 0 rejects everything",
+            Some("use at least 1".into()),
+        );
+    }
+    if let Some(latency) = &fault.latency {
+        positive(report, &format!("{path}.latency.delay"), latency.delay);
+    }
+}
+
+fn check_target(name: &str, path: &str, topology: &Topology, report: &mut Report) -> Option<Vec<String>> {
+    if let Some(hosts) = topology.resolve(name) {
+        return Some(hosts);
+    }
+    let known = topology.target_names();
+    if name == CLIENT {
+        report.error(path, "the client runs the load generator and cannot be faulted", None);
+        return None;
+    }
+    let hint = did_you_mean(name, known.iter().map(String::as_str))
+        .unwrap_or_else(|| format!("known hosts and groups: {}", one_of(&known)));
+    report.error(path, format!("unknown host or group `{name}`"), Some(hint));
+    None
+}
+
+fn targets(fault: &FaultSpec, path: &str, topology: &Topology, report: &mut Report) {
+    for (key, target) in [("crash", &fault.crash), ("pause", &fault.pause)] {
+        if let Some(target) = target {
+            check_target(target, &format!("{path}.{key}"), topology, report);
+        }
+    }
+    let sides = [
+        ("partition", fault.partition.as_ref()),
+        ("latency.between", fault.latency.as_ref().map(|l| &l.between)),
+    ];
+    for (key, sides) in sides {
+        let Some(sides) = sides else { continue };
+        let side_path = format!("{path}.{key}");
+        if sides.len() != 2 || sides.iter().any(Vec::is_empty) {
+            let hint = Some("write two lists: `[[api], [pg-replica]]`".into());
+            report.error(
+                &side_path,
+                format!("`{key}` needs exactly two non-empty sides, found {}", sides.len()),
+                hint,
+            );
+            continue;
+        }
+        let mut resolved: Vec<Vec<String>> = Vec::new();
+        for (s, side) in sides.iter().enumerate() {
+            let mut hosts = Vec::new();
+            for (t, name) in side.iter().enumerate() {
+                hosts.extend(
+                    check_target(name, &format!("{side_path}[{s}][{t}]"), topology, report)
+                        .unwrap_or_default(),
+                );
+            }
+            resolved.push(hosts);
+        }
+        if let Some(both) = resolved[0].iter().find(|h| resolved[1].contains(h)) {
+            report.error(
+                &side_path,
+                format!("`{both}` is on both sides"),
+                Some("a host cannot be cut off from itself".into()),
+            );
+        }
+    }
+}
+
+/// Two crashes (or a crash and a pause) of one host whose windows overlap.
+fn overlapping_outages(scenario: &Scenario, topology: &Topology, report: &mut Report) {
+    let duration = scenario.duration.get();
+    let mut windows: BTreeMap<String, Vec<(Duration, Duration, usize)>> = BTreeMap::new();
+    for (i, fault) in scenario.faults.iter().enumerate() {
+        let (target, window) = match (&fault.crash, &fault.pause) {
+            (Some(t), _) => (t, fault.restart_after),
+            (None, Some(t)) => (t, fault.for_),
+            _ => continue,
+        };
+        let start = fault.at.get();
+        let end = window.map_or(duration, |w| start + w.get());
+        for host in topology.resolve(target).unwrap_or_default() {
+            let earlier = windows.entry(host.clone()).or_default();
+            if let Some(&(_, _, j)) = earlier.iter().find(|(s, e, _)| start < *e && *s < end) {
+                let key = if fault.crash.is_some() { "crash" } else { "pause" };
+                let message = format!("`{host}` is already down or paused by faults[{j}] at this time");
+                report.error(
+                    &format!("faults[{i}].{key}"),
+                    message,
+                    Some("make the windows disjoint".into()),
+                );
+            }
+            earlier.push((start, end, i));
+        }
+    }
+}
+
+fn checks(scenario: &Scenario, report: &mut Report) {
+    let used: Vec<&str> = scenario.workload.iter().map(|l| l.op.name()).collect();
+    let has_faults = !scenario.faults.is_empty();
+    for (i, row) in scenario.checks.slo.iter().enumerate() {
+        let path = format!("checks.slo[{i}]");
+        if let Some(op) = row.op.op()
+            && !used.contains(&op.name())
+        {
+            let hint = Some(format!("the workload issues {}", one_of(&used)));
+            report.error(
+                &format!("{path}.op"),
+                format!("an SLO on `{}`, which the workload never issues", op.name()),
+                hint,
+            );
+        }
+        let thresholds = [row.p50, row.p90, row.p95, row.p99, row.p999, row.max];
+        if thresholds.iter().all(Option::is_none) && row.error_rate.is_none() && row.availability.is_none() {
+            let hint = Some("add e.g. `p99: 700ms` or `availability: 99%`".into());
+            report.error(&path, "this SLO row sets no threshold", hint);
+        }
+        if matches!(row.phase, Phase::Fault | Phase::Recovery) && !has_faults {
+            let message = format!("phase `{}` never happens: the scenario has no faults", row.phase.name());
+            report.error(&format!("{path}.phase"), message, Some("use `steady` or `all`".into()));
+        }
+    }
+    if let Some(staleness) = &scenario.checks.staleness
+        && let Some(max) = staleness.max
+    {
+        positive(report, "checks.staleness.max", max);
+    }
+    if let Some(recovery) = &scenario.checks.recovery {
+        positive(report, "checks.recovery.rto", recovery.rto);
+        if !has_faults {
+            report.error("checks.recovery", "a recovery check needs at least one fault", None);
+        }
+    }
+    for name in scenario.expect.keys() {
+        if !configured(scenario, *name) {
+            let message = format!("`expect` names `{}`, which is not configured under `checks`", name.name());
+            report.error(
+                &format!("expect.{}", name.name()),
+                message,
+                Some(format!("add `{}` under `checks`", name.name())),
+            );
+        }
+    }
+}
+
+/// Is a check configured (and so will it run)?
+pub(crate) fn configured(scenario: &Scenario, name: CheckName) -> bool {
+    let checks = &scenario.checks;
+    match name {
+        CheckName::Durability => checks.durability.is_some(),
+        CheckName::Staleness => checks.staleness.is_some(),
+        CheckName::Saga => checks.saga.is_some(),
+        CheckName::Delivery => checks.delivery.is_some(),
+        CheckName::Slo => !checks.slo.is_empty(),
+        CheckName::Recovery => checks.recovery.is_some(),
+    }
+}
