@@ -1,0 +1,278 @@
+//! The orders saga middleware, served on every `api-N` host: `POST /orders {key, sku, qty}`
+//! orchestrates inventory (`POST /reserve`) → ordersvc (`POST /orders`) → reports
+//! (`POST /reports`), each call retried a bounded number of times while its outcome is unknown.
+//!
+//! When a later step fails definitely, or stays unknown after its retries, the saga compensates
+//! in reverse: it cancels every later step it reached (`DELETE /reports/{id}`,
+//! `DELETE /orders/{id}`, which leave tombstones so a late create cannot resurrect them), and only
+//! once those are confirmed does it restock (`POST /restock`). So stock is never put back while
+//! the order may still exist, and never left taken for an order known not to exist.
+//!
+//! Answers: 201 `completed`; 409 `rejected` (out of stock, or inventory refused: nothing taken)
+//! or `compensated` (stock restored); 504 `unknown` when a compensation could not be confirmed.
+//!
+//! The step trace (`reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`, …) is appended
+//! to the [`SagaLog`] port as the saga goes (best effort, bounded by `log_timeout`), and returned
+//! in the response's `reason` for non-completed orders.
+//!
+//! Bug planted here: `skip_compensation` (never restock, still answer `compensated`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use tokio::time::{sleep, timeout};
+
+use super::api::OrderResponse;
+use super::bugs::Bugs;
+use super::ports::{HttpClient, HttpRequest, SagaLog};
+use super::wire::{self, Called, OrderRef, StepRequest};
+
+/// How the saga middleware behaves. Defaults on each field.
+#[derive(Clone, Debug)]
+pub struct OrdersConfig {
+    /// Inventory's `host:port`. Default `inventory:80`.
+    pub inventory_authority: String,
+    /// The orders service's `host:port`. Default `ordersvc:80`.
+    pub ordersvc_authority: String,
+    /// The reports service's `host:port`. Default `reports:80`.
+    pub reports_authority: String,
+    /// How long one call to a participant may take. Default 500 ms.
+    pub step_timeout: Duration,
+    /// Attempts per step while its outcome is unknown (or the participant answers 503).
+    /// Default 3.
+    pub step_attempts_max: u32,
+    /// Pause before the first retry, doubled for each further one. Default 20 ms.
+    pub retry_backoff: Duration,
+    /// How long appending one trace step may take before it is dropped. Default 200 ms.
+    pub log_timeout: Duration,
+    /// Planted bugs.
+    pub bugs: Bugs,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            inventory_authority: "inventory:80".into(),
+            ordersvc_authority: "ordersvc:80".into(),
+            reports_authority: "reports:80".into(),
+            step_timeout: Duration::from_millis(500),
+            step_attempts_max: 3,
+            retry_backoff: Duration::from_millis(20),
+            log_timeout: Duration::from_millis(200),
+            bugs: Bugs::default(),
+        }
+    }
+}
+
+/// The saga middleware's state.
+#[derive(Clone)]
+pub struct OrdersState {
+    http: Arc<dyn HttpClient>,
+    log: Arc<dyn SagaLog>,
+    config: Arc<OrdersConfig>,
+}
+
+impl OrdersState {
+    /// Build from the HTTP client (to the participants), the saga log and the config.
+    pub fn new(http: Arc<dyn HttpClient>, log: Arc<dyn SagaLog>, config: OrdersConfig) -> OrdersState {
+        OrdersState { http, log, config: Arc::new(config) }
+    }
+}
+
+/// The route `POST /orders`.
+pub fn router(state: OrdersState) -> Router {
+    Router::new().route("/orders", post(create_order)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct OrderBody {
+    #[serde(default)]
+    key: Option<String>,
+    sku: String,
+    qty: u64,
+}
+
+async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: OrderBody = match wire::parse("POST /orders", &body) {
+        Ok(body) => body,
+        Err(resp) => return resp,
+    };
+    let Some(key) = wire::idempotency_key(body.key, &headers) else {
+        return wire::error(
+            StatusCode::BAD_REQUEST,
+            "POST /orders needs a `key` or an idempotency-key header",
+        );
+    };
+    if body.qty == 0 {
+        return wire::error(StatusCode::UNPROCESSABLE_ENTITY, "POST /orders: qty must be at least 1");
+    }
+    let step = StepRequest { order_id: key, sku: body.sku, qty: body.qty };
+    let mut saga = Saga { state: &state, step, trace: Vec::new() };
+    let (status, outcome) = saga.run().await;
+    let reason = (outcome != "completed").then(|| saga.trace.join(", "));
+    let answer = OrderResponse { order_id: saga.step.order_id.clone(), status: outcome.into(), reason };
+    (status, axum::Json(answer)).into_response()
+}
+
+/// How far the saga got before a step failed: what compensation must undo.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    Reserve,
+    Order,
+    Report,
+}
+
+/// One run of the saga for one order.
+struct Saga<'a> {
+    state: &'a OrdersState,
+    step: StepRequest,
+    trace: Vec<String>,
+}
+
+/// What one step's calls came to.
+struct StepOutcome {
+    last: Called,
+}
+
+impl Saga<'_> {
+    /// Run every step; the status and the `OrderResponse::status` to answer with.
+    async fn run(&mut self) -> (StatusCode, &'static str) {
+        let config = self.state.config.clone();
+        let body = serde_json::to_vec(&self.step).expect("a step serialises");
+        let reserve =
+            self.call(http::Method::POST, &config.inventory_authority, "/reserve", Some(body.clone())).await;
+        match &reserve.last {
+            Called::Ok(_) => self.note("reserve ok").await,
+            Called::Definite(resp) if resp.status == 409 => {
+                self.note("reserve out-of-stock").await;
+                return (StatusCode::CONFLICT, "rejected");
+            }
+            Called::Definite(resp) => {
+                self.note(&format!("reserve refused {}", resp.status)).await;
+                return (StatusCode::CONFLICT, "rejected");
+            }
+            Called::Unknown(_) => {
+                self.note("reserve unknown").await;
+                return self.compensate(Reached::Reserve).await;
+            }
+        }
+        let order =
+            self.call(http::Method::POST, &config.ordersvc_authority, "/orders", Some(body.clone())).await;
+        if !self.judge("order", &order).await {
+            return self.compensate(Reached::Order).await;
+        }
+        let report = self.call(http::Method::POST, &config.reports_authority, "/reports", Some(body)).await;
+        if !self.judge("report", &report).await {
+            return self.compensate(Reached::Report).await;
+        }
+        (StatusCode::CREATED, "completed")
+    }
+
+    /// Record a step's outcome; true if it succeeded.
+    async fn judge(&mut self, name: &str, outcome: &StepOutcome) -> bool {
+        let word = match &outcome.last {
+            Called::Ok(_) => "ok",
+            Called::Definite(_) => "fail",
+            Called::Unknown(_) => "unknown",
+        };
+        self.note(&format!("{name} {word}")).await;
+        word == "ok"
+    }
+
+    /// Undo every step reached, last first; restock only once the later steps are confirmed undone.
+    async fn compensate(&mut self, reached: Reached) -> (StatusCode, &'static str) {
+        let config = self.state.config.clone();
+        let id = self.step.order_id.clone();
+        if reached == Reached::Report {
+            let path = format!("/reports/{id}");
+            let undo = self.call(http::Method::DELETE, &config.reports_authority, &path, None).await;
+            if !self.judge("cancel-report", &undo).await {
+                return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+            }
+        }
+        if reached != Reached::Reserve {
+            let path = format!("/orders/{id}");
+            let undo = self.call(http::Method::DELETE, &config.ordersvc_authority, &path, None).await;
+            if !self.judge("cancel-order", &undo).await {
+                return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+            }
+        }
+        if config.bugs.skip_compensation {
+            self.note("restock skipped").await;
+            return (StatusCode::CONFLICT, "compensated");
+        }
+        let body = serde_json::to_vec(&OrderRef { order_id: id }).expect("an order ref serialises");
+        let restock =
+            self.call(http::Method::POST, &config.inventory_authority, "/restock", Some(body)).await;
+        if !self.judge("restock", &restock).await {
+            return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+        }
+        (StatusCode::CONFLICT, "compensated")
+    }
+
+    /// Call a participant, retrying (bounded) while the outcome is unknown or the answer is 503.
+    /// An unknown attempt is noted in the trace only by the caller; a definite refusal after an
+    /// unknown attempt is reported as unknown, since the earlier attempt may have applied.
+    async fn call(
+        &mut self,
+        method: http::Method,
+        authority: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> StepOutcome {
+        let config = &self.state.config;
+        let mut maybe_applied = false;
+        let mut backoff = config.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = HttpRequest {
+                method: method.clone(),
+                authority: authority.to_string(),
+                path: path.to_string(),
+                body: body.clone(),
+                headers: vec![("content-type".into(), "application/json".into())],
+            };
+            let last = wire::classify(self.state.http.send(request, config.step_timeout).await);
+            let retry = match &last {
+                Called::Ok(_) => false,
+                Called::Unknown(_) => {
+                    maybe_applied = true;
+                    true
+                }
+                Called::Definite(resp) => resp.status == 503,
+            };
+            if !retry || attempt >= config.step_attempts_max {
+                let last = match last {
+                    Called::Definite(resp) if maybe_applied && resp.status != 409 => {
+                        Called::Unknown(format!("status {} after an unknown attempt", resp.status))
+                    }
+                    other => other,
+                };
+                return StepOutcome { last };
+            }
+            sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+
+    /// Append a step to the trace and, best effort, to the saga log.
+    async fn note(&mut self, step: &str) {
+        self.trace.push(step.to_string());
+        let log = self.state.log.append(&self.step.order_id, step);
+        match timeout(self.state.config.log_timeout, log).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(order = %self.step.order_id, %step, %err, "saga log append failed")
+            }
+            Err(_) => tracing::warn!(order = %self.step.order_id, %step, "saga log append timed out"),
+        }
+    }
+}
