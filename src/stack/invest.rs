@@ -240,3 +240,149 @@ fn to_history(page: HistoryPage) -> HistoryResponse {
         investments: page.investments.into_iter().map(to_response).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::ports::HttpResponse;
+    use crate::stack::pricefeed::{self, Outage, PricefeedControl, PricefeedState};
+    use crate::stack::testkit::{MemHttp, MemInvestStore, body_json, json_request, oneshot};
+    use http::Method;
+    use serde_json::json;
+
+    struct Fixture {
+        store: Arc<MemInvestStore>,
+        feed: PricefeedControl,
+        router: Router,
+    }
+
+    fn fixture(bugs: Bugs) -> Fixture {
+        let store = Arc::new(MemInvestStore::default());
+        let feed = PricefeedControl::default();
+        let http = Arc::new(MemHttp::default());
+        http.route("pricefeed:80", pricefeed::router(PricefeedState::new(feed.clone())));
+        let config = InvestConfig { bugs, ..InvestConfig::default() };
+        let router = router(InvestState::new(store.clone(), http, config));
+        Fixture { store, feed, router }
+    }
+
+    async fn invest(router: &Router, key: &str) -> HttpResponse {
+        let body = json!({"key": key, "coin": "bitcoin", "amount_usd_cents": 1000});
+        oneshot(router.clone(), json_request(Method::POST, "/invest", Some(body))).await
+    }
+
+    async fn history(router: &Router, min_lsn: u64) -> HistoryResponse {
+        let resp =
+            oneshot(router.clone(), json_request(Method::GET, &format!("/history?min_lsn={min_lsn}"), None))
+                .await;
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    /// A retried key answers 200 with the stored row and writes nothing new; the key may also
+    /// come in the header.
+    #[tokio::test(start_paused = true)]
+    async fn invest_is_idempotent_on_its_key() {
+        let f = fixture(Bugs::default());
+        let first = invest(&f.router, "k1").await;
+        assert_eq!(first.status, 201);
+        let first: InvestResponse = serde_json::from_slice(&first.body).unwrap();
+        assert_eq!(first.price_usd_micros, 43_250_120_000);
+        let replay = invest(&f.router, "k1").await;
+        assert_eq!(replay.status, 200);
+        assert_eq!(serde_json::from_slice::<InvestResponse>(&replay.body).unwrap(), first);
+        assert_eq!(f.store.rows().len(), 1);
+
+        let mut by_header =
+            json_request(Method::POST, "/invest", Some(json!({"coin": "ethereum", "amount_usd_cents": 5})));
+        by_header.headers.push(("idempotency-key".into(), "k2".into()));
+        let resp = oneshot(f.router.clone(), by_header).await;
+        assert_eq!(resp.status, 201);
+        assert_eq!(body_json(&resp)["key"], "k2");
+        assert_eq!(f.store.rows().len(), 2);
+    }
+
+    /// A failing or too slow price feed answers 503 and never reaches the store.
+    #[tokio::test(start_paused = true)]
+    async fn price_feed_failure_is_503_and_writes_nothing() {
+        let f = fixture(Bugs::default());
+        f.feed.set(Outage::Errors);
+        assert_eq!(invest(&f.router, "k1").await.status, 503);
+        f.feed.set(Outage::Slow(Duration::from_secs(2)));
+        assert_eq!(invest(&f.router, "k1").await.status, 503);
+        assert_eq!(f.store.record_calls(), 0);
+        f.feed.set(Outage::None);
+        assert_eq!(invest(&f.router, "k1").await.status, 201);
+    }
+
+    /// An unknown store outcome is 504, a read-only node 503.
+    #[tokio::test(start_paused = true)]
+    async fn store_failures_map_to_unknown_and_definite() {
+        let f = fixture(Bugs::default());
+        f.store.fail_record(Some(PortError::Unavailable("timeout".into())));
+        assert_eq!(invest(&f.router, "k1").await.status, 504);
+        f.store.fail_record(Some(PortError::ReadOnly("standby".into())));
+        assert_eq!(invest(&f.router, "k1").await.status, 503);
+    }
+
+    /// Bug `ack_before_commit`: the client gets 201 for a write the store never took.
+    #[tokio::test(start_paused = true)]
+    async fn bug_ack_before_commit_acknowledges_a_failed_write() {
+        for (bugs, expected) in
+            [(Bugs::default(), 504), (Bugs { ack_before_commit: true, ..Bugs::default() }, 201)]
+        {
+            let f = fixture(bugs);
+            f.store.fail_record(Some(PortError::Unavailable("primary crashed".into())));
+            assert_eq!(invest(&f.router, "k1").await.status, expected);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert!(f.store.rows().is_empty());
+        }
+    }
+
+    /// A read presenting an LSN the replica has not replayed waits until it has, then reads the
+    /// replica.
+    #[tokio::test(start_paused = true)]
+    async fn history_waits_for_the_replica_to_replay_the_lsn() {
+        let f = fixture(Bugs::default());
+        invest(&f.router, "k1").await;
+        invest(&f.router, "k2").await;
+        f.store.set_replica_lsn(10);
+        let store = f.store.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_millis(50)).await;
+            store.set_replica_lsn(20);
+        });
+        let started = Instant::now();
+        let page = history(&f.router, 20).await;
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(page.served_by, "pg-replica");
+        assert_eq!(page.investments.iter().map(|i| i.lsn).collect::<Vec<_>>(), [20]);
+    }
+
+    /// A replica that stays behind for `ryw_wait_max` (or is down) sends the read to the primary.
+    #[tokio::test(start_paused = true)]
+    async fn history_falls_back_to_the_primary() {
+        let f = fixture(Bugs::default());
+        invest(&f.router, "k1").await;
+        invest(&f.router, "k2").await;
+        f.store.set_replica_lsn(10);
+        let page = history(&f.router, 20).await;
+        assert_eq!(page.served_by, "pg-primary");
+        assert_eq!(page.investments.len(), 1);
+        assert_eq!(history(&f.router, 0).await.served_by, "pg-replica");
+        f.store.set_replica_down(true);
+        assert_eq!(history(&f.router, 0).await.served_by, "pg-primary");
+    }
+
+    /// Bug `stale_read_your_writes`: the lagging replica answers without the write.
+    #[tokio::test(start_paused = true)]
+    async fn bug_stale_read_your_writes_answers_without_the_write() {
+        let f = fixture(Bugs { stale_read_your_writes: true, ..Bugs::default() });
+        invest(&f.router, "k1").await;
+        invest(&f.router, "k2").await;
+        f.store.set_replica_lsn(10);
+        let page = history(&f.router, 20).await;
+        assert_eq!(page.served_by, "pg-replica");
+        assert!(page.investments.is_empty(), "the write at LSN 20 is missing: a read-your-writes violation");
+    }
+}

@@ -32,6 +32,7 @@ pub mod ordersvc;
 pub mod ports;
 pub mod pricefeed;
 pub mod reports;
+pub mod testkit;
 pub mod topology;
 pub mod watchdog;
 pub mod wire;
