@@ -133,3 +133,73 @@ async fn status(State(state): State<GatewayState>, Path(id): Path<u64>) -> Respo
         Err(err) => wire::port_error("reading the query", &err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::ports::HttpResponse;
+    use crate::stack::testkit::{MemBroker, MemQueries, body_json, json_request, oneshot};
+    use serde_json::json;
+
+    fn fixture(bugs: Bugs) -> (Arc<MemQueries>, MemBroker, Router) {
+        let store = Arc::new(MemQueries::default());
+        let broker = MemBroker::new(2);
+        let config = GatewayConfig { bugs, ..GatewayConfig::default() };
+        let router = router(GatewayState::new(store.clone(), Arc::new(broker.clone()), config));
+        (store, broker, router)
+    }
+
+    async fn submit(router: &Router, key: &str) -> HttpResponse {
+        let body = json!({"key": key, "sku": "widget"});
+        oneshot(router.clone(), json_request(http::Method::POST, "/queries", Some(body))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn accepted_query_is_published_once_confirmed() {
+        let (store, broker, router) = fixture(Bugs::default());
+        let resp = submit(&router, "q1").await;
+        assert_eq!(resp.status, 202);
+        let id = body_json(&resp)["id"].as_u64().unwrap();
+        assert_eq!(broker.published(), [QueryMessage { id, sku: "widget".into() }]);
+        assert_eq!(store.row(id).unwrap().status, "pending");
+        let status =
+            oneshot(router.clone(), json_request(http::Method::GET, &format!("/queries/{id}"), None)).await;
+        assert_eq!((status.status, body_json(&status)["status"].clone()), (200, json!("pending")));
+        let missing = oneshot(router.clone(), json_request(http::Method::GET, "/queries/99", None)).await;
+        assert_eq!(missing.status, 404);
+    }
+
+    /// A full queue and a missing confirm are 503 with Retry-After, never 202; a retry with the
+    /// same key reuses the row and publishes again.
+    #[tokio::test(start_paused = true)]
+    async fn full_queue_or_unconfirmed_publish_is_503_with_retry_after() {
+        let (_store, broker, router) = fixture(Bugs::default());
+        assert_eq!(submit(&router, "q1").await.status, 202);
+        assert_eq!(submit(&router, "q2").await.status, 202);
+        let full = submit(&router, "q3").await;
+        assert_eq!((full.status, full.retry_after_secs), (503, Some(1)));
+        broker.fail_publish(Some(PublishError::Unconfirmed("channel closed".into())));
+        let unconfirmed = submit(&router, "q4").await;
+        assert_eq!((unconfirmed.status, unconfirmed.retry_after_secs), (503, Some(1)));
+        assert_eq!(broker.published().len(), 2);
+        broker.fail_publish(None);
+        let before = broker.ready_count();
+        let _ = submit(&router, "q1").await;
+        assert_eq!(broker.ready_count(), before, "the queue is still full: q1's retry was rejected");
+    }
+
+    /// Bug `unconfirmed_publish`: 202 for a query the full queue rejected, so it is lost.
+    #[tokio::test(start_paused = true)]
+    async fn bug_unconfirmed_publish_accepts_a_rejected_query() {
+        for (bugs, expected) in
+            [(Bugs::default(), 503), (Bugs { unconfirmed_publish: true, ..Bugs::default() }, 202)]
+        {
+            let (_store, broker, router) = fixture(bugs);
+            submit(&router, "q1").await;
+            submit(&router, "q2").await;
+            assert_eq!(submit(&router, "q3").await.status, expected);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(broker.published().len(), 2, "q3 never reached the queue");
+        }
+    }
+}

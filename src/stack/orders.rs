@@ -276,3 +276,152 @@ impl Saga<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::ports::{HttpResponse, PortError, SagaLog};
+    use crate::stack::testkit::{
+        MemHttp, MemInventory, MemRows, MemSagaLog, RowState, json_request, oneshot,
+    };
+    use crate::stack::wire::ParticipantConfig;
+    use crate::stack::{inventory, ordersvc, reports};
+    use serde_json::json;
+
+    struct Fixture {
+        inventory: Arc<MemInventory>,
+        orders: Arc<MemRows>,
+        reports: Arc<MemRows>,
+        log: Arc<MemSagaLog>,
+        router: Router,
+    }
+
+    fn fixture(bugs: Bugs) -> Fixture {
+        let inventory_store = Arc::new(MemInventory::with_stock(&[("widget", 10)]));
+        let orders_store = Arc::new(MemRows::default());
+        let reports_store = Arc::new(MemRows::default());
+        let http = Arc::new(MemHttp::default());
+        let pc = ParticipantConfig::default;
+        http.route(
+            "inventory:80",
+            inventory::router(inventory::InventoryState::new(inventory_store.clone(), pc())),
+        );
+        http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(orders_store.clone(), pc())));
+        http.route("reports:80", reports::router(reports::ReportsState::new(reports_store.clone(), pc())));
+        let log = Arc::new(MemSagaLog::default());
+        let config = OrdersConfig { bugs, ..OrdersConfig::default() };
+        let router = router(OrdersState::new(http, log.clone(), config));
+        Fixture { inventory: inventory_store, orders: orders_store, reports: reports_store, log, router }
+    }
+
+    async fn order(f: &Fixture, key: &str, qty: u64) -> (u16, OrderResponse) {
+        let body = json!({"key": key, "sku": "widget", "qty": qty});
+        let resp: HttpResponse =
+            oneshot(f.router.clone(), json_request(http::Method::POST, "/orders", Some(body))).await;
+        (resp.status, serde_json::from_slice(&resp.body).expect("an OrderResponse"))
+    }
+
+    async fn trace(f: &Fixture, key: &str) -> Vec<String> {
+        f.log.trace(key).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn happy_path_takes_stock_and_creates_order_and_report() {
+        let f = fixture(Bugs::default());
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (201, "completed"));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+        assert_eq!(f.inventory.reserved("o1"), 3);
+        assert_eq!(f.orders.state("o1"), Some(RowState::Live));
+        assert_eq!(f.reports.state("o1"), Some(RowState::Live));
+        assert_eq!(trace(&f, "o1").await, ["reserve ok", "order ok", "report ok"]);
+        // A retry of a completed order completes again without taking more stock.
+        assert_eq!(order(&f, "o1", 3).await.0, 201);
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_stock_is_rejected_and_takes_nothing() {
+        let f = fixture(Bugs::default());
+        let (status, answer) = order(&f, "o1", 11).await;
+        assert_eq!((status, answer.status.as_str()), (409, "rejected"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.orders.create_calls(), 0);
+    }
+
+    /// The order step fails definitely: stock goes back, the order is tombstoned, and a client
+    /// retry of the same key stays compensated without restocking twice.
+    #[tokio::test(start_paused = true)]
+    async fn failed_order_step_restores_stock_and_answers_compensated() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::Rejected("constraint".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.inventory.reserved("o1"), 0);
+        assert_eq!(trace(&f, "o1").await, ["reserve ok", "order fail", "cancel-order ok", "restock ok"]);
+        f.orders.fail_create(None);
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.inventory.restocks("o1"), 1);
+        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+    }
+
+    /// The report step's outcome stays unknown (the row was written, the answer lost): the saga
+    /// removes the report, cancels the order, then restocks.
+    #[tokio::test(start_paused = true)]
+    async fn failed_report_step_cancels_the_order_and_restocks() {
+        let f = fixture(Bugs::default());
+        f.reports.fail_create(Some(PortError::Unavailable("timeout".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+        assert_eq!(f.reports.state("o1"), Some(RowState::Cancelled));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.reports.create_calls(), OrdersConfig::default().step_attempts_max);
+        let steps = trace(&f, "o1").await;
+        assert_eq!(
+            steps,
+            ["reserve ok", "order ok", "report unknown", "cancel-report ok", "cancel-order ok", "restock ok"]
+        );
+        assert!(answer.reason.unwrap().contains("report unknown"));
+    }
+
+    /// If the order may exist and cannot be cancelled, stock stays taken and the answer is 504:
+    /// restocking then could leave an order without its stock.
+    #[tokio::test(start_paused = true)]
+    async fn unconfirmed_cancel_never_restocks() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::Unavailable("timeout".into())));
+        f.orders.fail_cancel(Some(PortError::Unavailable("timeout".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (504, "unknown"));
+        assert_eq!(f.orders.state("o1"), Some(RowState::Live));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+    }
+
+    /// A read-only inventory refuses definitely: nothing is taken, the order is rejected.
+    #[tokio::test(start_paused = true)]
+    async fn refused_reservation_is_rejected() {
+        let f = fixture(Bugs::default());
+        f.inventory.fail_reserve(Some(PortError::ReadOnly("standby".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "rejected"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+    }
+
+    /// Bug `skip_compensation`: the answer says compensated, but the stock is never put back.
+    #[tokio::test(start_paused = true)]
+    async fn bug_skip_compensation_leaks_stock() {
+        for (bugs, on_hand) in
+            [(Bugs::default(), 10), (Bugs { skip_compensation: true, ..Bugs::default() }, 7)]
+        {
+            let f = fixture(bugs);
+            f.orders.fail_create(Some(PortError::Rejected("constraint".into())));
+            let (status, answer) = order(&f, "o1", 3).await;
+            assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+            assert_eq!(f.inventory.on_hand("widget"), on_hand);
+        }
+    }
+}

@@ -257,6 +257,8 @@ pub trait Publisher: Send + Sync + 'static {
 
 /// The consuming side of the broker: manual acknowledgements, bounded prefetch. If the consumer's
 /// connection dies, the broker redelivers every unacknowledged message to another consumer.
+/// Dropping a consumer closes its connection (the worker drops it to hand its unacknowledged
+/// messages back after it gives up on one).
 #[async_trait]
 pub trait Consumer: Send + 'static {
     /// The next delivery; `Err` when the connection is lost (the caller reconnects).

@@ -194,3 +194,95 @@ async fn process(
         sleep(config.process_retry_every).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::ports::{Publisher, QueryMessage};
+    use crate::stack::testkit::MemBroker;
+    use crate::stack::testkit::MemQueries;
+
+    async fn setup(queries: u64) -> (Arc<MemQueries>, MemBroker) {
+        let store = Arc::new(MemQueries::default());
+        let broker = MemBroker::new(100);
+        for i in 0..queries {
+            let (row, _) = store.create_pending(&format!("q{i}"), "widget").await.unwrap();
+            broker
+                .publish(QueryMessage { id: row.id, sku: row.sku }, Duration::from_millis(100))
+                .await
+                .unwrap();
+        }
+        (store, broker)
+    }
+
+    fn spawn(store: &Arc<MemQueries>, broker: &MemBroker, bugs: Bugs, control: &WorkerControl) {
+        let config = WorkerConfig { prefetch: 2, bugs, ..WorkerConfig::default() };
+        tokio::spawn(run(Arc::new(broker.clone()), store.clone(), config, control.clone()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn worker_completes_every_query_and_acks_each() {
+        let (store, broker) = setup(5).await;
+        spawn(&store, &broker, Bugs::default(), &WorkerControl::default());
+        sleep(Duration::from_millis(100)).await;
+        for id in 1..=5 {
+            assert_eq!(store.row(id).unwrap().status, "completed");
+            assert_eq!(store.effects(id), 1);
+        }
+        assert_eq!((broker.acks(), broker.ready_count(), broker.unacked_count()), (5, 0, 0));
+    }
+
+    /// The commit fails, so no ack: the message stays unacknowledged until the worker gives up
+    /// the connection after `process_attempts_max` tries; the redelivery then commits once.
+    /// A redelivery of an already-completed query is acked with no second effect.
+    #[tokio::test(start_paused = true)]
+    async fn acks_after_commit_and_redelivery_applies_at_most_once() {
+        let (store, broker) = setup(1).await;
+        store.fail_complete(WorkerConfig::default().process_attempts_max);
+        spawn(&store, &broker, Bugs::default(), &WorkerControl::default());
+        sleep(Duration::from_millis(60)).await;
+        assert_eq!((store.effects(1), broker.acks(), broker.unacked_count()), (0, 0, 1));
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!((store.effects(1), broker.acks(), broker.unacked_count()), (1, 1, 0));
+        // Redeliver an already-completed query, as after a consumer crash between commit and ack.
+        broker
+            .publish(QueryMessage { id: 1, sku: "widget".into() }, Duration::from_millis(100))
+            .await
+            .unwrap();
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!((store.effects(1), broker.acks()), (1, 2));
+    }
+
+    /// A paused worker takes nothing; a lost connection is reconnected and redelivered.
+    #[tokio::test(start_paused = true)]
+    async fn paused_worker_consumes_nothing_and_reconnects_after_a_lost_connection() {
+        let (store, broker) = setup(3).await;
+        let control = WorkerControl::default();
+        control.set(WorkerMode::Paused);
+        spawn(&store, &broker, Bugs::default(), &control);
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!((broker.ready_count(), store.effects(1)), (3, 0));
+        broker.kill_connections();
+        control.set(WorkerMode::Running);
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!((store.effects(1), store.effects(2), store.effects(3)), (1, 1, 1));
+    }
+
+    /// Bug `non_idempotent_worker`: a redelivered message applies its effect again.
+    #[tokio::test(start_paused = true)]
+    async fn bug_non_idempotent_worker_applies_a_redelivery_twice() {
+        for (bugs, effects) in
+            [(Bugs::default(), 1), (Bugs { non_idempotent_worker: true, ..Bugs::default() }, 2)]
+        {
+            let (store, broker) = setup(1).await;
+            spawn(&store, &broker, bugs, &WorkerControl::default());
+            sleep(Duration::from_millis(50)).await;
+            broker
+                .publish(QueryMessage { id: 1, sku: "widget".into() }, Duration::from_millis(100))
+                .await
+                .unwrap();
+            sleep(Duration::from_millis(50)).await;
+            assert_eq!(store.effects(1), effects);
+        }
+    }
+}

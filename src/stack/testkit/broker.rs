@@ -86,11 +86,18 @@ impl MemBroker {
     /// Kill every connection: their unacknowledged messages go back to the front of the queue,
     /// marked redelivered, and their consumers' next call fails.
     pub fn kill_connections(&self) {
+        self.close(|_| true);
+    }
+
+    /// Close the connections `which` selects, returning their unacknowledged messages.
+    fn close(&self, which: impl Fn(u64) -> bool) {
         let mut inner = self.lock();
         let mut returned = Vec::new();
-        for connection in inner.connections.values_mut().filter(|c| c.alive) {
-            connection.alive = false;
-            returned.extend(std::mem::take(&mut connection.unacked).into_values().map(|(m, _)| m));
+        for (id, connection) in inner.connections.iter_mut() {
+            if connection.alive && which(*id) {
+                connection.alive = false;
+                returned.extend(std::mem::take(&mut connection.unacked).into_values().map(|(m, _)| m));
+            }
         }
         for message in returned.into_iter().rev() {
             inner.ready.push_front((message, true));
@@ -133,6 +140,14 @@ struct MemConsumer {
     broker: MemBroker,
     id: u64,
     prefetch: usize,
+}
+
+impl Drop for MemConsumer {
+    /// Dropping a consumer closes its connection, as a real client does.
+    fn drop(&mut self) {
+        let id = self.id;
+        self.broker.close(|c| c == id);
+    }
 }
 
 impl MemConsumer {
