@@ -27,3 +27,56 @@ pub fn router(state: ApiHostState) -> Router {
         .merge(gateway::router(state.gateway))
         .route("/health", get(|| async { "ok" }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::stack::gateway::GatewayConfig;
+    use crate::stack::invest::InvestConfig;
+    use crate::stack::orders::OrdersConfig;
+    use crate::stack::testkit::{
+        MemBroker, MemHttp, MemInvestStore, MemQueries, MemSagaLog, json_request, oneshot,
+    };
+
+    /// Every public route answers on one api host (none is shadowed by the merge).
+    #[tokio::test(start_paused = true)]
+    async fn serves_every_public_route() {
+        let http = Arc::new(MemHttp::default());
+        let state = ApiHostState {
+            invest: InvestState::new(
+                Arc::new(MemInvestStore::default()),
+                http.clone(),
+                InvestConfig::default(),
+            ),
+            orders: OrdersState::new(http, Arc::new(MemSagaLog::default()), OrdersConfig::default()),
+            gateway: GatewayState::new(
+                Arc::new(MemQueries::default()),
+                Arc::new(MemBroker::new(10)),
+                GatewayConfig::default(),
+            ),
+        };
+        let app = router(state);
+        let get = |path: &str| json_request(http::Method::GET, path, None);
+        assert_eq!(oneshot(app.clone(), get("/health")).await.status, 200);
+        assert_eq!(oneshot(app.clone(), get("/history")).await.status, 200);
+        assert_eq!(oneshot(app.clone(), get("/queries/1")).await.status, 404);
+        let query = serde_json::json!({"key": "q", "sku": "widget"});
+        assert_eq!(
+            oneshot(app.clone(), json_request(http::Method::POST, "/queries", Some(query))).await.status,
+            202
+        );
+        // No price feed is routed: the invest route is there and answers 503.
+        let invest = serde_json::json!({"key": "k", "coin": "bitcoin", "amount_usd_cents": 1});
+        assert_eq!(
+            oneshot(app.clone(), json_request(http::Method::POST, "/invest", Some(invest))).await.status,
+            503
+        );
+        let order = serde_json::json!({"key": "o", "sku": "widget", "qty": 1});
+        assert_eq!(
+            oneshot(app.clone(), json_request(http::Method::POST, "/orders", Some(order))).await.status,
+            504
+        );
+    }
+}

@@ -192,3 +192,100 @@ fn to_response(resp: HttpResponse) -> Response {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::testkit::{MemHttp, body_json, json_request, oneshot};
+    use axum::routing::{get, post};
+    use serde_json::json;
+
+    /// An upstream that names itself and echoes what it was sent.
+    fn upstream(name: &'static str) -> Router {
+        Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route("/whoami", get(move || async move { axum::Json(json!({"name": name})) }))
+            .route(
+                "/echo",
+                post(move |headers: HeaderMap, body: String| async move {
+                    let key = headers
+                        .get(IDEMPOTENCY_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    (StatusCode::CREATED, axum::Json(json!({"name": name, "key": key, "body": body})))
+                }),
+            )
+    }
+
+    fn fixture() -> (Arc<MemHttp>, BalancerState, Router) {
+        let http = Arc::new(MemHttp::default());
+        http.route("api-1:80", upstream("api-1"));
+        http.route("api-2:80", upstream("api-2"));
+        let config =
+            LbConfig { upstreams: vec!["api-1:80".into(), "api-2:80".into()], ..LbConfig::default() };
+        let state = BalancerState::new(http.clone(), config);
+        (http, state.clone(), router(state))
+    }
+
+    async fn whoami(router: &Router) -> (u16, String) {
+        let resp = oneshot(router.clone(), json_request(Method::GET, "/whoami", None)).await;
+        (resp.status, body_json(&resp)["name"].as_str().unwrap_or("").to_string())
+    }
+
+    fn names(healthy: &[Upstream]) -> Vec<bool> {
+        healthy.iter().map(|u| u.healthy).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_forwards_method_path_body_and_key() {
+        let (_http, _state, router) = fixture();
+        let order: Vec<String> = futures::future::join_all((0..4).map(|_| whoami(&router)))
+            .await
+            .into_iter()
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(order, ["api-1", "api-2", "api-1", "api-2"]);
+        let mut request = json_request(Method::POST, "/echo", Some(json!({"x": 1})));
+        request.headers.push((IDEMPOTENCY_HEADER.into(), "k7".into()));
+        let resp = oneshot(router.clone(), request).await;
+        assert_eq!(resp.status, 201);
+        assert_eq!(body_json(&resp)["key"], "k7");
+        assert_eq!(body_json(&resp)["body"], r#"{"x":1}"#);
+    }
+
+    /// Active checks eject a dead upstream after `eject_after` failures (not before), and one
+    /// success re-admits it.
+    #[tokio::test(start_paused = true)]
+    async fn health_checks_eject_after_failures_and_readmit() {
+        let (http, state, router) = fixture();
+        tokio::spawn(run_health_checks(state.clone()));
+        http.set_down("api-2:80", true);
+        sleep(Duration::from_millis(600)).await;
+        assert_eq!(names(&state.upstreams()), [true, true], "one failure is not enough");
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(names(&state.upstreams()), [true, false]);
+        for _ in 0..3 {
+            assert_eq!(whoami(&router).await, (200, "api-1".into()));
+        }
+        http.set_down("api-2:80", false);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(names(&state.upstreams()), [true, true]);
+        let both: Vec<String> = vec![whoami(&router).await.1, whoami(&router).await.1];
+        assert!(both.contains(&"api-2".to_string()));
+    }
+
+    /// A request that gets no answer is a 502 and ejects its upstream at once; with none left
+    /// healthy the balancer answers 503.
+    #[tokio::test(start_paused = true)]
+    async fn passive_ejection_and_no_healthy_upstream() {
+        let (http, state, router) = fixture();
+        http.set_down("api-1:80", true);
+        assert_eq!(whoami(&router).await.0, 502);
+        assert_eq!(names(&state.upstreams()), [false, true]);
+        assert_eq!(whoami(&router).await, (200, "api-2".into()));
+        http.set_down("api-2:80", true);
+        assert_eq!(whoami(&router).await.0, 502);
+        assert_eq!(whoami(&router).await.0, 503);
+    }
+}

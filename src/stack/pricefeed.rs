@@ -108,3 +108,29 @@ async fn simple_price(State(state): State<PricefeedState>, Query(query): Query<P
     }
     axum::Json(Value::Object(answer)).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::testkit::{body_json, json_request, oneshot};
+    use serde_json::json;
+
+    const PATH: &str = "/simple/price?ids=bitcoin,ethereum,nosuchcoin&vs_currencies=usd,eur";
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_coingecko_shape_and_obeys_the_outage_switch() {
+        let control = PricefeedControl::default();
+        let state = PricefeedState::new(control.clone());
+        assert!(state.coins().len() >= 6);
+        let app = router(state);
+        let resp = oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(body_json(&resp), json!({"bitcoin": {"usd": 43250.12}, "ethereum": {"usd": 2287.45}}));
+        control.set(Outage::Errors);
+        assert_eq!(oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await.status, 503);
+        control.set(Outage::Slow(Duration::from_secs(2)));
+        let started = tokio::time::Instant::now();
+        assert_eq!(oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await.status, 200);
+        assert!(started.elapsed() >= Duration::from_secs(2));
+    }
+}

@@ -144,3 +144,64 @@ async fn admin_call(call: impl std::future::Future<Output = Result<(), PortError
         Err(_) => Err(PortError::Unavailable(format!("no answer within {ADMIN_TIMEOUT:?}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::testkit::MemDbAdmin;
+
+    fn start(bugs: Bugs) -> (Arc<MemDbAdmin>, WatchdogState) {
+        let admin = Arc::new(MemDbAdmin::default());
+        let state = WatchdogState::default();
+        tokio::spawn(run(admin.clone(), WatchdogConfig::default(), bugs, state.clone()));
+        (admin, state)
+    }
+
+    /// Probes at 0.5 s, 1 s, 1.5 s fail: nothing happens after two, and after the third the old
+    /// primary is fenced, the standby promoted and the writer repointed, in that order. The old
+    /// primary restarted stays unwritable.
+    #[tokio::test(start_paused = true)]
+    async fn promotes_after_n_failures_and_fences_first() {
+        let (admin, state) = start(Bugs::default());
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_millis(1200)).await;
+        assert!(admin.calls().is_empty(), "two failures must not promote");
+        assert_eq!(state.view().failures, 2);
+        sleep(Duration::from_millis(400)).await;
+        assert_eq!(admin.calls(), ["fence pg-primary", "promote pg-replica", "set-writer pg-replica"]);
+        assert_eq!((state.primary(), admin.writer()), (DbNode::PgReplica, DbNode::PgReplica));
+        admin.set_down(DbNode::PgPrimary, false);
+        assert_eq!(admin.writable(), [DbNode::PgReplica]);
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(state.view().promotions, 1, "a healthy new primary is left alone");
+    }
+
+    /// A primary that answers again before the threshold resets the count.
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_primary_is_not_replaced() {
+        let (admin, state) = start(Bugs::default());
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_millis(1200)).await;
+        admin.set_down(DbNode::PgPrimary, false);
+        sleep(Duration::from_millis(1000)).await;
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_millis(1200)).await;
+        assert!(admin.calls().is_empty());
+        assert_eq!(state.primary(), DbNode::PgPrimary);
+    }
+
+    /// Bug `no_fencing`: promotion without fencing; the restarted old primary takes writes too.
+    #[tokio::test(start_paused = true)]
+    async fn bug_no_fencing_allows_split_brain() {
+        for (bugs, writable) in [
+            (Bugs::default(), vec![DbNode::PgReplica]),
+            (Bugs { no_fencing: true, ..Bugs::default() }, vec![DbNode::PgPrimary, DbNode::PgReplica]),
+        ] {
+            let (admin, _state) = start(bugs);
+            admin.set_down(DbNode::PgPrimary, true);
+            sleep(Duration::from_millis(1600)).await;
+            admin.set_down(DbNode::PgPrimary, false);
+            assert_eq!(admin.writable(), writable);
+        }
+    }
+}
