@@ -85,7 +85,7 @@ struct QueryBody {
 async fn submit(State(state): State<GatewayState>, headers: HeaderMap, body: Bytes) -> Response {
     let body: QueryBody = match wire::parse("POST /queries", &body) {
         Ok(body) => body,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(key) = wire::idempotency_key(body.key, &headers) else {
         return wire::error(

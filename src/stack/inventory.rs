@@ -49,7 +49,7 @@ pub fn router(state: InventoryState) -> Router {
 async fn reserve(State(state): State<InventoryState>, body: Bytes) -> Response {
     let step: StepRequest = match wire::parse("POST /reserve", &body) {
         Ok(step) => step,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let call = state.store.reserve(&step.order_id, &step.sku, step.qty);
     match bounded(state.config.store_timeout, call).await {
@@ -63,7 +63,7 @@ async fn reserve(State(state): State<InventoryState>, body: Bytes) -> Response {
 async fn restock(State(state): State<InventoryState>, body: Bytes) -> Response {
     let order: OrderRef = match wire::parse("POST /restock", &body) {
         Ok(order) => order,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match bounded(state.config.store_timeout, state.store.restock(&order.order_id)).await {
         Ok(Restocked::Restocked) => wire::answer(StatusCode::OK, "restocked"),

@@ -102,7 +102,7 @@ struct OrderBody {
 async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body: Bytes) -> Response {
     let body: OrderBody = match wire::parse("POST /orders", &body) {
         Ok(body) => body,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(key) = wire::idempotency_key(body.key, &headers) else {
         return wire::error(

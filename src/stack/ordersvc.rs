@@ -46,7 +46,7 @@ pub fn router(state: OrderSvcState) -> Router {
 async fn create(State(state): State<OrderSvcState>, body: Bytes) -> Response {
     let step: StepRequest = match wire::parse("POST /orders", &body) {
         Ok(step) => step,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let call = state.store.create(&step.order_id, &step.sku, step.qty);
     match bounded(state.config.store_timeout, call).await {

@@ -46,7 +46,7 @@ pub fn router(state: ReportsState) -> Router {
 async fn create(State(state): State<ReportsState>, body: Bytes) -> Response {
     let step: StepRequest = match wire::parse("POST /reports", &body) {
         Ok(step) => step,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let call = state.store.create(&step.order_id, &step.sku, step.qty);
     match bounded(state.config.store_timeout, call).await {

@@ -123,7 +123,8 @@ impl Default for ParticipantConfig {
     }
 }
 
-/// Parse a JSON body, or the 400 to answer with.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{route} body: {e}")))
+/// Parse a JSON body, or the 400 to answer with (boxed: a `Response` is large).
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("{route} body: {e}"))))
 }
