@@ -1,12 +1,31 @@
 //! What each `api-N` host serves: the investments API, the orders saga middleware and the query
 //! gateway merged into one router, plus `GET /health`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::get;
 
-use super::gateway::{self, GatewayState};
-use super::invest::{self, InvestState};
-use super::orders::{self, OrdersState};
+use super::gateway::{self, GatewayConfig, GatewayState};
+use super::invest::{self, InvestConfig, InvestState};
+use super::orders::{self, OrdersConfig, OrdersState};
+use super::ports::{HttpClient, InvestStore, Publisher, QueryStore, SagaLog};
+use crate::scenario::model::StackConfig;
+
+/// The ports an api host's services use.
+#[derive(Clone)]
+pub struct ApiPorts {
+    /// To the price feed and the saga participants.
+    pub http: Arc<dyn HttpClient>,
+    /// The investments' data.
+    pub invest: Arc<dyn InvestStore>,
+    /// The queries' data.
+    pub queries: Arc<dyn QueryStore>,
+    /// The broker's publishing side.
+    pub publisher: Arc<dyn Publisher>,
+    /// The saga's step log.
+    pub saga_log: Arc<dyn SagaLog>,
+}
 
 /// The states of the three public services an api host runs.
 #[derive(Clone)]
@@ -17,6 +36,17 @@ pub struct ApiHostState {
     pub orders: OrdersState,
     /// `POST /queries`, `GET /queries/{id}`.
     pub gateway: GatewayState,
+}
+
+impl ApiHostState {
+    /// The three services with their default configs and the stack's bug switches.
+    pub fn for_stack(stack: &StackConfig, ports: ApiPorts) -> ApiHostState {
+        ApiHostState {
+            invest: InvestState::new(ports.invest, ports.http.clone(), InvestConfig::for_stack(stack)),
+            orders: OrdersState::new(ports.http, ports.saga_log, OrdersConfig::for_stack(stack)),
+            gateway: GatewayState::new(ports.queries, ports.publisher, GatewayConfig::for_stack(stack)),
+        }
+    }
 }
 
 /// The merged router of an api host.
@@ -30,12 +60,7 @@ pub fn router(state: ApiHostState) -> Router {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::stack::gateway::GatewayConfig;
-    use crate::stack::invest::InvestConfig;
-    use crate::stack::orders::OrdersConfig;
     use crate::stack::testkit::{
         MemBroker, MemHttp, MemInvestStore, MemQueries, MemSagaLog, json_request, oneshot,
     };

@@ -22,7 +22,7 @@ use tokio::time::sleep;
 use super::api::IDEMPOTENCY_HEADER;
 use super::ports::{HttpClient, HttpRequest, HttpResponse};
 use super::wire;
-use crate::scenario::model::BalancerConfig;
+use crate::scenario::model::{BalancerConfig, StackConfig};
 
 /// How the balancer behaves. Defaults on each field.
 #[derive(Clone, Debug)]
@@ -46,6 +46,14 @@ impl Default for LbConfig {
             health_timeout: Duration::from_millis(250),
             request_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl LbConfig {
+    /// The defaults, over `api-1:80` … `api-N:80` with the stack's health-check timing.
+    pub fn for_stack(stack: &StackConfig) -> LbConfig {
+        let upstreams = (1..=stack.api_replicas).map(|i| wire::authority(&format!("api-{i}"))).collect();
+        LbConfig { upstreams, health: stack.balancer.clone(), ..LbConfig::default() }
     }
 }
 

@@ -26,6 +26,7 @@ use super::bugs::Bugs;
 use super::invest::bounded;
 use super::ports::{PublishError, Publisher, QueryMessage, QueryStore};
 use super::wire;
+use crate::scenario::model::StackConfig;
 
 /// How the gateway behaves. Defaults on each field.
 #[derive(Clone, Debug)]
@@ -48,6 +49,13 @@ impl Default for GatewayConfig {
             retry_after_secs: 1,
             bugs: Bugs::default(),
         }
+    }
+}
+
+impl GatewayConfig {
+    /// The defaults, with the stack's bug switches.
+    pub fn for_stack(stack: &StackConfig) -> GatewayConfig {
+        GatewayConfig { bugs: Bugs::from_list(&stack.bugs), ..GatewayConfig::default() }
     }
 }
 

@@ -29,6 +29,7 @@ use super::ports::{
     DbNode, HistoryPage, HttpClient, HttpRequest, InvestStore, Investment, Lsn, NewInvestment, PortError,
 };
 use super::wire;
+use crate::scenario::model::StackConfig;
 
 /// How the investments API behaves. Defaults on each field.
 #[derive(Clone, Debug)]
@@ -63,6 +64,13 @@ impl Default for InvestConfig {
             history_limit_max: 500,
             bugs: Bugs::default(),
         }
+    }
+}
+
+impl InvestConfig {
+    /// The defaults, with the stack's bug switches.
+    pub fn for_stack(stack: &StackConfig) -> InvestConfig {
+        InvestConfig { bugs: Bugs::from_list(&stack.bugs), ..InvestConfig::default() }
     }
 }
 
@@ -140,7 +148,7 @@ async fn price(state: &InvestState, coin: &str) -> Result<u64, (StatusCode, Stri
     let request = HttpRequest {
         method: http::Method::GET,
         authority: state.config.pricefeed_authority.clone(),
-        path: format!("/simple/price?ids={coin}&vs_currencies=usd"),
+        path: format!("/simple/price?ids={}&vs_currencies=usd", wire::encode(coin)),
         body: None,
         headers: Vec::new(),
     };

@@ -33,6 +33,7 @@ use super::api::OrderResponse;
 use super::bugs::Bugs;
 use super::ports::{HttpClient, HttpRequest, SagaLog};
 use super::wire::{self, Called, OrderRef, StepRequest};
+use crate::scenario::model::StackConfig;
 
 /// How the saga middleware behaves. Defaults on each field.
 #[derive(Clone, Debug)]
@@ -68,6 +69,13 @@ impl Default for OrdersConfig {
             log_timeout: Duration::from_millis(200),
             bugs: Bugs::default(),
         }
+    }
+}
+
+impl OrdersConfig {
+    /// The defaults, with the stack's bug switches.
+    pub fn for_stack(stack: &StackConfig) -> OrdersConfig {
+        OrdersConfig { bugs: Bugs::from_list(&stack.bugs), ..OrdersConfig::default() }
     }
 }
 
@@ -191,14 +199,14 @@ impl Saga<'_> {
         let config = self.state.config.clone();
         let id = self.step.order_id.clone();
         if reached == Reached::Report {
-            let path = format!("/reports/{id}");
+            let path = format!("/reports/{}", wire::encode(&id));
             let undo = self.call(http::Method::DELETE, &config.reports_authority, &path, None).await;
             if !self.judge("cancel-report", &undo).await {
                 return (StatusCode::GATEWAY_TIMEOUT, "unknown");
             }
         }
         if reached != Reached::Reserve {
-            let path = format!("/orders/{id}");
+            let path = format!("/orders/{}", wire::encode(&id));
             let undo = self.call(http::Method::DELETE, &config.ordersvc_authority, &path, None).await;
             if !self.judge("cancel-order", &undo).await {
                 return (StatusCode::GATEWAY_TIMEOUT, "unknown");
@@ -374,13 +382,15 @@ mod tests {
     async fn failed_report_step_cancels_the_order_and_restocks() {
         let f = fixture(Bugs::default());
         f.reports.fail_create(Some(PortError::Unavailable("timeout".into())));
-        let (status, answer) = order(&f, "o1", 3).await;
+        // A key that needs escaping in the compensation's DELETE path.
+        let key = "o/1 x";
+        let (status, answer) = order(&f, key, 3).await;
         assert_eq!((status, answer.status.as_str()), (409, "compensated"));
-        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
-        assert_eq!(f.reports.state("o1"), Some(RowState::Cancelled));
+        assert_eq!(f.orders.state(key), Some(RowState::Cancelled));
+        assert_eq!(f.reports.state(key), Some(RowState::Cancelled));
         assert_eq!(f.inventory.on_hand("widget"), 10);
         assert_eq!(f.reports.create_calls(), OrdersConfig::default().step_attempts_max);
-        let steps = trace(&f, "o1").await;
+        let steps = trace(&f, key).await;
         assert_eq!(
             steps,
             ["reserve ok", "order ok", "report unknown", "cancel-report ok", "cancel-order ok", "restock ok"]

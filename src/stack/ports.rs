@@ -140,7 +140,9 @@ pub enum Restocked {
 ///
 /// Reservations are keyed by order id and never forgotten: after a `restock`, a `reserve` for
 /// the same order id takes nothing and answers `AlreadyTaken` (the saga then finds the order
-/// cancelled and compensates again, idempotently).
+/// cancelled and compensates again, idempotently). A `restock` of an order with nothing taken
+/// leaves the same tombstone, so a reserve that arrives late (after the saga gave up on it and
+/// compensated) cannot take stock.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + 'static {
     /// Take `qty` of `sku` for `order_id`, idempotently.

@@ -95,14 +95,37 @@ pub async fn run(admin: Arc<dyn DbAdmin>, config: WatchdogConfig, bugs: Bugs, st
         state.update(|v| v.failures = failures);
         tracing::info!(primary = view.primary.host(), failures, threshold, "watchdog: probe failed");
         if failures >= threshold {
-            failover(&*admin, &state, view.primary, bugs).await;
+            failover(&*admin, &state, view.primary, bugs, probe_timeout).await;
         }
     }
 }
 
-/// Fence `old` (unless the bug skips it), promote its peer, repoint the writer.
-async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, bugs: Bugs) {
+/// Fence `old` (unless the bug skips it), promote its peer, repoint the writer. Nothing is done
+/// unless the peer is a reachable, unfenced standby: fencing the only primary with nothing to
+/// promote would turn a blip into a permanent outage.
+async fn failover(
+    admin: &dyn DbAdmin,
+    state: &WatchdogState,
+    old: DbNode,
+    bugs: Bugs,
+    probe_timeout: Duration,
+) {
     let standby = old.peer();
+    if state.view().fenced.contains(&standby) {
+        tracing::warn!(standby = standby.host(), "watchdog: the peer is fenced; no standby to promote");
+        return;
+    }
+    let already_primary = match timeout(probe_timeout, admin.probe(standby, probe_timeout)).await {
+        Ok(Ok(is_primary)) => is_primary,
+        Ok(Err(err)) => {
+            tracing::warn!(standby = standby.host(), %err, "watchdog: standby unreachable; not failing over");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(standby = standby.host(), "watchdog: standby probe timed out; not failing over");
+            return;
+        }
+    };
     if bugs.no_fencing {
         tracing::warn!(old = old.host(), "watchdog: NOT fencing the old primary (no-fencing bug)");
     } else {
@@ -113,7 +136,9 @@ async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, bugs:
         tracing::info!(old = old.host(), "watchdog: fenced the old primary");
         state.update(|v| v.fenced.push(old));
     }
-    if let Err(err) = admin_call(admin.promote(standby)).await {
+    if already_primary {
+        tracing::info!(new = standby.host(), "watchdog: the standby already accepts writes; not promoting");
+    } else if let Err(err) = admin_call(admin.promote(standby)).await {
         tracing::warn!(standby = standby.host(), %err, "watchdog: promotion failed; will retry");
         return;
     }
@@ -174,6 +199,25 @@ mod tests {
         assert_eq!(admin.writable(), [DbNode::PgReplica]);
         sleep(Duration::from_secs(5)).await;
         assert_eq!(state.view().promotions, 1, "a healthy new primary is left alone");
+        // The new primary dies too: its peer is fenced, so nothing more is fenced or promoted.
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(admin.calls().len(), 3);
+        assert_eq!(state.primary(), DbNode::PgReplica);
+    }
+
+    /// With the standby unreachable too, the primary is not fenced: there is nothing to promote.
+    #[tokio::test(start_paused = true)]
+    async fn no_failover_without_a_reachable_standby() {
+        let (admin, state) = start(Bugs::default());
+        admin.set_down(DbNode::PgPrimary, true);
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_secs(3)).await;
+        assert!(admin.calls().is_empty());
+        admin.set_down(DbNode::PgReplica, false);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(admin.calls(), ["fence pg-primary", "promote pg-replica", "set-writer pg-replica"]);
+        assert_eq!(state.primary(), DbNode::PgReplica);
     }
 
     /// A primary that answers again before the threshold resets the count.

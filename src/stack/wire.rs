@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 use super::api::IDEMPOTENCY_HEADER;
 use super::ports::{HttpResponse, PortError};
 
+/// The port every HTTP service listens on; authorities are `host:HTTP_PORT`.
+pub const HTTP_PORT: u16 = 80;
+
+/// The authority of a stack host's HTTP service, e.g. `authority("inventory")` is `inventory:80`.
+pub fn authority(host: &str) -> String {
+    format!("{host}:{HTTP_PORT}")
+}
+
 /// A saga step for one order: `POST /reserve` (inventory), `POST /orders` (ordersvc),
 /// `POST /reports` (reports).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +80,20 @@ pub(crate) fn answer(status: StatusCode, outcome: &str) -> Response {
     (status, Json(StepAnswer { outcome: outcome.into() })).into_response()
 }
 
+/// Percent-encode `text` for a path segment or a query value: every byte outside RFC 3986's
+/// unreserved set (`A-Z a-z 0-9 - . _ ~`) becomes `%XX`, so client-chosen keys are safe in URLs.
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// The idempotency key: the body's if present and non-empty, else the header's.
 pub(crate) fn idempotency_key(body_key: Option<String>, headers: &HeaderMap) -> Option<String> {
     let from_body = body_key.filter(|k| !k.is_empty());
@@ -127,4 +149,26 @@ impl Default for ParticipantConfig {
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body)
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("{route} body: {e}"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_escapes_everything_outside_the_unreserved_set() {
+        assert_eq!(encode("w1-7.a_b~"), "w1-7.a_b~");
+        assert_eq!(encode("a/b c&d=é"), "a%2Fb%20c%26d%3D%C3%A9");
+    }
+
+    #[test]
+    fn a_lost_answer_or_gateway_timeout_is_unknown_and_a_refusal_is_definite() {
+        let resp = |status| Ok(HttpResponse { status, retry_after_secs: None, body: vec![] });
+        assert!(matches!(classify(resp(201)), Called::Ok(_)));
+        assert!(matches!(classify(resp(504)), Called::Unknown(_)));
+        assert!(matches!(classify(resp(502)), Called::Unknown(_)));
+        assert!(matches!(classify(resp(503)), Called::Definite(_)));
+        assert!(matches!(classify(resp(409)), Called::Definite(_)));
+        assert!(matches!(classify(Err(PortError::Unavailable("reset".into()))), Called::Unknown(_)));
+    }
 }

@@ -24,6 +24,7 @@ use tokio::time::sleep;
 use super::bugs::Bugs;
 use super::invest::bounded;
 use super::ports::{Consumer, ConsumerFactory, Delivery, PortError, QueryStore};
+use crate::scenario::model::StackConfig;
 
 /// What the workers are told to do by the backpressure fault.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,6 +96,17 @@ impl Default for WorkerConfig {
             process_attempts_max: 3,
             process_retry_every: Duration::from_millis(50),
             bugs: Bugs::default(),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The defaults, with the stack's prefetch and bug switches.
+    pub fn for_stack(stack: &StackConfig) -> WorkerConfig {
+        WorkerConfig {
+            prefetch: stack.queue.prefetch,
+            bugs: Bugs::from_list(&stack.bugs),
+            ..WorkerConfig::default()
         }
     }
 }

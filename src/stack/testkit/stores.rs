@@ -95,6 +95,9 @@ impl InventoryStore for MemInventory {
             return Err(err);
         }
         let Some(reservation) = inner.reservations.get(order_id).cloned() else {
+            // Tombstone: a reserve for this order arriving late must not take stock.
+            let tombstone = Reservation { sku: String::new(), qty: 0, restocked: true };
+            inner.reservations.insert(order_id.to_string(), tombstone);
             return Ok(Restocked::NothingTaken);
         };
         if reservation.restocked {
