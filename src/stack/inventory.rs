@@ -2,7 +2,7 @@
 //!
 //! | route | body | answers |
 //! |---|---|---|
-//! | `POST /reserve` | `StepRequest` | 201 `taken`, 200 `already_taken`, 409 `out_of_stock` |
+//! | `POST /reserve` | `StepRequest` | 201 `taken`, 200 `already_taken`, 409 `out_of_stock`, 410 `released` (compensated before) |
 //! | `POST /restock` | `OrderRef` | 200 `restocked` / `already_restocked` / `nothing_taken` |
 //! | `GET /stock` | — | 200 `{sku: on_hand}` |
 //!
@@ -56,6 +56,7 @@ async fn reserve(State(state): State<InventoryState>, body: Bytes) -> Response {
         Ok(Reserved::Taken) => wire::answer(StatusCode::CREATED, "taken"),
         Ok(Reserved::AlreadyTaken) => wire::answer(StatusCode::OK, "already_taken"),
         Ok(Reserved::OutOfStock) => wire::answer(StatusCode::CONFLICT, "out_of_stock"),
+        Ok(Reserved::Released) => wire::answer(StatusCode::GONE, "released"),
         Err(err) => wire::port_error("reserving stock", &err),
     }
 }

@@ -5,11 +5,14 @@
 //! When a later step fails definitely, or stays unknown after its retries, the saga compensates
 //! in reverse: it cancels every later step it reached (`DELETE /reports/{id}`,
 //! `DELETE /orders/{id}`, which leave tombstones so a late create cannot resurrect them), and only
-//! once those are confirmed does it restock (`POST /restock`). So stock is never put back while
-//! the order may still exist, and never left taken for an order known not to exist.
+//! once every row that *may* exist is confirmed cancelled does it restock (`POST /restock`). So
+//! stock is never put back while the order may still exist, and never left taken for an order
+//! known not to exist. A retry of a compensated order finds its reservation released (inventory
+//! answers 410) and answers `compensated` again without touching anything.
 //!
 //! Answers: 201 `completed`; 409 `rejected` (out of stock, or inventory refused: nothing taken)
-//! or `compensated` (stock restored); 504 `unknown` when a compensation could not be confirmed.
+//! or `compensated` (stock restored); 504 `unknown` when a compensation could not be confirmed
+//! (stock then stays taken, since the order may exist).
 //!
 //! The step trace (`reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`, …) is appended
 //! to the [`SagaLog`] port as the saga goes (best effort, bounded by `log_timeout`), and returned
@@ -129,12 +132,13 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
     (status, axum::Json(answer)).into_response()
 }
 
-/// How far the saga got before a step failed: what compensation must undo.
+/// How far the saga got before a step failed: what compensation must undo. `may_exist` is
+/// whether the failed step's row may have been written (an attempt's outcome was unknown).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Reached {
     Reserve,
-    Order,
-    Report,
+    Order { may_exist: bool },
+    Report { may_exist: bool },
 }
 
 /// One run of the saga for one order.
@@ -147,6 +151,13 @@ struct Saga<'a> {
 /// What one step's calls came to.
 struct StepOutcome {
     last: Called,
+}
+
+impl StepOutcome {
+    /// Whether the step may have applied without confirming it.
+    fn unknown(&self) -> bool {
+        matches!(self.last, Called::Unknown(_))
+    }
 }
 
 impl Saga<'_> {
@@ -162,6 +173,11 @@ impl Saga<'_> {
                 self.note("reserve out-of-stock").await;
                 return (StatusCode::CONFLICT, "rejected");
             }
+            Called::Definite(resp) if resp.status == 410 => {
+                // An earlier run of this order was compensated: its stock is back already.
+                self.note("reserve released").await;
+                return (StatusCode::CONFLICT, "compensated");
+            }
             Called::Definite(resp) => {
                 self.note(&format!("reserve refused {}", resp.status)).await;
                 return (StatusCode::CONFLICT, "rejected");
@@ -174,13 +190,24 @@ impl Saga<'_> {
         let order =
             self.call(http::Method::POST, &config.ordersvc_authority, "/orders", Some(body.clone())).await;
         if !self.judge("order", &order).await {
-            return self.compensate(Reached::Order).await;
+            return self.compensate(Reached::Order { may_exist: order.unknown() }).await;
         }
         let report = self.call(http::Method::POST, &config.reports_authority, "/reports", Some(body)).await;
         if !self.judge("report", &report).await {
-            return self.compensate(Reached::Report).await;
+            return self.compensate(Reached::Report { may_exist: report.unknown() }).await;
         }
         (StatusCode::CREATED, "completed")
+    }
+
+    /// Cancel a row with `DELETE path`. A cancel is always attempted (it leaves a tombstone), but
+    /// it must be confirmed only when the row may exist; false if it had to be and was not.
+    async fn undo(&mut self, name: &str, authority: &str, path: &str, required: bool) -> bool {
+        let outcome = self.call(http::Method::DELETE, authority, path, None).await;
+        if required || matches!(outcome.last, Called::Ok(_)) {
+            return self.judge(name, &outcome).await;
+        }
+        self.note(&format!("{name} unconfirmed (the step never applied)")).await;
+        true
     }
 
     /// Record a step's outcome; true if it succeeded.
@@ -194,24 +221,30 @@ impl Saga<'_> {
         word == "ok"
     }
 
-    /// Undo every step reached, last first; restock only once the later steps are confirmed undone.
+    /// Undo every step reached, last first; restock only once every row that may exist is
+    /// confirmed cancelled.
     async fn compensate(&mut self, reached: Reached) -> (StatusCode, &'static str) {
         let config = self.state.config.clone();
+        let id = wire::encode(&self.step.order_id);
+        let unknown = (StatusCode::GATEWAY_TIMEOUT, "unknown");
+        if let Reached::Report { may_exist } = reached {
+            let path = format!("/reports/{id}");
+            if !self.undo("cancel-report", &config.reports_authority, &path, may_exist).await {
+                return unknown;
+            }
+        }
+        let order_may_exist = match reached {
+            Reached::Reserve => None,
+            Reached::Order { may_exist } => Some(may_exist),
+            Reached::Report { .. } => Some(true),
+        };
+        if let Some(may_exist) = order_may_exist {
+            let path = format!("/orders/{id}");
+            if !self.undo("cancel-order", &config.ordersvc_authority, &path, may_exist).await {
+                return unknown;
+            }
+        }
         let id = self.step.order_id.clone();
-        if reached == Reached::Report {
-            let path = format!("/reports/{}", wire::encode(&id));
-            let undo = self.call(http::Method::DELETE, &config.reports_authority, &path, None).await;
-            if !self.judge("cancel-report", &undo).await {
-                return (StatusCode::GATEWAY_TIMEOUT, "unknown");
-            }
-        }
-        if reached != Reached::Reserve {
-            let path = format!("/orders/{}", wire::encode(&id));
-            let undo = self.call(http::Method::DELETE, &config.ordersvc_authority, &path, None).await;
-            if !self.judge("cancel-order", &undo).await {
-                return (StatusCode::GATEWAY_TIMEOUT, "unknown");
-            }
-        }
         if config.bugs.skip_compensation {
             self.note("restock skipped").await;
             return (StatusCode::CONFLICT, "compensated");
@@ -259,7 +292,7 @@ impl Saga<'_> {
             };
             if !retry || attempt >= config.step_attempts_max {
                 let last = match last {
-                    Called::Definite(resp) if maybe_applied && resp.status != 409 => {
+                    Called::Definite(resp) if maybe_applied && resp.status != 409 && resp.status != 410 => {
                         Called::Unknown(format!("status {} after an unknown attempt", resp.status))
                     }
                     other => other,
@@ -369,11 +402,31 @@ mod tests {
         assert_eq!(f.inventory.reserved("o1"), 0);
         assert_eq!(trace(&f, "o1").await, ["reserve ok", "order fail", "cancel-order ok", "restock ok"]);
         f.orders.fail_create(None);
+        let creates = f.orders.create_calls();
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(answer.reason.as_deref(), Some("reserve released"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.inventory.restocks("o1"), 1);
+        assert_eq!(f.orders.create_calls(), creates, "a compensated order is never created on retry");
+        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+    }
+
+    /// The order step failed definitely, so the order cannot exist: an unreachable cancel does
+    /// not block the restock.
+    #[tokio::test(start_paused = true)]
+    async fn definite_order_failure_restocks_even_if_cancel_fails() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::ReadOnly("fenced".into())));
+        f.orders.fail_cancel(Some(PortError::ReadOnly("fenced".into())));
         let (status, answer) = order(&f, "o1", 3).await;
         assert_eq!((status, answer.status.as_str()), (409, "compensated"));
         assert_eq!(f.inventory.on_hand("widget"), 10);
-        assert_eq!(f.inventory.restocks("o1"), 1);
-        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+        let steps = trace(&f, "o1").await;
+        assert_eq!(
+            steps,
+            ["reserve ok", "order fail", "cancel-order unconfirmed (the step never applied)", "restock ok"]
+        );
     }
 
     /// The report step's outcome stays unknown (the row was written, the answer lost): the saga

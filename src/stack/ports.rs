@@ -122,6 +122,9 @@ pub enum Reserved {
     AlreadyTaken,
     /// Not enough stock: nothing taken.
     OutOfStock,
+    /// This order's stock was taken and has since been put back (or a restock came first): the
+    /// order was compensated, nothing is taken again.
+    Released,
 }
 
 /// What restocking (compensation) did.
@@ -139,10 +142,9 @@ pub enum Restocked {
 /// The inventory service's data.
 ///
 /// Reservations are keyed by order id and never forgotten: after a `restock`, a `reserve` for
-/// the same order id takes nothing and answers `AlreadyTaken` (the saga then finds the order
-/// cancelled and compensates again, idempotently). A `restock` of an order with nothing taken
-/// leaves the same tombstone, so a reserve that arrives late (after the saga gave up on it and
-/// compensated) cannot take stock.
+/// the same order id takes nothing and answers `Released` (a client retry of a compensated order
+/// stays compensated). A `restock` of an order with nothing taken leaves the same tombstone, so a
+/// reserve that arrives late (after the saga gave up on it and compensated) cannot take stock.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + 'static {
     /// Take `qty` of `sku` for `order_id`, idempotently.

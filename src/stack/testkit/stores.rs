@@ -76,8 +76,10 @@ impl InventoryStore for MemInventory {
         if let Some(err) = inner.fail_reserve.clone() {
             return Err(err);
         }
-        if inner.reservations.contains_key(order_id) {
-            return Ok(Reserved::AlreadyTaken);
+        match inner.reservations.get(order_id) {
+            Some(r) if r.restocked => return Ok(Reserved::Released),
+            Some(_) => return Ok(Reserved::AlreadyTaken),
+            None => {}
         }
         let on_hand = inner.stock.get(sku).copied().unwrap_or(0);
         if on_hand < qty {
