@@ -104,4 +104,69 @@ mod tests {
             504
         );
     }
+
+    /// The whole stack wired in memory: every public op goes client → balancer → an api host →
+    /// price feed, saga participants, broker and worker, and comes back with its documented answer.
+    #[tokio::test(start_paused = true)]
+    async fn whole_stack_in_memory_serves_every_op_through_the_balancer() {
+        use crate::stack::testkit::{MemInventory, MemRows, body_json};
+        use crate::stack::wire::ParticipantConfig;
+        use crate::stack::{balancer, inventory, ordersvc, pricefeed, reports, worker};
+
+        let stack = StackConfig::default();
+        let http = Arc::new(MemHttp::default());
+        let pc = ParticipantConfig::default;
+        let feed = pricefeed::PricefeedState::new(pricefeed::PricefeedControl::default());
+        http.route("pricefeed:80", pricefeed::router(feed));
+        let stock = Arc::new(MemInventory::with_stock(&[("widget", 5)]));
+        http.route("inventory:80", inventory::router(inventory::InventoryState::new(stock.clone(), pc())));
+        let orders_rows = Arc::new(MemRows::default());
+        http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(orders_rows, pc())));
+        http.route(
+            "reports:80",
+            reports::router(reports::ReportsState::new(Arc::new(MemRows::default()), pc())),
+        );
+        let (queries, broker) = (Arc::new(MemQueries::default()), MemBroker::new(10));
+        let ports = ApiPorts {
+            http: http.clone(),
+            invest: Arc::new(MemInvestStore::default()),
+            queries: queries.clone(),
+            publisher: Arc::new(broker.clone()),
+            saga_log: Arc::new(MemSagaLog::default()),
+        };
+        http.route("api-1:80", router(ApiHostState::for_stack(&stack, ports.clone())));
+        http.route("api-2:80", router(ApiHostState::for_stack(&stack, ports)));
+        let lb = balancer::router(balancer::BalancerState::new(
+            http.clone(),
+            balancer::LbConfig::for_stack(&stack),
+        ));
+        let config = worker::WorkerConfig::for_stack(&stack);
+        tokio::spawn(worker::run(Arc::new(broker), queries, config, worker::WorkerControl::default()));
+
+        let post = |path: &str, body: serde_json::Value| json_request(http::Method::POST, path, Some(body));
+        let get = |path: &str| json_request(http::Method::GET, path, None);
+        let invest = serde_json::json!({"key": "i1", "coin": "ethereum", "amount_usd_cents": 100});
+        let resp = oneshot(lb.clone(), post("/invest", invest)).await;
+        assert_eq!(resp.status, 201);
+        let lsn = body_json(&resp)["lsn"].as_u64().unwrap();
+        let resp = oneshot(lb.clone(), get(&format!("/history?min_lsn={lsn}"))).await;
+        assert_eq!(body_json(&resp)["served_by"], "pg-primary", "the replica never caught up: fallback");
+        let order = serde_json::json!({"key": "o1", "sku": "widget", "qty": 2});
+        assert_eq!(oneshot(lb.clone(), post("/orders", order)).await.status, 201);
+        assert_eq!(stock.on_hand("widget"), 3);
+        let resp =
+            oneshot(lb.clone(), post("/queries", serde_json::json!({"key": "q1", "sku": "widget"}))).await;
+        assert_eq!(resp.status, 202);
+        let id = body_json(&resp)["id"].as_u64().unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let resp = oneshot(lb.clone(), get(&format!("/queries/{id}"))).await;
+        assert_eq!(body_json(&resp)["status"], "completed");
+        let spread: std::collections::BTreeSet<String> = http
+            .calls()
+            .iter()
+            .filter(|c| c.contains(" api-"))
+            .map(|c| c.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(spread.len(), 2, "the balancer used both api hosts");
+    }
 }
