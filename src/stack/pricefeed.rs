@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::wire;
+use crate::scenario::model::OutageMode;
 
 /// The embedded price table: coin id → currency → price.
 const PRICES_JSON: &str = include_str!("../../fixtures/prices.json");
@@ -33,6 +34,16 @@ pub enum Outage {
     Errors,
     /// Every request answers correctly, this late.
     Slow(Duration),
+}
+
+impl Outage {
+    /// The outage a `pricefeed_outage` fault asks for (`delay` is used only when slow).
+    pub fn from_fault(mode: OutageMode, delay: Duration) -> Outage {
+        match mode {
+            OutageMode::Errors => Outage::Errors,
+            OutageMode::Slow => Outage::Slow(delay),
+        }
+    }
 }
 
 /// The outage switch the backend flips. Cheap to clone (shared).
@@ -126,9 +137,9 @@ mod tests {
         let resp = oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await;
         assert_eq!(resp.status, 200);
         assert_eq!(body_json(&resp), json!({"bitcoin": {"usd": 43250.12}, "ethereum": {"usd": 2287.45}}));
-        control.set(Outage::Errors);
+        control.set(Outage::from_fault(OutageMode::Errors, Duration::ZERO));
         assert_eq!(oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await.status, 503);
-        control.set(Outage::Slow(Duration::from_secs(2)));
+        control.set(Outage::from_fault(OutageMode::Slow, Duration::from_secs(2)));
         let started = tokio::time::Instant::now();
         assert_eq!(oneshot(app.clone(), json_request(http::Method::GET, PATH, None)).await.status, 200);
         assert!(started.elapsed() >= Duration::from_secs(2));

@@ -24,7 +24,7 @@ use tokio::time::sleep;
 use super::bugs::Bugs;
 use super::invest::bounded;
 use super::ports::{Consumer, ConsumerFactory, Delivery, PortError, QueryStore};
-use crate::scenario::model::StackConfig;
+use crate::scenario::model::{ConsumerMode, StackConfig};
 
 /// What the workers are told to do by the backpressure fault.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,16 @@ pub enum WorkerMode {
     Paused,
     /// Take this much longer per message.
     Slow(Duration),
+}
+
+impl WorkerMode {
+    /// The mode a `backpressure` fault asks for (`slow_by` is used only when slow).
+    pub fn from_fault(consumers: ConsumerMode, slow_by: Duration) -> WorkerMode {
+        match consumers {
+            ConsumerMode::Pause => WorkerMode::Paused,
+            ConsumerMode::Slow => WorkerMode::Slow(slow_by),
+        }
+    }
 }
 
 /// The switch the backend flips; every worker watching it reacts at once. Cheap to clone.
@@ -278,6 +288,19 @@ mod tests {
         control.set(WorkerMode::Running);
         sleep(Duration::from_secs(1)).await;
         assert_eq!((store.effects(1), store.effects(2), store.effects(3)), (1, 1, 1));
+    }
+
+    /// A slowed worker takes `slow_by` longer per message.
+    #[tokio::test(start_paused = true)]
+    async fn slowed_worker_takes_longer_per_message() {
+        let (store, broker) = setup(3).await;
+        let control = WorkerControl::default();
+        control.set(WorkerMode::from_fault(ConsumerMode::Slow, Duration::from_millis(100)));
+        spawn(&store, &broker, Bugs::default(), &control);
+        sleep(Duration::from_millis(250)).await;
+        assert_eq!((store.effects(1), store.effects(2), store.effects(3)), (1, 1, 0));
+        sleep(Duration::from_millis(100)).await;
+        assert_eq!(store.effects(3), 1);
     }
 
     /// Bug `non_idempotent_worker`: a redelivered message applies its effect again.
