@@ -137,7 +137,8 @@ impl BalancerState {
     }
 }
 
-/// The proxy: every route is forwarded.
+/// The proxy: every route is forwarded. Spawn [`run_health_checks`] beside it: an ejected
+/// upstream is re-admitted only by a successful health check.
 pub fn router(state: BalancerState) -> Router {
     Router::new().fallback(forward).with_state(state)
 }

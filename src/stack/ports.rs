@@ -181,7 +181,8 @@ pub trait ReportStore: Send + Sync + 'static {
 /// The orders saga's step log, kept by the middleware (its own table): every step and its
 /// outcome in order, e.g. `reserve ok`, `order unknown`, `cancel ok`, `restock ok`. The
 /// final-state reader copies it into `OrderRecord::trace`. Appends are best effort: the saga
-/// does not fail because its log is unreachable.
+/// does not fail because its log is unreachable. A client retry of the same order appends its
+/// steps after the earlier run's (a retried compensated order adds `reserve released`).
 #[async_trait]
 pub trait SagaLog: Send + Sync + 'static {
     /// Append one step to an order's trace.
