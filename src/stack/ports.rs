@@ -179,7 +179,11 @@ pub trait ReportStore: Send + Sync + 'static {
 }
 
 /// The orders saga's step log, kept by the middleware (its own table): every step and its
-/// outcome in order, e.g. `reserve ok`, `order unknown`, `cancel ok`, `restock ok`. The
+/// outcome in order, e.g. `reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`.
+/// Vocabulary: `reserve ok|unknown|out-of-stock|released|refused <status>`,
+/// `order|report ok|fail|unknown`, `cancel-report|cancel-order ok|fail|unknown` or
+/// `… unconfirmed (the step never applied)`, `restock ok|fail|unknown`, `restock skipped` (the
+/// skip-compensation bug). The
 /// final-state reader copies it into `OrderRecord::trace`. Appends are best effort: the saga
 /// does not fail because its log is unreachable. A client retry of the same order appends its
 /// steps after the earlier run's (a retried compensated order adds `reserve released`).
