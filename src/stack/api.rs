@@ -3,14 +3,16 @@
 //!
 //! | route | body | answers |
 //! |---|---|---|
-//! | `POST /invest` | [`InvestRequest`] | 201 [`InvestResponse`] (200 on an idempotent replay); 503 if the price feed or database is unavailable |
+//! | `POST /invest` | [`InvestRequest`] | 201 [`InvestResponse`] (200 on an idempotent replay); 503 if the price feed or database is unavailable (definitely not written); 504 if the write's outcome is unknown; 422 unknown coin |
 //! | `GET /history?min_lsn=L&limit=N` | — | 200 [`HistoryResponse`]: investments with `lsn >= L`, newest first |
-//! | `POST /orders` | [`OrderRequest`] | 201 [`OrderResponse`] `completed`; 409 `compensated` or `rejected` (definitely not applied); 503/504 unknown |
+//! | `POST /orders` | [`OrderRequest`] | 201 [`OrderResponse`] `completed`; 409 `compensated` or `rejected` (definitely not applied); 503/504 unknown (504 body: `OrderResponse` with status `unknown`) |
 //! | `POST /queries` | [`QueryRequest`] | 202 [`QueryAccepted`]; 503 with `Retry-After` when the queue is full or the publish unconfirmed |
 //! | `GET /queries/{id}` | — | 200 [`QueryStatus`]; 404 unknown id |
 //! | `GET /health` | — | 200 when the service can serve |
 //!
 //! Every write carries a client-chosen idempotency key (`key`): retrying it never applies twice.
+//! The key may instead come in the [`IDEMPOTENCY_HEADER`] header. The balancer answers 502 when
+//! the chosen api host gave no answer (outcome unknown) and 503 when no api host is healthy.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,38 @@
 //! ports (traits) they use to reach the outside, the topology, and the bug zoo.
 //!
 //! Service code never knows which backend runs it: `sim/` and the real adapters implement the
-//! same ports.
+//! same ports. Each service is one file: a config struct (defaults documented on it), a state
+//! built from `Arc<dyn Port>`s, and `router(state)` (HTTP services) or `run(..)` (loops).
+//!
+//! | file | host | entry point |
+//! |---|---|---|
+//! | `pricefeed.rs` | `pricefeed` | `pricefeed::router(PricefeedState)` + `PricefeedControl` |
+//! | `invest.rs` | `api-N` | `invest::router(InvestState)` |
+//! | `orders.rs` | `api-N` | `orders::router(OrdersState)` (the saga middleware) |
+//! | `gateway.rs` | `api-N` | `gateway::router(GatewayState)` |
+//! | `api_host.rs` | `api-N` | `api_host::router(ApiHostState)`: the three above + `/health` |
+//! | `inventory.rs`, `ordersvc.rs`, `reports.rs` | same names | the saga participants' routers |
+//! | `worker.rs` | `worker-M` | `worker::run(..)` + `WorkerControl` |
+//! | `balancer.rs` | `lb` | `balancer::router(BalancerState)` + `balancer::run_health_checks` |
+//! | `watchdog.rs` | `watchdog` | `watchdog::run(..)` + `WatchdogState` |
+//! | `bugs.rs` | — | `Bugs`, the bug-zoo switches |
+//! | `wire.rs` | — | participant bodies, status convention |
+//! | `testkit.rs` | — | in-memory ports for tests, benches and the sim backend's bookkeeping |
 
 pub mod api;
+pub mod api_host;
+pub mod balancer;
+pub mod bugs;
+pub mod gateway;
+pub mod inventory;
+pub mod invest;
+pub mod orders;
+pub mod ordersvc;
 pub mod ports;
+pub mod pricefeed;
+pub mod reports;
+pub mod testkit;
 pub mod topology;
+pub mod watchdog;
+pub mod wire;
+pub mod worker;

@@ -103,6 +103,13 @@ pub trait InvestStore: Send + Sync + 'static {
     async fn applied_lsn(&self, node: DbNode) -> Result<Lsn, PortError>;
     /// Investments with `lsn >= min_lsn` as `node` sees them, newest first, at most `limit`.
     async fn history(&self, node: DbNode, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError>;
+    /// Investments as the *current primary* sees them (through the writer endpoint): the
+    /// read-your-writes fallback when the replica lags. `HistoryPage::node` says who answered.
+    /// The default reads `PgPrimary`, right until a failover; adapters that know the writer
+    /// (the db-router) should override it.
+    async fn history_from_writer(&self, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        self.history(DbNode::PgPrimary, min_lsn, limit).await
+    }
 }
 
 /// What reserving stock did.
@@ -115,6 +122,9 @@ pub enum Reserved {
     AlreadyTaken,
     /// Not enough stock: nothing taken.
     OutOfStock,
+    /// This order's stock was taken and has since been put back (or a restock came first): the
+    /// order was compensated, nothing is taken again.
+    Released,
 }
 
 /// What restocking (compensation) did.
@@ -130,6 +140,11 @@ pub enum Restocked {
 }
 
 /// The inventory service's data.
+///
+/// Reservations are keyed by order id and never forgotten: after a `restock`, a `reserve` for
+/// the same order id takes nothing and answers `Released` (a client retry of a compensated order
+/// stays compensated). A `restock` of an order with nothing taken leaves the same tombstone, so a
+/// reserve that arrives late (after the saga gave up on it and compensated) cannot take stock.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + 'static {
     /// Take `qty` of `sku` for `order_id`, idempotently.
@@ -145,6 +160,11 @@ pub trait InventoryStore: Send + Sync + 'static {
 pub trait OrderStore: Send + Sync + 'static {
     /// Create the order row, idempotently; `Ok(false)` if it already existed.
     async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError>;
+    /// Cancel the order (the saga's compensation), idempotently: `Ok(true)` if a live order was
+    /// cancelled now, `Ok(false)` if there was none (never created, or already cancelled).
+    /// Leaves a tombstone: a later `create` for the same id must fail with `Rejected`, so a
+    /// delayed or retried create can never resurrect a compensated order.
+    async fn cancel(&self, order_id: &str) -> Result<bool, PortError>;
 }
 
 /// The reports service's data.
@@ -152,6 +172,27 @@ pub trait OrderStore: Send + Sync + 'static {
 pub trait ReportStore: Send + Sync + 'static {
     /// Create the report row for an order, idempotently; `Ok(false)` if it already existed.
     async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError>;
+    /// Delete an order's report (compensation when the report step's outcome was unknown),
+    /// idempotently, with the same tombstone rule as [`OrderStore::cancel`]: `Ok(true)` if a
+    /// report was removed now.
+    async fn cancel(&self, order_id: &str) -> Result<bool, PortError>;
+}
+
+/// The orders saga's step log, kept by the middleware (its own table): every step and its
+/// outcome in order, e.g. `reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`.
+/// Vocabulary: `reserve ok|unknown|out-of-stock|released|refused <status>`,
+/// `order|report ok|fail|unknown`, `cancel-report|cancel-order ok|fail|unknown` or
+/// `… unconfirmed (the step never applied)`, `restock ok|fail|unknown`, `restock skipped` (the
+/// skip-compensation bug). The
+/// final-state reader copies it into `OrderRecord::trace`. Appends are best effort: the saga
+/// does not fail because its log is unreachable. A client retry of the same order appends its
+/// steps after the earlier run's (a retried compensated order adds `reserve released`).
+#[async_trait]
+pub trait SagaLog: Send + Sync + 'static {
+    /// Append one step to an order's trace.
+    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError>;
+    /// An order's trace, oldest step first (empty if none).
+    async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError>;
 }
 
 /// A stored asynchronous query.
@@ -225,6 +266,8 @@ pub trait Publisher: Send + Sync + 'static {
 
 /// The consuming side of the broker: manual acknowledgements, bounded prefetch. If the consumer's
 /// connection dies, the broker redelivers every unacknowledged message to another consumer.
+/// Dropping a consumer closes its connection (the worker drops it to hand its unacknowledged
+/// messages back after it gives up on one).
 #[async_trait]
 pub trait Consumer: Send + 'static {
     /// The next delivery; `Err` when the connection is lost (the caller reconnects).
@@ -282,7 +325,9 @@ pub trait DbAdmin: Send + Sync + 'static {
     async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError>;
     /// Promote a standby to primary (`pg_promote()`).
     async fn promote(&self, node: DbNode) -> Result<(), PortError>;
-    /// Fence a node so it can never take writes again (even after a restart).
+    /// Fence a node so it can never take writes again (even after a restart). Must succeed
+    /// against a crashed node (it acts on the node's storage, like STONITH): the watchdog does
+    /// not promote until the old primary is fenced.
     async fn fence(&self, node: DbNode) -> Result<(), PortError>;
     /// Point the writer endpoint at `node`.
     async fn set_writer(&self, node: DbNode) -> Result<(), PortError>;

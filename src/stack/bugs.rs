@@ -1,0 +1,68 @@
+//! The bug zoo as the services see it: a small set of switches built from the scenario's
+//! `stack.bugs` list and passed in each service's config. Every switch plants one realistic bug
+//! in exactly one place (named on each field); all are off by default, and with all off the
+//! stack must pass every checker.
+
+use crate::scenario::model::Bug;
+
+/// Which bugs are planted. `Bugs::default()` plants none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// `invest`: answer 201 before the store write completes (the write runs in the background).
+    pub ack_before_commit: bool,
+    /// `orders`: never restock when a later saga step fails (still answers `compensated`).
+    pub skip_compensation: bool,
+    /// `worker`: apply a query's effect again on every delivery (`complete(.., once = false)`).
+    pub non_idempotent_worker: bool,
+    /// `watchdog`: promote the standby without fencing the old primary.
+    pub no_fencing: bool,
+    /// `invest`: answer a read-your-writes read from the replica without waiting for its LSN.
+    pub stale_read_your_writes: bool,
+    /// `gateway`: answer 202 without waiting for the broker's publisher confirm.
+    pub unconfirmed_publish: bool,
+}
+
+impl Bugs {
+    /// The switches a scenario's `stack.bugs` list turns on.
+    pub fn from_list(bugs: &[Bug]) -> Bugs {
+        let mut set = Bugs::default();
+        for bug in bugs {
+            match bug {
+                Bug::AckBeforeCommit => set.ack_before_commit = true,
+                Bug::SkipCompensation => set.skip_compensation = true,
+                Bug::NonIdempotentWorker => set.non_idempotent_worker = true,
+                Bug::NoFencing => set.no_fencing = true,
+                Bug::StaleReadYourWrites => set.stale_read_your_writes = true,
+                Bug::UnconfirmedPublish => set.unconfirmed_publish = true,
+            }
+        }
+        set
+    }
+
+    /// True when no bug is planted.
+    pub fn none(self) -> bool {
+        self == Bugs::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_listed_bug_sets_exactly_its_switch() {
+        assert!(Bugs::from_list(&[]).none());
+        let one = Bugs::from_list(&[Bug::NoFencing]);
+        assert_eq!(one, Bugs { no_fencing: true, ..Bugs::default() });
+        let all = Bugs::from_list(&[
+            Bug::AckBeforeCommit,
+            Bug::SkipCompensation,
+            Bug::NonIdempotentWorker,
+            Bug::NoFencing,
+            Bug::StaleReadYourWrites,
+            Bug::UnconfirmedPublish,
+        ]);
+        assert!(all.ack_before_commit && all.skip_compensation && all.non_idempotent_worker);
+        assert!(all.no_fencing && all.stale_read_your_writes && all.unconfirmed_publish);
+    }
+}

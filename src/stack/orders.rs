@@ -1,0 +1,490 @@
+//! The orders saga middleware, served on every `api-N` host: `POST /orders {key, sku, qty}`
+//! orchestrates inventory (`POST /reserve`) → ordersvc (`POST /orders`) → reports
+//! (`POST /reports`), each call retried a bounded number of times while its outcome is unknown.
+//!
+//! When a later step fails definitely, or stays unknown after its retries, the saga compensates
+//! in reverse: it cancels every later step it reached (`DELETE /reports/{id}`,
+//! `DELETE /orders/{id}`, which leave tombstones so a late create cannot resurrect them), and only
+//! once every row that *may* exist is confirmed cancelled does it restock (`POST /restock`). So
+//! stock is never put back while the order may still exist, and never left taken for an order
+//! known not to exist. A retry of a compensated order finds its reservation released (inventory
+//! answers 410) and answers `compensated` again without touching anything.
+//!
+//! Answers: 201 `completed`; 409 `rejected` (out of stock, or inventory refused: nothing taken)
+//! or `compensated` (stock restored); 504 `unknown` when a compensation could not be confirmed
+//! (stock then stays taken, since the order may exist).
+//!
+//! The step trace (`reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`, …) is appended
+//! to the [`SagaLog`] port as the saga goes (best effort, bounded by `log_timeout`), and returned
+//! in the response's `reason` for non-completed orders.
+//!
+//! Bug planted here: `skip_compensation` (never restock, still answer `compensated`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use tokio::time::{sleep, timeout};
+
+use super::api::OrderResponse;
+use super::bugs::Bugs;
+use super::ports::{HttpClient, HttpRequest, SagaLog};
+use super::wire::{self, Called, OrderRef, StepRequest};
+use crate::scenario::model::StackConfig;
+
+/// How the saga middleware behaves. Defaults on each field.
+#[derive(Clone, Debug)]
+pub struct OrdersConfig {
+    /// Inventory's `host:port`. Default `inventory:80`.
+    pub inventory_authority: String,
+    /// The orders service's `host:port`. Default `ordersvc:80`.
+    pub ordersvc_authority: String,
+    /// The reports service's `host:port`. Default `reports:80`.
+    pub reports_authority: String,
+    /// How long one call to a participant may take. Default 500 ms.
+    pub step_timeout: Duration,
+    /// Attempts per step while its outcome is unknown (or the participant answers 503).
+    /// Default 3.
+    pub step_attempts_max: u32,
+    /// Pause before the first retry, doubled for each further one. Default 20 ms.
+    pub retry_backoff: Duration,
+    /// How long appending one trace step may take before it is dropped. Default 200 ms.
+    pub log_timeout: Duration,
+    /// Planted bugs.
+    pub bugs: Bugs,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig {
+            inventory_authority: "inventory:80".into(),
+            ordersvc_authority: "ordersvc:80".into(),
+            reports_authority: "reports:80".into(),
+            step_timeout: Duration::from_millis(500),
+            step_attempts_max: 3,
+            retry_backoff: Duration::from_millis(20),
+            log_timeout: Duration::from_millis(200),
+            bugs: Bugs::default(),
+        }
+    }
+}
+
+impl OrdersConfig {
+    /// The defaults, with the stack's bug switches.
+    pub fn for_stack(stack: &StackConfig) -> OrdersConfig {
+        OrdersConfig { bugs: Bugs::from_list(&stack.bugs), ..OrdersConfig::default() }
+    }
+}
+
+/// The saga middleware's state.
+#[derive(Clone)]
+pub struct OrdersState {
+    http: Arc<dyn HttpClient>,
+    log: Arc<dyn SagaLog>,
+    config: Arc<OrdersConfig>,
+}
+
+impl OrdersState {
+    /// Build from the HTTP client (to the participants), the saga log and the config.
+    pub fn new(http: Arc<dyn HttpClient>, log: Arc<dyn SagaLog>, config: OrdersConfig) -> OrdersState {
+        OrdersState { http, log, config: Arc::new(config) }
+    }
+}
+
+/// The route `POST /orders`.
+pub fn router(state: OrdersState) -> Router {
+    Router::new().route("/orders", post(create_order)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct OrderBody {
+    #[serde(default)]
+    key: Option<String>,
+    sku: String,
+    qty: u64,
+}
+
+async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: OrderBody = match wire::parse("POST /orders", &body) {
+        Ok(body) => body,
+        Err(resp) => return *resp,
+    };
+    let Some(key) = wire::idempotency_key(body.key, &headers) else {
+        return wire::error(
+            StatusCode::BAD_REQUEST,
+            "POST /orders needs a `key` or an idempotency-key header",
+        );
+    };
+    if body.qty == 0 {
+        return wire::error(StatusCode::UNPROCESSABLE_ENTITY, "POST /orders: qty must be at least 1");
+    }
+    let step = StepRequest { order_id: key, sku: body.sku, qty: body.qty };
+    let mut saga = Saga { state: &state, step, trace: Vec::new() };
+    let (status, outcome) = saga.run().await;
+    let reason = (outcome != "completed").then(|| saga.trace.join(", "));
+    let answer = OrderResponse { order_id: saga.step.order_id.clone(), status: outcome.into(), reason };
+    (status, axum::Json(answer)).into_response()
+}
+
+/// How far the saga got before a step failed: what compensation must undo. `may_exist` is
+/// whether the failed step's row may have been written (an attempt's outcome was unknown).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reached {
+    Reserve,
+    Order { may_exist: bool },
+    Report { may_exist: bool },
+}
+
+/// One run of the saga for one order.
+struct Saga<'a> {
+    state: &'a OrdersState,
+    step: StepRequest,
+    trace: Vec<String>,
+}
+
+/// What one step's calls came to.
+struct StepOutcome {
+    last: Called,
+}
+
+impl StepOutcome {
+    /// Whether the step may have applied without confirming it.
+    fn unknown(&self) -> bool {
+        matches!(self.last, Called::Unknown(_))
+    }
+}
+
+impl Saga<'_> {
+    /// Run every step; the status and the `OrderResponse::status` to answer with.
+    async fn run(&mut self) -> (StatusCode, &'static str) {
+        let config = self.state.config.clone();
+        let body = serde_json::to_vec(&self.step).expect("a step serialises");
+        let reserve =
+            self.call(http::Method::POST, &config.inventory_authority, "/reserve", Some(body.clone())).await;
+        match &reserve.last {
+            Called::Ok(_) => self.note("reserve ok").await,
+            Called::Definite(resp) if resp.status == 409 => {
+                self.note("reserve out-of-stock").await;
+                return (StatusCode::CONFLICT, "rejected");
+            }
+            Called::Definite(resp) if resp.status == 410 => {
+                // An earlier run of this order was compensated: its stock is back already.
+                self.note("reserve released").await;
+                return (StatusCode::CONFLICT, "compensated");
+            }
+            Called::Definite(resp) => {
+                self.note(&format!("reserve refused {}", resp.status)).await;
+                return (StatusCode::CONFLICT, "rejected");
+            }
+            Called::Unknown(_) => {
+                self.note("reserve unknown").await;
+                return self.compensate(Reached::Reserve).await;
+            }
+        }
+        let order =
+            self.call(http::Method::POST, &config.ordersvc_authority, "/orders", Some(body.clone())).await;
+        if !self.judge("order", &order).await {
+            return self.compensate(Reached::Order { may_exist: order.unknown() }).await;
+        }
+        let report = self.call(http::Method::POST, &config.reports_authority, "/reports", Some(body)).await;
+        if !self.judge("report", &report).await {
+            return self.compensate(Reached::Report { may_exist: report.unknown() }).await;
+        }
+        (StatusCode::CREATED, "completed")
+    }
+
+    /// Cancel a row with `DELETE path`. A cancel is always attempted (it leaves a tombstone), but
+    /// it must be confirmed only when the row may exist; false if it had to be and was not.
+    async fn undo(&mut self, name: &str, authority: &str, path: &str, required: bool) -> bool {
+        let outcome = self.call(http::Method::DELETE, authority, path, None).await;
+        if required || matches!(outcome.last, Called::Ok(_)) {
+            return self.judge(name, &outcome).await;
+        }
+        self.note(&format!("{name} unconfirmed (the step never applied)")).await;
+        true
+    }
+
+    /// Record a step's outcome; true if it succeeded.
+    async fn judge(&mut self, name: &str, outcome: &StepOutcome) -> bool {
+        let word = match &outcome.last {
+            Called::Ok(_) => "ok",
+            Called::Definite(_) => "fail",
+            Called::Unknown(_) => "unknown",
+        };
+        self.note(&format!("{name} {word}")).await;
+        word == "ok"
+    }
+
+    /// Undo every step reached, last first; restock only once every row that may exist is
+    /// confirmed cancelled.
+    async fn compensate(&mut self, reached: Reached) -> (StatusCode, &'static str) {
+        let config = self.state.config.clone();
+        let id = wire::encode(&self.step.order_id);
+        let unknown = (StatusCode::GATEWAY_TIMEOUT, "unknown");
+        if let Reached::Report { may_exist } = reached {
+            let path = format!("/reports/{id}");
+            if !self.undo("cancel-report", &config.reports_authority, &path, may_exist).await {
+                return unknown;
+            }
+        }
+        let order_may_exist = match reached {
+            Reached::Reserve => None,
+            Reached::Order { may_exist } => Some(may_exist),
+            Reached::Report { .. } => Some(true),
+        };
+        if let Some(may_exist) = order_may_exist {
+            let path = format!("/orders/{id}");
+            if !self.undo("cancel-order", &config.ordersvc_authority, &path, may_exist).await {
+                return unknown;
+            }
+        }
+        let id = self.step.order_id.clone();
+        if config.bugs.skip_compensation {
+            self.note("restock skipped").await;
+            return (StatusCode::CONFLICT, "compensated");
+        }
+        let body = serde_json::to_vec(&OrderRef { order_id: id }).expect("an order ref serialises");
+        let restock =
+            self.call(http::Method::POST, &config.inventory_authority, "/restock", Some(body)).await;
+        if !self.judge("restock", &restock).await {
+            return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+        }
+        (StatusCode::CONFLICT, "compensated")
+    }
+
+    /// Call a participant, retrying (bounded) while the outcome is unknown or the answer is 503.
+    /// An unknown attempt is noted in the trace only by the caller; a definite refusal after an
+    /// unknown attempt is reported as unknown, since the earlier attempt may have applied.
+    async fn call(
+        &mut self,
+        method: http::Method,
+        authority: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> StepOutcome {
+        let config = &self.state.config;
+        let mut maybe_applied = false;
+        let mut backoff = config.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = HttpRequest {
+                method: method.clone(),
+                authority: authority.to_string(),
+                path: path.to_string(),
+                body: body.clone(),
+                headers: vec![("content-type".into(), "application/json".into())],
+            };
+            let last = wire::classify(self.state.http.send(request, config.step_timeout).await);
+            let retry = match &last {
+                Called::Ok(_) => false,
+                Called::Unknown(_) => {
+                    maybe_applied = true;
+                    true
+                }
+                Called::Definite(resp) => resp.status == 503,
+            };
+            if !retry || attempt >= config.step_attempts_max {
+                let last = match last {
+                    Called::Definite(resp) if maybe_applied && resp.status != 409 && resp.status != 410 => {
+                        Called::Unknown(format!("status {} after an unknown attempt", resp.status))
+                    }
+                    other => other,
+                };
+                return StepOutcome { last };
+            }
+            sleep(backoff).await;
+            backoff = backoff.saturating_mul(2);
+        }
+    }
+
+    /// Append a step to the trace and, best effort, to the saga log.
+    async fn note(&mut self, step: &str) {
+        self.trace.push(step.to_string());
+        let log = self.state.log.append(&self.step.order_id, step);
+        match timeout(self.state.config.log_timeout, log).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::warn!(order = %self.step.order_id, %step, %err, "saga log append failed")
+            }
+            Err(_) => tracing::warn!(order = %self.step.order_id, %step, "saga log append timed out"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::ports::{HttpResponse, PortError, SagaLog};
+    use crate::stack::testkit::{
+        MemHttp, MemInventory, MemRows, MemSagaLog, RowState, json_request, oneshot,
+    };
+    use crate::stack::wire::ParticipantConfig;
+    use crate::stack::{inventory, ordersvc, reports};
+    use serde_json::json;
+
+    struct Fixture {
+        inventory: Arc<MemInventory>,
+        orders: Arc<MemRows>,
+        reports: Arc<MemRows>,
+        log: Arc<MemSagaLog>,
+        router: Router,
+    }
+
+    fn fixture(bugs: Bugs) -> Fixture {
+        let inventory_store = Arc::new(MemInventory::with_stock(&[("widget", 10)]));
+        let orders_store = Arc::new(MemRows::default());
+        let reports_store = Arc::new(MemRows::default());
+        let http = Arc::new(MemHttp::default());
+        let pc = ParticipantConfig::default;
+        http.route(
+            "inventory:80",
+            inventory::router(inventory::InventoryState::new(inventory_store.clone(), pc())),
+        );
+        http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(orders_store.clone(), pc())));
+        http.route("reports:80", reports::router(reports::ReportsState::new(reports_store.clone(), pc())));
+        let log = Arc::new(MemSagaLog::default());
+        let config = OrdersConfig { bugs, ..OrdersConfig::default() };
+        let router = router(OrdersState::new(http, log.clone(), config));
+        Fixture { inventory: inventory_store, orders: orders_store, reports: reports_store, log, router }
+    }
+
+    async fn order(f: &Fixture, key: &str, qty: u64) -> (u16, OrderResponse) {
+        let body = json!({"key": key, "sku": "widget", "qty": qty});
+        let resp: HttpResponse =
+            oneshot(f.router.clone(), json_request(http::Method::POST, "/orders", Some(body))).await;
+        (resp.status, serde_json::from_slice(&resp.body).expect("an OrderResponse"))
+    }
+
+    async fn trace(f: &Fixture, key: &str) -> Vec<String> {
+        f.log.trace(key).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn happy_path_takes_stock_and_creates_order_and_report() {
+        let f = fixture(Bugs::default());
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (201, "completed"));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+        assert_eq!(f.inventory.reserved("o1"), 3);
+        assert_eq!(f.orders.state("o1"), Some(RowState::Live));
+        assert_eq!(f.reports.state("o1"), Some(RowState::Live));
+        assert_eq!(trace(&f, "o1").await, ["reserve ok", "order ok", "report ok"]);
+        // A retry of a completed order completes again without taking more stock.
+        assert_eq!(order(&f, "o1", 3).await.0, 201);
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_stock_is_rejected_and_takes_nothing() {
+        let f = fixture(Bugs::default());
+        let (status, answer) = order(&f, "o1", 11).await;
+        assert_eq!((status, answer.status.as_str()), (409, "rejected"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.orders.create_calls(), 0);
+    }
+
+    /// The order step fails definitely: stock goes back, the order is tombstoned, and a client
+    /// retry of the same key stays compensated without restocking twice.
+    #[tokio::test(start_paused = true)]
+    async fn failed_order_step_restores_stock_and_answers_compensated() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::Rejected("constraint".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.inventory.reserved("o1"), 0);
+        assert_eq!(trace(&f, "o1").await, ["reserve ok", "order fail", "cancel-order ok", "restock ok"]);
+        f.orders.fail_create(None);
+        let creates = f.orders.create_calls();
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(answer.reason.as_deref(), Some("reserve released"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.inventory.restocks("o1"), 1);
+        assert_eq!(f.orders.create_calls(), creates, "a compensated order is never created on retry");
+        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+    }
+
+    /// The order step failed definitely, so the order cannot exist: an unreachable cancel does
+    /// not block the restock.
+    #[tokio::test(start_paused = true)]
+    async fn definite_order_failure_restocks_even_if_cancel_fails() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::ReadOnly("fenced".into())));
+        f.orders.fail_cancel(Some(PortError::ReadOnly("fenced".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        let steps = trace(&f, "o1").await;
+        assert_eq!(
+            steps,
+            ["reserve ok", "order fail", "cancel-order unconfirmed (the step never applied)", "restock ok"]
+        );
+    }
+
+    /// The report step's outcome stays unknown (the row was written, the answer lost): the saga
+    /// removes the report, cancels the order, then restocks.
+    #[tokio::test(start_paused = true)]
+    async fn failed_report_step_cancels_the_order_and_restocks() {
+        let f = fixture(Bugs::default());
+        f.reports.fail_create(Some(PortError::Unavailable("timeout".into())));
+        // A key that needs escaping in the compensation's DELETE path.
+        let key = "o/1 x";
+        let (status, answer) = order(&f, key, 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+        assert_eq!(f.orders.state(key), Some(RowState::Cancelled));
+        assert_eq!(f.reports.state(key), Some(RowState::Cancelled));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+        assert_eq!(f.reports.create_calls(), OrdersConfig::default().step_attempts_max);
+        let steps = trace(&f, key).await;
+        assert_eq!(
+            steps,
+            ["reserve ok", "order ok", "report unknown", "cancel-report ok", "cancel-order ok", "restock ok"]
+        );
+        assert!(answer.reason.unwrap().contains("report unknown"));
+    }
+
+    /// If the order may exist and cannot be cancelled, stock stays taken and the answer is 504:
+    /// restocking then could leave an order without its stock.
+    #[tokio::test(start_paused = true)]
+    async fn unconfirmed_cancel_never_restocks() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::Unavailable("timeout".into())));
+        f.orders.fail_cancel(Some(PortError::Unavailable("timeout".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (504, "unknown"));
+        assert_eq!(f.orders.state("o1"), Some(RowState::Live));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+    }
+
+    /// A read-only inventory refuses definitely: nothing is taken, the order is rejected.
+    #[tokio::test(start_paused = true)]
+    async fn refused_reservation_is_rejected() {
+        let f = fixture(Bugs::default());
+        f.inventory.fail_reserve(Some(PortError::ReadOnly("standby".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (409, "rejected"));
+        assert_eq!(f.inventory.on_hand("widget"), 10);
+    }
+
+    /// Bug `skip_compensation`: the answer says compensated, but the stock is never put back.
+    #[tokio::test(start_paused = true)]
+    async fn bug_skip_compensation_leaks_stock() {
+        for (bugs, on_hand) in
+            [(Bugs::default(), 10), (Bugs { skip_compensation: true, ..Bugs::default() }, 7)]
+        {
+            let f = fixture(bugs);
+            f.orders.fail_create(Some(PortError::Rejected("constraint".into())));
+            let (status, answer) = order(&f, "o1", 3).await;
+            assert_eq!((status, answer.status.as_str()), (409, "compensated"));
+            assert_eq!(f.inventory.on_hand("widget"), on_hand);
+        }
+    }
+}

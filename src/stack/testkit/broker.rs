@@ -1,0 +1,201 @@
+//! A broker in memory: a bounded queue (`reject-publish` when full), consumers with manual acks
+//! and bounded prefetch, and redelivery of every unacknowledged message when a connection dies.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::stack::ports::{
+    Consumer, ConsumerFactory, Delivery, PortError, PublishError, Publisher, QueryMessage,
+};
+
+struct Connection {
+    alive: bool,
+    next_tag: u64,
+    unacked: BTreeMap<u64, (QueryMessage, bool)>,
+}
+
+struct BrokerInner {
+    ready: VecDeque<(QueryMessage, bool)>,
+    capacity: usize,
+    connections: BTreeMap<u64, Connection>,
+    next_connection: u64,
+    publish_error: Option<PublishError>,
+    published: Vec<QueryMessage>,
+    acks: u32,
+}
+
+struct Shared {
+    inner: Mutex<BrokerInner>,
+    changed: Notify,
+}
+
+/// The broker: implements [`Publisher`] and [`ConsumerFactory`]. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct MemBroker {
+    shared: Arc<Shared>,
+}
+
+impl MemBroker {
+    /// A broker whose queue holds at most `capacity` ready messages.
+    pub fn new(capacity: usize) -> MemBroker {
+        let inner = BrokerInner {
+            ready: VecDeque::new(),
+            capacity,
+            connections: BTreeMap::new(),
+            next_connection: 0,
+            publish_error: None,
+            published: Vec::new(),
+            acks: 0,
+        };
+        MemBroker { shared: Arc::new(Shared { inner: Mutex::new(inner), changed: Notify::new() }) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BrokerInner> {
+        self.shared.inner.lock().expect("broker poisoned")
+    }
+
+    /// Make every publish fail with `err` without queueing (None: normal again).
+    pub fn fail_publish(&self, err: Option<PublishError>) {
+        self.lock().publish_error = err;
+    }
+
+    /// Every message queued by a publish, in order.
+    pub fn published(&self) -> Vec<QueryMessage> {
+        self.lock().published.clone()
+    }
+
+    /// Messages waiting for a consumer.
+    pub fn ready_count(&self) -> usize {
+        self.lock().ready.len()
+    }
+
+    /// Messages delivered and not yet acknowledged, over every live connection.
+    pub fn unacked_count(&self) -> usize {
+        self.lock().connections.values().filter(|c| c.alive).map(|c| c.unacked.len()).sum()
+    }
+
+    /// Acknowledgements received.
+    pub fn acks(&self) -> u32 {
+        self.lock().acks
+    }
+
+    /// Kill every connection: their unacknowledged messages go back to the front of the queue,
+    /// marked redelivered, and their consumers' next call fails.
+    pub fn kill_connections(&self) {
+        self.close(|_| true);
+    }
+
+    /// Close the connections `which` selects, returning their unacknowledged messages.
+    fn close(&self, which: impl Fn(u64) -> bool) {
+        let mut inner = self.lock();
+        let mut returned = Vec::new();
+        for (id, connection) in inner.connections.iter_mut() {
+            if connection.alive && which(*id) {
+                connection.alive = false;
+                returned.extend(std::mem::take(&mut connection.unacked).into_values().map(|(m, _)| m));
+            }
+        }
+        for message in returned.into_iter().rev() {
+            inner.ready.push_front((message, true));
+        }
+        drop(inner);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl Publisher for MemBroker {
+    async fn publish(&self, message: QueryMessage, _confirm_timeout: Duration) -> Result<(), PublishError> {
+        let mut inner = self.lock();
+        if let Some(err) = inner.publish_error.clone() {
+            return Err(err);
+        }
+        if inner.ready.len() >= inner.capacity {
+            return Err(PublishError::Full);
+        }
+        inner.published.push(message.clone());
+        inner.ready.push_back((message, false));
+        drop(inner);
+        self.shared.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConsumerFactory for MemBroker {
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
+        let mut inner = self.lock();
+        let id = inner.next_connection;
+        inner.next_connection += 1;
+        inner.connections.insert(id, Connection { alive: true, next_tag: 1, unacked: BTreeMap::new() });
+        Ok(Box::new(MemConsumer { broker: self.clone(), id, prefetch: prefetch.max(1) as usize }))
+    }
+}
+
+struct MemConsumer {
+    broker: MemBroker,
+    id: u64,
+    prefetch: usize,
+}
+
+impl Drop for MemConsumer {
+    /// Dropping a consumer closes its connection, as a real client does.
+    fn drop(&mut self) {
+        let id = self.id;
+        self.broker.close(|c| c == id);
+    }
+}
+
+impl MemConsumer {
+    /// Take the next delivery if one is allowed now; `Err` if the connection is dead.
+    fn try_take(&self) -> Result<Option<Delivery>, PortError> {
+        let mut inner = self.broker.lock();
+        let BrokerInner { ready, connections, .. } = &mut *inner;
+        let connection = connections.get_mut(&self.id).expect("connection exists");
+        if !connection.alive {
+            return Err(PortError::Unavailable("connection closed".into()));
+        }
+        if connection.unacked.len() >= self.prefetch {
+            return Ok(None);
+        }
+        let Some((message, redelivered)) = ready.pop_front() else { return Ok(None) };
+        let tag = connection.next_tag;
+        connection.next_tag += 1;
+        connection.unacked.insert(tag, (message.clone(), redelivered));
+        Ok(Some(Delivery { tag, redelivered, message }))
+    }
+}
+
+#[async_trait]
+impl Consumer for MemConsumer {
+    async fn next(&mut self) -> Result<Delivery, PortError> {
+        loop {
+            let changed = self.broker.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(delivery) = self.try_take()? {
+                return Ok(delivery);
+            }
+            changed.await;
+        }
+    }
+
+    async fn ack(&mut self, tag: u64) -> Result<(), PortError> {
+        let mut inner = self.broker.lock();
+        let connection = inner.connections.get_mut(&self.id).expect("connection exists");
+        if !connection.alive {
+            return Err(PortError::Unavailable("connection closed".into()));
+        }
+        if connection.unacked.remove(&tag).is_none() {
+            return Err(PortError::Rejected(format!("unknown delivery tag {tag}")));
+        }
+        inner.acks += 1;
+        drop(inner);
+        self.broker.shared.changed.notify_waiters();
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! The investments store and the database control plane, in memory.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::stack::ports::{
+    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, PortError,
+};
+
+#[derive(Default)]
+struct InvestInner {
+    rows: Vec<Investment>,
+    by_key: BTreeMap<String, usize>,
+    replica_lsn: Lsn,
+    fail_record: Option<PortError>,
+    replica_down: bool,
+    record_calls: u32,
+}
+
+/// Investments on a primary plus a replica whose replayed LSN the test sets by hand.
+#[derive(Default)]
+pub struct MemInvestStore {
+    inner: Mutex<InvestInner>,
+}
+
+impl MemInvestStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, InvestInner> {
+        self.inner.lock().expect("store poisoned")
+    }
+
+    /// Set the LSN the replica has replayed.
+    pub fn set_replica_lsn(&self, lsn: Lsn) {
+        self.lock().replica_lsn = lsn;
+    }
+
+    /// Make every `record` fail with `err` (None: succeed again). The row is not written.
+    pub fn fail_record(&self, err: Option<PortError>) {
+        self.lock().fail_record = err;
+    }
+
+    /// Make every replica call answer `Unavailable`.
+    pub fn set_replica_down(&self, down: bool) {
+        self.lock().replica_down = down;
+    }
+
+    /// Every stored row, oldest first.
+    pub fn rows(&self) -> Vec<Investment> {
+        self.lock().rows.clone()
+    }
+
+    /// How many times `record` was called.
+    pub fn record_calls(&self) -> u32 {
+        self.lock().record_calls
+    }
+
+    fn page(inner: &InvestInner, node: DbNode, applied_lsn: Lsn, min_lsn: Lsn, limit: u32) -> HistoryPage {
+        let visible = inner.rows.iter().rev().filter(|r| r.lsn <= applied_lsn && r.lsn >= min_lsn);
+        HistoryPage { applied_lsn, node, investments: visible.take(limit as usize).cloned().collect() }
+    }
+}
+
+#[async_trait]
+impl InvestStore for MemInvestStore {
+    async fn record(&self, investment: NewInvestment) -> Result<(Investment, bool), PortError> {
+        let mut inner = self.lock();
+        inner.record_calls += 1;
+        if let Some(err) = inner.fail_record.clone() {
+            return Err(err);
+        }
+        if let Some(&index) = inner.by_key.get(&investment.key) {
+            return Ok((inner.rows[index].clone(), true));
+        }
+        let id = inner.rows.len() as u64 + 1;
+        let row = Investment { id, lsn: id * 10, data: investment };
+        let index = inner.rows.len();
+        inner.by_key.insert(row.data.key.clone(), index);
+        inner.rows.push(row.clone());
+        Ok((row, false))
+    }
+
+    async fn applied_lsn(&self, node: DbNode) -> Result<Lsn, PortError> {
+        let inner = self.lock();
+        match node {
+            DbNode::PgPrimary => Ok(inner.rows.last().map_or(0, |r| r.lsn)),
+            DbNode::PgReplica if inner.replica_down => Err(PortError::Unavailable("replica down".into())),
+            DbNode::PgReplica => Ok(inner.replica_lsn),
+        }
+    }
+
+    async fn history(&self, node: DbNode, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        let applied = self.applied_lsn(node).await?;
+        Ok(Self::page(&self.lock(), node, applied, min_lsn, limit))
+    }
+
+    async fn history_from_writer(&self, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        self.history(DbNode::PgPrimary, min_lsn, limit).await
+    }
+}
+
+/// A node's role in [`MemDbAdmin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes.
+    Primary,
+    /// Streams from the primary.
+    Standby,
+    /// Fenced: never takes writes again.
+    Fenced,
+}
+
+#[derive(Debug)]
+struct AdminInner {
+    roles: BTreeMap<DbNode, Role>,
+    down: BTreeMap<DbNode, bool>,
+    writer: DbNode,
+    calls: Vec<String>,
+}
+
+/// Two database nodes whose liveness the test sets; records every control-plane call.
+pub struct MemDbAdmin {
+    inner: Mutex<AdminInner>,
+}
+
+impl Default for MemDbAdmin {
+    fn default() -> Self {
+        let roles = BTreeMap::from([(DbNode::PgPrimary, Role::Primary), (DbNode::PgReplica, Role::Standby)]);
+        let down = BTreeMap::from([(DbNode::PgPrimary, false), (DbNode::PgReplica, false)]);
+        MemDbAdmin { inner: Mutex::new(AdminInner { roles, down, writer: DbNode::PgPrimary, calls: vec![] }) }
+    }
+}
+
+impl MemDbAdmin {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AdminInner> {
+        self.inner.lock().expect("admin poisoned")
+    }
+
+    /// Crash (`true`) or restart (`false`) a node.
+    pub fn set_down(&self, node: DbNode, down: bool) {
+        self.lock().down.insert(node, down);
+    }
+
+    /// A node's role.
+    pub fn role(&self, node: DbNode) -> Role {
+        self.lock().roles[&node]
+    }
+
+    /// Where the writer endpoint points.
+    pub fn writer(&self) -> DbNode {
+        self.lock().writer
+    }
+
+    /// Every fence / promote / set-writer call, in order (`fence pg-primary`, …).
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Nodes that would take a write now: up and primary (two means split brain).
+    pub fn writable(&self) -> Vec<DbNode> {
+        let inner = self.lock();
+        inner.roles.iter().filter(|(n, r)| **r == Role::Primary && !inner.down[n]).map(|(n, _)| *n).collect()
+    }
+}
+
+#[async_trait]
+impl DbAdmin for MemDbAdmin {
+    async fn probe(&self, node: DbNode, _timeout: std::time::Duration) -> Result<bool, PortError> {
+        let inner = self.lock();
+        if inner.down[&node] {
+            return Err(PortError::Unavailable(format!("{} is down", node.host())));
+        }
+        Ok(inner.roles[&node] == Role::Primary)
+    }
+
+    async fn promote(&self, node: DbNode) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("promote {}", node.host()));
+        if inner.down[&node] {
+            return Err(PortError::Unavailable(format!("{} is down", node.host())));
+        }
+        if inner.roles[&node] == Role::Fenced {
+            return Err(PortError::Rejected(format!("{} is fenced", node.host())));
+        }
+        inner.roles.insert(node, Role::Primary);
+        Ok(())
+    }
+
+    async fn fence(&self, node: DbNode) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("fence {}", node.host()));
+        inner.roles.insert(node, Role::Fenced);
+        Ok(())
+    }
+
+    async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("set-writer {}", node.host()));
+        inner.writer = node;
+        Ok(())
+    }
+}
