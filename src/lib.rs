@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cli;
 pub mod exit;
 pub mod faults;
 pub mod history;

@@ -1,4 +1,4 @@
-//! The `shakedown` command line.
-fn main() {
-    std::process::exit(i32::from(shakedown::exit::HARNESS_ERROR));
+//! The `shakedown` binary: a thin shell around `shakedown::cli`.
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(shakedown::cli::main())
 }

@@ -47,6 +47,9 @@ pub struct Timeline {
     pub ops: Vec<OpTimeline>,
 }
 
+/// One op's buckets while aggregating, each with the histogram of its ok latencies.
+type Slots = Vec<(Bucket, Option<Histogram<u64>>)>;
+
 /// Latencies above this are clamped when histogrammed (a timed-out op never waits longer).
 const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 
@@ -54,7 +57,7 @@ const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 pub fn build(history: &History, duration_ms: u64, bucket_ms: u64) -> Timeline {
     assert!(bucket_ms > 0, "bucket width must be positive");
     let bucket_count = duration_ms.div_ceil(bucket_ms).max(1) as usize;
-    let mut per_op: BTreeMap<Op, Vec<(Bucket, Option<Histogram<u64>>)>> = BTreeMap::new();
+    let mut per_op: BTreeMap<Op, Slots> = BTreeMap::new();
     for (invoke, completion) in history.ops() {
         let (Some(op), Some(done)) = (invoke.op.op(), completion) else { continue };
         let slot = ((invoke.time_ns / 1_000_000 / bucket_ms) as usize).min(bucket_count - 1);

@@ -105,7 +105,12 @@ fn faults_outside_the_run() {
 #[test]
 fn fault_shapes() {
     expect_one("faults: [ { at: 5s, for: 5s } ]\n", 6, "no kind", "add one of");
-    expect_one("faults: [ { at: 5s, crash: lb, pause: lb, restart_after: 1s } ]\n", 6, "exactly one kind", "");
+    expect_one(
+        "faults: [ { at: 5s, crash: lb, pause: lb, restart_after: 1s } ]\n",
+        6,
+        "exactly one kind",
+        "",
+    );
     expect_one("faults: [ { at: 5s, pause: lb } ]\n", 6, "needs `for`", "for: 5s");
     expect_one("faults: [ { at: 5s, partition: [[api]], for: 5s } ]\n", 6, "two non-empty sides", "");
     expect_one("faults: [ { at: 5s, partition: [[api], [api-1]], for: 5s } ]\n", 6, "on both sides", "");

@@ -109,7 +109,7 @@ fn exact_nanos(number: &str, per: u128) -> Option<Result<u64, ()>> {
     let scale = 10u128.checked_pow(fraction.len() as u32)?;
     let fraction_value: u128 = if fraction.is_empty() { 0 } else { fraction.parse().ok()? };
     let numerator = fraction_value * per;
-    let exact = numerator % scale == 0;
+    let exact = numerator.is_multiple_of(scale);
     let total = whole.checked_mul(per).and_then(|w| w.checked_add(numerator / scale));
     Some(match total {
         Some(total) if exact => u64::try_from(total).map_err(|_| ()),
@@ -152,7 +152,7 @@ impl fmt::Display for Span {
         }
         for &(name, per) in SPAN_UNITS.iter().rev() {
             // Exact to 1/1000 of this unit, and at least one whole unit.
-            if nanos >= per && (nanos * 1000) % per == 0 {
+            if nanos >= per && (nanos * 1000).is_multiple_of(per) {
                 let whole = nanos / per;
                 let thousandths = (nanos % per) * 1000 / per;
                 return if thousandths == 0 {

@@ -1,0 +1,153 @@
+//! The command line's shape (clap derive). Parsing only: `cli::main` dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Declarative chaos testing for a replicated, queue-driven stack.
+#[derive(Debug, Parser)]
+#[command(name = "shakedown", version, about, long_about = None)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios and write their reports (exit 0 pass, 1 fail, 2 inconclusive).
+    Run(RunArgs),
+    /// Check scenario files without running them; every error is reported.
+    Validate(ValidateArgs),
+    /// Run a scenario over many seeds (and random fault schedules) and shrink failures.
+    Explore(ExploreArgs),
+    /// Re-run exactly the run that produced a report.
+    Replay(ReplayArgs),
+    /// Re-render HTML from report.json files (several files: one comparison page).
+    Report(ReportArgs),
+    /// Print the JSON Schema of the scenario format.
+    Schema,
+    /// List the shipped scenarios with their descriptions.
+    List(ListArgs),
+    /// Run one service of the stack for real.
+    Serve(ServeArgs),
+}
+
+/// Where a scenario runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum BackendName {
+    /// The deterministic simulation (turmoil): no services needed.
+    #[default]
+    Sim,
+    /// Real containers (testcontainers).
+    Containers,
+}
+
+/// `shakedown run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Where the scenario runs.
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: BackendName,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override a scenario field before validation: `--set stack.replication=async`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Output directory; each run writes `OUT/<scenario>/<seed>/`.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Run twice and report the first divergent event if the histories differ.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Print only the summary line.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `shakedown validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Override a scenario field before validation.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// `shakedown explore`.
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// The scenario.
+    pub file: PathBuf,
+    /// How many seeds.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// Draw a fault schedule per seed from the scenario's vocabulary.
+    #[arg(long)]
+    pub swarm: bool,
+    /// Simulations in parallel (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Stop starting new seeds after this long (`10m`).
+    #[arg(long, value_name = "DURATION")]
+    pub time_budget: Option<String>,
+    /// Output directory.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Judge SLO checks too (random schedules legitimately break latency targets).
+    #[arg(long)]
+    pub slo: bool,
+    /// Override a scenario field before validation.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// `shakedown replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The report.json of the run to repeat.
+    pub report: PathBuf,
+    /// Output directory.
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `shakedown report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// report.json files.
+    #[arg(required = true, value_name = "REPORT_JSON")]
+    pub reports: Vec<PathBuf>,
+    /// Where to write the HTML (default: next to the first report).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `shakedown list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The scenarios directory.
+    #[arg(long, default_value = "scenarios", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `shakedown serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Which service: pricefeed, invest, inventory, ordersvc, reports, orders, gateway, worker,
+    /// balancer, watchdog.
+    pub service: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+}

@@ -1,0 +1,58 @@
+//! The command line: argument types (`args`) and one function per subcommand. `main` parses,
+//! sets up logging and dispatches; each command returns its exit code (`crate::exit`).
+
+pub mod args;
+mod list;
+mod validate;
+
+use clap::Parser;
+
+use crate::exit;
+use args::{Cli, Command};
+
+/// Parse the arguments, run the command, and return the process exit code.
+pub fn main() -> u8 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::PASS,
+                _ => exit::BAD_INPUT,
+            };
+            let _ = error.print();
+            return code;
+        }
+    };
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema => {
+            let schema = crate::scenario::json_schema();
+            println!("{}", serde_json::to_string_pretty(&schema).expect("schema serialises"));
+            exit::PASS
+        }
+        Command::List(args) => list::run(&args),
+        Command::Run(_) => not_yet("run"),
+        Command::Explore(_) => not_yet("explore"),
+        Command::Replay(_) => not_yet("replay"),
+        Command::Report(_) => not_yet("report"),
+        Command::Serve(_) => not_yet("serve"),
+    }
+}
+
+fn not_yet(command: &str) -> u8 {
+    eprintln!("shakedown {command}: not implemented yet");
+    exit::HARNESS_ERROR
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
