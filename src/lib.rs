@@ -18,4 +18,6 @@ pub mod history;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod seed;
 pub mod stack;
+pub mod workload;

@@ -1,0 +1,138 @@
+//! The schedule: every operation of a run with its intended start and parameters, computed
+//! up-front from the scenario and the seed. Each load has its own random stream
+//! (`seed::stream(seed, "workload/<i>")`), so adding a load does not move the others.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::scenario::model::{Op, Scenario};
+use crate::seed;
+
+/// The products the stack is seeded with, and their initial stock. Orders draw from it.
+pub const CATALOG: &[(&str, u64)] =
+    &[("sku-1", 5_000), ("sku-2", 5_000), ("sku-3", 2_000), ("sku-4", 1_000), ("sku-5", 200)];
+
+/// The coins investments are made in (ids of the price feed's fixture).
+pub const COINS: &[&str] = &["bitcoin", "ethereum", "solana", "cardano", "dogecoin", "litecoin"];
+
+/// One operation to issue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduledOp {
+    /// Intended start, from the start of the run.
+    pub at: Duration,
+    /// Which operation.
+    pub op: Op,
+    /// Its idempotency key, unique in the run (`invest-000042`).
+    pub key: String,
+    /// invest: the coin; order and query: the SKU.
+    pub item: &'static str,
+    /// invest: US cents; order: quantity.
+    pub amount: u64,
+    /// How long it may take in total.
+    pub timeout: Duration,
+}
+
+/// Every operation of a run, in intended-start order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schedule {
+    /// The operations.
+    pub ops: Vec<ScheduledOp>,
+}
+
+impl Schedule {
+    /// Poisson arrivals per load at its rate within `[start, stop)`, merged in time order.
+    pub fn new(scenario: &Scenario, seed: u64) -> Schedule {
+        let end = scenario.duration.get();
+        let mut ops = Vec::new();
+        for (index, load) in scenario.workload.iter().enumerate() {
+            let mut rng = seed::stream(seed, &format!("workload/{index}"));
+            let per_second = load.rate.per_second();
+            if per_second <= 0.0 {
+                continue;
+            }
+            let stop = load.stop.map_or(end, |s| s.get()).min(end);
+            let mut t = load.start.get().as_secs_f64();
+            loop {
+                // Exponential inter-arrival times; 1 - u is in (0, 1], so ln is finite.
+                let u: f64 = rng.random();
+                t += -(1.0 - u).ln() / per_second;
+                let at = Duration::from_secs_f64(t);
+                if at >= stop {
+                    break;
+                }
+                let (item, amount) = match load.op {
+                    Op::Invest => (COINS[rng.random_range(0..COINS.len())], rng.random_range(1..=500) * 100),
+                    Op::Order => (CATALOG[rng.random_range(0..CATALOG.len())].0, rng.random_range(1..=3)),
+                    Op::Query => (CATALOG[rng.random_range(0..CATALOG.len())].0, 0),
+                    Op::History => ("", 0),
+                };
+                ops.push(ScheduledOp {
+                    at,
+                    op: load.op,
+                    key: String::new(),
+                    item,
+                    amount,
+                    timeout: load.timeout.get(),
+                });
+            }
+        }
+        // Stable: equal times keep load order, so the merge is deterministic.
+        ops.sort_by_key(|op| op.at);
+        for (n, op) in ops.iter_mut().enumerate() {
+            op.key = format!("{}-{n:06}", op.op.name());
+        }
+        Schedule { ops }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::load_str;
+
+    fn scenario(workload: &str) -> Scenario {
+        let text = format!("name: t\nduration: 100s\nworkload:\n{workload}");
+        load_str(&text, "t.yaml", &[]).unwrap().scenario
+    }
+
+    #[test]
+    fn same_seed_same_schedule_and_different_seed_different() {
+        let s = scenario("  - { op: invest, rate: 20/s }\n  - { op: order, rate: 5/s }\n");
+        assert_eq!(Schedule::new(&s, 1), Schedule::new(&s, 1));
+        assert_ne!(Schedule::new(&s, 1), Schedule::new(&s, 2));
+    }
+
+    #[test]
+    fn rates_are_met_within_a_few_percent() {
+        let s = scenario("  - { op: invest, rate: 50/s }\n  - { op: history, rate: 30/m }\n");
+        let schedule = Schedule::new(&s, 9);
+        let invests = schedule.ops.iter().filter(|o| o.op == Op::Invest).count();
+        let reads = schedule.ops.iter().filter(|o| o.op == Op::History).count();
+        assert!((4700..=5300).contains(&invests), "{invests}");
+        assert!((30..=75).contains(&reads), "{reads}");
+        assert!(schedule.ops.windows(2).all(|w| w[0].at <= w[1].at));
+        assert!(schedule.ops.iter().all(|o| o.at < Duration::from_secs(100)));
+    }
+
+    #[test]
+    fn adding_a_load_does_not_move_the_others() {
+        let one = Schedule::new(&scenario("  - { op: invest, rate: 20/s }\n"), 3);
+        let two =
+            Schedule::new(&scenario("  - { op: invest, rate: 20/s }\n  - { op: query, rate: 7/s }\n"), 3);
+        let times = |s: &Schedule| -> Vec<Duration> {
+            s.ops.iter().filter(|o| o.op == Op::Invest).map(|o| o.at).collect()
+        };
+        assert_eq!(times(&one), times(&two));
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let schedule =
+            Schedule::new(&scenario("  - { op: invest, rate: 20/s }\n  - { op: order, rate: 20/s }\n"), 3);
+        let mut keys: Vec<&str> = schedule.ops.iter().map(|o| o.key.as_str()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), schedule.ops.len());
+    }
+}
