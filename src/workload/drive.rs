@@ -170,7 +170,7 @@ impl Call {
             Ok(outcome) => outcome,
             Err(_) => self.timed_out(),
         };
-        let acked_write = (self.op.op == Op::Invest && kind == EntryType::Ok).then(|| value.lsn).flatten();
+        let acked_write = if self.op.op == Op::Invest && kind == EntryType::Ok { value.lsn } else { None };
         recorder.record(recorder.now_ns(), kind, self.process, self.op.op, value, error);
         let mut sessions = sessions.lock().expect("sessions lock");
         let session = &mut sessions[self.process as usize];
