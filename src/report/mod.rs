@@ -8,7 +8,9 @@ mod write;
 
 pub use write::{OutputDir, WriteError};
 
+/// Per-op per-phase figures and evaluated SLO thresholds are computed by `check::slo`; the report
+/// embeds them as they are.
+pub use crate::check::{LatencyRow, SloEntry};
 pub use model::{
-    CheckEntry, FaultEntry, GeneratorFacts, LatencyRow, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo,
-    SloEntry, VerdictInfo,
+    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, VerdictInfo,
 };

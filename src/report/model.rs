@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::check::Status;
+use crate::check::{LatencyRow, SloEntry, Status};
 use crate::faults::FaultEffect;
 use crate::scenario::model::{Expectation, Phase};
 
@@ -108,61 +108,6 @@ pub struct RunFacts {
     pub speedup: f64,
     /// shakedown's version.
     pub version: String,
-}
-
-/// Latency and outcome figures for one op (or `any`) in one phase.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyRow {
-    /// `invest`, `history`, `order`, `query` or `any`.
-    pub op: String,
-    /// The phase.
-    pub phase: Phase,
-    /// Ops invoked in the phase (by intended start).
-    pub ops_count: u64,
-    /// Ops that succeeded.
-    pub ok_count: u64,
-    /// Ops that definitely failed.
-    pub fail_count: u64,
-    /// Ops whose outcome is unknown (timeouts).
-    pub info_count: u64,
-    /// Latency quantiles of ok ops, ms (`None` without ok ops).
-    pub latency_ms_p50: Option<f64>,
-    /// 90th percentile, ms.
-    pub latency_ms_p90: Option<f64>,
-    /// 95th percentile, ms.
-    pub latency_ms_p95: Option<f64>,
-    /// 99th percentile, ms.
-    pub latency_ms_p99: Option<f64>,
-    /// 99.9th percentile, ms.
-    pub latency_ms_p999: Option<f64>,
-    /// Slowest ok op, ms.
-    pub latency_ms_max: Option<f64>,
-    /// (fail + info) / ops, 0..=1.
-    pub error_rate: f64,
-    /// ok / ops, 0..=1.
-    pub availability: f64,
-    /// The HdrHistogram of ok latencies in ns, V2-serialised and base64-encoded, so reports can be
-    /// merged.
-    pub histogram_v2_base64: String,
-}
-
-/// One evaluated SLO threshold.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SloEntry {
-    /// `invest`, …, or `any`.
-    pub op: String,
-    /// The phase.
-    pub phase: Phase,
-    /// `p95`, `p99`, `error_rate`, `availability`, …
-    pub metric: String,
-    /// The threshold as written (`350ms`, `99%`).
-    pub threshold: String,
-    /// The observed value in the threshold's unit (`412.5ms`, `97.2%`), or `no data`.
-    pub observed: String,
-    /// Whether it held.
-    pub ok: bool,
 }
 
 /// The complete report.

@@ -1,0 +1,151 @@
+//! `durability`: every acknowledged write is present on the final primary (Jepsen's set-full,
+//! for investments). Counts lost, recovered (unknown writes that did land), unexpected (present
+//! but never attempted, or definitely failed), duplicated and split-brain writes; each lost write
+//! is listed with its acknowledgement time against the fault windows.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::{CheckResult, FinalState, Status, evidence, fault_context};
+use crate::faults::Plan;
+use crate::history::{EntryOp, EntryType, History};
+
+/// Check acknowledged-write durability.
+pub fn check(history: &History, state: &FinalState, plan: &Plan) -> CheckResult {
+    // key → (outcome, completion time)
+    let mut outcomes: BTreeMap<&str, (EntryType, u64)> = BTreeMap::new();
+    for (invoke, done) in history.ops() {
+        if invoke.op != EntryOp::Invest {
+            continue;
+        }
+        let Some(key) = invoke.value.key.as_deref() else { continue };
+        let outcome = done.map_or((EntryType::Info, invoke.time_ns), |d| (d.kind, d.time_ns));
+        outcomes.insert(key, outcome);
+    }
+    let present = |key: &str| state.investments.get(key).copied().unwrap_or(0);
+    let count = |kind: EntryType| outcomes.values().filter(|(k, _)| *k == kind).count();
+    let mut lost = Vec::new();
+    let mut recovered = 0;
+    for (key, &(kind, time_ns)) in &outcomes {
+        match (kind, present(key) > 0) {
+            (EntryType::Ok, false) => lost.push((*key, time_ns)),
+            (EntryType::Info, true) => recovered += 1,
+            _ => {}
+        }
+    }
+    let unexpected: Vec<&str> = state
+        .investments
+        .keys()
+        .map(String::as_str)
+        .filter(|key| outcomes.get(key).is_none_or(|(kind, _)| *kind == EntryType::Fail))
+        .collect();
+    let duplicated: Vec<&str> =
+        state.investments.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.as_str()).collect();
+    let acknowledged = count(EntryType::Ok);
+    let lost_list: Vec<serde_json::Value> = lost
+        .iter()
+        .map(|(key, ack_ns)| json!({ "key": key, "ack_ms": ack_ns / 1_000_000, "context": fault_context(plan, *ack_ns) }))
+        .collect();
+    let details = json!({
+        "attempted_count": outcomes.len(),
+        "acknowledged_count": acknowledged,
+        "failed_count": count(EntryType::Fail),
+        "unknown_count": count(EntryType::Info),
+        "lost_count": lost.len(),
+        "recovered_count": recovered,
+        "unexpected_count": unexpected.len(),
+        "duplicated_count": duplicated.len(),
+        "diverged_count": state.diverged_investments.len(),
+        "final_primary": state.primary,
+        "lost": evidence(lost_list),
+        "unexpected": evidence(unexpected.iter().map(|k| json!(k)).collect()),
+        "duplicated": evidence(duplicated.iter().map(|k| json!(k)).collect()),
+        "diverged": evidence(state.diverged_investments.iter().map(|k| json!(k)).collect()),
+    });
+    let broken = !lost.is_empty()
+        || !unexpected.is_empty()
+        || !duplicated.is_empty()
+        || !state.diverged_investments.is_empty();
+    let (status, summary) = if broken {
+        let mut parts = Vec::new();
+        if !lost.is_empty() {
+            parts.push(format!("{} of {acknowledged} acknowledged writes lost", lost.len()));
+        }
+        if !state.diverged_investments.is_empty() {
+            parts.push(format!(
+                "{} writes accepted by a node that is not the final primary (split brain)",
+                state.diverged_investments.len()
+            ));
+        }
+        if !duplicated.is_empty() {
+            parts.push(format!("{} writes applied twice", duplicated.len()));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!(
+                "{} writes present that were never acknowledged or definitely failed",
+                unexpected.len()
+            ));
+        }
+        (Status::Fail, parts.join("; "))
+    } else if acknowledged == 0 {
+        (Status::Unknown, "no write was acknowledged: nothing to check".to_owned())
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "all {acknowledged} acknowledged writes present on {} ({recovered} unknown writes landed)",
+                state.primary
+            ),
+        )
+    };
+    CheckResult { name: "durability".into(), status, summary, details }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::tests::{invest, plan_with_crash};
+
+    #[test]
+    fn passes_when_every_ack_is_present_and_fails_on_a_lost_one() {
+        let mut history = History::new();
+        invest(&mut history, 1, "a", EntryType::Ok, 10);
+        invest(&mut history, 2, "b", EntryType::Info, 20);
+        invest(&mut history, 3, "c", EntryType::Fail, 30);
+        let mut state = FinalState { primary: "pg-replica".into(), ..Default::default() };
+        state.investments.insert("a".into(), 1);
+        state.investments.insert("b".into(), 1);
+        let plan = plan_with_crash();
+        let result = check(&history, &state, &plan);
+        assert_eq!(result.status, Status::Pass, "{}", result.summary);
+        assert_eq!(result.details["recovered_count"], 1);
+
+        state.investments.remove("a");
+        let result = check(&history, &state, &plan);
+        assert_eq!(result.status, Status::Fail);
+        assert_eq!(result.details["lost_count"], 1);
+        assert_eq!(result.details["lost"]["items"][0]["key"], "a");
+        assert!(result.summary.contains("1 of 1 acknowledged writes lost"), "{}", result.summary);
+    }
+
+    #[test]
+    fn duplicates_unexpected_and_split_brain_fail() {
+        let mut history = History::new();
+        invest(&mut history, 1, "a", EntryType::Ok, 10);
+        invest(&mut history, 2, "c", EntryType::Fail, 30);
+        let plan = plan_with_crash();
+        let base = FinalState { investments: [("a".to_string(), 1)].into(), ..Default::default() };
+        let mut twice = base.clone();
+        twice.investments.insert("a".into(), 2);
+        assert_eq!(check(&history, &twice, &plan).details["duplicated_count"], 1);
+        let mut failed_but_present = base.clone();
+        failed_but_present.investments.insert("c".into(), 1);
+        assert_eq!(check(&history, &failed_but_present, &plan).status, Status::Fail);
+        let mut split = base.clone();
+        split.diverged_investments.push("z".into());
+        let result = check(&history, &split, &plan);
+        assert_eq!(result.status, Status::Fail);
+        assert!(result.summary.contains("split brain"));
+    }
+}
