@@ -250,7 +250,7 @@ impl History {
     }
 
     /// Write as JSON lines.
-    pub fn write_jsonl(&self, out: &mut impl Write) -> io::Result<()> {
+    pub fn write_jsonl(&self, out: &mut (impl Write + ?Sized)) -> io::Result<()> {
         for entry in &self.entries {
             serde_json::to_writer(&mut *out, entry)?;
             out.write_all(b"\n")?;

@@ -12,8 +12,166 @@
 //! `run_file` is the library entry point users call from their own tests.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use crate::check::{FinalState, run_all, verdict};
+use crate::faults::FaultEffect;
 use crate::history::History;
+use crate::report::{self, OutputDir, Report, RunFacts, WriteError};
+use crate::scenario::{Diagnostics, Loaded, load_file};
+use crate::workload::GeneratorStats;
+
+/// What a backend observed in one run: everything the checkers and the report need.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// Every operation and fault event, in order.
+    pub history: History,
+    /// The stack's data after the run, read from the final primary.
+    pub final_state: FinalState,
+    /// What each planned fault hit, in plan order.
+    pub fault_effects: Vec<FaultEffect>,
+    /// The load generator's figures.
+    pub generator: GeneratorStats,
+    /// Simulated (or real) time covered, ms, including the drain.
+    pub simulated_ms: u64,
+}
+
+/// Why a backend could not complete a run (a harness error, exit 255).
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} backend: {message}")]
+pub struct BackendError {
+    /// Which backend.
+    pub backend: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// A place scenarios run: it builds the stack, drives the workload, applies the plan's faults,
+/// heals them, and reads the final state. The only code that knows how hosts start and fail.
+pub trait Backend {
+    /// `sim` or `containers`.
+    fn name(&self) -> &'static str;
+    /// Run a validated scenario with `seed`.
+    fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError>;
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// `--set` overrides, applied before validation.
+    pub overrides: Vec<String>,
+    /// Output root: files go to `out/<scenario>/<seed>/`.
+    pub out: PathBuf,
+    /// Run twice and compare histories.
+    pub check_determinism: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            seed: None,
+            overrides: Vec::new(),
+            out: PathBuf::from("reports"),
+            check_determinism: false,
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    /// The report (also written as `report.json`).
+    pub report: Report,
+    /// The directory holding the run's files.
+    pub dir: PathBuf,
+}
+
+/// Why a run produced no report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario is invalid (exit 254).
+    #[error("{0}")]
+    Scenario(Diagnostics),
+    /// The backend failed (exit 255).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// Two runs of the same seed differed (exit 255: a determinism bug in the harness).
+    #[error("the two runs diverged at history line {}:\n  first:  {}\n  second: {}", .0.line, .0.first.as_deref().unwrap_or("(end)"), .0.second.as_deref().unwrap_or("(end)"))]
+    Nondeterministic(Divergence),
+    /// The run's files could not be written (exit 255).
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+impl RunError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Scenario(_) => crate::exit::BAD_INPUT,
+            _ => crate::exit::HARNESS_ERROR,
+        }
+    }
+}
+
+/// Load, run on `backend`, check and report one scenario file — the library entry point users
+/// call from their own tests (`shakedown::run::run_file`).
+pub fn run_file(path: &Path, backend: &dyn Backend, options: &RunOptions) -> Result<RunOutcome, RunError> {
+    let loaded = load_file(path, &options.overrides).map_err(RunError::Scenario)?;
+    run_loaded(&loaded, backend, options)
+}
+
+/// Run an already loaded scenario.
+pub fn run_loaded(
+    loaded: &Loaded,
+    backend: &dyn Backend,
+    options: &RunOptions,
+) -> Result<RunOutcome, RunError> {
+    let seed = options.seed.unwrap_or(loaded.scenario.seed);
+    let wall = Instant::now();
+    let observed = backend.run(loaded, seed)?;
+    let wall_ms = wall.elapsed().as_millis() as u64;
+    if options.check_determinism {
+        let again = backend.run(loaded, seed)?;
+        if let Some(divergence) = first_divergence(&observed.history, &again.history) {
+            return Err(RunError::Nondeterministic(divergence));
+        }
+    }
+    let out = OutputDir::create(&run_dir(&options.out, &loaded.scenario.name, seed))?;
+    // Step 3: the history goes to disk before any checker runs.
+    out.write_with("history.jsonl", |w| observed.history.write_jsonl(w))?;
+    let checked = run_all(&observed.history, &observed.final_state, &loaded.plan, &loaded.scenario);
+    let verdict = verdict(&checked.results, &loaded.scenario, &observed.generator);
+    let speedup = observed.simulated_ms as f64 / wall_ms.max(1) as f64;
+    let report = report::build(report::Inputs {
+        loaded,
+        seed,
+        backend: backend.name(),
+        history: &observed.history,
+        fault_effects: &observed.fault_effects,
+        generator: &observed.generator,
+        checked: &checked,
+        verdict: &verdict,
+        run: RunFacts {
+            wall_ms,
+            simulated_ms: observed.simulated_ms,
+            speedup: (speedup * 10.0).round() / 10.0,
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+    });
+    let json = serde_json::to_string_pretty(&report).expect("reports serialise");
+    out.write("report.json", &(json + "\n"))?;
+    out.write(
+        "final-state.json",
+        &serde_json::to_string_pretty(&observed.final_state).expect("state serialises"),
+    )?;
+    if loaded.scenario.report.junit {
+        out.write("junit.xml", &report::render_junit(&report))?;
+    }
+    let dir = out.commit()?;
+    Ok(RunOutcome { report, dir })
+}
 
 /// The first place two histories of the same seed differ, for `--check-determinism`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +209,86 @@ pub fn run_dir(out: &Path, scenario_name: &str, seed: u64) -> PathBuf {
 mod tests {
     use super::*;
     use crate::history::{EntryOp, EntryType, Process, Value};
+    use crate::scenario::Loaded;
+
+    /// A backend that replays a fixed observation: one acknowledged write that the final state
+    /// lost, during a crash of the primary.
+    struct Scripted;
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn run(&self, _loaded: &Loaded, _seed: u64) -> Result<Observed, BackendError> {
+            let mut history = History::new();
+            let key = Value { key: Some("invest-000000".into()), ..Value::default() };
+            history.push(
+                21_000_000_000,
+                EntryType::Invoke,
+                Process::Client(0),
+                EntryOp::Invest,
+                key.clone(),
+                None,
+            );
+            history.push(
+                21_005_000_000,
+                EntryType::Ok,
+                Process::Client(0),
+                EntryOp::Invest,
+                Value { lsn: Some(9), ..key },
+                None,
+            );
+            Ok(Observed {
+                history,
+                final_state: FinalState { primary: "pg-replica".into(), ..FinalState::default() },
+                fault_effects: vec![FaultEffect { writes_lost_count: 1, ..FaultEffect::default() }],
+                generator: GeneratorStats { scheduled_count: 1, sent_count: 1, ..GeneratorStats::default() },
+                simulated_ms: 30_000,
+            })
+        }
+    }
+
+    #[test]
+    fn a_run_writes_history_report_and_junit_and_the_report_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("s.yaml");
+        let text = "name: lossy\nduration: 30s\nworkload: [ { op: invest, rate: 1/s } ]\nfaults: [ { at: 20s, crash: pg-primary, restart_after: 5s } ]\nchecks: { durability: {} }\n";
+        std::fs::write(&scenario, text).unwrap();
+        let options = RunOptions { out: dir.path().join("out"), seed: Some(42), ..RunOptions::default() };
+        let outcome = run_file(&scenario, &Scripted, &options).unwrap();
+        assert_eq!(outcome.dir, dir.path().join("out/lossy/42"));
+        assert_eq!(outcome.report.verdict.exit_code, crate::exit::FAIL);
+        for file in ["history.jsonl", "report.json", "junit.xml", "final-state.json"] {
+            assert!(outcome.dir.join(file).exists(), "{file} missing");
+        }
+        let json = std::fs::read_to_string(outcome.dir.join("report.json")).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, outcome.report);
+        assert_eq!(back.schema, "shakedown.report/v1");
+        assert!(
+            back.replay.starts_with("shakedown run ") && back.replay.contains("--seed 42 --backend scripted")
+        );
+        assert_eq!(back.checks[0].details["lost_count"], 1);
+        assert!(!back.faults[0].vacuous);
+        let history = History::read_jsonl(
+            std::fs::File::open(outcome.dir.join("history.jsonl")).map(std::io::BufReader::new).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(history.entries().len(), 2);
+        let junit = std::fs::read_to_string(outcome.dir.join("junit.xml")).unwrap();
+        assert!(junit.contains("<failure message=\"1 of 1 acknowledged writes lost\""), "{junit}");
+    }
+
+    #[test]
+    fn an_invalid_scenario_is_bad_input_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("s.yaml");
+        std::fs::write(&scenario, "name: x\n").unwrap();
+        let options = RunOptions { out: dir.path().join("out"), ..RunOptions::default() };
+        let error = run_file(&scenario, &Scripted, &options).unwrap_err();
+        assert_eq!(error.exit_code(), crate::exit::BAD_INPUT);
+        assert!(!dir.path().join("out").exists());
+    }
 
     #[test]
     fn divergence_names_the_first_differing_line() {

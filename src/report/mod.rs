@@ -2,6 +2,8 @@
 //! a self-contained `report.html` and `junit.xml`. Sinks read only the `Report`; none of them
 //! computes a verdict.
 
+mod build;
+mod junit;
 mod model;
 pub mod timeline;
 mod write;
@@ -11,6 +13,8 @@ pub use write::{OutputDir, WriteError};
 /// Per-op per-phase figures and evaluated SLO thresholds are computed by `check::slo`; the report
 /// embeds them as they are.
 pub use crate::check::{LatencyRow, SloEntry};
+pub use build::{Inputs, build, describe, hosts, replay_command};
+pub use junit::{escape, render_junit};
 pub use model::{
     CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, VerdictInfo,
 };
