@@ -33,7 +33,7 @@ pub fn render_junit(report: &Report) -> String {
     let mut failures = 0;
     let mut skipped = 0;
     for check in &report.checks {
-        let _ = write!(cases, "    <testcase classname=\"{classname}\" name=\"{}\">\n", escape(&check.name));
+        let _ = writeln!(cases, "    <testcase classname=\"{classname}\" name=\"{}\">", escape(&check.name));
         if !check.as_expected && check.status != Status::Unknown {
             failures += 1;
             let details = serde_json::to_string_pretty(&check.details).unwrap_or_default();
@@ -53,7 +53,7 @@ pub fn render_junit(report: &Report) -> String {
     }
     for row in &report.slo {
         let case = format!("slo {} {} {} {}", row.op, row.phase.name(), row.metric, row.threshold);
-        let _ = write!(cases, "    <testcase classname=\"{classname}.slo\" name=\"{}\">\n", escape(&case));
+        let _ = writeln!(cases, "    <testcase classname=\"{classname}.slo\" name=\"{}\">", escape(&case));
         let message = format!("observed {} (threshold {})", row.observed, row.threshold);
         if row.observed == "no data" {
             skipped += 1;
