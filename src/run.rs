@@ -166,6 +166,9 @@ pub fn run_loaded(
         "final-state.json",
         &serde_json::to_string_pretty(&observed.final_state).expect("state serialises"),
     )?;
+    if loaded.scenario.report.html {
+        out.write("report.html", &report::render_html(&report))?;
+    }
     if loaded.scenario.report.junit {
         out.write("junit.xml", &report::render_junit(&report))?;
     }

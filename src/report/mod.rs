@@ -3,8 +3,10 @@
 //! computes a verdict.
 
 mod build;
+mod html;
 mod junit;
 mod model;
+mod svg;
 pub mod timeline;
 mod write;
 
@@ -14,6 +16,7 @@ pub use write::{OutputDir, WriteError};
 /// embeds them as they are.
 pub use crate::check::{LatencyRow, SloEntry};
 pub use build::{Inputs, build, describe, hosts, replay_command};
+pub use html::render_html;
 pub use junit::{escape, render_junit};
 pub use model::{
     CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, VerdictInfo,
