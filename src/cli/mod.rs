@@ -3,6 +3,7 @@
 
 pub mod args;
 mod list;
+mod report;
 mod validate;
 
 use clap::Parser;
@@ -35,7 +36,7 @@ pub fn main() -> u8 {
         Command::Run(_) => not_yet("run"),
         Command::Explore(_) => not_yet("explore"),
         Command::Replay(_) => not_yet("replay"),
-        Command::Report(_) => not_yet("report"),
+        Command::Report(args) => report::run(&args),
         Command::Serve(_) => not_yet("serve"),
     }
 }

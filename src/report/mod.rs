@@ -3,6 +3,7 @@
 //! computes a verdict.
 
 mod build;
+mod compare;
 mod html;
 mod junit;
 mod model;
@@ -16,6 +17,7 @@ pub use write::{OutputDir, WriteError};
 /// embeds them as they are.
 pub use crate::check::{LatencyRow, SloEntry};
 pub use build::{Inputs, build, describe, hosts, replay_command};
+pub use compare::{IndexEntry, render_comparison, render_index, summary_line};
 pub use html::render_html;
 pub use junit::{escape, render_junit};
 pub use model::{
