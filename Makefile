@@ -7,7 +7,7 @@ BIN       := target/$(PROFILE)/shakedown
 SCENARIO  ?= scenarios/primary-crash.yaml
 OUT       ?= reports
 
-.PHONY: help build run chaos test test-real bench fmt lint check clean-reports
+.PHONY: help build run chaos test bench fmt lint clean-reports real-up real-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -33,6 +33,12 @@ fmt: ## format the code
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+real-up: ## install (if missing) and start PostgreSQL primary + standby and RabbitMQ on loopback
+	scripts/real-services.sh up
+
+real-down: ## stop what real-up started
+	scripts/real-services.sh down
 
 clean-reports: ## delete generated reports
 	find $(OUT) -mindepth 1 ! -name .gitkeep -delete

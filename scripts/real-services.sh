@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Real services for the real-adapter tests, all on loopback and in one project-owned directory:
+#   PostgreSQL 15 primary          127.0.0.1:55432
+#   PostgreSQL 15 hot standby      127.0.0.1:55433  (pg_basebackup -R, streaming, slot `standby`)
+#   RabbitMQ 3.10 (AMQP)           127.0.0.1:55672
+# Usage: scripts/real-services.sh up | down | status
+# `up` installs the Debian packages when missing (CI starts on a fresh machine), recreates both
+# clusters from scratch, and waits until every server answers. `down` stops exactly what `up`
+# started. Logs live under $SHAKEDOWN_REAL_DIR (default /tmp/shakedown-real); on failure their
+# tail is printed.
+set -euo pipefail
+
+DIR=${SHAKEDOWN_REAL_DIR:-/tmp/shakedown-real}
+PGBIN=/usr/lib/postgresql/15/bin
+PRIMARY_PORT=${SHAKEDOWN_PG_PRIMARY_PORT:-55432}
+STANDBY_PORT=${SHAKEDOWN_PG_STANDBY_PORT:-55433}
+AMQP_PORT=${SHAKEDOWN_AMQP_PORT:-55672}
+
+say() { printf 'real-services: %s\n' "$*" >&2; }
+die() { say "$*"; for f in "$DIR"/logs/*.log "$DIR"/rabbit/stdout.log; do [ -f "$f" ] && { say "--- tail $f"; tail -n 20 "$f" >&2; }; done; exit 1; }
+as_pg() { runuser -u postgres -- "$@"; }
+
+install() {
+    local missing=()
+    [ -x "$PGBIN/initdb" ] || missing+=(postgresql-15)
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing ${missing[*]} (Debian packages)"
+    if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+rabbit_env() {
+    export HOME=$DIR/rabbit/home RABBITMQ_NODENAME=shakedown@localhost \
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$AMQP_PORT RABBITMQ_DIST_PORT=$((AMQP_PORT + 1)) \
+        ERL_EPMD_PORT=$((AMQP_PORT - 1303)) ERL_EPMD_ADDRESS=127.0.0.1 \
+        RABBITMQ_MNESIA_BASE=$DIR/rabbit/mnesia RABBITMQ_LOG_BASE=$DIR/rabbit/log \
+        RABBITMQ_CONFIG_FILE=$DIR/rabbit/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$DIR/rabbit/enabled_plugins \
+        RABBITMQ_PID_FILE=$DIR/rabbit/rabbit.pid RABBITMQ_CONF_ENV_FILE=$DIR/rabbit/rabbitmq-env.conf \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+        RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+pg_up() {
+    mkdir -p "$DIR/logs" "$DIR/sock"
+    for node in primary standby; do rm -rf "${DIR:?}/$node"; mkdir -p "$DIR/$node"; chmod 700 "$DIR/$node"; done
+    chown -R postgres: "$DIR/logs" "$DIR/sock" "$DIR/primary" "$DIR/standby"
+    as_pg "$PGBIN/initdb" -D "$DIR/primary" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$DIR/logs/initdb.log" 2>&1 \
+        || die "initdb failed"
+    cat >>"$DIR/primary/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PRIMARY_PORT
+unix_socket_directories = '$DIR/sock'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+wal_log_hints = on
+wal_keep_size = '256MB'
+wal_retrieve_retry_interval = '100ms'
+cluster_name = 'primary'
+fsync = on
+CONF
+    as_pg "$PGBIN/pg_ctl" -D "$DIR/primary" -l "$DIR/logs/primary.log" -w -t 30 start >/dev/null || die "primary did not start"
+    as_pg psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -qAt -c "SELECT pg_create_physical_replication_slot('standby')" >/dev/null
+    as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$DIR/standby" -R -S standby -X stream -c fast \
+        >"$DIR/logs/basebackup.log" 2>&1 || die "pg_basebackup failed"
+    printf "port = %s\ncluster_name = 'standby'\n" "$STANDBY_PORT" >>"$DIR/standby/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$DIR/standby" -l "$DIR/logs/standby.log" -w -t 30 start >/dev/null || die "standby did not start"
+    local recovering
+    recovering=$(psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -qAt -c "SELECT pg_is_in_recovery()")
+    [ "$recovering" = t ] || die "the standby is not in recovery"
+}
+
+rabbit_up() {
+    rabbit_env
+    rm -rf "${DIR:?}/rabbit"; mkdir -p "$HOME" "$RABBITMQ_MNESIA_BASE" "$RABBITMQ_LOG_BASE"
+    echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+    echo "listeners.tcp.default = 127.0.0.1:$AMQP_PORT" >"$RABBITMQ_CONFIG_FILE"
+    setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$DIR/rabbit/stdout.log" 2>&1 &
+    /usr/lib/rabbitmq/bin/rabbitmqctl wait --timeout 120 "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || die "RabbitMQ did not start"
+}
+
+down() {
+    for node in standby primary; do
+        if [ -f "$DIR/$node/postmaster.pid" ]; then
+            as_pg "$PGBIN/pg_ctl" -D "$DIR/$node" -m immediate -w stop >/dev/null 2>&1 || true
+        fi
+    done
+    if [ -d "$DIR/rabbit" ]; then
+        rabbit_env
+        /usr/lib/rabbitmq/bin/rabbitmqctl stop >/dev/null 2>&1 || true
+        # epmd outlives `rabbitmqctl stop`: kill the one this script started, by its port.
+        pkill -f "epmd.*-port $ERL_EPMD_PORT" 2>/dev/null || true
+        pkill -f "epmd -daemon" -u root 2>/dev/null || true
+    fi
+}
+
+status() {
+    psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -qAt -c "SELECT 'primary in_recovery=' || pg_is_in_recovery()" 2>/dev/null || echo "primary: down"
+    psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -qAt -c "SELECT 'standby in_recovery=' || pg_is_in_recovery()" || echo "standby: down"
+    if (exec 3<>/dev/tcp/127.0.0.1/"$AMQP_PORT") 2>/dev/null; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
+}
+
+case "${1:-}" in
+    up)
+        install
+        down
+        pg_up
+        rabbit_up
+        say "up: primary 127.0.0.1:$PRIMARY_PORT, standby 127.0.0.1:$STANDBY_PORT, AMQP 127.0.0.1:$AMQP_PORT (logs in $DIR)"
+        ;;
+    down) down; say "down" ;;
+    status) status ;;
+    *) echo "usage: $0 up | down | status" >&2; exit 254 ;;
+esac
