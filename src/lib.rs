@@ -19,5 +19,6 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seed;
+pub mod sim;
 pub mod stack;
 pub mod workload;

@@ -4,6 +4,7 @@
 pub mod args;
 mod list;
 mod report;
+mod run;
 mod validate;
 
 use clap::Parser;
@@ -33,7 +34,7 @@ pub fn main() -> u8 {
             exit::PASS
         }
         Command::List(args) => list::run(&args),
-        Command::Run(_) => not_yet("run"),
+        Command::Run(args) => run::run(&args),
         Command::Explore(_) => not_yet("explore"),
         Command::Replay(_) => not_yet("replay"),
         Command::Report(args) => report::run(&args),

@@ -73,6 +73,18 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every host the fault touches.
+    pub fn hosts(&self) -> Vec<String> {
+        match self {
+            FaultKind::Crash { hosts } | FaultKind::Pause { hosts } => hosts.clone(),
+            FaultKind::Partition { a, b, .. } | FaultKind::Latency { a, b, .. } => {
+                a.iter().chain(b).cloned().collect()
+            }
+            FaultKind::Backpressure { .. } => vec!["broker".into()],
+            FaultKind::PricefeedOutage { .. } => vec!["pricefeed".into()],
+        }
+    }
+
     /// A short name for reports: `crash`, `partition`, …
     pub fn name(&self) -> &'static str {
         match self {

@@ -93,23 +93,11 @@ fn fault_entry(fault: &PlannedFault, effect: Option<&FaultEffect>) -> FaultEntry
         index: fault.index,
         kind: fault.kind.name().into(),
         description: describe(fault),
-        hosts: hosts(&fault.kind),
+        hosts: fault.kind.hosts(),
         start_ms: fault.start.as_millis() as u64,
         end_ms: fault.end.map(|e| e.as_millis() as u64),
         vacuous: effect.is_vacuous(),
         effect,
-    }
-}
-
-/// Every host a fault touches.
-pub fn hosts(kind: &FaultKind) -> Vec<String> {
-    match kind {
-        FaultKind::Crash { hosts } | FaultKind::Pause { hosts } => hosts.clone(),
-        FaultKind::Partition { a, b, .. } | FaultKind::Latency { a, b, .. } => {
-            a.iter().chain(b).cloned().collect()
-        }
-        FaultKind::Backpressure { .. } => vec!["broker".into()],
-        FaultKind::PricefeedOutage { .. } => vec!["pricefeed".into()],
     }
 }
 

@@ -16,7 +16,7 @@ pub use write::{OutputDir, WriteError};
 /// Per-op per-phase figures and evaluated SLO thresholds are computed by `check::slo`; the report
 /// embeds them as they are.
 pub use crate::check::{LatencyRow, SloEntry};
-pub use build::{Inputs, build, describe, hosts, replay_command};
+pub use build::{Inputs, build, describe, replay_command};
 pub use compare::{IndexEntry, render_comparison, render_index, summary_line};
 pub use html::render_html;
 pub use junit::{escape, render_junit};

@@ -246,9 +246,9 @@ impl Call {
         match self.send(Method::GET, path, None, deadline).await {
             Ok(r) if r.status == 200 => match serde_json::from_slice::<HistoryResponse>(&r.body) {
                 Ok(answer) => {
-                    if let Some((key, _)) = &self.last_write {
+                    if let Some((key, lsn)) = &self.last_write {
                         value.read_key = Some(key.clone());
-                        value.seen = Some(answer.investments.iter().any(|i| &i.key == key));
+                        value.seen = Some(saw(&answer, key, *lsn));
                     }
                     value.replica_lsn = Some(answer.replica_lsn);
                     value.served_by = Some(answer.served_by);
@@ -310,6 +310,16 @@ impl Call {
             tokio::time::sleep(QUERY_POLL_EVERY).await;
         }
     }
+}
+
+/// Did a history answer show the session's write `key` (committed at `lsn`)? The page holds the
+/// newest `HISTORY_LIMIT` rows at or after the presented LSN, so when it is full and all of them
+/// are newer than the write, the write is simply off the page: the node's applied LSN decides.
+fn saw(answer: &HistoryResponse, key: &str, lsn: u64) -> bool {
+    let listed = answer.investments.iter().any(|i| i.key == key);
+    let off_the_page =
+        answer.investments.len() >= HISTORY_LIMIT as usize && answer.investments.iter().all(|i| i.lsn > lsn);
+    listed || (off_the_page && answer.replica_lsn >= lsn)
 }
 
 fn json(body: &impl Serialize) -> Vec<u8> {

@@ -9,9 +9,11 @@ use rand::Rng;
 use crate::scenario::model::{Op, Scenario};
 use crate::seed;
 
-/// The products the stack is seeded with, and their initial stock. Orders draw from it.
+/// The products the stack is seeded with, and their initial stock. Orders draw from it; the
+/// stock is deep enough that the shipped scenarios' rates never sell a product out (an
+/// out-of-stock answer is a correct 409 but would count as an error in SLOs).
 pub const CATALOG: &[(&str, u64)] =
-    &[("sku-1", 5_000), ("sku-2", 5_000), ("sku-3", 2_000), ("sku-4", 1_000), ("sku-5", 200)];
+    &[("sku-1", 20_000), ("sku-2", 20_000), ("sku-3", 10_000), ("sku-4", 10_000), ("sku-5", 5_000)];
 
 /// The coins investments are made in (ids of the price feed's fixture).
 pub const COINS: &[&str] = &["bitcoin", "ethereum", "solana", "cardano", "dogecoin", "litecoin"];

@@ -1,0 +1,80 @@
+//! `shakedown run FILE...`: run each scenario, write its reports, print one line per run and
+//! where its report is; with several files, also an index page. The exit code is the worst
+//! verdict (fail > unknown > pass), or 254 / 255 for bad input / harness errors.
+
+use super::args::{BackendName, RunArgs};
+use crate::exit;
+use crate::report::{IndexEntry, render_index, summary_line};
+use crate::run::{RunOptions, run_file};
+
+/// Run every file.
+pub(super) fn run(args: &RunArgs) -> u8 {
+    if args.backend == BackendName::Containers {
+        eprintln!(
+            "shakedown run: the containers backend is not available yet; use --backend sim (the default)"
+        );
+        return exit::BAD_INPUT;
+    }
+    let options = RunOptions {
+        seed: args.seed,
+        overrides: args.overrides.clone(),
+        out: args.out.clone(),
+        check_determinism: args.check_determinism,
+    };
+    let mut worst = exit::PASS;
+    let mut entries = Vec::new();
+    for file in &args.files {
+        if !args.quiet {
+            eprintln!("running {} on the simulation…", file.display());
+        }
+        match run_file(file, &crate::sim::Sim, &options) {
+            Ok(outcome) => {
+                println!("{}", summary_line(&outcome.report));
+                let page =
+                    if outcome.report.scenario.file.is_empty() { "report.json" } else { "report.html" };
+                let shown =
+                    outcome.dir.join(if outcome.dir.join(page).exists() { page } else { "report.json" });
+                if !args.quiet {
+                    println!("        report: {}", shown.display());
+                    if args.check_determinism {
+                        println!(
+                            "        determinism: two runs of seed {} gave byte-identical histories",
+                            outcome.report.seed
+                        );
+                    }
+                }
+                let href = shown.strip_prefix(&args.out).unwrap_or(&shown).display().to_string();
+                entries.push(IndexEntry {
+                    line: summary_line(&outcome.report),
+                    status: outcome.report.verdict.status,
+                    href,
+                });
+                worst = worse(worst, outcome.report.verdict.exit_code);
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                worst = worse(worst, error.exit_code());
+            }
+        }
+    }
+    if entries.len() > 1 {
+        let index = args.out.join("index.html");
+        match std::fs::write(&index, render_index(&entries)) {
+            Ok(()) => println!("index of {} reports: {}", entries.len(), index.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", index.display()),
+        }
+    }
+    worst
+}
+
+/// The more serious of two exit codes: harness error > bad input > fail > unknown > pass.
+fn worse(a: u8, b: u8) -> u8 {
+    let rank = |code: u8| match code {
+        exit::HARNESS_ERROR => 4,
+        exit::BAD_INPUT => 3,
+        exit::FAIL => 2,
+        exit::UNKNOWN => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}

@@ -1,0 +1,480 @@
+//! The simulated database on the network: a server per node (`pg-primary`, `pg-replica`) over the
+//! durable [`Cluster`] state, the standby's replication loop, the `db-router` writer endpoint, and
+//! the store and admin ports the services use to reach them.
+//!
+//! Wire: `POST /write` (a [`Write`]; only a writable node commits it), `POST /read` (a [`Read`],
+//! any node), `GET /wal?from=L` (a primary streams its WAL; the `from` its standby asks for
+//! confirms everything before it), `POST /promote`. With `sync`/`remote_apply` replication a
+//! commit is acknowledged only once the standby has confirmed it; a primary whose standby is gone
+//! waits, as PostgreSQL does. Fencing is out-of-band (the watchdog flips the node's durable
+//! state directly, as a STONITH power switch would), so it works against a dead or frozen node.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::Method;
+use serde::{Deserialize, Serialize};
+
+use super::db_model::{Node, Outcome, Role, Write};
+use super::net::SimHttp;
+use crate::scenario::model::Replication;
+use crate::stack::ports::*;
+
+/// Both nodes' durable state, the writer endpoint's setting, and the replication mode. Created
+/// outside the turmoil hosts, so it survives their crashes.
+#[derive(Debug)]
+pub struct ClusterState {
+    /// The nodes.
+    pub nodes: BTreeMap<DbNode, Node>,
+    /// Where `db-router` sends writes (set by the watchdog).
+    pub writer: DbNode,
+    /// When commits are acknowledged.
+    pub replication: Replication,
+}
+
+/// Shared handle to the cluster.
+pub type Cluster = Arc<Mutex<ClusterState>>;
+
+/// Simulated time now, ns (the global clock, identical on every host).
+pub fn now_ns() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Reads any node answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Read {
+    /// The node's LSN.
+    AppliedLsn,
+    /// Investments with `lsn >= min_lsn`, newest first.
+    History { min_lsn: Lsn, limit: u32 },
+    /// Stock on hand.
+    Stock,
+    /// One query.
+    QueryGet { id: u64 },
+    /// The statistics a worker computes for a product.
+    QueryCompute { sku: String },
+    /// An order's saga trace.
+    SagaTrace { order_id: String },
+    /// Is the node writable?
+    Probe,
+}
+
+/// Answers to [`Read`]s.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ReadAnswer {
+    /// An LSN.
+    Lsn(Lsn),
+    /// A history page.
+    History(HistoryPage),
+    /// Stock.
+    Stock(BTreeMap<String, u64>),
+    /// A query row.
+    Query(Option<QueryRow>),
+    /// A computed answer.
+    Text(String),
+    /// A trace.
+    Trace(Vec<String>),
+    /// Writable or not.
+    Writable(bool),
+}
+
+#[derive(Clone)]
+struct NodeHost {
+    cluster: Cluster,
+    me: DbNode,
+}
+
+/// How long one commit's fsync takes.
+const COMMIT_COST: Duration = Duration::from_millis(1);
+/// How often a waiting commit checks its standby's progress, and the standby polls for WAL.
+const REPLICATION_POLL: Duration = Duration::from_millis(2);
+/// Most WAL entries sent in one replication answer.
+const WAL_BATCH_MAX: usize = 512;
+
+/// The server of one database node, plus (when it is a standby) its replication loop.
+pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::Result {
+    let state = NodeHost { cluster: cluster.clone(), me };
+    tokio::spawn(replicate(cluster, me, http));
+    let router = Router::new()
+        .route("/write", post(write))
+        .route("/read", post(read))
+        .route("/wal", get(wal))
+        .route("/promote", post(promote))
+        .with_state(state);
+    super::net::serve(router).await
+}
+
+async fn write(
+    State(host): State<NodeHost>,
+    Json(command): Json<Write>,
+) -> Result<Json<(Outcome, Lsn)>, (StatusCode, String)> {
+    tokio::time::sleep(COMMIT_COST).await;
+    let (outcome, lsn, wait) = {
+        let mut cluster = host.cluster.lock().expect("cluster lock");
+        let replication = cluster.replication;
+        let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+        let (outcome, lsn) = node.commit(command, now_ns()).map_err(|e| (StatusCode::CONFLICT, e))?;
+        (outcome, lsn, replication != Replication::Async)
+    };
+    while wait && host.cluster.lock().expect("cluster lock").nodes[&host.me].standby_lsn < lsn {
+        tokio::time::sleep(REPLICATION_POLL).await;
+    }
+    Ok(Json((outcome, lsn)))
+}
+
+async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<ReadAnswer> {
+    let cluster = host.cluster.lock().expect("cluster lock");
+    let node = &cluster.nodes[&host.me];
+    let tables = &node.tables;
+    Json(match request {
+        Read::AppliedLsn => ReadAnswer::Lsn(node.lsn()),
+        Read::History { min_lsn, limit } => {
+            let investments = tables
+                .investments
+                .iter()
+                .rev()
+                .filter(|i| i.lsn >= min_lsn)
+                .take(limit as usize)
+                .cloned()
+                .collect();
+            ReadAnswer::History(HistoryPage { applied_lsn: node.lsn(), node: host.me, investments })
+        }
+        Read::Stock => ReadAnswer::Stock(tables.stock.clone()),
+        Read::QueryGet { id } => {
+            ReadAnswer::Query(tables.queries.get((id as usize).wrapping_sub(1)).cloned())
+        }
+        Read::QueryCompute { sku } => {
+            let on_hand = tables.stock.get(&sku).copied().unwrap_or(0);
+            let orders = tables.orders.values().filter(|o| o.sku == sku && !o.cancelled).count();
+            ReadAnswer::Text(format!("{sku}: {on_hand} on hand, {orders} orders"))
+        }
+        Read::SagaTrace { order_id } => {
+            ReadAnswer::Trace(tables.saga.get(&order_id).cloned().unwrap_or_default())
+        }
+        Read::Probe => ReadAnswer::Writable(node.writable()),
+    })
+}
+
+#[derive(Deserialize)]
+struct WalFrom {
+    from: Lsn,
+}
+
+async fn wal(
+    State(host): State<NodeHost>,
+    Query(at): Query<WalFrom>,
+) -> Result<Json<Vec<(Write, u64)>>, StatusCode> {
+    let mut cluster = host.cluster.lock().expect("cluster lock");
+    let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+    if node.role != Role::Primary {
+        return Err(StatusCode::CONFLICT);
+    }
+    // Asking from L confirms everything before L.
+    node.standby_lsn = node.standby_lsn.max(at.from.saturating_sub(1));
+    let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
+    let end = (start + WAL_BATCH_MAX).min(node.wal.len());
+    Ok(Json(node.wal[start..end].to_vec()))
+}
+
+async fn promote(State(host): State<NodeHost>) -> StatusCode {
+    let mut cluster = host.cluster.lock().expect("cluster lock");
+    let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+    if node.role == Role::Standby {
+        node.role = Role::Primary;
+        node.promoted_at_ns = Some(now_ns());
+        tracing::info!(node = host.me.host(), lsn = node.lsn(), "promoted");
+    }
+    StatusCode::OK
+}
+
+/// A standby pulls its primary's WAL every few milliseconds over the network, so a partition,
+/// pause or crash between them stops replication.
+async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
+    loop {
+        tokio::time::sleep(REPLICATION_POLL).await;
+        let from = {
+            let cluster = cluster.lock().expect("cluster lock");
+            let node = &cluster.nodes[&me];
+            if node.role != Role::Standby {
+                continue;
+            }
+            node.lsn() + 1
+        };
+        let request = HttpRequest {
+            method: Method::GET,
+            authority: format!("{}:80", me.peer().host()),
+            path: format!("/wal?from={from}"),
+            body: None,
+            headers: Vec::new(),
+        };
+        let Ok(response) = http.send(request, Duration::from_millis(200)).await else { continue };
+        if response.status != 200 {
+            continue;
+        }
+        let Ok(entries) = serde_json::from_slice::<Vec<(Write, u64)>>(&response.body) else { continue };
+        let mut cluster = cluster.lock().expect("cluster lock");
+        let node = cluster.nodes.get_mut(&me).expect("node exists");
+        if node.role == Role::Standby && node.lsn() + 1 == from {
+            node.replay(&entries);
+        }
+    }
+}
+
+#[derive(Clone)]
+struct RouterHost {
+    cluster: Cluster,
+    http: SimHttp,
+}
+
+/// How long the router waits for a node before answering 504.
+const ROUTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `db-router`: forwards writes (and writer reads) to the node the watchdog last declared primary.
+pub async fn router_host(cluster: Cluster, http: SimHttp) -> turmoil::Result {
+    let state = RouterHost { cluster, http };
+    let router = Router::new()
+        .route("/write", post(forward_write))
+        .route("/read", post(forward_read))
+        .route("/set_writer", post(set_writer))
+        .with_state(state);
+    super::net::serve(router).await
+}
+
+async fn forward(host: &RouterHost, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let writer = host.cluster.lock().expect("cluster lock").writer;
+    let request = HttpRequest {
+        method: Method::POST,
+        authority: format!("{}:80", writer.host()),
+        path: path.into(),
+        body: Some(body),
+        headers: Vec::new(),
+    };
+    match host.http.send(request, ROUTER_TIMEOUT).await {
+        Ok(r) => (StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY), r.body),
+        Err(e) => (StatusCode::GATEWAY_TIMEOUT, e.to_string().into_bytes()),
+    }
+}
+
+async fn forward_write(State(host): State<RouterHost>, body: axum::body::Bytes) -> (StatusCode, Vec<u8>) {
+    forward(&host, "/write", body.to_vec()).await
+}
+
+async fn forward_read(State(host): State<RouterHost>, body: axum::body::Bytes) -> (StatusCode, Vec<u8>) {
+    forward(&host, "/read", body.to_vec()).await
+}
+
+async fn set_writer(State(host): State<RouterHost>, Json(node): Json<DbNode>) -> StatusCode {
+    host.cluster.lock().expect("cluster lock").writer = node;
+    tracing::info!(writer = node.host(), "db-router repointed");
+    StatusCode::OK
+}
+
+/// Every store port, the saga log and the admin port, over the simulated network.
+#[derive(Clone)]
+pub struct SimDb {
+    http: SimHttp,
+    cluster: Cluster,
+    timeout: Duration,
+}
+
+impl SimDb {
+    /// Store clients with calls bounded by `timeout`.
+    pub fn new(http: SimHttp, cluster: Cluster, timeout: Duration) -> SimDb {
+        SimDb { http, cluster, timeout }
+    }
+
+    async fn call(&self, authority: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, PortError> {
+        let request = HttpRequest {
+            method: Method::POST,
+            authority: authority.into(),
+            path: path.into(),
+            body: Some(body),
+            headers: Vec::new(),
+        };
+        let response = self.http.send(request, self.timeout).await?;
+        match response.status {
+            200 => Ok(response.body),
+            409 => Err(PortError::ReadOnly(String::from_utf8_lossy(&response.body).into_owned())),
+            status => Err(PortError::Unavailable(format!("{authority} answered {status}"))),
+        }
+    }
+
+    async fn write(&self, command: Write) -> Result<(Outcome, Lsn), PortError> {
+        let body = self
+            .call("db-router:80", "/write", serde_json::to_vec(&command).expect("writes serialise"))
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| PortError::Unavailable(format!("bad answer: {e}")))
+    }
+
+    async fn read_at(&self, authority: &str, request: Read) -> Result<ReadAnswer, PortError> {
+        let body =
+            self.call(authority, "/read", serde_json::to_vec(&request).expect("reads serialise")).await?;
+        serde_json::from_slice(&body).map_err(|e| PortError::Unavailable(format!("bad answer: {e}")))
+    }
+
+    async fn read(&self, node: Option<DbNode>, request: Read) -> Result<ReadAnswer, PortError> {
+        match node {
+            Some(node) => self.read_at(&format!("{}:80", node.host()), request).await,
+            None => self.read_at("db-router:80", request).await,
+        }
+    }
+}
+
+fn unexpected<T>(what: &str) -> Result<T, PortError> {
+    Err(PortError::Unavailable(format!("unexpected answer to {what}")))
+}
+
+fn row(outcome: Outcome) -> Result<bool, PortError> {
+    match outcome {
+        Outcome::Row(Ok(changed)) => Ok(changed),
+        Outcome::Row(Err(why)) => Err(PortError::Rejected(why)),
+        _ => unexpected("a row write"),
+    }
+}
+
+#[async_trait]
+impl InvestStore for SimDb {
+    async fn record(&self, investment: NewInvestment) -> Result<(Investment, bool), PortError> {
+        match self.write(Write::Invest(investment)).await? {
+            (Outcome::Invest(row, existed), _) => Ok((row, existed)),
+            _ => unexpected("invest"),
+        }
+    }
+    async fn applied_lsn(&self, node: DbNode) -> Result<Lsn, PortError> {
+        match self.read(Some(node), Read::AppliedLsn).await? {
+            ReadAnswer::Lsn(lsn) => Ok(lsn),
+            _ => unexpected("applied_lsn"),
+        }
+    }
+    async fn history(&self, node: DbNode, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        match self.read(Some(node), Read::History { min_lsn, limit }).await? {
+            ReadAnswer::History(page) => Ok(page),
+            _ => unexpected("history"),
+        }
+    }
+    async fn history_from_writer(&self, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        match self.read(None, Read::History { min_lsn, limit }).await? {
+            ReadAnswer::History(page) => Ok(page),
+            _ => unexpected("history"),
+        }
+    }
+}
+
+#[async_trait]
+impl InventoryStore for SimDb {
+    async fn reserve(&self, order_id: &str, sku: &str, qty: u64) -> Result<Reserved, PortError> {
+        match self.write(Write::Reserve { order_id: order_id.into(), sku: sku.into(), qty }).await?.0 {
+            Outcome::Reserved(r) => Ok(r),
+            _ => unexpected("reserve"),
+        }
+    }
+    async fn restock(&self, order_id: &str) -> Result<Restocked, PortError> {
+        match self.write(Write::Restock { order_id: order_id.into() }).await?.0 {
+            Outcome::Restocked(r) => Ok(r),
+            _ => unexpected("restock"),
+        }
+    }
+    async fn stock(&self) -> Result<BTreeMap<String, u64>, PortError> {
+        match self.read(None, Read::Stock).await? {
+            ReadAnswer::Stock(stock) => Ok(stock),
+            _ => unexpected("stock"),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for SimDb {
+    async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError> {
+        row(self.write(Write::OrderCreate { order_id: order_id.into(), sku: sku.into(), qty }).await?.0)
+    }
+    async fn cancel(&self, order_id: &str) -> Result<bool, PortError> {
+        row(self.write(Write::OrderCancel { order_id: order_id.into() }).await?.0)
+    }
+}
+
+#[async_trait]
+impl ReportStore for SimDb {
+    async fn create(&self, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError> {
+        row(self.write(Write::ReportCreate { order_id: order_id.into(), sku: sku.into(), qty }).await?.0)
+    }
+    async fn cancel(&self, order_id: &str) -> Result<bool, PortError> {
+        row(self.write(Write::ReportCancel { order_id: order_id.into() }).await?.0)
+    }
+}
+
+#[async_trait]
+impl SagaLog for SimDb {
+    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError> {
+        self.write(Write::SagaAppend { order_id: order_id.into(), step: step.into() }).await.map(|_| ())
+    }
+    async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError> {
+        match self.read(None, Read::SagaTrace { order_id: order_id.into() }).await? {
+            ReadAnswer::Trace(trace) => Ok(trace),
+            _ => unexpected("trace"),
+        }
+    }
+}
+
+#[async_trait]
+impl QueryStore for SimDb {
+    async fn create_pending(&self, key: &str, sku: &str) -> Result<(QueryRow, bool), PortError> {
+        match self.write(Write::QueryCreate { key: key.into(), sku: sku.into() }).await?.0 {
+            Outcome::Query(row, existed) => Ok((row, existed)),
+            _ => unexpected("create_pending"),
+        }
+    }
+    async fn get(&self, id: u64) -> Result<Option<QueryRow>, PortError> {
+        match self.read(None, Read::QueryGet { id }).await? {
+            ReadAnswer::Query(row) => Ok(row),
+            _ => unexpected("get"),
+        }
+    }
+    async fn compute(&self, sku: &str) -> Result<String, PortError> {
+        match self.read(None, Read::QueryCompute { sku: sku.into() }).await? {
+            ReadAnswer::Text(text) => Ok(text),
+            _ => unexpected("compute"),
+        }
+    }
+    async fn complete(&self, id: u64, result: &str, once: bool) -> Result<bool, PortError> {
+        match self.write(Write::QueryComplete { id, result: result.into(), once }).await?.0 {
+            Outcome::Completed(applied) => Ok(applied),
+            _ => unexpected("complete"),
+        }
+    }
+}
+
+#[async_trait]
+impl DbAdmin for SimDb {
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError> {
+        let probe = self.read(Some(node), Read::Probe);
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(ReadAnswer::Writable(writable))) => Ok(writable),
+            Ok(Ok(_)) => unexpected("probe"),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                Err(PortError::Unavailable(format!("{} did not answer the probe in time", node.host())))
+            }
+        }
+    }
+    async fn promote(&self, node: DbNode) -> Result<(), PortError> {
+        self.call(&format!("{}:80", node.host()), "/promote", Vec::new()).await.map(|_| ())
+    }
+    async fn fence(&self, node: DbNode) -> Result<(), PortError> {
+        // Out-of-band, like a STONITH switch: works whether the node is up, frozen or dead.
+        let mut cluster = self.cluster.lock().expect("cluster lock");
+        cluster.nodes.get_mut(&node).expect("node exists").fenced = true;
+        tracing::info!(node = node.host(), "fenced");
+        Ok(())
+    }
+    async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
+        self.call("db-router:80", "/set_writer", serde_json::to_vec(&node).expect("serialises"))
+            .await
+            .map(|_| ())
+    }
+}

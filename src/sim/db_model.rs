@@ -1,0 +1,328 @@
+//! The simulated PostgreSQL: pure logic, no I/O. Each node keeps its durable state here — in
+//! memory created outside the turmoil host, so it survives a crash of the host, as data on disk
+//! survives a crash of the server.
+//!
+//! A commit appends one [`Write`] to the node's WAL; its LSN is the WAL length. A standby applies
+//! its primary's WAL in order (replaying the same commands gives the same tables). Roles:
+//! a primary takes writes unless fenced; a standby refuses them; promotion turns a standby into
+//! a primary. A fenced node refuses writes forever, even after a restart. An unfenced old primary
+//! that comes back keeps taking writes: split brain, as real PostgreSQL does.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stack::ports::{DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked};
+
+/// One committed write: the command, replayed on the standby.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    /// Insert an investment (idempotent on its key).
+    Invest(NewInvestment),
+    /// Take stock for an order.
+    Reserve { order_id: String, sku: String, qty: u64 },
+    /// Put an order's stock back.
+    Restock { order_id: String },
+    /// Create an order row.
+    OrderCreate { order_id: String, sku: String, qty: u64 },
+    /// Cancel an order row (leaves a tombstone).
+    OrderCancel { order_id: String },
+    /// Create a report row.
+    ReportCreate { order_id: String, sku: String, qty: u64 },
+    /// Cancel a report row.
+    ReportCancel { order_id: String },
+    /// Insert a pending query.
+    QueryCreate { key: String, sku: String },
+    /// Complete a query and apply its effect.
+    QueryComplete { id: u64, result: String, once: bool },
+    /// Append a saga step.
+    SagaAppend { order_id: String, step: String },
+}
+
+/// What a write returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// An investment and whether it already existed.
+    Invest(Investment, bool),
+    /// A reservation's outcome.
+    Reserved(Reserved),
+    /// A restock's outcome.
+    Restocked(Restocked),
+    /// A row write: true if it changed something; `Err` text when refused (a cancelled row).
+    Row(Result<bool, String>),
+    /// A query row and whether it existed.
+    Query(QueryRow, bool),
+    /// Whether a completion applied its effect.
+    Completed(bool),
+    /// Nothing to return.
+    Done,
+}
+
+/// An order's or report's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// Product.
+    pub sku: String,
+    /// Quantity.
+    pub qty: u64,
+    /// Cancelled (a tombstone: it can never be created again).
+    pub cancelled: bool,
+}
+
+/// Stock taken for one order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Product.
+    pub sku: String,
+    /// Quantity taken.
+    pub qty: u64,
+    /// Put back (or a tombstone when nothing was ever taken).
+    pub restocked: bool,
+}
+
+/// Every service's tables (each service owns its own; they share one server, as in the source
+/// system's single PostgreSQL with one schema per service).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tables {
+    /// Investments in commit order (id = position + 1).
+    pub investments: Vec<Investment>,
+    /// Investment key → position.
+    pub investment_keys: BTreeMap<String, usize>,
+    /// Stock on hand by SKU.
+    pub stock: BTreeMap<String, u64>,
+    /// Reservations by order id.
+    pub reservations: BTreeMap<String, Reservation>,
+    /// Restocks by order id.
+    pub restocks: BTreeMap<String, u32>,
+    /// Orders by id.
+    pub orders: BTreeMap<String, Row>,
+    /// Reports by order id.
+    pub reports: BTreeMap<String, Row>,
+    /// Queries (id = position + 1).
+    pub queries: Vec<QueryRow>,
+    /// Query key → position.
+    pub query_keys: BTreeMap<String, usize>,
+    /// Effects applied per query id.
+    pub effects: BTreeMap<u64, u32>,
+    /// Saga traces by order id.
+    pub saga: BTreeMap<String, Vec<String>>,
+}
+
+impl Tables {
+    /// Tables seeded with the product catalogue's stock.
+    pub fn seeded(stock: &[(&str, u64)]) -> Tables {
+        Tables { stock: stock.iter().map(|(s, q)| (s.to_string(), *q)).collect(), ..Tables::default() }
+    }
+
+    /// Apply one write; `lsn` is its position in the WAL.
+    pub fn apply(&mut self, write: &Write, lsn: Lsn) -> Outcome {
+        match write {
+            Write::Invest(new) => {
+                if let Some(&at) = self.investment_keys.get(&new.key) {
+                    return Outcome::Invest(self.investments[at].clone(), true);
+                }
+                let row = Investment { id: self.investments.len() as u64 + 1, lsn, data: new.clone() };
+                self.investment_keys.insert(new.key.clone(), self.investments.len());
+                self.investments.push(row.clone());
+                Outcome::Invest(row, false)
+            }
+            Write::Reserve { order_id, sku, qty } => Outcome::Reserved(self.reserve(order_id, sku, *qty)),
+            Write::Restock { order_id } => Outcome::Restocked(self.restock(order_id)),
+            Write::OrderCreate { order_id, sku, qty } => {
+                Outcome::Row(create(&mut self.orders, order_id, sku, *qty))
+            }
+            Write::OrderCancel { order_id } => Outcome::Row(Ok(cancel(&mut self.orders, order_id))),
+            Write::ReportCreate { order_id, sku, qty } => {
+                Outcome::Row(create(&mut self.reports, order_id, sku, *qty))
+            }
+            Write::ReportCancel { order_id } => Outcome::Row(Ok(cancel(&mut self.reports, order_id))),
+            Write::QueryCreate { key, sku } => {
+                if let Some(&at) = self.query_keys.get(key) {
+                    return Outcome::Query(self.queries[at].clone(), true);
+                }
+                let row = QueryRow {
+                    id: self.queries.len() as u64 + 1,
+                    key: key.clone(),
+                    sku: sku.clone(),
+                    status: "pending".into(),
+                    result: None,
+                };
+                self.query_keys.insert(key.clone(), self.queries.len());
+                self.queries.push(row.clone());
+                Outcome::Query(row, false)
+            }
+            Write::QueryComplete { id, result, once } => {
+                let Some(row) = self.queries.get_mut((*id as usize).wrapping_sub(1)) else {
+                    return Outcome::Completed(false);
+                };
+                if *once && row.status == "completed" {
+                    return Outcome::Completed(false);
+                }
+                row.status = "completed".into();
+                row.result = Some(result.clone());
+                *self.effects.entry(*id).or_default() += 1;
+                Outcome::Completed(true)
+            }
+            Write::SagaAppend { order_id, step } => {
+                self.saga.entry(order_id.clone()).or_default().push(step.clone());
+                Outcome::Done
+            }
+        }
+    }
+
+    fn reserve(&mut self, order_id: &str, sku: &str, qty: u64) -> Reserved {
+        match self.reservations.get(order_id) {
+            Some(r) if r.restocked => return Reserved::Released,
+            Some(_) => return Reserved::AlreadyTaken,
+            None => {}
+        }
+        let on_hand = self.stock.get(sku).copied().unwrap_or(0);
+        if on_hand < qty {
+            return Reserved::OutOfStock;
+        }
+        self.stock.insert(sku.to_owned(), on_hand - qty);
+        self.reservations
+            .insert(order_id.to_owned(), Reservation { sku: sku.to_owned(), qty, restocked: false });
+        Reserved::Taken
+    }
+
+    fn restock(&mut self, order_id: &str) -> Restocked {
+        match self.reservations.get_mut(order_id) {
+            None => {
+                let tombstone = Reservation { restocked: true, ..Reservation::default() };
+                self.reservations.insert(order_id.to_owned(), tombstone);
+                Restocked::NothingTaken
+            }
+            Some(r) if r.restocked => Restocked::AlreadyRestocked,
+            Some(r) => {
+                r.restocked = true;
+                *self.stock.entry(r.sku.clone()).or_default() += r.qty;
+                *self.restocks.entry(order_id.to_owned()).or_default() += 1;
+                Restocked::Restocked
+            }
+        }
+    }
+}
+
+fn create(rows: &mut BTreeMap<String, Row>, id: &str, sku: &str, qty: u64) -> Result<bool, String> {
+    match rows.get(id) {
+        Some(row) if row.cancelled => Err(format!("`{id}` was cancelled")),
+        Some(_) => Ok(false),
+        None => {
+            rows.insert(id.to_owned(), Row { sku: sku.to_owned(), qty, cancelled: false });
+            Ok(true)
+        }
+    }
+}
+
+fn cancel(rows: &mut BTreeMap<String, Row>, id: &str) -> bool {
+    let existed = rows.get(id).is_some_and(|r| !r.cancelled);
+    rows.insert(id.to_owned(), Row { cancelled: true, ..rows.get(id).cloned().unwrap_or_default() });
+    existed
+}
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Takes writes (unless fenced).
+    Primary,
+    /// Replays its primary's WAL; refuses writes.
+    Standby,
+}
+
+/// One database node's durable state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Which node.
+    pub name: DbNode,
+    /// Primary or standby.
+    pub role: Role,
+    /// Fenced: refuses writes forever.
+    pub fenced: bool,
+    /// The WAL: every write with the simulated time it committed, ns.
+    pub wal: Vec<(Write, u64)>,
+    /// The tables, as of the end of the WAL.
+    pub tables: Tables,
+    /// For a primary: the LSN its standby has confirmed (flushed and applied).
+    pub standby_lsn: Lsn,
+    /// When it was promoted, ns (if it was).
+    pub promoted_at_ns: Option<u64>,
+}
+
+impl Node {
+    /// A fresh node.
+    pub fn new(name: DbNode, role: Role, tables: Tables) -> Node {
+        Node { name, role, fenced: false, wal: Vec::new(), tables, standby_lsn: 0, promoted_at_ns: None }
+    }
+
+    /// The LSN of its last commit (for a standby: the last it applied).
+    pub fn lsn(&self) -> Lsn {
+        self.wal.len() as Lsn
+    }
+
+    /// Does it take writes?
+    pub fn writable(&self) -> bool {
+        self.role == Role::Primary && !self.fenced
+    }
+
+    /// Commit a write on a writable node.
+    pub fn commit(&mut self, write: Write, now_ns: u64) -> Result<(Outcome, Lsn), String> {
+        if !self.writable() {
+            let why = if self.fenced { "fenced" } else { "in recovery (a standby)" };
+            return Err(format!("{} is {why}: cannot execute a write", self.name.host()));
+        }
+        let lsn = self.lsn() + 1;
+        let outcome = self.tables.apply(&write, lsn);
+        self.wal.push((write, now_ns));
+        Ok((outcome, lsn))
+    }
+
+    /// Apply WAL entries streamed from the primary, starting right after this node's LSN.
+    pub fn replay(&mut self, entries: &[(Write, u64)]) {
+        for (write, at) in entries {
+            let lsn = self.lsn() + 1;
+            self.tables.apply(write, lsn);
+            self.wal.push((write.clone(), *at));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invest(key: &str) -> Write {
+        Write::Invest(NewInvestment {
+            key: key.into(),
+            coin: "bitcoin".into(),
+            amount_usd_cents: 100,
+            price_usd_micros: 1,
+        })
+    }
+
+    #[test]
+    fn a_standby_replaying_the_wal_reaches_the_same_tables_and_refuses_writes() {
+        let mut primary = Node::new(DbNode::PgPrimary, Role::Primary, Tables::seeded(&[("sku-1", 10)]));
+        let mut standby = Node::new(DbNode::PgReplica, Role::Standby, Tables::seeded(&[("sku-1", 10)]));
+        primary.commit(invest("a"), 1).unwrap();
+        primary.commit(Write::Reserve { order_id: "o".into(), sku: "sku-1".into(), qty: 3 }, 2).unwrap();
+        let (replay, lsn) = primary.commit(invest("a"), 3).unwrap();
+        assert!(matches!(replay, Outcome::Invest(_, true)), "idempotent on the key");
+        assert_eq!(lsn, 3);
+        standby.replay(&primary.wal.clone());
+        assert_eq!(standby.tables, primary.tables);
+        assert!(standby.commit(invest("b"), 4).unwrap_err().contains("standby"));
+    }
+
+    #[test]
+    fn fencing_is_forever_and_restock_is_idempotent() {
+        let mut node = Node::new(DbNode::PgPrimary, Role::Primary, Tables::seeded(&[("sku-1", 10)]));
+        node.commit(Write::Reserve { order_id: "o".into(), sku: "sku-1".into(), qty: 3 }, 1).unwrap();
+        let restock = |n: &mut Node| n.commit(Write::Restock { order_id: "o".into() }, 2).unwrap().0;
+        assert_eq!(restock(&mut node), Outcome::Restocked(Restocked::Restocked));
+        assert_eq!(restock(&mut node), Outcome::Restocked(Restocked::AlreadyRestocked));
+        assert_eq!(node.tables.stock["sku-1"], 10);
+        node.fenced = true;
+        assert!(node.commit(invest("x"), 3).unwrap_err().contains("fenced"));
+    }
+}

@@ -1,0 +1,247 @@
+//! The simulation run: one turmoil host per topology entry running the stack's real service code
+//! over simulated sockets, the workload on the `client` host, and the fault scheduler in the outer
+//! step loop. Every random choice comes from the scenario seed; every turmoil option is set
+//! explicitly (its defaults are a random seed and the wall-clock epoch).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::broker::{self, Broker, SimBroker};
+use super::db::{self, Cluster, ClusterState, SimDb};
+use super::db_model::{Node, Role, Tables};
+use super::faults::Scheduler;
+use super::net::{NetCounters, SimHttp};
+use super::state::read_final_state;
+use crate::check::StockSnapshot;
+use crate::history::History;
+use crate::run::{BackendError, Observed};
+use crate::scenario::Loaded;
+use crate::stack::ports::DbNode;
+use crate::stack::pricefeed::{PricefeedControl, PricefeedState};
+use crate::stack::topology::Topology;
+use crate::stack::watchdog::WatchdogState;
+use crate::stack::worker::{WorkerConfig, WorkerControl};
+use crate::stack::{
+    api_host, balancer, bugs::Bugs, inventory, ordersvc, pricefeed, reports, watchdog, wire, worker,
+};
+use crate::workload::{CATALOG, GeneratorStats, Recorder, Schedule};
+
+/// Simulated time the stack gets after load stops, for accepted queries and sagas to settle.
+pub const DRAIN: Duration = Duration::from_secs(10);
+/// The simulation's clock step: turmoil polls every host once per tick, so hosts × ticks is the
+/// cost of a run. 1 ms keeps latencies at millisecond resolution.
+pub const TICK: Duration = Duration::from_millis(1);
+/// Network latency between any two hosts, uniform-ish in `[min, max]` (turmoil's exponential
+/// curve), as in one datacentre.
+pub const LATENCY_MIN: Duration = Duration::from_micros(200);
+/// See [`LATENCY_MIN`].
+pub const LATENCY_MAX: Duration = Duration::from_millis(2);
+/// A fixed epoch, so nothing in a run depends on the wall clock.
+const EPOCH_SECS: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+/// State shared between the hosts and the scheduler, created before any host so that it survives
+/// host crashes.
+pub(super) struct World {
+    pub(super) cluster: Cluster,
+    pub(super) broker: Broker,
+    pub(super) counters: Arc<NetCounters>,
+    pub(super) pricefeed: PricefeedControl,
+    pub(super) workers: Vec<WorkerControl>,
+    pub(super) watchdog: WatchdogState,
+    pub(super) history: Arc<Mutex<History>>,
+    pub(super) generator: Arc<Mutex<Option<GeneratorStats>>>,
+}
+
+fn world(loaded: &Loaded) -> World {
+    let stack = &loaded.scenario.stack;
+    let nodes = [
+        (DbNode::PgPrimary, Node::new(DbNode::PgPrimary, Role::Primary, Tables::seeded(CATALOG))),
+        (DbNode::PgReplica, Node::new(DbNode::PgReplica, Role::Standby, Tables::seeded(CATALOG))),
+    ];
+    World {
+        cluster: Arc::new(Mutex::new(ClusterState {
+            nodes: nodes.into_iter().collect(),
+            writer: DbNode::PgPrimary,
+            replication: stack.replication,
+        })),
+        broker: broker::broker(stack.queue.capacity as usize),
+        counters: Arc::new(NetCounters::default()),
+        pricefeed: PricefeedControl::default(),
+        workers: (0..stack.workers).map(|_| WorkerControl::default()).collect(),
+        watchdog: WatchdogState::default(),
+        history: Arc::new(Mutex::new(History::new())),
+        generator: Arc::new(Mutex::new(None)),
+    }
+}
+
+/// Run a validated scenario on the simulation.
+pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
+    let scenario = &loaded.scenario;
+    let duration = scenario.duration.get();
+    let longest_timeout = scenario.workload.iter().map(|l| l.timeout.get()).max().unwrap_or_default();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(crate::seed::derive(seed, "net"))
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .tick_duration(TICK)
+        .min_message_latency(LATENCY_MIN)
+        .max_message_latency(LATENCY_MAX)
+        .simulation_duration(duration + longest_timeout + DRAIN + Duration::from_secs(30))
+        .tcp_capacity(1024)
+        .build();
+    let world = world(loaded);
+    hosts(&mut sim, loaded, &world);
+    client(&mut sim, loaded, seed, &world);
+    let hosts: Vec<String> = Topology::new(&scenario.stack).hosts().iter().map(|h| h.name.clone()).collect();
+    let mut scheduler = Scheduler::new(&loaded.plan, hosts, scenario.stack.queue.capacity as usize);
+    let mut snapshots = Vec::new();
+    let mut next_snapshot = Duration::ZERO;
+    loop {
+        let done = sim.step().map_err(|e| BackendError { backend: "sim", message: e.to_string() })?;
+        let now = sim.elapsed();
+        scheduler.advance(&mut sim, now, &world);
+        if now >= next_snapshot && now <= duration {
+            snapshots.push(snapshot(&world.cluster, now));
+            next_snapshot += Duration::from_secs(1);
+        }
+        if done {
+            break;
+        }
+    }
+    let simulated_ms = sim.elapsed().as_millis() as u64;
+    let fault_effects = scheduler.effects(&world);
+    let mut final_state = read_final_state(&world, &loaded.plan);
+    final_state.stock_snapshots = snapshots;
+    let history = std::mem::take(&mut *world.history.lock().expect("history lock"));
+    let generator = world.generator.lock().expect("generator lock").take().unwrap_or_default();
+    Ok(Observed { history, final_state, fault_effects, generator, simulated_ms })
+}
+
+fn snapshot(cluster: &Cluster, now: Duration) -> StockSnapshot {
+    let cluster = cluster.lock().expect("cluster lock");
+    let tables = &cluster.nodes[&cluster.writer].tables;
+    let mut reserved = std::collections::BTreeMap::new();
+    for r in tables.reservations.values().filter(|r| !r.restocked) {
+        *reserved.entry(r.sku.clone()).or_insert(0) += r.qty;
+    }
+    StockSnapshot { time_ns: now.as_nanos() as u64, on_hand: tables.stock.clone(), reserved }
+}
+
+/// Store calls give up after this long; the services' own timeouts are shorter or equal.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
+    let stack = loaded.scenario.stack.clone();
+    let topology = Topology::new(&stack);
+    let http = SimHttp::new(world.counters.clone());
+    let cluster = world.cluster.clone();
+    let db = move || Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
+    for entry in topology.hosts() {
+        let name = entry.name.clone();
+        let http = SimHttp::new(world.counters.clone());
+        match name.as_str() {
+            "client" => {}
+            "lb" => {
+                let config = balancer::LbConfig::for_stack(&stack);
+                sim.host(name, move || {
+                    let state = balancer::BalancerState::new(Arc::new(http.clone()), config.clone());
+                    async move {
+                        tokio::spawn(balancer::run_health_checks(state.clone()));
+                        super::net::serve(balancer::router(state)).await
+                    }
+                });
+            }
+            "pricefeed" => {
+                let control = world.pricefeed.clone();
+                sim.host(name, move || {
+                    super::net::serve(pricefeed::router(PricefeedState::new(control.clone())))
+                });
+            }
+            "inventory" | "ordersvc" | "reports" => {
+                let store = db();
+                let which = name.clone();
+                sim.host(name, move || {
+                    let config = wire::ParticipantConfig::default();
+                    let router = match which.as_str() {
+                        "inventory" => {
+                            inventory::router(inventory::InventoryState::new(store.clone(), config))
+                        }
+                        "ordersvc" => ordersvc::router(ordersvc::OrderSvcState::new(store.clone(), config)),
+                        _ => reports::router(reports::ReportsState::new(store.clone(), config)),
+                    };
+                    super::net::serve(router)
+                });
+            }
+            "broker" => {
+                let state = world.broker.clone();
+                sim.host(name, move || broker::broker_host(state.clone()));
+            }
+            "pg-primary" | "pg-replica" => {
+                let node = if name == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                let cluster = world.cluster.clone();
+                sim.host(name, move || db::node_host(cluster.clone(), node, http.clone()));
+            }
+            "db-router" => {
+                let cluster = world.cluster.clone();
+                sim.host(name, move || db::router_host(cluster.clone(), http.clone()));
+            }
+            "watchdog" => {
+                let admin = db();
+                let (config, bugs, state) =
+                    (stack.watchdog.clone(), Bugs::from_list(&stack.bugs), world.watchdog.clone());
+                sim.host(name, move || {
+                    let (admin, config, bugs, state) =
+                        (admin.clone(), config.clone(), bugs.clone(), state.clone());
+                    async move {
+                        watchdog::run(admin, config, bugs, state).await;
+                        Ok(())
+                    }
+                });
+            }
+            worker_name if worker_name.starts_with("worker-") => {
+                let index: usize = worker_name["worker-".len()..].parse().expect("worker-N");
+                let control = world.workers[index - 1].clone();
+                let store = db();
+                let config = WorkerConfig::for_stack(&stack);
+                let host = name.clone();
+                sim.host(name, move || {
+                    let consumers = Arc::new(SimBroker::new(http.clone(), &host));
+                    let (store, config, control) = (store.clone(), config.clone(), control.clone());
+                    async move {
+                        worker::run(consumers, store, config, control).await;
+                        Ok(())
+                    }
+                });
+            }
+            api_name => {
+                let store = db();
+                let host = api_name.to_owned();
+                let stack = stack.clone();
+                sim.host(name, move || {
+                    let ports = api_host::ApiPorts {
+                        http: Arc::new(http.clone()),
+                        invest: store.clone(),
+                        queries: store.clone(),
+                        publisher: Arc::new(SimBroker::new(http.clone(), &host)),
+                        saga_log: store.clone(),
+                    };
+                    super::net::serve(api_host::router(api_host::ApiHostState::for_stack(&stack, ports)))
+                });
+            }
+        }
+    }
+}
+
+fn client(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, seed: u64, world: &World) {
+    let schedule = Schedule::new(&loaded.scenario, seed);
+    let http = SimHttp::new(Arc::new(NetCounters::default()));
+    let history = world.history.clone();
+    let generator = world.generator.clone();
+    sim.client("client", async move {
+        let recorder = Recorder::new(history);
+        let stats = crate::workload::drive(&schedule, Arc::new(http), "lb:80".into(), recorder).await;
+        *generator.lock().expect("generator lock") = Some(stats);
+        // Give accepted queries and in-flight sagas time to settle before the final state is read.
+        tokio::time::sleep(DRAIN).await;
+        Ok(())
+    });
+}

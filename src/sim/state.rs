@@ -1,0 +1,70 @@
+//! Reading the final state once the run has drained: from the durable storage of the node the
+//! watchdog last made the writer (the final primary), plus any writes the other node committed
+//! after that node was promoted (split brain).
+
+use super::runner::World;
+use crate::check::{FinalState, OrderRecord, QueryRecord};
+use crate::faults::Plan;
+use crate::workload::CATALOG;
+
+/// The stack's data at the end of the run.
+pub(super) fn read_final_state(world: &World, _plan: &Plan) -> FinalState {
+    let cluster = world.cluster.lock().expect("cluster lock");
+    let primary = &cluster.nodes[&cluster.writer];
+    let other = &cluster.nodes[&cluster.writer.peer()];
+    let tables = &primary.tables;
+    let mut state = FinalState {
+        primary: cluster.writer.host().into(),
+        initial_stock: CATALOG.iter().map(|(s, q)| (s.to_string(), *q)).collect(),
+        stock: tables.stock.clone(),
+        ..FinalState::default()
+    };
+    for key in tables.investment_keys.keys() {
+        *state.investments.entry(key.clone()).or_default() += 1;
+    }
+    // Writes the other node committed after the final primary was promoted never reached it.
+    if let Some(promoted_ns) = primary.promoted_at_ns {
+        for (write, at_ns) in &other.wal {
+            if let super::db_model::Write::Invest(new) = write
+                && *at_ns >= promoted_ns
+                && !tables.investment_keys.contains_key(&new.key)
+            {
+                state.diverged_investments.push(new.key.clone());
+            }
+        }
+    }
+    let mut order_ids: Vec<&String> =
+        tables.reservations.keys().chain(tables.orders.keys()).chain(tables.reports.keys()).collect();
+    order_ids.sort();
+    order_ids.dedup();
+    for id in order_ids {
+        let reservation = tables.reservations.get(id);
+        let order = tables.orders.get(id);
+        let report = tables.reports.get(id);
+        let sku = reservation
+            .map(|r| r.sku.clone())
+            .filter(|s| !s.is_empty())
+            .or_else(|| order.map(|o| o.sku.clone()))
+            .unwrap_or_default();
+        let qty = order.map(|o| o.qty).or_else(|| reservation.map(|r| r.qty)).unwrap_or(0);
+        state.orders.insert(
+            id.clone(),
+            OrderRecord {
+                sku,
+                qty,
+                reserved_qty: reservation.filter(|r| !r.restocked).map_or(0, |r| r.qty),
+                order_exists: order.is_some_and(|o| !o.cancelled),
+                report_exists: report.is_some_and(|r| !r.cancelled),
+                compensations: tables.restocks.get(id).copied().unwrap_or(0),
+                trace: tables.saga.get(id).cloned().unwrap_or_default(),
+            },
+        );
+    }
+    for row in &tables.queries {
+        let effects = tables.effects.get(&row.id).copied().unwrap_or(0);
+        state
+            .queries
+            .insert(row.key.clone(), QueryRecord { id: row.id, status: row.status.clone(), effects });
+    }
+    state
+}
