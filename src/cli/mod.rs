@@ -49,7 +49,7 @@ fn not_yet(command: &str) -> u8 {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        0 => "error",
         1 => "info",
         2 => "debug",
         _ => "trace",
