@@ -94,6 +94,8 @@ struct NodeHost {
 const COMMIT_COST: Duration = Duration::from_millis(1);
 /// How often a waiting commit checks its standby's progress, and the standby polls for WAL.
 const REPLICATION_POLL: Duration = Duration::from_millis(2);
+/// A standby silent for this long no longer holds up synchronous commits.
+const STANDBY_GONE: Duration = Duration::from_secs(1);
 /// Most WAL entries sent in one replication answer.
 const WAL_BATCH_MAX: usize = 512;
 
@@ -122,10 +124,23 @@ async fn write(
         let (outcome, lsn) = node.commit(command, now_ns()).map_err(|e| (StatusCode::CONFLICT, e))?;
         (outcome, lsn, replication != Replication::Async)
     };
-    while wait && host.cluster.lock().expect("cluster lock").nodes[&host.me].standby_lsn < lsn {
+    // Non-strict synchronous replication (Patroni's default synchronous_mode): wait for the
+    // standby while one is streaming; a primary with no standby connected commits locally, so a
+    // failover leaves a writable stack rather than one that blocks until an operator steps in.
+    while wait && !confirmed_or_alone(&host, lsn) {
         tokio::time::sleep(REPLICATION_POLL).await;
     }
     Ok(Json((outcome, lsn)))
+}
+
+/// Has the standby confirmed `lsn`, or is no standby streaming (so nobody will)?
+fn confirmed_or_alone(host: &NodeHost, lsn: Lsn) -> bool {
+    let cluster = host.cluster.lock().expect("cluster lock");
+    let node = &cluster.nodes[&host.me];
+    let streaming = node
+        .standby_seen_ns
+        .is_some_and(|seen| now_ns().saturating_sub(seen) < STANDBY_GONE.as_nanos() as u64);
+    node.standby_lsn >= lsn || !streaming
 }
 
 async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<ReadAnswer> {
@@ -177,6 +192,7 @@ async fn wal(
     }
     // Asking from L confirms everything before L.
     node.standby_lsn = node.standby_lsn.max(at.from.saturating_sub(1));
+    node.standby_seen_ns = Some(now_ns());
     let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
     let end = (start + WAL_BATCH_MAX).min(node.wal.len());
     Ok(Json(node.wal[start..end].to_vec()))
@@ -199,7 +215,8 @@ async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
     loop {
         tokio::time::sleep(REPLICATION_POLL).await;
         let from = {
-            let cluster = cluster.lock().expect("cluster lock");
+            let mut cluster = cluster.lock().expect("cluster lock");
+            rejoin_if_fenced(&mut cluster, me);
             let node = &cluster.nodes[&me];
             if node.role != Role::Standby {
                 continue;
@@ -223,6 +240,20 @@ async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
         if node.role == Role::Standby && node.lsn() + 1 == from {
             node.replay(&entries);
         }
+    }
+}
+
+/// A fenced old primary, once the other node is primary, is rewound and rejoins as its standby
+/// (what an HA manager does with pg_rewind), so synchronous replication has a standby again.
+fn rejoin_if_fenced(cluster: &mut ClusterState, me: DbNode) {
+    let peer_wal = match cluster.nodes.get(&me.peer()) {
+        Some(peer) if peer.role == Role::Primary && !peer.fenced => peer.wal.clone(),
+        _ => return,
+    };
+    let node = cluster.nodes.get_mut(&me).expect("node exists");
+    if node.fenced && node.role == Role::Primary {
+        let discarded = node.rewind_to(&peer_wal);
+        tracing::info!(node = me.host(), discarded, "fenced old primary rewound; rejoining as a standby");
     }
 }
 

@@ -247,12 +247,26 @@ pub struct Node {
     pub standby_lsn: Lsn,
     /// When it was promoted, ns (if it was).
     pub promoted_at_ns: Option<u64>,
+    /// For a primary: when a standby last asked it for WAL, ns.
+    pub standby_seen_ns: Option<u64>,
+    /// The tables before the first commit, to rebuild from when the node is rewound.
+    pub initial: Tables,
 }
 
 impl Node {
     /// A fresh node.
     pub fn new(name: DbNode, role: Role, tables: Tables) -> Node {
-        Node { name, role, fenced: false, wal: Vec::new(), tables, standby_lsn: 0, promoted_at_ns: None }
+        Node {
+            name,
+            role,
+            fenced: false,
+            wal: Vec::new(),
+            initial: tables.clone(),
+            tables,
+            standby_lsn: 0,
+            promoted_at_ns: None,
+            standby_seen_ns: None,
+        }
     }
 
     /// The LSN of its last commit (for a standby: the last it applied).
@@ -275,6 +289,20 @@ impl Node {
         let outcome = self.tables.apply(&write, lsn);
         self.wal.push((write, now_ns));
         Ok((outcome, lsn))
+    }
+
+    /// Turn a fenced old primary into a standby of `primary`, as pg_rewind plus a standby.signal
+    /// would: its WAL is cut back to the last entry both share (commits only it had are
+    /// discarded), the tables are rebuilt from that prefix, and it replays from there on.
+    /// Returns how many of its commits were discarded.
+    pub fn rewind_to(&mut self, primary_wal: &[(Write, u64)]) -> usize {
+        let common = self.wal.iter().zip(primary_wal).take_while(|(a, b)| a == b).count();
+        let discarded = self.wal.len() - common;
+        let kept: Vec<(Write, u64)> = self.wal.drain(..).take(common).collect();
+        self.tables = self.initial.clone();
+        self.replay(&kept);
+        self.role = Role::Standby;
+        discarded
     }
 
     /// Apply WAL entries streamed from the primary, starting right after this node's LSN.
@@ -324,5 +352,21 @@ mod tests {
         assert_eq!(node.tables.stock["sku-1"], 10);
         node.fenced = true;
         assert!(node.commit(invest("x"), 3).unwrap_err().contains("fenced"));
+    }
+
+    #[test]
+    fn a_rewound_old_primary_drops_what_only_it_had_and_follows_the_new_one() {
+        let mut old = Node::new(DbNode::PgPrimary, Role::Primary, Tables::default());
+        old.commit(invest("shared"), 1).unwrap();
+        let mut new = Node::new(DbNode::PgReplica, Role::Standby, Tables::default());
+        new.replay(&old.wal.clone());
+        old.commit(invest("only-on-old"), 2).unwrap();
+        new.role = Role::Primary;
+        new.commit(invest("after-failover"), 3).unwrap();
+        assert_eq!(old.rewind_to(&new.wal), 1);
+        assert_eq!(old.role, Role::Standby);
+        assert!(!old.tables.investment_keys.contains_key("only-on-old"));
+        old.replay(&new.wal[old.wal.len()..].to_vec());
+        assert_eq!(old.tables, new.tables);
     }
 }

@@ -125,11 +125,19 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
         return wire::error(StatusCode::UNPROCESSABLE_ENTITY, "POST /orders: qty must be at least 1");
     }
     let step = StepRequest { order_id: key, sku: body.sku, qty: body.qty };
-    let mut saga = Saga { state: &state, step, trace: Vec::new() };
-    let (status, outcome) = saga.run().await;
-    let reason = (outcome != "completed").then(|| saga.trace.join(", "));
-    let answer = OrderResponse { order_id: saga.step.order_id.clone(), status: outcome.into(), reason };
-    (status, axum::Json(answer)).into_response()
+    // The saga runs in its own task: if the client gives up and its connection closes, axum drops
+    // this handler, and a saga dropped between "stock taken" and "order created" would leave
+    // stock decremented for an order that does not exist (the saga checker caught exactly that).
+    let saga = tokio::spawn(async move {
+        let mut saga = Saga { state: &state, step, trace: Vec::new() };
+        let (status, outcome) = saga.run().await;
+        let reason = (outcome != "completed").then(|| saga.trace.join(", "));
+        (status, OrderResponse { order_id: saga.step.order_id.clone(), status: outcome.into(), reason })
+    });
+    match saga.await {
+        Ok((status, answer)) => (status, axum::Json(answer)).into_response(),
+        Err(e) => wire::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the saga task failed: {e}")),
+    }
 }
 
 /// How far the saga got before a step failed: what compensation must undo. `may_exist` is
