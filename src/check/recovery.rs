@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{CheckResult, Status};
 use crate::faults::Plan;
 use crate::history::{EntryType, History};
-use crate::scenario::model::RecoveryCheck;
+use crate::scenario::model::{RecoverFrom, RecoveryCheck};
 
 /// Check recovery times against the RTO.
 pub fn check(history: &History, plan: &Plan, config: &RecoveryCheck) -> CheckResult {
@@ -28,7 +28,11 @@ pub fn check(history: &History, plan: &Plan, config: &RecoveryCheck) -> CheckRes
     let mut faults = Vec::new();
     let mut worst: Option<Option<u64>> = None;
     for fault in &plan.faults {
-        let start_ns = fault.start.as_nanos() as u64;
+        let start_ns = match config.from {
+            RecoverFrom::Start => fault.start,
+            RecoverFrom::End => fault.end.unwrap_or(plan.duration),
+        }
+        .as_nanos() as u64;
         let rto = recovery_ns(&ops, start_ns, sustained_ns, end_ns);
         worst = Some(match (worst, rto) {
             (None, r) => r,
@@ -46,6 +50,7 @@ pub fn check(history: &History, plan: &Plan, config: &RecoveryCheck) -> CheckRes
     let gap_ns = longest_gap(&ops, end_ns);
     let details = json!({
         "rto_ms_bound": rto_ns / 1_000_000,
+        "measured_from": if config.from == RecoverFrom::End { "fault end" } else { "fault start" },
         "sustained_ms": sustained_ns / 1_000_000,
         "faults": faults,
         "longest_gap_without_success_ms": gap_ns / 1_000_000,
@@ -112,7 +117,11 @@ mod tests {
     use crate::scenario::units::Span;
 
     fn config(rto_s: u64) -> RecoveryCheck {
-        RecoveryCheck { rto: Span(Duration::from_secs(rto_s)), sustained: Span(Duration::from_secs(1)) }
+        RecoveryCheck {
+            rto: Span(Duration::from_secs(rto_s)),
+            sustained: Span(Duration::from_secs(1)),
+            from: RecoverFrom::Start,
+        }
     }
 
     #[test]

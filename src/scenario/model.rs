@@ -539,6 +539,22 @@ pub struct RecoveryCheck {
     /// How long successes must last to count as sustained. Default `1s`.
     #[serde(default = "default_sustain")]
     pub sustained: Span,
+    /// Measure from the fault's `start` (the stack must recover while the fault lasts, e.g. by
+    /// failing over) or its `end` (it can only recover once the fault is gone, e.g. a dependency
+    /// outage). Default `start`.
+    #[serde(default)]
+    pub from: RecoverFrom,
+}
+
+/// Where a recovery time is measured from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoverFrom {
+    /// The fault's start.
+    #[default]
+    Start,
+    /// The fault's end (restart, heal).
+    End,
 }
 
 fn default_sustain() -> Span {

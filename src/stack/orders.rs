@@ -54,6 +54,11 @@ pub struct OrdersConfig {
     pub step_attempts_max: u32,
     /// Pause before the first retry, doubled for each further one. Default 20 ms.
     pub retry_backoff: Duration,
+    /// How long compensation keeps retrying before it gives up (answering 504). Default 30 s.
+    pub compensation_deadline: Duration,
+    /// Pause before compensation's first retry, doubled for each further one up to 2 s.
+    /// Default 250 ms.
+    pub compensation_retry_every: Duration,
     /// How long appending one trace step may take before it is dropped. Default 200 ms.
     pub log_timeout: Duration,
     /// Planted bugs.
@@ -70,6 +75,8 @@ impl Default for OrdersConfig {
             step_attempts_max: 3,
             retry_backoff: Duration::from_millis(20),
             log_timeout: Duration::from_millis(200),
+            compensation_deadline: Duration::from_secs(30),
+            compensation_retry_every: Duration::from_millis(250),
             bugs: Bugs::default(),
         }
     }
@@ -139,6 +146,9 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
         Err(e) => wire::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the saga task failed: {e}")),
     }
 }
+
+/// The longest pause between two compensation attempts.
+const COMPENSATION_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// How far the saga got before a step failed: what compensation must undo. `may_exist` is
 /// whether the failed step's row may have been written (an attempt's outcome was unknown).
@@ -229,16 +239,35 @@ impl Saga<'_> {
         word == "ok"
     }
 
-    /// Undo every step reached, last first; restock only once every row that may exist is
-    /// confirmed cancelled.
+    /// Undo every step reached, retrying the whole (idempotent) compensation with backoff until
+    /// it is confirmed or `compensation_deadline` passes: a participant that is down for a while
+    /// must not leave stock taken for an order that does not exist.
     async fn compensate(&mut self, reached: Reached) -> (StatusCode, &'static str) {
         let config = self.state.config.clone();
+        let deadline = tokio::time::Instant::now() + config.compensation_deadline;
+        let mut pause = config.compensation_retry_every;
+        loop {
+            if let Some(answer) = self.compensate_once(reached).await {
+                return answer;
+            }
+            if tokio::time::Instant::now() + pause >= deadline {
+                self.note("compensation abandoned at its deadline").await;
+                return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(COMPENSATION_PAUSE_MAX);
+        }
+    }
+
+    /// One attempt at compensation, last step first; restock only once every row that may exist
+    /// is confirmed cancelled. `None` when a step could not be confirmed.
+    async fn compensate_once(&mut self, reached: Reached) -> Option<(StatusCode, &'static str)> {
+        let config = self.state.config.clone();
         let id = wire::encode(&self.step.order_id);
-        let unknown = (StatusCode::GATEWAY_TIMEOUT, "unknown");
         if let Reached::Report { may_exist } = reached {
             let path = format!("/reports/{id}");
             if !self.undo("cancel-report", &config.reports_authority, &path, may_exist).await {
-                return unknown;
+                return None;
             }
         }
         let order_may_exist = match reached {
@@ -249,21 +278,21 @@ impl Saga<'_> {
         if let Some(may_exist) = order_may_exist {
             let path = format!("/orders/{id}");
             if !self.undo("cancel-order", &config.ordersvc_authority, &path, may_exist).await {
-                return unknown;
+                return None;
             }
         }
         let id = self.step.order_id.clone();
         if config.bugs.skip_compensation {
             self.note("restock skipped").await;
-            return (StatusCode::CONFLICT, "compensated");
+            return Some((StatusCode::CONFLICT, "compensated"));
         }
         let body = serde_json::to_vec(&OrderRef { order_id: id }).expect("an order ref serialises");
         let restock =
             self.call(http::Method::POST, &config.inventory_authority, "/restock", Some(body)).await;
         if !self.judge("restock", &restock).await {
-            return (StatusCode::GATEWAY_TIMEOUT, "unknown");
+            return None;
         }
-        (StatusCode::CONFLICT, "compensated")
+        Some((StatusCode::CONFLICT, "compensated"))
     }
 
     /// Call a participant, retrying (bounded) while the outcome is unknown or the answer is 503.
