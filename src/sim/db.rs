@@ -93,8 +93,13 @@ struct NodeHost {
 
 /// How long one commit's fsync takes.
 const COMMIT_COST: Duration = Duration::from_millis(1);
-/// How often a waiting commit checks its standby's progress, and the standby polls for WAL.
-const REPLICATION_POLL: Duration = Duration::from_millis(2);
+/// How often a waiting synchronous commit checks its standby's progress.
+const REPLICATION_POLL: Duration = Duration::from_millis(1);
+/// How often the standby asks its primary for WAL. Real streaming is continuous, but under load
+/// on a real network the standby trails by milliseconds to tens of milliseconds; this interval is
+/// that lag, and so the window of acknowledged asynchronous commits a primary crash loses. 47 ms,
+/// not a round number, so pulls do not line up with faults scheduled at round times.
+const STANDBY_PULL_EVERY: Duration = Duration::from_millis(47);
 /// A standby silent for this long no longer holds up synchronous commits.
 const STANDBY_GONE: Duration = Duration::from_secs(1);
 /// Most WAL entries sent in one replication answer.
@@ -214,7 +219,7 @@ async fn promote(State(host): State<NodeHost>) -> StatusCode {
 /// pause or crash between them stops replication.
 async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
     loop {
-        tokio::time::sleep(REPLICATION_POLL).await;
+        tokio::time::sleep(STANDBY_PULL_EVERY).await;
         let from = {
             let mut cluster = cluster.lock().expect("cluster lock");
             rejoin_if_fenced(&mut cluster, me);
