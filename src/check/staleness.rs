@@ -121,7 +121,18 @@ fn visibility_lags(
         let from = reads.partition_point(|&(t, _)| t < ack_ns);
         let seen = from + running_max[from..].partition_point(|&m| m < lsn);
         if let Some(&(read_ns, _)) = reads.get(seen) {
-            let phase = plan.phase_at(std::time::Duration::from_nanos(ack_ns));
+            // A lag that spans a fault window is the fault's doing, whatever phase the write was
+            // acknowledged in.
+            let spans_fault = plan.faults.iter().any(|f| {
+                let (start, end) =
+                    (f.start.as_nanos() as u64, f.end.unwrap_or(plan.duration).as_nanos() as u64);
+                start < read_ns && ack_ns < end
+            });
+            let phase = if spans_fault {
+                Phase::Fault
+            } else {
+                plan.phase_at(std::time::Duration::from_nanos(ack_ns))
+            };
             lags.entry(phase).or_default().push(read_ns - ack_ns);
         }
     }

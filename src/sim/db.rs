@@ -95,11 +95,11 @@ struct NodeHost {
 const COMMIT_COST: Duration = Duration::from_millis(1);
 /// How often a waiting synchronous commit checks its standby's progress.
 const REPLICATION_POLL: Duration = Duration::from_millis(1);
-/// How often the standby asks its primary for WAL. Real streaming is continuous, but under load
-/// on a real network the standby trails by milliseconds to tens of milliseconds; this interval is
-/// that lag, and so the window of acknowledged asynchronous commits a primary crash loses. 47 ms,
-/// not a round number, so pulls do not line up with faults scheduled at round times.
-const STANDBY_PULL_EVERY: Duration = Duration::from_millis(47);
+/// How long a standby's WAL request waits on the primary for new commits (a long poll, so
+/// replication streams: a commit reaches the standby one network round trip after it is made).
+const WAL_WAIT_MAX: Duration = Duration::from_millis(500);
+/// Pause between a standby's WAL requests after a failed one.
+const STANDBY_RETRY_EVERY: Duration = Duration::from_millis(20);
 /// A standby silent for this long no longer holds up synchronous commits.
 const STANDBY_GONE: Duration = Duration::from_secs(1);
 /// Most WAL entries sent in one replication answer.
@@ -191,17 +191,25 @@ async fn wal(
     State(host): State<NodeHost>,
     Query(at): Query<WalFrom>,
 ) -> Result<Json<Vec<(Write, u64)>>, StatusCode> {
-    let mut cluster = host.cluster.lock().expect("cluster lock");
-    let node = cluster.nodes.get_mut(&host.me).expect("node exists");
-    if node.role != Role::Primary {
-        return Err(StatusCode::CONFLICT);
+    let deadline = tokio::time::Instant::now() + WAL_WAIT_MAX;
+    loop {
+        {
+            let mut cluster = host.cluster.lock().expect("cluster lock");
+            let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+            if node.role != Role::Primary {
+                return Err(StatusCode::CONFLICT);
+            }
+            // Asking from L confirms everything before L.
+            node.standby_lsn = node.standby_lsn.max(at.from.saturating_sub(1));
+            node.standby_seen_ns = Some(now_ns());
+            let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
+            if start < node.wal.len() || tokio::time::Instant::now() >= deadline {
+                let end = (start + WAL_BATCH_MAX).min(node.wal.len());
+                return Ok(Json(node.wal[start..end].to_vec()));
+            }
+        }
+        tokio::time::sleep(REPLICATION_POLL).await;
     }
-    // Asking from L confirms everything before L.
-    node.standby_lsn = node.standby_lsn.max(at.from.saturating_sub(1));
-    node.standby_seen_ns = Some(now_ns());
-    let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
-    let end = (start + WAL_BATCH_MAX).min(node.wal.len());
-    Ok(Json(node.wal[start..end].to_vec()))
 }
 
 async fn promote(State(host): State<NodeHost>) -> StatusCode {
@@ -219,7 +227,7 @@ async fn promote(State(host): State<NodeHost>) -> StatusCode {
 /// pause or crash between them stops replication.
 async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
     loop {
-        tokio::time::sleep(STANDBY_PULL_EVERY).await;
+        tokio::time::sleep(REPLICATION_POLL).await;
         let from = {
             let mut cluster = cluster.lock().expect("cluster lock");
             rejoin_if_fenced(&mut cluster, me);
@@ -236,8 +244,12 @@ async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
             body: None,
             headers: Vec::new(),
         };
-        let Ok(response) = http.send(request, Duration::from_millis(200)).await else { continue };
+        let Ok(response) = http.send(request, WAL_WAIT_MAX + Duration::from_millis(200)).await else {
+            tokio::time::sleep(STANDBY_RETRY_EVERY).await;
+            continue;
+        };
         if response.status != 200 {
+            tokio::time::sleep(STANDBY_RETRY_EVERY).await;
             continue;
         }
         let Ok(entries) = serde_json::from_slice::<Vec<(Write, u64)>>(&response.body) else { continue };
