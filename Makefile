@@ -7,7 +7,7 @@ BIN       := target/$(PROFILE)/shakedown
 SCENARIO  ?= scenarios/primary-crash.yaml
 OUT       ?= reports
 
-.PHONY: help build run chaos test bench fmt lint clean-reports real-up real-down
+.PHONY: help build run chaos test bench fmt lint clean-reports real-up real-down report-screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -39,6 +39,10 @@ real-up: ## install (if missing) and start PostgreSQL primary + standby and Rabb
 
 real-down: ## stop what real-up started
 	scripts/real-services.sh down
+
+report-screenshot: build ## run primary-crash (async), render its report in headless Chromium, check it is not blank
+	$(BIN) run scenarios/primary-crash.yaml --set stack.replication=async --out $(OUT) || true
+	scripts/screenshot.sh $(OUT)/primary-crash/7/report.html $(OUT)/report-screenshot.png 1280x2600
 
 clean-reports: ## delete generated reports
 	find $(OUT) -mindepth 1 ! -name .gitkeep -delete

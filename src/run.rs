@@ -280,6 +280,11 @@ mod tests {
         assert_eq!(history.entries().len(), 2);
         let junit = std::fs::read_to_string(outcome.dir.join("junit.xml")).unwrap();
         assert!(junit.contains("<failure message=\"1 of 1 acknowledged writes lost\""), "{junit}");
+        let xml = roxmltree::Document::parse(&junit).expect("junit.xml is well-formed XML");
+        let cases = xml.descendants().filter(|n| n.has_tag_name("testcase")).count();
+        assert_eq!(cases, back.checks.len() + back.slo.len(), "one testcase per check and per SLO row");
+        let html = std::fs::read_to_string(outcome.dir.join("report.html")).unwrap();
+        assert!(html.starts_with("<!DOCTYPE html>") && html.contains("1 of 1 acknowledged writes lost"));
     }
 
     #[test]

@@ -55,11 +55,19 @@ pub(crate) fn fault_context(plan: &Plan, time_ns: u64) -> String {
         };
         format!("{} #{} {}", f.kind.name(), f.index, hosts).trim_end().to_owned()
     };
-    if let Some(f) = plan.faults.iter().find(|f| f.start <= t && f.end.is_none_or(|e| t < e)) {
-        return format!("during {} (from {:.3}s)", describe(f), f.start.as_secs_f64());
-    }
-    if let Some(f) = plan.faults.iter().find(|f| f.start > t) {
-        return format!("{:.3}s before {}", (f.start - t).as_secs_f64(), describe(f));
+    let during: Vec<String> = plan
+        .faults
+        .iter()
+        .filter(|f| f.start <= t && f.end.is_none_or(|e| t < e))
+        .map(|f| format!("during {} (from {:.3}s)", describe(f), f.start.as_secs_f64()))
+        .collect();
+    let next = plan.faults.iter().find(|f| f.start > t);
+    let before = next.map(|f| format!("{:.3}s before {}", (f.start - t).as_secs_f64(), describe(f)));
+    match (during.is_empty(), before) {
+        (false, Some(before)) => return format!("{}; {before}", during.join("; ")),
+        (false, None) => return during.join("; "),
+        (true, Some(before)) => return before,
+        (true, None) => {}
     }
     match plan.faults.last() {
         Some(f) => format!("after {}", describe(f)),

@@ -17,7 +17,7 @@ const STYLE: &str = r#"
 main{max-width:1240px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:22px;margin:0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}h3{font-size:14px;margin:14px 0 4px}
 .banner{padding:16px 24px;color:#fff}.banner.pass{background:var(--pass)}.banner.fail{background:var(--fail)}.banner.unknown{background:var(--unknown)}
-.banner .verdict{font-size:28px;font-weight:700;letter-spacing:.04em}.banner p{margin:4px 0 0;font-size:15px}
+.intro{max-width:1240px;margin:0 auto;padding:16px 24px 0}.banner .verdict{font-size:28px;font-weight:700;letter-spacing:.04em}.banner p{margin:4px 0 0;font-size:15px}
 .meta{color:var(--mute);margin:10px 0 0}.meta code{color:var(--ink)}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f5f6f8;font-weight:600}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -73,7 +73,7 @@ fn banner(page: &mut String, report: &Report) {
     let class = status_class(report.verdict.status);
     let _ = write!(
         page,
-        "<header class=\"banner {class}\"><div class=\"verdict\">{}</div><p>{}</p></header><main><h1>{}</h1><p>{}</p><p class=\"meta\">seed <code>{}</code> · backend <code>{}</code> · file <code>{}</code> · sha256 <code>{}</code>{}</p></main>",
+        "<header class=\"banner {class}\"><div class=\"verdict\">{}</div><p>{}</p></header><section class=\"intro\"><h1>{}</h1><p>{}</p><p class=\"meta\">seed <code>{}</code> · backend <code>{}</code> · file <code>{}</code> · sha256 <code>{}</code>{}</p></section>",
         class.to_uppercase(),
         escape(&report.verdict.summary),
         escape(&report.scenario.name),

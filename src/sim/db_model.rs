@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(old.rewind_to(&new.wal), 1);
         assert_eq!(old.role, Role::Standby);
         assert!(!old.tables.investment_keys.contains_key("only-on-old"));
-        old.replay(&new.wal[old.wal.len()..].to_vec());
+        old.replay(&new.wal[old.wal.len()..]);
         assert_eq!(old.tables, new.tables);
     }
 }

@@ -189,8 +189,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
                 let (config, bugs, state) =
                     (stack.watchdog.clone(), Bugs::from_list(&stack.bugs), world.watchdog.clone());
                 sim.host(name, move || {
-                    let (admin, config, bugs, state) =
-                        (admin.clone(), config.clone(), bugs.clone(), state.clone());
+                    let (admin, config, bugs, state) = (admin.clone(), config.clone(), bugs, state.clone());
                     async move {
                         watchdog::run(admin, config, bugs, state).await;
                         Ok(())

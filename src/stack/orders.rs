@@ -143,7 +143,7 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
     });
     match saga.await {
         Ok((status, answer)) => (status, axum::Json(answer)).into_response(),
-        Err(e) => wire::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the saga task failed: {e}")),
+        Err(e) => wire::error(StatusCode::INTERNAL_SERVER_ERROR, format!("the saga task failed: {e}")),
     }
 }
 
