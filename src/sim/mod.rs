@@ -10,6 +10,7 @@
 //! | `db.rs` | database servers, replication, the writer endpoint, store and admin ports |
 //! | `broker.rs` | the bounded durable queue, confirms, prefetch, acks, redelivery |
 //! | `state.rs` | reading the final state from the final primary |
+//! | `logs.rs` | log lines stamped with simulated time (turmoil's span names the host) |
 //!
 //! Durable state (database nodes, the queue) lives in memory created before the hosts, so it
 //! survives `sim.crash`; everything a host holds in its tasks dies with it.
@@ -18,10 +19,12 @@ mod broker;
 mod db;
 mod db_model;
 mod faults;
+mod logs;
 mod net;
 mod runner;
 mod state;
 
+pub use logs::SimClock;
 pub use runner::{DRAIN, TICK};
 
 /// The simulation backend for `run::run_file`.
