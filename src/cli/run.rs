@@ -30,10 +30,9 @@ pub(super) fn run(args: &RunArgs) -> u8 {
         match run_file(file, &crate::sim::Sim, &options) {
             Ok(outcome) => {
                 println!("{}", summary_line(&outcome.report));
-                let page =
-                    if outcome.report.scenario.file.is_empty() { "report.json" } else { "report.html" };
-                let shown =
-                    outcome.dir.join(if outcome.dir.join(page).exists() { page } else { "report.json" });
+                // report.html unless the scenario turned HTML off.
+                let html = outcome.dir.join("report.html");
+                let shown = if html.exists() { html } else { outcome.dir.join("report.json") };
                 if !args.quiet {
                     println!("        report: {}", shown.display());
                     if args.check_determinism {
