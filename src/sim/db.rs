@@ -264,15 +264,18 @@ async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
 /// A fenced old primary, once the other node is primary, is rewound and rejoins as its standby
 /// (what an HA manager does with pg_rewind), so synchronous replication has a standby again.
 fn rejoin_if_fenced(cluster: &mut ClusterState, me: DbNode) {
-    let peer_wal = match cluster.nodes.get(&me.peer()) {
-        Some(peer) if peer.role == Role::Primary && !peer.fenced => peer.wal.clone(),
-        _ => return,
-    };
-    let node = cluster.nodes.get_mut(&me).expect("node exists");
-    if node.fenced && node.role == Role::Primary {
-        let discarded = node.rewind_to(&peer_wal);
-        tracing::info!(node = me.host(), discarded, "fenced old primary rewound; rejoining as a standby");
+    let is_fenced_primary = |n: &Node| n.fenced && n.role == Role::Primary;
+    let peer_is_live_primary = |n: &Node| n.role == Role::Primary && !n.fenced;
+    if !cluster.nodes.get(&me).is_some_and(is_fenced_primary)
+        || !cluster.nodes.get(&me.peer()).is_some_and(peer_is_live_primary)
+    {
+        return;
     }
+    // Only now copy the peer's WAL: this runs on every replication poll.
+    let peer_wal = cluster.nodes[&me.peer()].wal.clone();
+    let node = cluster.nodes.get_mut(&me).expect("node exists");
+    let discarded = node.rewind_to(&peer_wal);
+    tracing::info!(node = me.host(), discarded, "fenced old primary rewound; rejoining as a standby");
 }
 
 #[derive(Clone)]
