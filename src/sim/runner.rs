@@ -28,9 +28,12 @@ use crate::workload::{CATALOG, GeneratorStats, Recorder, Schedule};
 
 /// Simulated time the stack gets after load stops, for accepted queries and sagas to settle.
 pub const DRAIN: Duration = Duration::from_secs(10);
-/// The simulation's clock step: turmoil polls every host once per tick, so hosts × ticks is the
-/// cost of a run. 1 ms keeps latencies at millisecond resolution.
-pub const TICK: Duration = Duration::from_millis(1);
+/// The simulation's clock step. turmoil polls every running host once per tick, whether or not
+/// it has work, and walks every link for every host: at 17 hosts that bookkeeping is about two
+/// thirds of a run's CPU time (profile in the README, "Simulation speed"). 2 ms is the largest
+/// network latency, so message timing keeps its resolution; halving the ticks took primary-crash
+/// from 22x to 37x real time. Timers and latencies are multiples of the tick.
+pub const TICK: Duration = Duration::from_millis(2);
 /// Network latency between any two hosts, uniform-ish in `[min, max]` (turmoil's exponential
 /// curve), as in one datacentre.
 pub const LATENCY_MIN: Duration = Duration::from_micros(200);
@@ -132,9 +135,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
     let stack = loaded.scenario.stack.clone();
     let topology = Topology::new(&stack);
-    let http = SimHttp::new(world.counters.clone());
     let cluster = world.cluster.clone();
-    let db = move || Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
+    // Every host boot gets its own connection pool (`for_host`) and database client.
+    let db = move |http: &SimHttp| Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
     for entry in topology.hosts() {
         let name = entry.name.clone();
         let http = SimHttp::new(world.counters.clone());
@@ -143,7 +146,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
             "lb" => {
                 let config = balancer::LbConfig::for_stack(&stack);
                 sim.host(name, move || {
-                    let state = balancer::BalancerState::new(Arc::new(http.clone()), config.clone());
+                    let state = balancer::BalancerState::new(Arc::new(http.for_host()), config.clone());
                     async move {
                         tokio::spawn(balancer::run_health_checks(state.clone()));
                         super::net::serve(balancer::router(state)).await
@@ -157,9 +160,10 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
                 });
             }
             "inventory" | "ordersvc" | "reports" => {
-                let store = db();
+                let db = db.clone();
                 let which = name.clone();
                 sim.host(name, move || {
+                    let store = db(&http.for_host());
                     let config = wire::ParticipantConfig::default();
                     let router = match which.as_str() {
                         "inventory" => {
@@ -178,18 +182,19 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
             "pg-primary" | "pg-replica" => {
                 let node = if name == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
                 let cluster = world.cluster.clone();
-                sim.host(name, move || db::node_host(cluster.clone(), node, http.clone()));
+                sim.host(name, move || db::node_host(cluster.clone(), node, http.for_host()));
             }
             "db-router" => {
                 let cluster = world.cluster.clone();
-                sim.host(name, move || db::router_host(cluster.clone(), http.clone()));
+                sim.host(name, move || db::router_host(cluster.clone(), http.for_host()));
             }
             "watchdog" => {
-                let admin = db();
+                let db = db.clone();
                 let (config, bugs, state) =
                     (stack.watchdog.clone(), Bugs::from_list(&stack.bugs), world.watchdog.clone());
                 sim.host(name, move || {
-                    let (admin, config, bugs, state) = (admin.clone(), config.clone(), bugs, state.clone());
+                    let (admin, config, bugs, state) =
+                        (db(&http.for_host()), config.clone(), bugs, state.clone());
                     async move {
                         watchdog::run(admin, config, bugs, state).await;
                         Ok(())
@@ -199,12 +204,13 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
             worker_name if worker_name.starts_with("worker-") => {
                 let index: usize = worker_name["worker-".len()..].parse().expect("worker-N");
                 let control = world.workers[index - 1].clone();
-                let store = db();
+                let db = db.clone();
                 let config = WorkerConfig::for_stack(&stack);
                 let host = name.clone();
                 sim.host(name, move || {
+                    let http = http.for_host();
                     let consumers = Arc::new(SimBroker::new(http.clone(), &host));
-                    let (store, config, control) = (store.clone(), config.clone(), control.clone());
+                    let (store, config, control) = (db(&http), config.clone(), control.clone());
                     async move {
                         worker::run(consumers, store, config, control).await;
                         Ok(())
@@ -212,10 +218,12 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
                 });
             }
             api_name => {
-                let store = db();
+                let db = db.clone();
                 let host = api_name.to_owned();
                 let stack = stack.clone();
                 sim.host(name, move || {
+                    let http = http.for_host();
+                    let store = db(&http);
                     let ports = api_host::ApiPorts {
                         http: Arc::new(http.clone()),
                         invest: store.clone(),
