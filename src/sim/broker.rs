@@ -91,7 +91,7 @@ pub async fn broker_host(state: Broker) -> turmoil::Result {
             broker.drop_connection(&id);
         }
     }
-    tokio::spawn(sweep_leases(state.clone()));
+    crate::stack::spawn(sweep_leases(state.clone()));
     let router = Router::new()
         .route("/publish", post(publish))
         .route("/consume", post(consume))

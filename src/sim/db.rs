@@ -108,7 +108,7 @@ const WAL_BATCH_MAX: usize = 512;
 /// The server of one database node, plus (when it is a standby) its replication loop.
 pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::Result {
     let state = NodeHost { cluster: cluster.clone(), me };
-    tokio::spawn(replicate(cluster, me, http));
+    crate::stack::spawn(replicate(cluster, me, http));
     let router = Router::new()
         .route("/write", post(write))
         .route("/read", post(read))
@@ -298,7 +298,7 @@ const ROUTER_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// brain, which is exactly what fencing exists to prevent.
 pub async fn router_host(cluster: Cluster, http: SimHttp) -> turmoil::Result {
     let state = RouterHost { cluster, http, route: Arc::new(Mutex::new(None)) };
-    tokio::spawn(health_checks(state.clone()));
+    crate::stack::spawn(health_checks(state.clone()));
     let router = Router::new()
         .route("/write", post(forward_write))
         .route("/read", post(forward_read))

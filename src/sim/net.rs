@@ -3,7 +3,7 @@
 //! simulated network, so partitions, pauses, latency and crashes reach the services' traffic.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,45 +12,30 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 
 use crate::stack::ports::{HttpClient, HttpRequest, HttpResponse, PortError};
 
 /// The port every simulated service listens on.
 pub const PORT: u16 = 80;
 
-/// turmoil's listener as an axum listener.
-pub struct SimListener(turmoil::net::TcpListener);
-
-impl SimListener {
-    /// Bind `0.0.0.0:port` on the current host.
-    pub async fn bind(port: u16) -> std::io::Result<SimListener> {
-        Ok(SimListener(turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).await?))
-    }
-}
-
-impl axum::serve::Listener for SimListener {
-    type Io = turmoil::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // An accept error (a peer that reset before we took it) concerns that peer only.
-            if let Ok(accepted) = self.0.accept().await {
-                return accepted;
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// Serve an axum router on the current host until the host is crashed.
+/// Serve an axum router on the current host until the host is crashed: HTTP/1.1 with keep-alive,
+/// one task per connection spawned with [`crate::stack::spawn`] (so a crash drops them in a fixed
+/// order; `axum::serve` would put them on tokio's shared task list and poll an unbiased
+/// `select!`).
 pub async fn serve(router: axum::Router) -> turmoil::Result {
-    let listener = SimListener::bind(PORT).await?;
-    axum::serve(listener, router).await?;
-    Ok(())
+    let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
+    loop {
+        // An accept error (a peer that reset before we took it) concerns that peer only.
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let service = TowerToHyperService::new(router.clone());
+        crate::stack::spawn(async move {
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // A reset or timed-out peer ends its connection only.
+            let _ = connection.await;
+        });
+    }
 }
 
 /// Counts of failed calls, read by the fault scheduler to attribute effects to faults.
@@ -119,7 +104,7 @@ impl SimHttp {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
+        crate::stack::spawn(async move {
             let _ = connection.await;
         });
         Ok(sender)

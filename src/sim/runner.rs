@@ -148,7 +148,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
                 sim.host(name, move || {
                     let state = balancer::BalancerState::new(Arc::new(http.for_host()), config.clone());
                     async move {
-                        tokio::spawn(balancer::run_health_checks(state.clone()));
+                        crate::stack::spawn(balancer::run_health_checks(state.clone()));
                         super::net::serve(balancer::router(state)).await
                     }
                 });

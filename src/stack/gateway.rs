@@ -114,7 +114,7 @@ async fn submit(State(state): State<GatewayState>, headers: HeaderMap, body: Byt
     if config.bugs.unconfirmed_publish {
         // Bug: fire and forget; a rejected publish is never noticed.
         let (publisher, wait) = (state.publisher.clone(), config.confirm_timeout);
-        tokio::spawn(async move { publisher.publish(message, wait).await });
+        crate::stack::spawn(async move { publisher.publish(message, wait).await });
         return accepted;
     }
     match state.publisher.publish(message, config.confirm_timeout).await {

@@ -131,7 +131,7 @@ async fn invest(State(state): State<InvestState>, headers: HeaderMap, body: Byte
             lsn: 0,
         };
         let store = state.store.clone();
-        tokio::spawn(async move { store.record(new).await });
+        crate::stack::spawn(async move { store.record(new).await });
         return (StatusCode::CREATED, axum::Json(answer)).into_response();
     }
     match bounded(state.config.store_timeout, state.store.record(new)).await {
@@ -356,7 +356,7 @@ mod tests {
         invest(&f.router, "k2").await;
         f.store.set_replica_lsn(10);
         let store = f.store.clone();
-        tokio::spawn(async move {
+        crate::stack::spawn(async move {
             sleep(Duration::from_millis(50)).await;
             store.set_replica_lsn(20);
         });

@@ -37,3 +37,18 @@ pub mod topology;
 pub mod watchdog;
 pub mod wire;
 pub mod worker;
+
+/// Start a background task on the current host.
+///
+/// Under the simulation this spawns onto the host's `LocalSet` rather than the runtime's own task
+/// list. tokio shards that list by a process-wide task id, so the order in which a crashed host's
+/// tasks are dropped (and its sockets closed, each close drawing latency from the simulation's
+/// RNG) would depend on other simulations running on other threads of the same process; the
+/// `LocalSet` drops its tasks in a fixed order. Outside the simulation it is `tokio::spawn`.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    if turmoil::in_simulation() { tokio::task::spawn_local(future) } else { tokio::spawn(future) }
+}

@@ -135,7 +135,7 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
     // The saga runs in its own task: if the client gives up and its connection closes, axum drops
     // this handler, and a saga dropped between "stock taken" and "order created" would leave
     // stock decremented for an order that does not exist (the saga checker caught exactly that).
-    let saga = tokio::spawn(async move {
+    let saga = crate::stack::spawn(async move {
         let mut saga = Saga { state: &state, step, trace: Vec::new() };
         let (status, outcome) = saga.run().await;
         let reason = (outcome != "completed").then(|| saga.trace.join(", "));

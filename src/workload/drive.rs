@@ -116,7 +116,13 @@ pub async fn drive(
         let call =
             Call { client: client.clone(), lb: lb_authority.clone(), op: op.clone(), process, last_write };
         let (recorder, sessions) = (recorder.clone(), sessions.clone());
-        tasks.spawn(async move { call.run(&recorder, &sessions).await });
+        let task = async move { call.run(&recorder, &sessions).await };
+        // On the host's LocalSet under the simulation, as `crate::stack::spawn` explains.
+        if turmoil::in_simulation() {
+            tasks.spawn_local(task);
+        } else {
+            tasks.spawn(task);
+        }
     }
     while tasks.join_next().await.is_some() {}
     stats.processes_count = sessions.lock().expect("sessions lock").len() as u64;
