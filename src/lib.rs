@@ -13,6 +13,7 @@
 pub mod check;
 pub mod cli;
 pub mod exit;
+pub mod explore;
 pub mod faults;
 pub mod history;
 pub mod report;

@@ -89,7 +89,7 @@ pub struct ValidateArgs {
 pub struct ExploreArgs {
     /// The scenario.
     pub file: PathBuf,
-    /// How many seeds.
+    /// How many seeds, starting at the scenario's own.
     #[arg(long, default_value_t = 100)]
     pub seeds: u64,
     /// Draw a fault schedule per seed from the scenario's vocabulary.
@@ -107,7 +107,10 @@ pub struct ExploreArgs {
     /// Judge SLO checks too (random schedules legitimately break latency targets).
     #[arg(long)]
     pub slo: bool,
-    /// Override a scenario field before validation.
+    /// Most runs spent shrinking each failure group.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub shrink_runs: usize,
+    /// Override a scenario field before validation (`--set seed=100` starts at seed 100).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
 }

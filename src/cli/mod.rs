@@ -2,7 +2,9 @@
 //! sets up logging and dispatches; each command returns its exit code (`crate::exit`).
 
 pub mod args;
+mod explore;
 mod list;
+mod replay;
 mod report;
 mod run;
 mod validate;
@@ -35,8 +37,8 @@ pub fn main() -> u8 {
         }
         Command::List(args) => list::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Explore(_) => not_yet("explore"),
-        Command::Replay(_) => not_yet("replay"),
+        Command::Explore(args) => explore::run(&args),
+        Command::Replay(args) => replay::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Serve(_) => not_yet("serve"),
     }

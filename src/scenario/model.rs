@@ -42,7 +42,7 @@ pub struct Scenario {
     #[serde(default)]
     pub checks: Checks,
     /// Checks expected to fail: a scenario that demonstrates a bug passes when they do.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub expect: BTreeMap<CheckName, Expectation>,
     /// Which report files to write.
     #[serde(default)]
@@ -262,7 +262,7 @@ pub struct Load {
     #[serde(default)]
     pub start: Span,
     /// When this stream stops. Default: the end of the run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Span>,
 }
 

@@ -1,0 +1,171 @@
+//! `shakedown explore FILE`: many seeds in parallel, a progress bar, failures grouped and shrunk,
+//! a summary with the replay command of each shrunk failure. Exit 1 when a failure was found,
+//! 0 when none, 255 when only harness errors stopped it.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::args::ExploreArgs;
+use crate::exit;
+use crate::explore::{Judgement, Options, Outcome, Progress, SeedRun, Summary, explore, explore_dir};
+use crate::scenario::units::Span;
+
+/// Run the exploration.
+pub(super) fn run(args: &ExploreArgs) -> u8 {
+    let time_budget = match args.time_budget.as_deref().map(str::parse::<Span>).transpose() {
+        Ok(budget) => budget.map(Span::get),
+        Err(error) => {
+            eprintln!("shakedown explore: --time-budget: {error}");
+            return exit::BAD_INPUT;
+        }
+    };
+    if args.seeds == 0 {
+        eprintln!("shakedown explore: --seeds must be at least 1");
+        return exit::BAD_INPUT;
+    }
+    let loaded = match crate::scenario::load_file(&args.file, &args.overrides) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            eprintln!("{diagnostics}");
+            return exit::BAD_INPUT;
+        }
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, args.seeds as usize);
+    let options = Options {
+        seeds: args.seeds,
+        swarm: args.swarm,
+        jobs,
+        time_budget,
+        out: args.out.clone(),
+        slo: args.slo,
+        shrink_runs: args.shrink_runs,
+    };
+    eprintln!(
+        "exploring {} over {} seeds from {}{} on {jobs} threads; judging {}",
+        args.file.display(),
+        args.seeds,
+        loaded.scenario.seed,
+        if args.swarm { " with swarm fault schedules" } else { "" },
+        if args.slo { "every check" } else { "the invariant checks (add --slo for SLOs)" },
+    );
+    let bar = Bar::new(args.seeds);
+    let summary = match explore(&loaded, &crate::sim::Sim, &options, &bar) {
+        Ok(summary) => summary,
+        Err(error) => {
+            bar.bar.abandon();
+            eprintln!("shakedown explore: {error}");
+            return match error {
+                crate::explore::ExploreError::NoVocabulary(_) => exit::BAD_INPUT,
+                _ => exit::HARNESS_ERROR,
+            };
+        }
+    };
+    bar.bar.finish_and_clear();
+    print_summary(&summary, &explore_dir(&args.out, &loaded.scenario.name));
+    if summary.failed_count() > 0 {
+        exit::FAIL
+    } else if summary.error_count() > 0 {
+        exit::HARNESS_ERROR
+    } else {
+        exit::PASS
+    }
+}
+
+/// The progress bar: seeds done, failures and inconclusive seeds found, seeds per second. It
+/// draws only on a terminal; failures are printed as lines either way.
+struct Bar {
+    bar: ProgressBar,
+    counts: Mutex<(u64, u64)>,
+    started: Instant,
+}
+
+impl Bar {
+    fn new(seeds: u64) -> Bar {
+        let bar = ProgressBar::new(seeds);
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} seeds · {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Bar { bar, counts: Mutex::new((0, 0)), started: Instant::now() }
+    }
+}
+
+impl Progress for Bar {
+    fn seed_done(&self, run: &SeedRun) {
+        let mut counts = self.counts.lock().expect("counts lock");
+        match &run.outcome {
+            Outcome::Judged(Judgement::Fail { signature }) => {
+                counts.0 += 1;
+                self.line(&format!("seed {}: FAIL {signature} ({} faults)", run.seed, run.faults_count));
+            }
+            Outcome::Judged(Judgement::Inconclusive { reason }) => {
+                counts.1 += 1;
+                self.line(&format!("seed {}: inconclusive: {reason}", run.seed));
+            }
+            Outcome::Error { error } => self.line(&format!("seed {}: harness error: {error}", run.seed)),
+            Outcome::Judged(Judgement::Pass) => {}
+        }
+        self.bar.inc(1);
+        let rate = self.bar.position() as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_message(format!("{} failing · {} inconclusive · {rate:.2} seeds/s", counts.0, counts.1));
+    }
+
+    fn note(&self, line: &str) {
+        self.line(line);
+    }
+}
+
+impl Bar {
+    fn line(&self, line: &str) {
+        if self.bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
+fn print_summary(summary: &Summary, dir: &std::path::Path) {
+    let ran = summary.runs.len();
+    println!(
+        "explored {}: {ran} seeds in {:.1} s on {} threads ({:.0} seeds/hour): {} failing, {} inconclusive, {} harness errors, {} passing{}",
+        summary.scenario,
+        summary.wall_ms as f64 / 1000.0,
+        summary.jobs,
+        summary.seeds_per_hour(),
+        summary.failed_count(),
+        summary.inconclusive_count(),
+        summary.error_count(),
+        ran - summary.failed_count() - summary.inconclusive_count() - summary.error_count(),
+        if summary.skipped_count > 0 {
+            format!(" ({} seeds not started: time budget)", summary.skipped_count)
+        } else {
+            String::new()
+        },
+    );
+    for group in &summary.groups {
+        let seeds: Vec<String> = group.seeds.iter().take(10).map(u64::to_string).collect();
+        let more = if group.seeds.len() > 10 { " …" } else { "" };
+        println!("  FAIL {}: {} seeds ({}{more})", group.signature, group.seeds.len(), seeds.join(", "));
+        if let Some(shrunk) = &group.shrunk {
+            println!(
+                "       shrunk to {} faults (from {}) in {} runs{}: {}",
+                shrunk.faults_count.1,
+                shrunk.faults_count.0,
+                shrunk.runs,
+                if shrunk.still_fails { "" } else { " — but on its own it no longer fails" },
+                shrunk.yaml.display()
+            );
+            println!("       report: {}", shrunk.report_dir.join("report.html").display());
+            println!("       replay: {}", shrunk.replay);
+        }
+    }
+    println!("  summary: {}", dir.join("summary.json").display());
+}

@@ -1,0 +1,491 @@
+//! `shakedown explore`: one scenario over many seeds, in parallel, with optional swarm schedules;
+//! failures grouped by signature; each group's first failure shrunk to a small concrete YAML.
+//!
+//! Data flow, one direction: the loaded scenario → per seed a *concrete* scenario (the seed set,
+//! and with `--swarm` its drawn fault timeline) → a simulation → the checkers → a [`Judgement`].
+//! Seeds run on `jobs` threads (each simulation is single-threaded and deterministic on its own
+//! thread: see `tests/determinism.rs`); results are collected in seed order, so groups, their
+//! first seeds and the shrunk scenarios do not depend on which thread finished first.
+//!
+//! Output, under `OUT/<scenario>/explore/`: `summary.json` (every seed's judgement), and per
+//! failure group `<signature>/failing.yaml` (the first failing seed's concrete scenario),
+//! `<signature>/shrunk.yaml` and the shrunk run's full report beside it.
+
+pub mod judge;
+pub mod shrink;
+pub mod swarm;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+pub use judge::{Judgement, Signature, judge};
+
+use crate::check::run_all;
+use crate::run::{Backend, RunOptions};
+use crate::scenario::{Diagnostics, Loaded, Scenario, load_str};
+
+/// How to explore.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// How many seeds, starting at the scenario's own seed.
+    pub seeds: u64,
+    /// Draw a fault timeline per seed from the scenario's vocabulary.
+    pub swarm: bool,
+    /// Simulations in parallel.
+    pub jobs: usize,
+    /// Stop starting seeds (and shrink runs) after this much wall time.
+    pub time_budget: Option<Duration>,
+    /// Output root.
+    pub out: PathBuf,
+    /// Judge SLO and recovery checks too.
+    pub slo: bool,
+    /// Most runs one shrink may spend.
+    pub shrink_runs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seeds: 100,
+            swarm: false,
+            jobs: 1,
+            time_budget: None,
+            out: PathBuf::from("reports"),
+            slo: false,
+            shrink_runs: 40,
+        }
+    }
+}
+
+/// One seed's run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// What the checkers found, or why the run could not complete.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Faults in its timeline.
+    pub faults_count: usize,
+    /// Wall time of the run, ms.
+    pub wall_ms: u64,
+    /// The concrete scenario that ran (YAML).
+    #[serde(skip)]
+    pub yaml: String,
+}
+
+/// A seed's outcome.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// The run completed and was judged.
+    Judged(Judgement),
+    /// The harness failed (a backend error or a panic): not a finding about the stack.
+    Error {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Failures that broke the same thing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Group {
+    /// What broke.
+    pub signature: Signature,
+    /// Every seed that broke it, ascending.
+    pub seeds: Vec<u64>,
+    /// The shrunk first failure, when shrinking ran.
+    pub shrunk: Option<ShrunkFailure>,
+}
+
+/// A shrunk failure, written out.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShrunkFailure {
+    /// The first failing seed's concrete scenario.
+    pub failing_yaml: PathBuf,
+    /// The shrunk scenario.
+    pub yaml: PathBuf,
+    /// Its run's report directory.
+    pub report_dir: PathBuf,
+    /// The command that replays it.
+    pub replay: String,
+    /// Faults before and after.
+    pub faults_count: (usize, usize),
+    /// Runs the shrink spent.
+    pub runs: usize,
+    /// Whether the written scenario, run on its own, still fails the same checks.
+    pub still_fails: bool,
+}
+
+/// The whole exploration.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Swarm schedules or the scenario's own.
+    pub swarm: bool,
+    /// Every seed run, ascending.
+    pub runs: Vec<SeedRun>,
+    /// Failure groups, by first seed.
+    pub groups: Vec<Group>,
+    /// Seeds not started because the time budget ran out.
+    pub skipped_count: u64,
+    /// Wall time of the seed runs (without shrinking), ms.
+    pub wall_ms: u64,
+    /// Threads used.
+    pub jobs: usize,
+}
+
+impl Summary {
+    /// Seeds whose judgement was a failure.
+    pub fn failed_count(&self) -> usize {
+        self.runs.iter().filter(|r| matches!(r.outcome, Outcome::Judged(Judgement::Fail { .. }))).count()
+    }
+    /// Seeds that could not be decided.
+    pub fn inconclusive_count(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Judged(Judgement::Inconclusive { .. })))
+            .count()
+    }
+    /// Seeds where the harness failed.
+    pub fn error_count(&self) -> usize {
+        self.runs.iter().filter(|r| matches!(r.outcome, Outcome::Error { .. })).count()
+    }
+    /// Seeds per hour of wall time at this run's pace.
+    pub fn seeds_per_hour(&self) -> f64 {
+        self.runs.len() as f64 * 3_600_000.0 / self.wall_ms.max(1) as f64
+    }
+}
+
+/// What exploration reports while it works (a progress bar, or nothing).
+pub trait Progress: Sync {
+    /// A seed finished.
+    fn seed_done(&self, run: &SeedRun);
+    /// A line worth showing (shrinking started, a shrink finished).
+    fn note(&self, line: &str);
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn seed_done(&self, _run: &SeedRun) {}
+    fn note(&self, _line: &str) {}
+}
+
+/// Why exploration could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExploreError {
+    /// `--swarm` on a scenario with no faults to draw from.
+    #[error(
+        "{0}: --swarm draws each seed's faults from the scenario's `faults:` list, and it is empty; add the faults exploration may use (their kinds, targets and parameters), or drop --swarm"
+    )]
+    NoVocabulary(String),
+    /// Files could not be written.
+    #[error("writing {path}: {error}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Explore `loaded` on `backend`.
+pub fn explore(
+    loaded: &Loaded,
+    backend: &(dyn Backend + Sync),
+    options: &Options,
+    progress: &dyn Progress,
+) -> Result<Summary, ExploreError> {
+    let base = &loaded.scenario;
+    if options.swarm && base.faults.is_empty() {
+        return Err(ExploreError::NoVocabulary(loaded.file.clone()));
+    }
+    let started = Instant::now();
+    let deadline = options.time_budget.map(|budget| started + budget);
+    let next = AtomicUsize::new(0);
+    let out_of_time = AtomicBool::new(false);
+    let (sender, receiver) = mpsc::channel();
+    let mut runs = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..options.jobs.max(1) {
+            let sender = sender.clone();
+            let (next, out_of_time) = (&next, &out_of_time);
+            scope.spawn(move || {
+                loop {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        out_of_time.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    let index = next.fetch_add(1, Ordering::Relaxed) as u64;
+                    if index >= options.seeds {
+                        return;
+                    }
+                    let run = run_seed(loaded, backend, base.seed.wrapping_add(index), options);
+                    if sender.send(run).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for run in receiver {
+            progress.seed_done(&run);
+            runs.push(run);
+        }
+    });
+    runs.sort_by_key(|r| r.seed);
+    let wall_ms = started.elapsed().as_millis() as u64;
+    let skipped_count = options.seeds - runs.len() as u64;
+    let mut groups: Vec<Group> = Vec::new();
+    for run in &runs {
+        if let Outcome::Judged(Judgement::Fail { signature }) = &run.outcome {
+            match groups.iter_mut().find(|g| &g.signature == signature) {
+                Some(group) => group.seeds.push(run.seed),
+                None => {
+                    groups.push(Group { signature: signature.clone(), seeds: vec![run.seed], shrunk: None })
+                }
+            }
+        }
+    }
+    let dir = explore_dir(&options.out, &base.name);
+    for group in &mut groups {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            progress.note(&format!("time budget spent: not shrinking {}", group.signature));
+            continue;
+        }
+        let first = runs.iter().find(|r| r.seed == group.seeds[0]).expect("the group's first seed ran");
+        group.shrunk =
+            Some(shrink_group(loaded, backend, options, progress, &dir, &group.signature, first, deadline)?);
+    }
+    let summary = Summary {
+        scenario: base.name.clone(),
+        swarm: options.swarm,
+        runs,
+        groups,
+        skipped_count,
+        wall_ms,
+        jobs: options.jobs.max(1),
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
+    write(&dir.join("summary.json"), &(json + "\n"))?;
+    Ok(summary)
+}
+
+/// Where an exploration of `scenario` writes: `OUT/<scenario>/explore/`.
+pub fn explore_dir(out: &Path, scenario: &str) -> PathBuf {
+    out.join(scenario).join("explore")
+}
+
+/// The concrete scenario for `seed`: the seed set, and with `swarm` a drawn timeline whose every
+/// fault validates.
+pub fn concrete(loaded: &Loaded, seed: u64, swarm: bool) -> Scenario {
+    let mut scenario = loaded.scenario.clone();
+    scenario.seed = seed;
+    if swarm {
+        let drawn = swarm::draw(&loaded.scenario, &mut crate::seed::stream(seed, "swarm"));
+        scenario.faults.clear();
+        for fault in drawn {
+            scenario.faults.push(fault);
+            if reload(&scenario, "swarm").is_err() {
+                scenario.faults.pop();
+            }
+        }
+    }
+    scenario
+}
+
+/// The scenario as YAML.
+pub fn to_yaml(scenario: &Scenario) -> String {
+    serde_saphyr::to_string(scenario).expect("scenarios serialise")
+}
+
+/// Validate a (changed) scenario by writing and loading it, as a user's file would be.
+pub fn reload(scenario: &Scenario, label: &str) -> Result<Loaded, Diagnostics> {
+    load_str(&to_yaml(scenario), label, &[])
+}
+
+fn run_seed(loaded: &Loaded, backend: &dyn Backend, seed: u64, options: &Options) -> SeedRun {
+    let started = Instant::now();
+    let scenario = concrete(loaded, seed, options.swarm);
+    let yaml = to_yaml(&scenario);
+    let outcome = match load_str(&yaml, &format!("{} (seed {seed})", loaded.file), &[]) {
+        Err(diagnostics) => {
+            Outcome::Error { error: format!("the concrete scenario is invalid: {diagnostics}") }
+        }
+        Ok(concrete) => judge_run(&concrete, backend, seed, options.slo),
+    };
+    SeedRun {
+        seed,
+        outcome,
+        faults_count: scenario.faults.len(),
+        wall_ms: started.elapsed().as_millis() as u64,
+        yaml,
+    }
+}
+
+/// Run one concrete scenario and judge it. A panic inside the harness is an `Error` outcome,
+/// so one bad seed does not end the exploration.
+fn judge_run(loaded: &Loaded, backend: &dyn Backend, seed: u64, slo: bool) -> Outcome {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(loaded, seed)));
+    match run {
+        Ok(Ok(observed)) => {
+            let checked = run_all(&observed.history, &observed.final_state, &loaded.plan, &loaded.scenario);
+            Outcome::Judged(judge(&checked.results, &observed.generator, slo))
+        }
+        Ok(Err(error)) => Outcome::Error { error: error.to_string() },
+        Err(panic) => Outcome::Error {
+            error: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the simulation panicked".into()),
+        },
+    }
+}
+
+/// The same checks still fail (invariant detail may differ).
+fn fails_the_same(outcome: &Outcome, signature: &Signature) -> bool {
+    match outcome {
+        Outcome::Judged(Judgement::Fail { signature: now }) => {
+            signature.checks().all(|check| now.checks().any(|c| c == check))
+        }
+        _ => false,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shrink_group(
+    loaded: &Loaded,
+    backend: &(dyn Backend + Sync),
+    options: &Options,
+    progress: &dyn Progress,
+    dir: &Path,
+    signature: &Signature,
+    first: &SeedRun,
+    deadline: Option<Instant>,
+) -> Result<ShrunkFailure, ExploreError> {
+    let group_dir = dir.join(signature.slug());
+    let failing_yaml = group_dir.join("failing.yaml");
+    write(&failing_yaml, &first.yaml)?;
+    let failing = load_str(&first.yaml, &failing_yaml.display().to_string(), &[])
+        .expect("the failing scenario loaded when it ran")
+        .scenario;
+    progress.note(&format!(
+        "shrinking {signature} from seed {} ({} faults, at most {} runs)…",
+        first.seed,
+        failing.faults.len(),
+        options.shrink_runs
+    ));
+    let shrunk = shrink::shrink(&failing, options.shrink_runs, options.jobs, |candidate| {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let candidate = reload(candidate, "shrink candidate").ok()?;
+        Some(fails_the_same(&judge_run(&candidate, backend, first.seed, options.slo), signature))
+    });
+    let mut scenario = shrunk.scenario;
+    // A regression test fails on `shakedown run`: drop `expect` (a bug-zoo scenario expects the
+    // failure), and give it its own name so its reports do not mix with the original's.
+    scenario.expect.clear();
+    scenario.name = format!("{}-shrunk", loaded.scenario.name);
+    scenario.description =
+        format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
+    let yaml_path = group_dir.join("shrunk.yaml");
+    let header = format!(
+        "# Found by `shakedown explore {}`{}: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
+        loaded.file,
+        if options.swarm { " --swarm" } else { "" },
+        first.seed,
+        shrunk.runs,
+        failing.faults.len(),
+        scenario.faults.len(),
+        signature.checks().next().unwrap_or("check"),
+    );
+    write(&yaml_path, &(header + &to_yaml(&scenario)))?;
+    let replay = format!("shakedown run {}", yaml_path.display());
+    // Run the written file as a user would, for its report and to confirm it still fails.
+    let run_options = RunOptions { out: group_dir.clone(), ..RunOptions::default() };
+    let outcome = crate::run::run_file(&yaml_path, backend, &run_options);
+    let (report_dir, still_fails) = match outcome {
+        Ok(outcome) => {
+            let failed: Vec<&str> = outcome
+                .report
+                .checks
+                .iter()
+                .filter(|c| c.status == crate::check::Status::Fail)
+                .map(|c| c.name.as_str())
+                .collect();
+            (outcome.dir, signature.checks().all(|c| failed.contains(&c)))
+        }
+        Err(error) => {
+            progress.note(&format!("the shrunk scenario did not run: {error}"));
+            (group_dir.clone(), false)
+        }
+    };
+    progress.note(&format!(
+        "shrunk {signature}: {} faults → {} in {} runs; {}",
+        failing.faults.len(),
+        scenario.faults.len(),
+        shrunk.runs,
+        if still_fails { "it still fails on its own" } else { "WARNING: on its own it no longer fails" }
+    ));
+    Ok(ShrunkFailure {
+        failing_yaml,
+        yaml: yaml_path,
+        report_dir,
+        replay,
+        faults_count: (failing.faults.len(), scenario.faults.len()),
+        runs: shrunk.runs,
+        still_fails,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ExploreError> {
+    let error = |error| ExploreError::Write { path: path.to_owned(), error };
+    std::fs::create_dir_all(path.parent().expect("a file in a directory")).map_err(error)?;
+    // Write beside, then rename: an interrupted exploration never leaves half a file.
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).map_err(error)?;
+    std::fs::rename(&partial, path).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_scenario_survives_the_yaml_round_trip() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.extend(std::fs::read_dir(dir.join("bugs")).unwrap().map(|e| e.unwrap().path()));
+        files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+        assert!(files.len() >= 14);
+        for file in files {
+            let loaded = crate::scenario::load_file(&file, &[]).unwrap();
+            let again =
+                reload(&loaded.scenario, "round trip").unwrap_or_else(|d| panic!("{}: {d}", file.display()));
+            assert_eq!(to_yaml(&again.scenario), to_yaml(&loaded.scenario), "{}", file.display());
+            assert_eq!(format!("{:?}", again.plan), format!("{:?}", loaded.plan), "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn swarm_concrete_scenarios_validate_and_differ_by_seed() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/primary-crash.yaml");
+        let loaded = crate::scenario::load_file(&file, &[]).unwrap();
+        let a = concrete(&loaded, 1, true);
+        let b = concrete(&loaded, 2, true);
+        assert!(reload(&a, "a").is_ok() && reload(&b, "b").is_ok());
+        assert!(!a.faults.is_empty());
+        assert_ne!(to_yaml(&a), to_yaml(&b));
+        assert_eq!(to_yaml(&concrete(&loaded, 1, true)), to_yaml(&a));
+        assert_eq!(concrete(&loaded, 9, false).faults.len(), loaded.scenario.faults.len());
+    }
+}
