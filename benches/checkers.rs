@@ -1,6 +1,8 @@
-//! Checker throughput: every checker over a synthetic 1,000,000-operation history (a 60 s run at
-//! ~16,700 ops/s with a primary crash), plus building the report from it. Goal: under a second
-//! each in release mode. Run with `make bench` (or `cargo bench --bench checkers`).
+//! The pipeline after a run, on a synthetic 1,000,000-operation history (a 60 s run at
+//! ~16,700 ops/s with a primary crash): every checker, the report's timeline, building the whole
+//! report and rendering its HTML and JUnit; and before a run, the workload generator scheduling
+//! the same million operations. Goal: under a second each in release mode. Run with `make bench`
+//! (or `cargo bench --bench checkers`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -97,5 +99,51 @@ fn checkers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, checkers);
+fn report(c: &mut Criterion) {
+    use shakedown::check::verdict;
+    use shakedown::report::{Inputs, RunFacts, build, render_html, render_junit};
+    use shakedown::workload::GeneratorStats;
+    let loaded = load_str(SCENARIO, "bench.yaml", &[]).expect("the bench scenario is valid");
+    let (history, state) = synthetic();
+    let checked = run_all(&history, &state, &loaded.plan, &loaded.scenario);
+    let generator = GeneratorStats { scheduled_count: OPS, sent_count: OPS, ..GeneratorStats::default() };
+    let verdict = verdict(&checked.results, &loaded.scenario, &generator);
+    let effects = vec![shakedown::faults::FaultEffect::default()];
+    let mut group = c.benchmark_group("report");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("build_and_render_1m_ops", |b| {
+        b.iter(|| {
+            let report = build(Inputs {
+                loaded: &loaded,
+                seed: 1,
+                backend: "sim",
+                history: black_box(&history),
+                fault_effects: &effects,
+                generator: &generator,
+                checked: &checked,
+                verdict: &verdict,
+                run: RunFacts { wall_ms: 0, simulated_ms: 60_000, speedup: 0.0, version: "bench".into() },
+            });
+            black_box((render_html(&report), render_junit(&report)))
+        })
+    });
+    group.finish();
+}
+
+fn workload(c: &mut Criterion) {
+    let loaded = load_str(SCENARIO, "bench.yaml", &[]).expect("the bench scenario is valid");
+    let mut scenario = loaded.scenario.clone();
+    // 16,700 ops/s for 60 s: the same million operations the history above holds.
+    for load in &mut scenario.workload {
+        load.rate.count *= 16_700.0 / 200.0;
+    }
+    let mut group = c.benchmark_group("workload");
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group.bench_function("schedule_1m_ops", |b| {
+        b.iter(|| black_box(shakedown::workload::Schedule::new(black_box(&scenario), 7)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, checkers, report, workload);
 criterion_main!(benches);

@@ -235,14 +235,19 @@ impl History {
     /// Pairs of (invocation, completion) for client ops, in invocation order. An invocation that
     /// never completed (the run ended) is paired with `None`.
     pub fn ops(&self) -> Vec<(&Entry, Option<&Entry>)> {
-        let mut pending: std::collections::BTreeMap<u32, usize> = Default::default();
-        let mut pairs: Vec<(&Entry, Option<&Entry>)> = Vec::new();
+        // The pending invocation's slot per client process; processes are small dense numbers.
+        let mut pending: Vec<Option<usize>> = Vec::new();
+        let mut pairs: Vec<(&Entry, Option<&Entry>)> = Vec::with_capacity(self.entries.len() / 2 + 1);
         for entry in &self.entries {
             let Process::Client(p) = entry.process else { continue };
+            let p = p as usize;
+            if p >= pending.len() {
+                pending.resize(p + 1, None);
+            }
             if entry.kind == EntryType::Invoke {
-                pending.insert(p, pairs.len());
+                pending[p] = Some(pairs.len());
                 pairs.push((entry, None));
-            } else if let Some(slot) = pending.remove(&p) {
+            } else if let Some(slot) = pending[p].take() {
                 pairs[slot].1 = Some(entry);
             }
         }

@@ -3,8 +3,6 @@
 //! but never attempted, or definitely failed), duplicated and split-brain writes; each lost write
 //! is listed with its acknowledgement time against the fault windows.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::{CheckResult, FinalState, Status, evidence, fault_context};
@@ -13,33 +11,39 @@ use crate::history::{EntryOp, EntryType, History};
 
 /// Check acknowledged-write durability.
 pub fn check(history: &History, state: &FinalState, plan: &Plan) -> CheckResult {
-    // key → (outcome, completion time)
-    let mut outcomes: BTreeMap<&str, (EntryType, u64)> = BTreeMap::new();
+    // (key, outcome, completion time), sorted by key so it can be walked beside the final
+    // state's (also sorted) investments in one merge pass instead of a lookup per key.
+    let mut outcomes: Vec<(&str, EntryType, u64)> = Vec::new();
     for (invoke, done) in history.ops() {
         if invoke.op != EntryOp::Invest {
             continue;
         }
         let Some(key) = invoke.value.key.as_deref() else { continue };
-        let outcome = done.map_or((EntryType::Info, invoke.time_ns), |d| (d.kind, d.time_ns));
-        outcomes.insert(key, outcome);
+        let (kind, time_ns) = done.map_or((EntryType::Info, invoke.time_ns), |d| (d.kind, d.time_ns));
+        outcomes.push((key, kind, time_ns));
     }
-    let present = |key: &str| state.investments.get(key).copied().unwrap_or(0);
-    let count = |kind: EntryType| outcomes.values().filter(|(k, _)| *k == kind).count();
-    let mut lost = Vec::new();
-    let mut recovered = 0;
-    for (key, &(kind, time_ns)) in &outcomes {
-        match (kind, present(key) > 0) {
-            (EntryType::Ok, false) => lost.push((*key, time_ns)),
+    // Stable: of several attempts with one key, the last one counts.
+    outcomes.sort_by_key(|(key, _, _)| *key);
+    outcomes.reverse();
+    outcomes.dedup_by_key(|(key, _, _)| *key);
+    outcomes.reverse();
+    let count = |kind: EntryType| outcomes.iter().filter(|(_, k, _)| *k == kind).count();
+    let (mut lost, mut unexpected, mut recovered) = (Vec::new(), Vec::new(), 0);
+    let mut present = state.investments.iter().map(|(k, n)| (k.as_str(), *n)).peekable();
+    for &(key, kind, time_ns) in &outcomes {
+        while let Some(&(stored, _)) = present.peek().filter(|(stored, _)| *stored < key) {
+            unexpected.push(stored); // stored, never attempted
+            present.next();
+        }
+        let landed = present.next_if(|(stored, _)| *stored == key).is_some_and(|(_, n)| n > 0);
+        match (kind, landed) {
+            (EntryType::Ok, false) => lost.push((key, time_ns)),
             (EntryType::Info, true) => recovered += 1,
+            (EntryType::Fail, true) => unexpected.push(key), // stored, though it definitely failed
             _ => {}
         }
     }
-    let unexpected: Vec<&str> = state
-        .investments
-        .keys()
-        .map(String::as_str)
-        .filter(|key| outcomes.get(key).is_none_or(|(kind, _)| *kind == EntryType::Fail))
-        .collect();
+    unexpected.extend(present.map(|(stored, _)| stored));
     let duplicated: Vec<&str> =
         state.investments.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.as_str()).collect();
     let acknowledged = count(EntryType::Ok);

@@ -118,7 +118,7 @@ impl Cell {
 /// Per op (and `any`) per phase (and `all`) figures, in op then phase order. Only ops that
 /// appear in the history are listed; every phase of the plan is listed for them.
 pub fn latency_table(history: &History, plan: &Plan) -> Vec<LatencyRow> {
-    let mut cells: BTreeMap<(String, Phase), Cell> = BTreeMap::new();
+    let mut cells: BTreeMap<(&'static str, Phase), Cell> = BTreeMap::new();
     let phases_present: Vec<Phase> = plan.phases.iter().map(|w| w.phase).collect();
     for (invoke, done) in history.ops() {
         let Some(op) = invoke.op.op() else { continue };
@@ -128,7 +128,7 @@ pub fn latency_table(history: &History, plan: &Plan) -> Vec<LatencyRow> {
             done.map_or(0, |d| d.time_ns.saturating_sub(invoke.time_ns)).clamp(1, LATENCY_NS_MAX);
         for name in [op.name(), "any"] {
             for p in [phase, Phase::All] {
-                let cell = cells.entry((name.to_owned(), p)).or_insert_with(Cell::new);
+                let cell = cells.entry((name, p)).or_insert_with(Cell::new);
                 match kind {
                     EntryType::Ok => {
                         cell.ok += 1;
@@ -140,10 +140,10 @@ pub fn latency_table(history: &History, plan: &Plan) -> Vec<LatencyRow> {
             }
         }
     }
-    let ops: Vec<String> = {
-        let mut names: Vec<String> = cells.keys().map(|(op, _)| op.clone()).collect();
+    let ops: Vec<&str> = {
+        let mut names: Vec<&str> = cells.keys().map(|(op, _)| *op).collect();
         names.dedup();
-        names.sort_by_key(|n| (n == "any", op_order(n)));
+        names.sort_by_key(|n| (*n == "any", op_order(n)));
         names
     };
     let mut rows = Vec::new();
@@ -152,7 +152,7 @@ pub fn latency_table(history: &History, plan: &Plan) -> Vec<LatencyRow> {
             if phase != Phase::All && !phases_present.contains(&phase) {
                 continue;
             }
-            let row = match cells.get(&(op.clone(), phase)) {
+            let row = match cells.get(&(*op, phase)) {
                 Some(cell) => cell.row(op, phase),
                 None => Cell::new().row(op, phase),
             };
