@@ -5,9 +5,11 @@ CARGO     ?= cargo
 PROFILE   ?= release
 BIN       := target/$(PROFILE)/shakedown
 SCENARIO  ?= scenarios/primary-crash.yaml
+SEEDS     ?= 40
+ARGS      ?=
 OUT       ?= reports
 
-.PHONY: help build run chaos test bench fmt lint clean-reports real-up real-down report-screenshot
+.PHONY: help build run chaos explore test bench fmt lint clean-reports real-up real-down report-screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -21,10 +23,13 @@ run: build ## run one scenario on the simulation: make run SCENARIO=scenarios/st
 chaos: build ## run every shipped scenario on the simulation; reports under reports/
 	$(BIN) run scenarios/*.yaml scenarios/bugs/*.yaml --out $(OUT)
 
+explore: build ## explore a scenario over many seeds: make explore SCENARIO=... SEEDS=40 ARGS='--swarm'
+	$(BIN) explore $(SCENARIO) --seeds $(SEEDS) --out $(OUT) $(ARGS)
+
 test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets
 
-bench: ## criterion benchmarks (release)
+bench: ## criterion benchmarks (release): simulation speed, checkers, report, workload
 	$(CARGO) bench
 
 fmt: ## format the code
