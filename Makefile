@@ -9,7 +9,7 @@ SEEDS     ?= 40
 ARGS      ?=
 OUT       ?= reports
 
-.PHONY: help build run chaos explore test bench fmt lint clean-reports real-up real-down report-screenshot
+.PHONY: help build run chaos explore test test-real bench fmt lint clean-reports real-up real-down report-screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -29,6 +29,13 @@ explore: build ## explore a scenario over many seeds: make explore SCENARIO=... 
 test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets
 
+test-real: ## the real-adapter tests: start PostgreSQL primary + standby (installed if missing), run them, stop
+	scripts/real-services.sh up
+	status=0; \
+	$(CARGO) test --features real --test real -- --test-threads=1 || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
+	scripts/real-services.sh down; exit $$status
+
 bench: ## criterion benchmarks (release): simulation speed, checkers, report, workload
 	$(CARGO) bench
 
@@ -38,6 +45,7 @@ fmt: ## format the code
 lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features real -- -D warnings
 
 real-up: ## install (if missing) and start PostgreSQL primary + standby and RabbitMQ on loopback
 	scripts/real-services.sh up

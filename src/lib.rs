@@ -16,6 +16,8 @@ pub mod exit;
 pub mod explore;
 pub mod faults;
 pub mod history;
+#[cfg(feature = "real")]
+pub mod real;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,0 +1,284 @@
+//! PostgreSQL: a primary and a streaming hot standby (two clusters on loopback, as
+//! `scripts/real-services.sh` makes them), reached through one sqlx pool per node.
+//!
+//! - Writes go to the *writer endpoint*: the node the watchdog last pointed it at
+//!   ([`DbAdmin::set_writer`]); this process holds it (HAProxy's role in the simulation).
+//! - LSNs are `pg_lsn` as a byte offset. A write returns `pg_current_wal_lsn()` read right after
+//!   its commit, which is at or after the commit record, so a standby that has replayed it has the
+//!   row. `applied_lsn` is `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a
+//!   standby. Rows keep the WAL insert position at insert time; on real PostgreSQL `history`
+//!   treats `min_lsn` as the read-your-writes wait condition only and returns the newest rows.
+//! - Fencing acts on the node's storage, like a STONITH switch, so it works on a dead node: it
+//!   kills the postmaster if it runs (SIGKILL, from `postmaster.pid`) and writes `standby.signal`
+//!   plus `default_transaction_read_only = on` into its data directory. Restarted, the old
+//!   primary comes up as a read-only standby and refuses writes.
+//!
+//! Errors follow the port contract: no answer (connection refused, reset, timed out) is
+//! `Unavailable`; SQLSTATE 25006 (read-only transaction) or a node in recovery is `ReadOnly`;
+//! any other database error is `Rejected`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Row};
+
+use crate::stack::ports::{
+    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, PortError,
+};
+
+/// How to reach one node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// `postgres://postgres@127.0.0.1:55432/postgres`.
+    pub url: String,
+    /// Its data directory, for storage-level fencing.
+    pub data_dir: PathBuf,
+}
+
+impl NodeConfig {
+    /// The defaults of `scripts/real-services.sh`, overridable with `SHAKEDOWN_PG_PRIMARY_URL`,
+    /// `SHAKEDOWN_PG_STANDBY_URL` and `SHAKEDOWN_REAL_DIR`.
+    pub fn from_env(node: DbNode) -> NodeConfig {
+        let dir = std::env::var("SHAKEDOWN_REAL_DIR").unwrap_or_else(|_| "/tmp/shakedown-real".into());
+        let (var, port, sub) = match node {
+            DbNode::PgPrimary => ("SHAKEDOWN_PG_PRIMARY_URL", 55432, "primary"),
+            DbNode::PgReplica => ("SHAKEDOWN_PG_STANDBY_URL", 55433, "standby"),
+        };
+        NodeConfig {
+            url: std::env::var(var)
+                .unwrap_or_else(|_| format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+            data_dir: PathBuf::from(dir).join(sub),
+        }
+    }
+}
+
+/// Both nodes, the writer endpoint, and the stores and admin port over them. Cheap to clone.
+#[derive(Clone)]
+pub struct PgCluster {
+    primary: PgPool,
+    replica: PgPool,
+    configs: [NodeConfig; 2],
+    writer: Arc<RwLock<DbNode>>,
+}
+
+/// Longest wait for a pooled connection: a dead node must fail fast, not hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl PgCluster {
+    /// Pools for both nodes (connected lazily: a node that is down is not an error yet), the
+    /// writer pointing at `pg-primary`.
+    pub fn new(primary: NodeConfig, replica: NodeConfig) -> Result<PgCluster, PortError> {
+        let pool = |config: &NodeConfig| -> Result<PgPool, PortError> {
+            let options: PgConnectOptions =
+                config.url.parse().map_err(|e| PortError::Rejected(format!("{}: {e}", config.url)))?;
+            let options = options.disable_statement_logging();
+            Ok(PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(true)
+                .connect_lazy_with(options))
+        };
+        Ok(PgCluster {
+            primary: pool(&primary)?,
+            replica: pool(&replica)?,
+            configs: [primary, replica],
+            writer: Arc::new(RwLock::new(DbNode::PgPrimary)),
+        })
+    }
+
+    /// From the environment ([`NodeConfig::from_env`]).
+    pub fn from_env() -> Result<PgCluster, PortError> {
+        PgCluster::new(NodeConfig::from_env(DbNode::PgPrimary), NodeConfig::from_env(DbNode::PgReplica))
+    }
+
+    /// Create the tables on the primary (the standby gets them by replication).
+    pub async fn migrate(&self) -> Result<(), PortError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.primary)
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))
+    }
+
+    /// The pool of `node`.
+    pub fn pool(&self, node: DbNode) -> &PgPool {
+        match node {
+            DbNode::PgPrimary => &self.primary,
+            DbNode::PgReplica => &self.replica,
+        }
+    }
+
+    /// Where writes go now.
+    pub fn writer(&self) -> DbNode {
+        *self.writer.read().expect("writer lock")
+    }
+
+    fn config(&self, node: DbNode) -> &NodeConfig {
+        &self.configs[usize::from(node == DbNode::PgReplica)]
+    }
+}
+
+/// Map a sqlx error onto the port contract.
+fn port_error(error: sqlx::Error) -> PortError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("25006") => {
+            PortError::ReadOnly(db.to_string())
+        }
+        sqlx::Error::Database(db) => PortError::Rejected(db.to_string()),
+        sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => {
+            PortError::Rejected(error.to_string())
+        }
+        _ => PortError::Unavailable(error.to_string()),
+    }
+}
+
+const LSN: &str = "(pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint";
+
+fn investment(row: &sqlx::postgres::PgRow) -> Result<Investment, sqlx::Error> {
+    Ok(Investment {
+        id: row.try_get::<i64, _>("id")? as u64,
+        lsn: row.try_get::<i64, _>("lsn")? as u64,
+        data: NewInvestment {
+            key: row.try_get("key")?,
+            coin: row.try_get("coin")?,
+            amount_usd_cents: row.try_get::<i64, _>("amount_usd_cents")? as u64,
+            price_usd_micros: row.try_get::<i64, _>("price_usd_micros")? as u64,
+        },
+    })
+}
+
+#[async_trait]
+impl InvestStore for PgCluster {
+    async fn record(&self, new: NewInvestment) -> Result<(Investment, bool), PortError> {
+        let pool = self.pool(self.writer());
+        let mut conn = pool.acquire().await.map_err(port_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO investments (key, coin, amount_usd_cents, price_usd_micros, lsn)
+             VALUES ($1, $2, $3, $4, (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint)
+             ON CONFLICT (key) DO NOTHING
+             RETURNING id, key, coin, amount_usd_cents, price_usd_micros, lsn",
+        )
+        .bind(&new.key)
+        .bind(&new.coin)
+        .bind(new.amount_usd_cents as i64)
+        .bind(new.price_usd_micros as i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(port_error)?;
+        let (row, replayed) = match inserted {
+            Some(row) => (row, false),
+            None => {
+                let row = sqlx::query(
+                    "SELECT id, key, coin, amount_usd_cents, price_usd_micros, lsn FROM investments WHERE key = $1",
+                )
+                .bind(&new.key)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(port_error)?;
+                (row, true)
+            }
+        };
+        let mut stored = investment(&row).map_err(port_error)?;
+        // Autocommit: the insert has committed; the WAL position now is at or past its record.
+        let committed: i64 =
+            sqlx::query_scalar(&format!("SELECT {LSN}")).fetch_one(&mut *conn).await.map_err(port_error)?;
+        stored.lsn = committed as u64;
+        Ok((stored, replayed))
+    }
+
+    async fn applied_lsn(&self, node: DbNode) -> Result<Lsn, PortError> {
+        let lsn: Option<i64> = sqlx::query_scalar(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint",
+        )
+        .fetch_one(self.pool(node))
+        .await
+        .map_err(port_error)?;
+        Ok(lsn.unwrap_or(0) as u64)
+    }
+
+    async fn history(&self, node: DbNode, _min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        let mut tx = self.pool(node).begin().await.map_err(port_error)?;
+        // The applied LSN first: every row read after it is at least that new.
+        let applied: Option<i64> = sqlx::query_scalar(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(port_error)?;
+        let rows = sqlx::query(
+            "SELECT id, key, coin, amount_usd_cents, price_usd_micros, lsn FROM investments ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(port_error)?;
+        let investments = rows.iter().map(investment).collect::<Result<_, _>>().map_err(port_error)?;
+        Ok(HistoryPage { applied_lsn: applied.unwrap_or(0) as u64, node, investments })
+    }
+
+    async fn history_from_writer(&self, min_lsn: Lsn, limit: u32) -> Result<HistoryPage, PortError> {
+        self.history(self.writer(), min_lsn, limit).await
+    }
+}
+
+#[async_trait]
+impl DbAdmin for PgCluster {
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError> {
+        let query = sqlx::query_scalar::<_, bool>(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'",
+        )
+        .fetch_one(self.pool(node));
+        match tokio::time::timeout(timeout, query).await {
+            Ok(answer) => answer.map_err(port_error),
+            Err(_) => {
+                Err(PortError::Unavailable(format!("{} did not answer the probe in time", node.host())))
+            }
+        }
+    }
+
+    async fn promote(&self, node: DbNode) -> Result<(), PortError> {
+        let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, 10)")
+            .fetch_one(self.pool(node))
+            .await
+            .map_err(port_error)?;
+        if promoted {
+            Ok(())
+        } else {
+            Err(PortError::Unavailable(format!("{} did not promote in 10 s", node.host())))
+        }
+    }
+
+    async fn fence(&self, node: DbNode) -> Result<(), PortError> {
+        let dir = &self.config(node).data_dir;
+        let io = |what: &str, e: std::io::Error| {
+            PortError::Unavailable(format!("fencing {}: {what}: {e}", node.host()))
+        };
+        // STONITH: stop the postmaster if it is running at all.
+        // (Only if that pid is still a postgres process: a stale file's pid may be reused.)
+        if let Ok(pid_file) = std::fs::read_to_string(dir.join("postmaster.pid"))
+            && let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<i32>().ok())
+            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
+        {
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        // On its storage: never a writable primary again, even after a restart.
+        std::fs::write(dir.join("standby.signal"), "").map_err(|e| io("standby.signal", e))?;
+        let auto = dir.join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
+        text.push_str("\n# fenced by the shakedown watchdog\ndefault_transaction_read_only = on\n");
+        std::fs::write(&auto, text).map_err(|e| io("postgresql.auto.conf", e))?;
+        self.pool(node).close().await;
+        tracing::info!(
+            node = node.host(),
+            "fenced (postmaster killed, standby.signal and read-only on its storage)"
+        );
+        Ok(())
+    }
+
+    async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
+        *self.writer.write().expect("writer lock") = node;
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! Helpers shared by integration tests.
+#[cfg(feature = "real")]
+pub mod real;

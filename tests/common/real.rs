@@ -1,0 +1,60 @@
+//! Shared helpers for the real-server tests (`--features real`).
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use serde_json::json;
+use shakedown::real::PgCluster;
+use shakedown::stack::api::{HistoryResponse, InvestResponse};
+use shakedown::stack::bugs::Bugs;
+use shakedown::stack::invest::{InvestConfig, InvestState, router};
+use shakedown::stack::ports::HttpResponse;
+use shakedown::stack::pricefeed::{self, PricefeedControl, PricefeedState};
+use shakedown::stack::testkit::{MemHttp, json_request, oneshot};
+
+/// The cluster `scripts/real-services.sh` started, migrated. Panics — the test fails, it does
+/// not skip — when the primary cannot be reached.
+pub async fn cluster() -> PgCluster {
+    let cluster = PgCluster::from_env().expect("valid connection settings");
+    if let Err(error) = cluster.migrate().await {
+        panic!(
+            "the PostgreSQL primary is not reachable ({error}); these tests need the real servers: run `make test-real` (or `make real-up` first)"
+        );
+    }
+    cluster
+}
+
+/// A key no earlier run used.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos();
+    format!("{prefix}-{nanos}")
+}
+
+/// The investments API over `cluster`, with the price feed served in memory.
+pub fn invest_api(cluster: &PgCluster, bugs: Bugs) -> Router {
+    let http = Arc::new(MemHttp::default());
+    http.route("pricefeed:80", pricefeed::router(PricefeedState::new(PricefeedControl::default())));
+    let config =
+        InvestConfig { bugs, ryw_wait_max: std::time::Duration::from_millis(300), ..InvestConfig::default() };
+    router(InvestState::new(Arc::new(cluster.clone()), http, config))
+}
+
+/// `POST /invest`.
+pub async fn invest(api: &Router, key: &str) -> (HttpResponse, Option<InvestResponse>) {
+    let body = json!({"key": key, "coin": "bitcoin", "amount_usd_cents": 1000});
+    let response = oneshot(api.clone(), json_request(http::Method::POST, "/invest", Some(body))).await;
+    let parsed = serde_json::from_slice(&response.body).ok();
+    (response, parsed)
+}
+
+/// `GET /history?min_lsn=L`.
+pub async fn history(api: &Router, min_lsn: u64) -> HistoryResponse {
+    let response =
+        oneshot(api.clone(), json_request(http::Method::GET, &format!("/history?min_lsn={min_lsn}"), None))
+            .await;
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+    serde_json::from_slice(&response.body).expect("a history page")
+}
