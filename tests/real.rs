@@ -124,3 +124,57 @@ async fn bug_ack_before_commit_acknowledges_a_write_the_database_refused() {
         .unwrap();
     assert_eq!(rows, 0, "acknowledged, yet never written");
 }
+
+/// A SKU of its own per test, with `stock` on the shelf.
+async fn shelf(cluster: &shakedown::real::PgCluster, stock: u64) -> String {
+    let sku = unique("sku");
+    cluster.set_stock(&[(&sku, stock)]).await.unwrap();
+    sku
+}
+
+async fn on_hand(cluster: &shakedown::real::PgCluster, sku: &str) -> u64 {
+    use shakedown::stack::ports::InventoryStore;
+    cluster.stock().await.unwrap()[sku]
+}
+
+#[tokio::test]
+async fn a_completed_order_takes_stock_once_even_when_retried() {
+    let cluster = cluster().await;
+    let api = common::real::saga_api(&cluster, Bugs::default());
+    let sku = shelf(&cluster, 100).await;
+    let key = unique("order");
+    assert_eq!(common::real::order(&api, &key, &sku, 3).await, (201, "completed".into()));
+    let (status, outcome) = common::real::order(&api, &key, &sku, 3).await;
+    assert_eq!((status / 100, outcome.as_str()), (2, "completed"), "a retry answers the same");
+    assert_eq!(on_hand(&cluster, &sku).await, 97);
+}
+
+#[tokio::test]
+async fn a_saga_whose_order_step_fails_leaves_stock_unchanged() {
+    use shakedown::stack::ports::{OrderStore, SagaLog};
+    let cluster = cluster().await;
+    let api = common::real::saga_api(&cluster, Bugs::default());
+    let sku = shelf(&cluster, 100).await;
+    let key = unique("order");
+    // A tombstone for this order id: the orders service refuses to create it, definitely.
+    OrderStore::cancel(&cluster, &key).await.unwrap();
+    let (status, outcome) = common::real::order(&api, &key, &sku, 3).await;
+    assert_eq!(outcome, "compensated", "status {status}");
+    assert_eq!(on_hand(&cluster, &sku).await, 100, "the reservation was put back");
+    let trace = cluster.trace(&key).await.unwrap();
+    assert!(trace.iter().any(|s| s == "restock ok"), "{trace:?}");
+}
+
+#[tokio::test]
+async fn bug_skip_compensation_leaves_stock_taken_for_an_order_that_does_not_exist() {
+    use shakedown::stack::ports::{OrderStore, SagaLog};
+    let cluster = cluster().await;
+    let api = common::real::saga_api(&cluster, Bugs { skip_compensation: true, ..Bugs::default() });
+    let sku = shelf(&cluster, 100).await;
+    let key = unique("order");
+    OrderStore::cancel(&cluster, &key).await.unwrap();
+    common::real::order(&api, &key, &sku, 3).await;
+    assert_eq!(on_hand(&cluster, &sku).await, 97, "the planted bug: stock stays taken");
+    let trace = cluster.trace(&key).await.unwrap();
+    assert!(trace.iter().any(|s| s == "restock skipped"), "{trace:?}");
+}

@@ -8,5 +8,6 @@
 //! `scripts/real-services.sh` starts.
 
 pub mod pg;
+pub mod saga;
 
 pub use pg::{NodeConfig, PgCluster};

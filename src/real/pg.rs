@@ -121,7 +121,7 @@ impl PgCluster {
 }
 
 /// Map a sqlx error onto the port contract.
-fn port_error(error: sqlx::Error) -> PortError {
+pub(super) fn port_error(error: sqlx::Error) -> PortError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("25006") => {
             PortError::ReadOnly(db.to_string())

@@ -58,3 +58,26 @@ pub async fn history(api: &Router, min_lsn: u64) -> HistoryResponse {
     assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
     serde_json::from_slice(&response.body).expect("a history page")
 }
+
+/// The orders saga over `cluster`: the middleware and its three participants (inventory,
+/// ordersvc, reports) on the real stores, wired in memory.
+pub fn saga_api(cluster: &PgCluster, bugs: Bugs) -> Router {
+    use shakedown::stack::orders::{OrdersConfig, OrdersState};
+    use shakedown::stack::wire::ParticipantConfig;
+    use shakedown::stack::{inventory, orders, ordersvc, reports};
+    let store = Arc::new(cluster.clone());
+    let http = Arc::new(MemHttp::default());
+    let pc = ParticipantConfig::default;
+    http.route("inventory:80", inventory::router(inventory::InventoryState::new(store.clone(), pc())));
+    http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(store.clone(), pc())));
+    http.route("reports:80", reports::router(reports::ReportsState::new(store.clone(), pc())));
+    orders::router(OrdersState::new(http, store, OrdersConfig { bugs, ..OrdersConfig::default() }))
+}
+
+/// `POST /orders`; the status and the answer's `status` field.
+pub async fn order(api: &Router, key: &str, sku: &str, qty: u64) -> (u16, String) {
+    let body = json!({"key": key, "sku": sku, "qty": qty});
+    let response = oneshot(api.clone(), json_request(http::Method::POST, "/orders", Some(body))).await;
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("an order answer");
+    (response.status, answer["status"].as_str().unwrap_or_default().to_owned())
+}
