@@ -178,3 +178,105 @@ async fn bug_skip_compensation_leaves_stock_taken_for_an_order_that_does_not_exi
     let trace = cluster.trace(&key).await.unwrap();
     assert!(trace.iter().any(|s| s == "restock skipped"), "{trace:?}");
 }
+
+fn queue(capacity: u32) -> shakedown::real::rabbit::RabbitConfig {
+    shakedown::real::rabbit::RabbitConfig::from_env(&unique("queries"), capacity)
+}
+
+async fn completed(cluster: &shakedown::real::PgCluster, id: u64) -> bool {
+    use shakedown::stack::ports::QueryStore;
+    cluster.get(id).await.unwrap().is_some_and(|q| q.status == "completed")
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_nothing_accepted_is_lost() {
+    let cluster = cluster().await;
+    let queue = queue(3);
+    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
+    let sku = shelf(&cluster, 10).await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for n in 0..5 {
+        match common::real::submit(&api, &unique(&format!("q{n}")), &sku).await {
+            (202, Some(id), _) => accepted.push(id),
+            (503, None, Some(_retry_after)) => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (3, 2), "three fit, the rest are refused with Retry-After");
+    let worker = common::real::worker(&cluster, &queue, Bugs::default());
+    for &id in &accepted {
+        common::real::eventually("an accepted query completes", async || completed(&cluster, id).await).await;
+        assert_eq!(cluster.effects(id).await.unwrap(), 1);
+    }
+    worker.abort();
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_message_leads_to_exactly_one_effect_after_redelivery() {
+    use shakedown::real::rabbit::RabbitConsumers;
+    use shakedown::stack::ports::{ConsumerFactory, QueryStore};
+    let cluster = cluster().await;
+    let queue = queue(10);
+    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
+    let sku = shelf(&cluster, 10).await;
+    let (status, id, _) = common::real::submit(&api, &unique("q"), &sku).await;
+    assert_eq!(status, 202);
+    let id = id.unwrap();
+    // Queued behind it: once this one completes, the first has been redelivered and processed.
+    let barrier = common::real::submit(&api, &unique("barrier"), &sku).await.1.unwrap();
+    // A worker takes the message, commits its effect, and dies before acknowledging it.
+    let mut doomed = RabbitConsumers::new(queue.clone()).connect(1).await.unwrap();
+    let delivery = doomed.next().await.unwrap();
+    assert_eq!(delivery.message.id, id);
+    assert!(cluster.complete(id, "done", true).await.unwrap());
+    drop(doomed);
+    // RabbitMQ redelivers it to a live worker, which must not apply the effect again.
+    let worker = common::real::worker(&cluster, &queue, Bugs::default());
+    common::real::eventually("the message behind it completes", async || completed(&cluster, barrier).await)
+        .await;
+    assert_eq!(cluster.effects(id).await.unwrap(), 1, "exactly one effect");
+    worker.abort();
+}
+
+#[tokio::test]
+async fn bug_non_idempotent_worker_applies_a_redelivered_message_twice() {
+    use shakedown::real::rabbit::RabbitConsumers;
+    use shakedown::stack::ports::{ConsumerFactory, QueryStore};
+    let cluster = cluster().await;
+    let queue = queue(10);
+    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
+    let sku = shelf(&cluster, 10).await;
+    let id = common::real::submit(&api, &unique("q"), &sku).await.1.unwrap();
+    let mut doomed = RabbitConsumers::new(queue.clone()).connect(1).await.unwrap();
+    doomed.next().await.unwrap();
+    cluster.complete(id, "done", true).await.unwrap();
+    drop(doomed);
+    let worker =
+        common::real::worker(&cluster, &queue, Bugs { non_idempotent_worker: true, ..Bugs::default() });
+    common::real::eventually("the planted bug applies the effect again", async || {
+        cluster.effects(id).await.unwrap() == 2
+    })
+    .await;
+    worker.abort();
+}
+
+#[tokio::test]
+async fn bug_unconfirmed_publish_accepts_a_query_the_full_queue_rejected() {
+    let cluster = cluster().await;
+    let queue = queue(1);
+    let api =
+        common::real::gateway_api(&cluster, &queue, Bugs { unconfirmed_publish: true, ..Bugs::default() })
+            .await;
+    let sku = shelf(&cluster, 10).await;
+    let first = common::real::submit(&api, &unique("q"), &sku).await;
+    let second = common::real::submit(&api, &unique("q"), &sku).await;
+    assert_eq!((first.0, second.0), (202, 202), "the planted bug: 202 without the broker's confirm");
+    let worker = common::real::worker(&cluster, &queue, Bugs::default());
+    let first_id = first.1.unwrap();
+    common::real::eventually("the queued query completes", async || completed(&cluster, first_id).await)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!completed(&cluster, second.1.unwrap()).await, "the second was accepted, then lost");
+    worker.abort();
+}

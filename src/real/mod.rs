@@ -1,13 +1,20 @@
-//! The real adapters (`--features real`): the ports of `stack::ports` on real servers.
+//! The real adapters (`--features real`): the ports of `stack::ports` on real servers, so the
+//! same service code that runs in the simulation runs against PostgreSQL 15 and RabbitMQ 3.10.
 //!
-//! **Partial.** Done: PostgreSQL through sqlx for the investments API (`InvestStore`) and the
-//! watchdog's control plane (`DbAdmin`), with a writer endpoint that follows the watchdog, and
-//! storage-level fencing. Not yet: the saga participants' and the query pipeline's stores, the
-//! RabbitMQ broker (lapin), an `HttpClient` over real sockets, and `shakedown serve`. The tests
-//! are `tests/real.rs` and `tests/real_failover.rs`, run by `make test-real` against the servers
-//! `scripts/real-services.sh` starts.
+//! | module | ports | server |
+//! |---|---|---|
+//! | `pg` | `InvestStore`, `DbAdmin` (probe, `pg_promote()`, storage fencing, writer endpoint) | PostgreSQL primary + streaming hot standby |
+//! | `saga` | `InventoryStore`, `OrderStore`, `ReportStore`, `SagaLog` | the primary, through the writer endpoint |
+//! | `queries` | `QueryStore` | the primary |
+//! | `rabbit` | `Publisher` (confirms, reject-publish), `ConsumerFactory`/`Consumer` (manual acks, prefetch) | RabbitMQ |
+//!
+//! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
+//! `tests/real.rs` and `tests/real_failover.rs`; `make test-real` starts the servers with
+//! `scripts/real-services.sh`, runs them and stops the servers.
 
 pub mod pg;
+pub mod queries;
+pub mod rabbit;
 pub mod saga;
 
 pub use pg::{NodeConfig, PgCluster};

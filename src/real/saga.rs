@@ -40,11 +40,12 @@ impl PgCluster {
         if inserted == 1 {
             return Ok(true);
         }
-        let cancelled: bool = sqlx::query_scalar(&format!("SELECT cancelled FROM {table} WHERE order_id = $1"))
-            .bind(order_id)
-            .fetch_one(pool)
-            .await
-            .map_err(port_error)?;
+        let cancelled: bool =
+            sqlx::query_scalar(&format!("SELECT cancelled FROM {table} WHERE order_id = $1"))
+                .bind(order_id)
+                .fetch_one(pool)
+                .await
+                .map_err(port_error)?;
         if cancelled { Err(PortError::Rejected(format!("{order_id} was cancelled"))) } else { Ok(false) }
     }
 
@@ -89,11 +90,12 @@ impl InventoryStore for PgCluster {
         .map_err(port_error)?
         .rows_affected();
         if inserted == 0 {
-            let restocked: bool = sqlx::query_scalar("SELECT restocked FROM reservations WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(port_error)?;
+            let restocked: bool =
+                sqlx::query_scalar("SELECT restocked FROM reservations WHERE order_id = $1")
+                    .bind(order_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(port_error)?;
             return Ok(if restocked { Reserved::Released } else { Reserved::AlreadyTaken });
         }
         let taken = sqlx::query("UPDATE products SET stock = stock - $2 WHERE sku = $1 AND stock >= $2")

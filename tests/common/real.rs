@@ -81,3 +81,52 @@ pub async fn order(api: &Router, key: &str, sku: &str, qty: u64) -> (u16, String
     let answer: serde_json::Value = serde_json::from_slice(&response.body).expect("an order answer");
     (response.status, answer["status"].as_str().unwrap_or_default().to_owned())
 }
+
+/// The query gateway over `cluster` and a fresh bounded queue of `capacity` on the real broker.
+pub async fn gateway_api(
+    cluster: &PgCluster,
+    queue: &shakedown::real::rabbit::RabbitConfig,
+    bugs: Bugs,
+) -> Router {
+    use shakedown::real::rabbit::RabbitPublisher;
+    use shakedown::stack::gateway::{self, GatewayConfig, GatewayState};
+    let publisher = RabbitPublisher::connect(queue).await.unwrap_or_else(|e| {
+        panic!("RabbitMQ is not reachable ({e}); these tests need the real servers: run `make test-real`")
+    });
+    let config = GatewayConfig { bugs, ..GatewayConfig::default() };
+    gateway::router(GatewayState::new(Arc::new(cluster.clone()), Arc::new(publisher), config))
+}
+
+/// `POST /queries`: the status and, when accepted, the query's id.
+pub async fn submit(api: &Router, key: &str, sku: &str) -> (u16, Option<u64>, Option<u64>) {
+    let body = json!({"key": key, "sku": sku});
+    let response = oneshot(api.clone(), json_request(http::Method::POST, "/queries", Some(body))).await;
+    let id = serde_json::from_slice::<serde_json::Value>(&response.body).ok().and_then(|v| v["id"].as_u64());
+    (response.status, id, response.retry_after_secs)
+}
+
+/// Start a worker on `queue` over `cluster`; abort the handle to stop it.
+pub fn worker(
+    cluster: &PgCluster,
+    queue: &shakedown::real::rabbit::RabbitConfig,
+    bugs: Bugs,
+) -> tokio::task::JoinHandle<()> {
+    use shakedown::real::rabbit::RabbitConsumers;
+    use shakedown::stack::worker::{self, WorkerConfig, WorkerControl};
+    let config = WorkerConfig { bugs, ..WorkerConfig::default() };
+    tokio::spawn(worker::run(
+        Arc::new(RabbitConsumers::new(queue.clone())),
+        Arc::new(cluster.clone()),
+        config,
+        WorkerControl::default(),
+    ))
+}
+
+/// Wait (at most 10 s) until `done` holds.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,182 @@
+//! RabbitMQ through lapin: the query queue as the gateway publishes to it and the workers
+//! consume from it.
+//!
+//! - The queue is durable and bounded: `x-max-length` with `x-overflow: reject-publish`, so a
+//!   full queue nacks the publish ([`PublishError::Full`]), it never drops a queued message.
+//! - Publishes are persistent and wait for the publisher confirm (`confirm_select`); no confirm
+//!   within the timeout is [`PublishError::Unconfirmed`] (it may or may not be queued).
+//! - Consumers use manual acks and `basic_qos` prefetch; one AMQP connection per consumer, so
+//!   dropping a consumer (or killing its process) makes RabbitMQ redeliver what it had not acked.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::publisher_confirm::Confirmation;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+
+use crate::stack::ports::{
+    Consumer, ConsumerFactory, Delivery, PortError, PublishError, Publisher, QueryMessage,
+};
+
+/// Where the broker is and what the queue is called.
+#[derive(Clone, Debug)]
+pub struct RabbitConfig {
+    /// `amqp://guest:guest@127.0.0.1:55672/%2f`.
+    pub uri: String,
+    /// The queue's name.
+    pub queue: String,
+    /// Ready messages the queue holds before it rejects publishes.
+    pub capacity: u32,
+}
+
+impl RabbitConfig {
+    /// `scripts/real-services.sh`'s broker (`SHAKEDOWN_AMQP_URL` overrides) and `queue`.
+    pub fn from_env(queue: &str, capacity: u32) -> RabbitConfig {
+        RabbitConfig {
+            uri: std::env::var("SHAKEDOWN_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:55672/%2f".into()),
+            queue: queue.into(),
+            capacity,
+        }
+    }
+}
+
+fn unavailable(error: lapin::Error) -> PortError {
+    PortError::Unavailable(error.to_string())
+}
+
+async fn channel(config: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
+    let properties = ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let connection = Connection::connect(&config.uri, properties).await?;
+    let channel = connection.create_channel().await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(config.capacity as i32));
+    arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    channel
+        .queue_declare(
+            &config.queue,
+            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+            arguments,
+        )
+        .await?;
+    Ok((connection, channel))
+}
+
+/// The gateway's side: one connection, a confirm-mode channel.
+pub struct RabbitPublisher {
+    _connection: Connection,
+    channel: Channel,
+    queue: String,
+}
+
+impl RabbitPublisher {
+    /// Connect and declare the queue.
+    pub async fn connect(config: &RabbitConfig) -> Result<RabbitPublisher, PortError> {
+        let (connection, channel) = channel(config).await.map_err(unavailable)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
+        Ok(RabbitPublisher { _connection: connection, channel, queue: config.queue.clone() })
+    }
+}
+
+#[async_trait]
+impl Publisher for RabbitPublisher {
+    async fn publish(&self, message: QueryMessage, confirm_timeout: Duration) -> Result<(), PublishError> {
+        let payload = serde_json::to_vec(&message).expect("messages serialise");
+        let confirm = async {
+            let pending = self
+                .channel
+                .basic_publish(
+                    "",
+                    &self.queue,
+                    BasicPublishOptions::default(),
+                    &payload,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?;
+            pending.await
+        };
+        match tokio::time::timeout(confirm_timeout, confirm).await {
+            Ok(Ok(Confirmation::Ack(_))) => Ok(()),
+            Ok(Ok(Confirmation::Nack(_))) => Err(PublishError::Full),
+            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::Unconfirmed("confirms are off".into())),
+            Ok(Err(error)) => Err(PublishError::Unconfirmed(error.to_string())),
+            Err(_) => Err(PublishError::Unconfirmed(format!(
+                "no confirm within {} ms",
+                confirm_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// Opens one connection per worker consumer.
+pub struct RabbitConsumers {
+    config: RabbitConfig,
+}
+
+impl RabbitConsumers {
+    /// Consumers of `config`'s queue.
+    pub fn new(config: RabbitConfig) -> RabbitConsumers {
+        RabbitConsumers { config }
+    }
+}
+
+struct RabbitConsumer {
+    _connection: Connection,
+    channel: Channel,
+    deliveries: lapin::Consumer,
+}
+
+#[async_trait]
+impl ConsumerFactory for RabbitConsumers {
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
+        let (connection, channel) = channel(&self.config).await.map_err(unavailable)?;
+        channel
+            .basic_qos(prefetch.min(u32::from(u16::MAX)) as u16, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let deliveries = channel
+            .basic_consume(&self.config.queue, "", BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        Ok(Box::new(RabbitConsumer { _connection: connection, channel, deliveries }))
+    }
+}
+
+#[async_trait]
+impl Consumer for RabbitConsumer {
+    async fn next(&mut self) -> Result<Delivery, PortError> {
+        loop {
+            let delivery = match self.deliveries.next().await {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => return Err(unavailable(error)),
+                None => return Err(PortError::Unavailable("the consumer was cancelled".into())),
+            };
+            match serde_json::from_slice::<QueryMessage>(&delivery.data) {
+                Ok(message) => {
+                    return Ok(Delivery {
+                        tag: delivery.delivery_tag,
+                        redelivered: delivery.redelivered,
+                        message,
+                    });
+                }
+                // Not ours to process: acknowledge it away rather than loop on it forever.
+                Err(error) => {
+                    tracing::warn!(%error, "dropping a malformed message");
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                }
+            }
+        }
+    }
+
+    async fn ack(&mut self, tag: u64) -> Result<(), PortError> {
+        self.channel.basic_ack(tag, BasicAckOptions::default()).await.map_err(unavailable)
+    }
+}
