@@ -145,3 +145,12 @@ fn a_bad_flag_is_bad_input() {
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+#[cfg(not(feature = "real"))]
+#[test]
+fn serve_without_the_real_adapters_says_how_to_get_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = shakedown(dir.path(), &["serve", "pricefeed"]);
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features real"));
+}

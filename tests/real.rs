@@ -280,3 +280,54 @@ async fn bug_unconfirmed_publish_accepts_a_query_the_full_queue_rejected() {
     assert!(!completed(&cluster, second.1.unwrap()).await, "the second was accepted, then lost");
     worker.abort();
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Child {
+    Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown")).arg("serve").args(args).spawn().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn shakedown_serve_runs_the_services_as_processes_that_call_each_other() {
+    use shakedown::real::http::RealHttp;
+    use shakedown::stack::ports::{HttpClient, HttpRequest};
+    cluster().await;
+    let _feed = serve(&["pricefeed", "--listen", "127.0.0.1:55801"]);
+    let _invest = serve(&["invest", "--listen", "127.0.0.1:55802", "--peer", "pricefeed:80=127.0.0.1:55801"]);
+    let http = RealHttp::new(Default::default());
+    let key = unique("served");
+    let request = HttpRequest {
+        method: http::Method::POST,
+        authority: "127.0.0.1:55802".into(),
+        path: "/invest".into(),
+        body: Some(
+            serde_json::to_vec(&serde_json::json!({"key": key, "coin": "bitcoin", "amount_usd_cents": 1000}))
+                .unwrap(),
+        ),
+        headers: Vec::new(),
+    };
+    let mut answer = None;
+    for _ in 0..100 {
+        match http.send(request.clone(), std::time::Duration::from_secs(2)).await {
+            Ok(response) => {
+                answer = Some(response);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    let answer = answer.expect("the invest service answered within 10 s");
+    assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+    let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(body["price_usd_micros"], 43_250_120_000u64, "the price came from the served price feed");
+}

@@ -150,7 +150,22 @@ pub struct ServeArgs {
     /// Which service: pricefeed, invest, inventory, ordersvc, reports, orders, gateway, worker,
     /// balancer, watchdog.
     pub service: String,
-    /// Address to listen on.
+    /// Address to listen on (HTTP services).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Where a peer named in the topology really is: `--peer pricefeed:80=127.0.0.1:7001`.
+    #[arg(long = "peer", value_name = "NAME=ADDR")]
+    pub peers: Vec<String>,
+    /// For `balancer`: an upstream `host:port` (repeat for each).
+    #[arg(long = "upstream", value_name = "ADDR")]
+    pub upstreams: Vec<String>,
+    /// Plant a bug-zoo switch (`ack-before-commit`, …; repeatable).
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<String>,
+    /// For `gateway` and `worker`: the RabbitMQ queue's name and capacity.
+    #[arg(long, default_value = "queries")]
+    pub queue: String,
+    /// See `--queue`.
+    #[arg(long, default_value_t = 500)]
+    pub queue_capacity: u32,
 }

@@ -7,6 +7,7 @@ mod list;
 mod replay;
 mod report;
 mod run;
+mod serve;
 mod validate;
 
 use clap::Parser;
@@ -40,13 +41,8 @@ pub fn main() -> u8 {
         Command::Explore(args) => explore::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Report(args) => report::run(&args),
-        Command::Serve(_) => not_yet("serve"),
+        Command::Serve(args) => serve::run(&args),
     }
-}
-
-fn not_yet(command: &str) -> u8 {
-    eprintln!("shakedown {command}: not implemented yet");
-    exit::HARNESS_ERROR
 }
 
 fn init_logging(verbose: u8) {

@@ -12,6 +12,7 @@
 //! `tests/real.rs` and `tests/real_failover.rs`; `make test-real` starts the servers with
 //! `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod http;
 pub mod pg;
 pub mod queries;
 pub mod rabbit;
