@@ -1,20 +1,9 @@
 //! The `shakedown` binary as users meet it first: `validate`, `schema`, `list` and bad flags.
 //! Each test runs the built binary in a fresh temporary directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn shakedown(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{repo, shakedown};
 
 /// Write `text` to `bad.yaml` in a temp dir, validate it, and return (exit code, stderr).
 fn validate_text(text: &str) -> (i32, String) {

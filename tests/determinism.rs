@@ -6,21 +6,11 @@
 //! (`shakedown::stack::spawn`): tokio's own task list is sharded by a process-wide task id, so the
 //! order a crashed host's sockets closed in depended on what other threads had spawned.
 
+mod common;
+
 use std::path::Path;
 
-use shakedown::run::{RunOptions, run_file};
-
-fn run(path: &Path, overrides: &[&str]) -> shakedown::report::Report {
-    let out = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        out: out.path().to_path_buf(),
-        overrides: overrides.iter().map(|s| s.to_string()).collect(),
-        ..RunOptions::default()
-    };
-    run_file(path, &shakedown::sim::Sim, &options)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .report
-}
+use common::run;
 
 #[test]
 fn the_same_seed_gives_the_same_report() {

@@ -1,19 +1,8 @@
 //! `shakedown explore` and `shakedown replay` end to end, on the binary as users run them.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn shakedown(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{repo, shakedown};
 
 #[test]
 fn explore_finds_a_planted_bug_groups_it_and_writes_a_shrunk_scenario_that_still_fails() {

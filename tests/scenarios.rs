@@ -3,10 +3,12 @@
 //! exactly the check it `expect`s. This is also how users run shakedown from their own tests:
 //! `shakedown::run::run_file(path, &shakedown::sim::Sim, &options)`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::run;
 use shakedown::check::Status;
-use shakedown::run::{RunOptions, run_file};
 
 fn scenarios(dir: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -17,19 +19,6 @@ fn scenarios(dir: &str) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn run(path: &Path, overrides: &[&str]) -> shakedown::report::Report {
-    let out = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        out: out.path().to_path_buf(),
-        overrides: overrides.iter().map(|s| s.to_string()).collect(),
-        ..RunOptions::default()
-    };
-    match run_file(path, &shakedown::sim::Sim, &options) {
-        Ok(outcome) => outcome.report,
-        Err(e) => panic!("{}: {e}", path.display()),
-    }
 }
 
 /// A failing scenario prints its verdict, every check's summary and the replay command.
