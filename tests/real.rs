@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::real::{cluster, history, invest, invest_api, unique};
+use common::real::{cluster, history, invest, invest_api, serve, unique};
 use shakedown::stack::bugs::Bugs;
 use shakedown::stack::ports::{DbAdmin, DbNode, InvestStore, NewInvestment, PortError};
 
@@ -281,22 +281,6 @@ async fn bug_unconfirmed_publish_accepts_a_query_the_full_queue_rejected() {
     worker.abort();
 }
 
-/// A child process killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(args: &[&str]) -> Child {
-    Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_shakedown")).arg("serve").args(args).spawn().unwrap(),
-    )
-}
-
 #[tokio::test]
 async fn shakedown_serve_runs_the_services_as_processes_that_call_each_other() {
     use shakedown::real::http::RealHttp;
@@ -330,4 +314,268 @@ async fn shakedown_serve_runs_the_services_as_processes_that_call_each_other() {
     assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
     let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(body["price_usd_micros"], 43_250_120_000u64, "the price came from the served price feed");
+}
+
+/// Every host a containers run starts, as processes on loopback with the stack from
+/// `SHAKEDOWN_STACK`: the balancer (upstreams from the stack, through the peer table) in front of
+/// an `api` host, the price feed, the three saga participants and a worker. Each op goes through
+/// the balancer and comes back with its documented answer; every HTTP service answers
+/// `GET /health`.
+#[tokio::test]
+async fn serve_plays_every_host_of_the_stack_behind_the_balancer() {
+    use common::real::{call, serve_with, within};
+    use http::Method;
+    use serde_json::json;
+    cluster().await;
+    let queue = unique("served-queries");
+    let stack = json!({"api_replicas": 1, "queue": {"capacity": 50}}).to_string();
+    let env = [("SHAKEDOWN_STACK", stack.as_str())];
+    let port = |n: u16| format!("127.0.0.1:{}", 55810 + n);
+    let peers = [
+        "--peer".to_owned(),
+        format!("pricefeed:80={}", port(1)),
+        "--peer".to_owned(),
+        format!("inventory:80={}", port(2)),
+        "--peer".to_owned(),
+        format!("ordersvc:80={}", port(3)),
+        "--peer".to_owned(),
+        format!("reports:80={}", port(4)),
+        "--peer".to_owned(),
+        format!("api-1:80={}", port(5)),
+    ];
+    let start = |service: &str, listen: &str| {
+        let mut args = vec![service, "--listen", listen, "--queue", &queue];
+        args.extend(peers.iter().map(String::as_str));
+        serve_with(&args, &env)
+    };
+    let names = ["lb", "pricefeed", "inventory", "ordersvc", "reports", "api"];
+    let services = ["balancer", "pricefeed", "inventory", "ordersvc", "reports", "api"];
+    let _served: Vec<_> = (0u16..6).map(|n| start(services[n as usize], &port(n))).collect();
+    let _worker = start("worker", "127.0.0.1:1");
+    for (n, name) in names.iter().enumerate() {
+        within(&format!("{name} answers /health"), std::time::Duration::from_secs(20), async || {
+            call(Method::GET, &port(n as u16), "/health", None).await.is_some_and(|(s, _)| s == 200)
+        })
+        .await;
+    }
+    let lb = port(0);
+    within("the balancer admits api-1", std::time::Duration::from_secs(5), async || {
+        call(Method::GET, &lb, "/history", None).await.is_some_and(|(s, _)| s == 200)
+    })
+    .await;
+    let invest = json!({"key": unique("lb-invest"), "coin": "bitcoin", "amount_usd_cents": 1000});
+    let (status, body) = call(Method::POST, &lb, "/invest", Some(invest)).await.expect("an answer");
+    assert_eq!(status, 201, "{body}");
+    let order = json!({"key": unique("lb-order"), "sku": "sku-1", "qty": 1});
+    let (status, body) = call(Method::POST, &lb, "/orders", Some(order)).await.expect("an answer");
+    assert_eq!((status, &body["status"]), (201, &json!("completed")), "{body}");
+    let query = json!({"key": unique("lb-query"), "sku": "sku-2"});
+    let (status, body) = call(Method::POST, &lb, "/queries", Some(query)).await.expect("an answer");
+    assert_eq!(status, 202, "{body}");
+    let path = format!("/queries/{}", body["id"]);
+    common::real::eventually("the worker completes the query", async || {
+        call(Method::GET, &lb, &path, None).await.is_some_and(|(_, b)| b["status"] == "completed")
+    })
+    .await;
+}
+
+/// A malformed `SHAKEDOWN_STACK` is bad input (exit 254) naming the variable and the field.
+#[test]
+fn serve_refuses_a_bad_stack_naming_the_variable_and_the_field() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"))
+        .args(["serve", "pricefeed", "--listen", "127.0.0.1:1"])
+        .env("SHAKEDOWN_STACK", r#"{"queue": {"capacity": "lots"}}"#)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(254), "{stderr}");
+    assert!(stderr.contains("SHAKEDOWN_STACK at `queue.capacity`"), "{stderr}");
+}
+
+/// Make the loopback primary refuse writes (`default_transaction_read_only`, reloaded) until
+/// dropped; dropping puts it back, even when the test panics, so later tests find it writable.
+struct ReadOnlyPrimary;
+
+impl ReadOnlyPrimary {
+    async fn set(on: bool) {
+        let url = shakedown::real::NodeConfig::from_env(DbNode::PgPrimary).url;
+        let pool = sqlx::PgPool::connect(&url).await.expect("the primary answers");
+        let sql = if on {
+            "ALTER SYSTEM SET default_transaction_read_only = on"
+        } else {
+            "ALTER SYSTEM RESET default_transaction_read_only"
+        };
+        sqlx::query(sql).execute(&pool).await.unwrap();
+        sqlx::query("SELECT pg_reload_conf()").execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+
+    async fn on() -> ReadOnlyPrimary {
+        ReadOnlyPrimary::set(true).await;
+        ReadOnlyPrimary
+    }
+}
+
+impl Drop for ReadOnlyPrimary {
+    fn drop(&mut self) {
+        // Drop cannot await: reset from a runtime of its own on another thread.
+        std::thread::spawn(|| {
+            tokio::runtime::Runtime::new().unwrap().block_on(ReadOnlyPrimary::set(false));
+        })
+        .join()
+        .expect("the primary is writable again");
+    }
+}
+
+/// The db-router (HAProxy's role): it routes new connections to the node that takes writes;
+/// when the primary stops taking writes (made read-only, the standby still in recovery) the
+/// route becomes none within ~1 s, the proxied connection is cut and new ones are refused; when
+/// the primary takes writes again, connections land on it again. `set_writer` is recorded.
+#[tokio::test]
+async fn the_db_router_routes_to_the_writable_node_and_cuts_connections_when_it_stops() {
+    use common::real::{call, db_router, landed_on, route, within};
+    use sqlx::Connection;
+    cluster().await;
+    let (_router, url) = db_router(55830, 55831).await;
+    let admin = "127.0.0.1:55831";
+    assert_eq!(call(http::Method::GET, admin, "/health", None).await.map(|(s, _)| s), Some(200));
+    assert_eq!(landed_on(&url).await.unwrap(), "primary");
+    let (_, changes) = route(admin).await.unwrap();
+    assert_eq!(changes, 1, "none → pg-primary");
+    let mut held = sqlx::PgConnection::connect(&url).await.unwrap();
+    let read_only = ReadOnlyPrimary::on().await;
+    let stopped = std::time::Instant::now();
+    within("the route becomes none", std::time::Duration::from_secs(1), async || {
+        route(admin).await.is_some_and(|(node, _)| node.is_null())
+    })
+    .await;
+    eprintln!(
+        "db-router: route none {} ms after the primary turned read-only",
+        stopped.elapsed().as_millis()
+    );
+    assert!(sqlx::query("SELECT 1").execute(&mut held).await.is_err(), "the proxied connection was cut");
+    assert!(landed_on(&url).await.is_err(), "no node takes writes: new connections are refused");
+    drop(read_only);
+    within("the route is pg-primary again", std::time::Duration::from_secs(1), async || {
+        route(admin).await.is_some_and(|(node, _)| node == "pg-primary")
+    })
+    .await;
+    assert_eq!(landed_on(&url).await.unwrap(), "primary");
+    assert_eq!(route(admin).await.unwrap().1, 3);
+    let declared =
+        call(http::Method::POST, admin, "/set_writer", Some(serde_json::json!("pg-replica"))).await;
+    assert_eq!(declared.map(|(s, _)| s), Some(200));
+    let (_, body) = call(http::Method::GET, admin, "/route", None).await.unwrap();
+    assert_eq!(
+        (&body["writer"], &body["route"]),
+        (&serde_json::json!("pg-replica"), &serde_json::json!("pg-primary"))
+    );
+}
+
+/// A database of its own on the loopback pair, migrated, with the catalogue on the shelf;
+/// dropped (forcibly) by [`FreshDb::drop_now`].
+struct FreshDb {
+    name: String,
+    cluster: shakedown::real::PgCluster,
+}
+
+impl FreshDb {
+    async fn new() -> FreshDb {
+        use shakedown::real::NodeConfig;
+        let admin = cluster().await;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let name = format!("sd_state_{nanos}");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool(DbNode::PgPrimary)).await.unwrap();
+        let on = |node: DbNode| {
+            let config = NodeConfig::from_env(node);
+            let base = config.url.rsplit_once('/').expect("a URL with a database").0.to_owned();
+            NodeConfig { url: format!("{base}/{name}"), ..config }
+        };
+        let cluster = shakedown::real::PgCluster::new(on(DbNode::PgPrimary), on(DbNode::PgReplica)).unwrap();
+        cluster.migrate().await.unwrap();
+        cluster.seed_stock(shakedown::workload::CATALOG).await.unwrap();
+        FreshDb { name, cluster }
+    }
+
+    async fn drop_now(self) {
+        self.cluster.pool(DbNode::PgPrimary).close().await;
+        self.cluster.pool(DbNode::PgReplica).close().await;
+        let admin = cluster().await;
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(admin.pool(DbNode::PgPrimary))
+            .await
+            .unwrap();
+    }
+}
+
+/// `real::state` on a small dataset written through the real stores in a database of its own:
+/// the counts, the saga records (one completed, one compensated), the queries, a stock snapshot,
+/// and the split-brain rule (a node in recovery or unreachable contributes nothing; a writable
+/// other node contributes the keys the final primary lacks).
+#[tokio::test]
+async fn read_final_state_reads_a_small_dataset_as_the_simulation_would() {
+    use shakedown::real::state::{investment_keys, read_final_state, stock_snapshot};
+    use shakedown::stack::ports::{OrderStore, QueryStore};
+    let db = FreshDb::new().await;
+    let store = &db.cluster;
+    for key in ["i1", "i2", "i3"] {
+        store.record(new(key)).await.unwrap();
+    }
+    store.record(new("i1")).await.unwrap(); // a retry: still one row
+    let api = common::real::saga_api(store, Bugs::default());
+    assert_eq!(common::real::order(&api, "o-ok", "sku-1", 2).await, (201, "completed".into()));
+    OrderStore::cancel(store, "o-comp").await.unwrap(); // the order step will fail definitely
+    assert_eq!(common::real::order(&api, "o-comp", "sku-2", 3).await.1, "compensated");
+    let (done, _) = store.create_pending("q-done", "sku-1").await.unwrap();
+    store.complete(done.id, "ok", true).await.unwrap();
+    let (pending, _) = store.create_pending("q-pending", "sku-1").await.unwrap();
+
+    let primary = store.pool(DbNode::PgPrimary);
+    let replica = store.pool(DbNode::PgReplica);
+    common::real::eventually("the standby has the database", async || {
+        sqlx::query("SELECT 1 FROM investments LIMIT 1").execute(replica).await.is_ok()
+    })
+    .await;
+    let state = read_final_state(primary, DbNode::PgPrimary, Some(replica)).await.unwrap();
+    assert_eq!(state.primary, "pg-primary");
+    let ones = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), 1)).collect();
+    assert_eq!(state.investments, ones(&["i1", "i2", "i3"]));
+    assert!(state.diverged_investments.is_empty(), "the other node is in recovery");
+    assert_eq!(state.initial_stock.len(), shakedown::workload::CATALOG.len());
+    assert_eq!((state.stock["sku-1"], state.stock["sku-2"]), (19_998, 20_000));
+    let ok = &state.orders["o-ok"];
+    assert_eq!((ok.sku.as_str(), ok.qty, ok.reserved_qty), ("sku-1", 2, 2));
+    assert_eq!((ok.order_exists, ok.report_exists, ok.compensations), (true, true, 0));
+    assert!(ok.trace.first().is_some_and(|s| s.starts_with("reserve")), "{:?}", ok.trace);
+    let comp = &state.orders["o-comp"];
+    assert_eq!((comp.sku.as_str(), comp.reserved_qty), ("sku-2", 0));
+    assert_eq!((comp.order_exists, comp.report_exists, comp.compensations), (false, false, 1));
+    assert!(comp.trace.iter().any(|s| s == "restock ok"), "{:?}", comp.trace);
+    assert_eq!(state.orders.len(), 2);
+    let done_record = &state.queries["q-done"];
+    assert_eq!((done_record.id, done_record.status.as_str(), done_record.effects), (done.id, "completed", 1));
+    assert_eq!((state.queries["q-pending"].id, state.queries["q-pending"].effects), (pending.id, 0));
+
+    let snapshot = stock_snapshot(primary, 7).await.unwrap();
+    assert_eq!((snapshot.time_ns, snapshot.on_hand["sku-1"]), (7, 19_998));
+    assert_eq!(snapshot.reserved, [("sku-1".to_string(), 2)].into_iter().collect());
+    assert_eq!(investment_keys(primary).await.unwrap().len(), 3);
+
+    // Split brain: another writable node (the loopback primary's default database) holding a key
+    // this primary lacks.
+    let writable_other = cluster().await;
+    let stray = unique("stray");
+    writable_other.record(new(&stray)).await.unwrap();
+    let state = read_final_state(primary, DbNode::PgPrimary, Some(writable_other.pool(DbNode::PgPrimary)))
+        .await
+        .unwrap();
+    assert!(state.diverged_investments.contains(&stray));
+    assert!(!state.diverged_investments.iter().any(|k| k.starts_with('i') && k.len() == 2));
+    let nowhere = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/postgres")
+        .unwrap();
+    let state = read_final_state(primary, DbNode::PgPrimary, Some(&nowhere)).await.unwrap();
+    assert!(state.diverged_investments.is_empty(), "an unreachable other node is ignored");
+    db.drop_now().await;
 }

@@ -144,3 +144,88 @@ async fn bug_no_fencing_lets_the_restarted_old_primary_take_writes() {
     assert!(took_write, "the planted bug: the unfenced old primary comes back writable (split brain)");
     script(&["down"]);
 }
+
+/// The db-router follows the nodes, not the watchdog: with the standby promoted while the old
+/// primary still takes writes, it keeps routing to `pg-primary` (first in order: the split brain
+/// fencing prevents); once the old primary is fenced, new connections land on the promoted
+/// standby within ~1 s, the connection held to the old primary is cut, and `GET /route` says so.
+#[tokio::test]
+async fn the_db_router_moves_to_the_promoted_standby_once_the_old_primary_is_fenced() {
+    use common::real::{db_router, landed_on, route, within};
+    use shakedown::stack::ports::DbAdmin;
+    use sqlx::Connection;
+    script(&["up"]);
+    let cluster = cluster().await;
+    let (_router, url) = db_router(55840, 55841).await;
+    let admin = "127.0.0.1:55841";
+    let mut held = sqlx::PgConnection::connect(&url).await.unwrap();
+    cluster.promote(DbNode::PgReplica).await.expect("pg_promote() of the standby");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(route(admin).await.unwrap().0, "pg-primary", "both take writes: the first in order wins");
+    assert_eq!(landed_on(&url).await.unwrap(), "primary");
+    let fenced = Instant::now();
+    cluster.fence(DbNode::PgPrimary).await.expect("fencing the old primary");
+    within("the route moves to pg-replica", Duration::from_secs(1), async || {
+        route(admin).await.is_some_and(|(node, _)| node == "pg-replica")
+    })
+    .await;
+    let moved = fenced.elapsed();
+    within("new connections land on the promoted standby", Duration::from_secs(1), async || {
+        landed_on(&url).await.is_ok_and(|name| name == "standby")
+    })
+    .await;
+    eprintln!(
+        "db-router: route moved {} ms after the fence; new connections on the standby after {} ms",
+        moved.as_millis(),
+        fenced.elapsed().as_millis()
+    );
+    assert!(sqlx::query("SELECT 1").execute(&mut held).await.is_err(), "the old connection was cut");
+    let (_, changes) = route(admin).await.unwrap();
+    assert_eq!(changes, 2, "none → pg-primary → pg-replica");
+    let write = sqlx::query(
+        "INSERT INTO investments (key, coin, amount_usd_cents, price_usd_micros, lsn) VALUES ($1, 'bitcoin', 1, 1, 0)",
+    )
+    .bind(unique("through-router"))
+    .execute(&mut sqlx::PgConnection::connect(&url).await.unwrap())
+    .await;
+    assert!(write.is_ok(), "a write through the router commits on the new primary: {write:?}");
+    script(&["down"]);
+}
+
+/// The containers' failover, on loopback processes: `serve watchdog` (timings from
+/// `SHAKEDOWN_STACK`, repointing the db-router through `SHAKEDOWN_DB_ROUTER_ADMIN`) and
+/// `serve db-router`. After SIGKILL of the primary, the watchdog fences it and promotes the
+/// standby; the router routes to `pg-replica` and records the watchdog's declared writer.
+#[tokio::test]
+async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
+    use common::real::{call, db_router, landed_on, serve_with, within};
+    script(&["up"]);
+    cluster().await;
+    let (_router, url) = db_router(55850, 55851).await;
+    let stack =
+        r#"{"watchdog": {"probe_every": "200ms", "probe_timeout": "200ms", "failures_to_promote": 3}}"#;
+    let _watchdog = serve_with(
+        &["watchdog"],
+        &[
+            ("SHAKEDOWN_STACK", stack),
+            ("SHAKEDOWN_DB_ROUTER_ADMIN", "http://127.0.0.1:55851"),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let killed = Instant::now();
+    Command::new("kill").args(["-KILL", &postmaster_pid(DbNode::PgPrimary).to_string()]).status().unwrap();
+    let admin = "127.0.0.1:55851";
+    within("the db-router routes to the promoted standby", Duration::from_secs(15), async || {
+        call(http::Method::GET, admin, "/route", None)
+            .await
+            .is_some_and(|(_, body)| body["route"] == "pg-replica" && body["writer"] == "pg-replica")
+    })
+    .await;
+    eprintln!(
+        "serve watchdog + db-router: SIGKILL → routed to pg-replica in {} ms",
+        killed.elapsed().as_millis()
+    );
+    assert_eq!(landed_on(&url).await.unwrap(), "standby");
+    script(&["down"]);
+}

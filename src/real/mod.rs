@@ -6,7 +6,10 @@
 //! | `pg` | `InvestStore`, `DbAdmin` (probe, `pg_promote()`, storage fencing, writer endpoint) | PostgreSQL primary + streaming hot standby |
 //! | `saga` | `InventoryStore`, `OrderStore`, `ReportStore`, `SagaLog` | the primary, through the writer endpoint |
 //! | `queries` | `QueryStore` | the primary |
-//! | `rabbit` | `Publisher` (confirms, reject-publish), `ConsumerFactory`/`Consumer` (manual acks, prefetch) | RabbitMQ |
+//! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch) | RabbitMQ |
+//! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
+//! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
+//! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
 //! `tests/real.rs` and `tests/real_failover.rs`; `make test-real` starts the servers with
@@ -16,6 +19,8 @@ pub mod http;
 pub mod pg;
 pub mod queries;
 pub mod rabbit;
+pub mod router;
 pub mod saga;
+pub mod state;
 
 pub use pg::{NodeConfig, PgCluster};

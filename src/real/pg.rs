@@ -2,7 +2,10 @@
 //! `scripts/real-services.sh` makes them), reached through one sqlx pool per node.
 //!
 //! - Writes go to the *writer endpoint*: the node the watchdog last pointed it at
-//!   ([`DbAdmin::set_writer`]); this process holds it (HAProxy's role in the simulation).
+//!   ([`DbAdmin::set_writer`]); this process holds it. Across processes (containers), every
+//!   service's primary URL points at the `db-router` ([`super::router`], HAProxy's role), which
+//!   follows whichever node takes writes; `set_writer` also tells the router's admin endpoint
+//!   (`SHAKEDOWN_DB_ROUTER_ADMIN`) which node the watchdog declared primary.
 //! - LSNs are `pg_lsn` as a byte offset. A write returns `pg_current_wal_lsn()` read right after
 //!   its commit, which is at or after the commit record, so a standby that has replayed it has the
 //!   row. `applied_lsn` is `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a
@@ -11,7 +14,16 @@
 //! - Fencing acts on the node's storage, like a STONITH switch, so it works on a dead node: it
 //!   kills the postmaster if it runs (SIGKILL, from `postmaster.pid`) and writes `standby.signal`
 //!   plus `default_transaction_read_only = on` into its data directory. Restarted, the old
-//!   primary comes up as a read-only standby and refuses writes.
+//!   primary comes up as a read-only standby and refuses writes. Before that, if the node still
+//!   answers, it is also made read-only online (`ALTER SYSTEM` + `pg_reload_conf()`, bounded by
+//!   [`FENCE_ONLINE_TIMEOUT`]), so a live old primary stops passing the db-router's health check
+//!   at once, as a fenced node in the simulation does.
+//! - In containers the watchdog runs in its own pid namespace and reaches the nodes' data
+//!   directories as mounted volumes (`SHAKEDOWN_REAL_DIR/primary`, `/standby`). The pid in a
+//!   node's `postmaster.pid` is then a pid of the node's namespace, which is never a `postgres`
+//!   process in the watchdog's, so nothing is killed: fencing writes the files on the volume
+//!   (and tries the online step). That is enough: the node, once restarted (the faults restart a
+//!   crashed container), comes up read-only in recovery.
 //!
 //! Errors follow the port contract: no answer (connection refused, reset, timed out) is
 //! `Unavailable`; SQLSTATE 25006 (read-only transaction) or a node in recovery is `ReadOnly`;
@@ -62,10 +74,18 @@ pub struct PgCluster {
     replica: PgPool,
     configs: [NodeConfig; 2],
     writer: Arc<RwLock<DbNode>>,
+    /// The db-router's admin authority (`host:port`), told about every `set_writer`.
+    router_admin: Option<String>,
 }
 
 /// Longest wait for a pooled connection: a dead node must fail fast, not hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for the db-router's admin to take a `set_writer` (the watchdog bounds the whole
+/// call by its own `ADMIN_TIMEOUT`, 2 s).
+pub const ROUTER_ADMIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for the online part of a fence (connect, `ALTER SYSTEM`, reload) on a node that
+/// may be dead or frozen; the storage part follows either way.
+pub const FENCE_ONLINE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl PgCluster {
     /// Pools for both nodes (connected lazily: a node that is down is not an error yet), the
@@ -86,12 +106,27 @@ impl PgCluster {
             replica: pool(&replica)?,
             configs: [primary, replica],
             writer: Arc::new(RwLock::new(DbNode::PgPrimary)),
+            router_admin: None,
         })
     }
 
-    /// From the environment ([`NodeConfig::from_env`]).
+    /// From the environment ([`NodeConfig::from_env`]); with `SHAKEDOWN_DB_ROUTER_ADMIN` set
+    /// (`http://sd-x-db-router:80`), [`PgCluster::with_router_admin`] that address.
     pub fn from_env() -> Result<PgCluster, PortError> {
-        PgCluster::new(NodeConfig::from_env(DbNode::PgPrimary), NodeConfig::from_env(DbNode::PgReplica))
+        let cluster =
+            PgCluster::new(NodeConfig::from_env(DbNode::PgPrimary), NodeConfig::from_env(DbNode::PgReplica))?;
+        Ok(match std::env::var("SHAKEDOWN_DB_ROUTER_ADMIN") {
+            Ok(url) if !url.trim().is_empty() => cluster.with_router_admin(&url),
+            _ => cluster,
+        })
+    }
+
+    /// Also tell the db-router's admin endpoint (`http://host:port` or `host:port`) about every
+    /// [`DbAdmin::set_writer`] (`POST /set_writer`).
+    pub fn with_router_admin(mut self, url: &str) -> PgCluster {
+        let authority = url.trim().trim_start_matches("http://").trim_end_matches('/');
+        self.router_admin = Some(authority.to_owned());
+        self
     }
 
     /// Create the tables on the primary (the standby gets them by replication).
@@ -251,6 +286,14 @@ impl DbAdmin for PgCluster {
     }
 
     async fn fence(&self, node: DbNode) -> Result<(), PortError> {
+        // Online first, while the node may still answer: a live old primary stops taking writes
+        // (and passing the db-router's check) now, not only once it restarts.
+        let online = tokio::time::timeout(FENCE_ONLINE_TIMEOUT, read_only_online(&self.config(node).url));
+        match online.await {
+            Ok(Ok(())) => tracing::info!(node = node.host(), "fence: made read-only online"),
+            Ok(Err(e)) => tracing::info!(node = node.host(), %e, "fence: not reachable online"),
+            Err(_) => tracing::info!(node = node.host(), "fence: no online answer in time"),
+        }
         let dir = &self.config(node).data_dir;
         let io = |what: &str, e: std::io::Error| {
             PortError::Unavailable(format!("fencing {}: {what}: {e}", node.host()))
@@ -277,8 +320,41 @@ impl DbAdmin for PgCluster {
         Ok(())
     }
 
+    /// Repoint this process's writer endpoint, then (when configured) the db-router's record.
+    /// The local writer changes whatever the router says; a router that does not take the
+    /// declaration within [`ROUTER_ADMIN_TIMEOUT`] makes the call fail, so the watchdog retries
+    /// it on its next tick, as it does in the simulation when `db-router` is unreachable.
     async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
         *self.writer.write().expect("writer lock") = node;
-        Ok(())
+        let Some(authority) = &self.router_admin else { return Ok(()) };
+        use crate::stack::ports::{HttpClient, HttpRequest};
+        let request = HttpRequest {
+            method: http::Method::POST,
+            authority: authority.clone(),
+            path: "/set_writer".into(),
+            body: Some(serde_json::to_vec(&node).expect("a DbNode serialises")),
+            headers: Vec::new(),
+        };
+        let http = super::http::RealHttp::new(Default::default());
+        match http.send(request, ROUTER_ADMIN_TIMEOUT).await {
+            Ok(response) if response.status == 200 => Ok(()),
+            Ok(response) => Err(PortError::Unavailable(format!(
+                "db-router admin {authority}: set_writer answered {}",
+                response.status
+            ))),
+            Err(e) => Err(PortError::Unavailable(format!("db-router admin {authority}: {e}"))),
+        }
     }
+}
+
+/// Make the node at `url` refuse writes from now on, if it answers: `default_transaction_read_only`
+/// in its `postgresql.auto.conf`, reloaded. Existing sessions pick it up at their next
+/// transaction.
+async fn read_only_online(url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let options: PgConnectOptions = url.parse()?;
+    let mut conn = options.disable_statement_logging().connect().await?;
+    sqlx::query("ALTER SYSTEM SET default_transaction_read_only = on").execute(&mut conn).await?;
+    sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
+    conn.close().await
 }

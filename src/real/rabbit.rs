@@ -4,7 +4,8 @@
 //! - The queue is durable and bounded: `x-max-length` with `x-overflow: reject-publish`, so a
 //!   full queue nacks the publish ([`PublishError::Full`]), it never drops a queued message.
 //! - Publishes are persistent and wait for the publisher confirm (`confirm_select`); no confirm
-//!   within the timeout is [`PublishError::Unconfirmed`] (it may or may not be queued).
+//!   within the timeout is [`PublishError::Unconfirmed`] (it may or may not be queued). A lost
+//!   connection is reopened by the next publish, within that publish's timeout.
 //! - Consumers use manual acks and `basic_qos` prefetch; one AMQP connection per consumer, so
 //!   dropping a consumer (or killing its process) makes RabbitMQ redeliver what it had not acked.
 
@@ -70,19 +71,45 @@ async fn channel(config: &RabbitConfig) -> Result<(Connection, Channel), lapin::
     Ok((connection, channel))
 }
 
-/// The gateway's side: one connection, a confirm-mode channel.
+/// The gateway's side: one connection with a confirm-mode channel, reopened on the next publish
+/// once it is lost (a broker restart must not leave the gateway answering 503 for ever; the
+/// simulation's publisher reaches its broker afresh on every call, too).
 pub struct RabbitPublisher {
+    config: RabbitConfig,
+    link: tokio::sync::Mutex<Option<Link>>,
+}
+
+struct Link {
     _connection: Connection,
     channel: Channel,
-    queue: String,
+}
+
+async fn link(config: &RabbitConfig) -> Result<Link, lapin::Error> {
+    let (connection, channel) = channel(config).await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok(Link { _connection: connection, channel })
 }
 
 impl RabbitPublisher {
-    /// Connect and declare the queue.
+    /// Connect and declare the queue (an unreachable broker is an error now, not at the first
+    /// publish).
     pub async fn connect(config: &RabbitConfig) -> Result<RabbitPublisher, PortError> {
-        let (connection, channel) = channel(config).await.map_err(unavailable)?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
-        Ok(RabbitPublisher { _connection: connection, channel, queue: config.queue.clone() })
+        let first = link(config).await.map_err(unavailable)?;
+        Ok(RabbitPublisher { config: config.clone(), link: tokio::sync::Mutex::new(Some(first)) })
+    }
+
+    /// The live channel, reconnecting if the last one was lost.
+    async fn channel(&self) -> Result<Channel, lapin::Error> {
+        let mut link_now = self.link.lock().await;
+        if let Some(live) = link_now.as_ref().filter(|l| l.channel.status().connected()) {
+            return Ok(live.channel.clone());
+        }
+        *link_now = None;
+        let fresh = link(&self.config).await?;
+        tracing::info!(queue = %self.config.queue, "publisher: reconnected to the broker");
+        let channel = fresh.channel.clone();
+        *link_now = Some(fresh);
+        Ok(channel)
     }
 }
 
@@ -90,12 +117,13 @@ impl RabbitPublisher {
 impl Publisher for RabbitPublisher {
     async fn publish(&self, message: QueryMessage, confirm_timeout: Duration) -> Result<(), PublishError> {
         let payload = serde_json::to_vec(&message).expect("messages serialise");
+        // Reconnecting counts against the same bound: the caller waits `confirm_timeout` at most.
         let confirm = async {
-            let pending = self
-                .channel
+            let channel = self.channel().await?;
+            let pending = channel
                 .basic_publish(
                     "",
-                    &self.queue,
+                    &self.config.queue,
                     BasicPublishOptions::default(),
                     &payload,
                     BasicProperties::default().with_delivery_mode(2),

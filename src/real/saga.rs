@@ -25,6 +25,22 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Put `stock` of each SKU on the shelf unless the SKU is there already (a restarted or
+    /// second service must not reset stock that orders have taken). `serve` seeds the workload's
+    /// catalogue this way, as the simulation seeds its tables.
+    pub async fn seed_stock(&self, stock: &[(&str, u64)]) -> Result<(), PortError> {
+        let pool = self.pool(self.writer());
+        for (sku, qty) in stock {
+            sqlx::query("INSERT INTO products (sku, stock) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING")
+                .bind(sku)
+                .bind(*qty as i64)
+                .execute(pool)
+                .await
+                .map_err(port_error)?;
+        }
+        Ok(())
+    }
+
     async fn create_row(&self, table: &str, order_id: &str, sku: &str, qty: u64) -> Result<bool, PortError> {
         let pool = self.pool(self.writer());
         let inserted = sqlx::query(&format!(

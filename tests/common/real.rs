@@ -130,3 +130,89 @@ pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A `shakedown serve` child process, killed when dropped.
+pub struct Served(pub std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `shakedown serve ARGS` with extra environment variables.
+pub fn serve_with(args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shakedown"));
+    command.arg("serve").args(args).envs(env.iter().copied());
+    Served(command.spawn().expect("the shakedown binary starts"))
+}
+
+/// Start `shakedown serve ARGS`.
+pub fn serve(args: &[&str]) -> Served {
+    serve_with(args, &[])
+}
+
+/// One HTTP exchange with a real address: status and body (a JSON value when the body is JSON,
+/// else null); `None` when nothing answered within 2 s.
+pub async fn call(
+    method: http::Method,
+    authority: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Option<(u16, serde_json::Value)> {
+    use shakedown::real::http::RealHttp;
+    use shakedown::stack::ports::{HttpClient, HttpRequest};
+    let request = HttpRequest {
+        method,
+        authority: authority.into(),
+        path: path.into(),
+        body: body.map(|b| serde_json::to_vec(&b).expect("JSON serialises")),
+        headers: Vec::new(),
+    };
+    let response =
+        RealHttp::new(Default::default()).send(request, std::time::Duration::from_secs(2)).await.ok()?;
+    let value = serde_json::from_slice(&response.body).unwrap_or(serde_json::Value::Null);
+    Some((response.status, value))
+}
+
+/// Wait (at most `limit`) until `done` holds; panics naming `what` otherwise.
+pub async fn within(what: &str, limit: std::time::Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET /route` of a db-router's admin: the route's node (or null) and the change count.
+pub async fn route(admin: &str) -> Option<(serde_json::Value, u64)> {
+    let (status, body) = call(http::Method::GET, admin, "/route", None).await?;
+    (status == 200).then(|| (body["route"].clone(), body["changes"].as_u64().unwrap_or(0)))
+}
+
+/// Which cluster a connection through `url` landed on (`primary` or `standby`, the
+/// `cluster_name` `scripts/real-services.sh` sets), or the error.
+pub async fn landed_on(url: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let name: String =
+        sqlx::query_scalar("SELECT current_setting('cluster_name')").fetch_one(&mut conn).await?;
+    let _ = conn.close().await;
+    Ok(name)
+}
+
+/// Start `serve db-router` on loopback (`proxy` and `admin` ports), in front of the loopback
+/// pair; returns the process and the proxy's PostgreSQL URL once the router routes to `primary`.
+pub async fn db_router(proxy: u16, admin: u16) -> (Served, String) {
+    let served = serve_with(
+        &["db-router", "--listen", &format!("127.0.0.1:{proxy}"), "--admin", &format!("127.0.0.1:{admin}")],
+        &[("RUST_LOG", "info")],
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    within("the db-router routes to pg-primary", std::time::Duration::from_secs(10), async || {
+        route(&admin).await.is_some_and(|(node, _)| node == "pg-primary")
+    })
+    .await;
+    (served, format!("postgres://postgres@127.0.0.1:{proxy}/postgres"))
+}
