@@ -8,20 +8,24 @@ SCENARIO  ?= scenarios/primary-crash.yaml
 SEEDS     ?= 40
 ARGS      ?=
 OUT       ?= reports
+BACKEND   ?= sim
+# The containers backend is behind a cargo feature (the default build needs no Docker).
+FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
+BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore test test-real bench fmt lint clean-reports real-up real-down report-screenshot
+.PHONY: help build run chaos explore test test-real test-containers container-deps down bench fmt lint clean-reports real-up real-down report-screenshot image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
-build: ## build the shakedown binary (release)
-	$(CARGO) build --profile $(PROFILE) --bin shakedown
+build: ## build the shakedown binary (release; BACKEND=containers adds that backend)
+	$(CARGO) build --profile $(PROFILE) --bin shakedown $(FEATURES)
 
-run: build ## run one scenario on the simulation: make run SCENARIO=scenarios/steady-state.yaml
-	$(BIN) run $(SCENARIO) --out $(OUT)
+run: build $(BACKEND_DEPS) ## run one scenario: make run SCENARIO=scenarios/steady-state.yaml [BACKEND=containers]
+	$(BIN) run $(SCENARIO) --out $(OUT) --backend $(BACKEND)
 
-chaos: build ## run every shipped scenario on the simulation; reports under reports/
-	$(BIN) run scenarios/*.yaml scenarios/bugs/*.yaml --out $(OUT)
+chaos: build $(BACKEND_DEPS) ## run every shipped scenario [BACKEND=containers]; reports under reports/
+	$(BIN) run scenarios/*.yaml scenarios/bugs/*.yaml --out $(OUT) --backend $(BACKEND)
 
 explore: build ## explore a scenario over many seeds: make explore SCENARIO=... SEEDS=40 ARGS='--swarm'
 	$(BIN) explore $(SCENARIO) --seeds $(SEEDS) --out $(OUT) $(ARGS)
@@ -36,6 +40,22 @@ test-real: ## the real-adapter tests: start PostgreSQL primary + standby (instal
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
+test-containers: container-deps ## the containers tests: images built if missing, scenarios on real containers, cleanup
+	$(CARGO) build --release --features containers --bin shakedown
+	target/release/shakedown image build
+	$(CARGO) test --release --features containers --test containers -- --test-threads=1
+
+container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing)
+	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }
+	@command -v mmdebstrap >/dev/null || { \
+		[ "$$(id -u)" -eq 0 ] || { echo "mmdebstrap is missing; as root: apt-get install mmdebstrap" >&2; exit 1; }; \
+		echo "installing mmdebstrap (Debian package) to build the base image" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
+
+down: ## remove every container, network and volume a containers run left (ours only, by label)
+	$(CARGO) build --release --features containers --bin shakedown
+	target/release/shakedown down
+
 bench: ## criterion benchmarks (release): simulation speed, checkers, report, workload
 	$(CARGO) bench
 
@@ -46,6 +66,7 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features real -- -D warnings
+	$(CARGO) clippy --all-targets --features containers -- -D warnings
 
 real-up: ## install (if missing) and start PostgreSQL primary + standby and RabbitMQ on loopback
 	scripts/real-services.sh up
@@ -56,6 +77,10 @@ real-down: ## stop what real-up started
 report-screenshot: build ## run primary-crash (async), render its report in headless Chromium, check it is not blank
 	$(BIN) run scenarios/primary-crash.yaml --set stack.replication=async --out $(OUT) || true
 	scripts/screenshot.sh $(OUT)/primary-crash/7/report.html $(OUT)/report-screenshot.png 1280x2600
+
+image: container-deps ## build the containers backend's images here, no registry needed
+	$(CARGO) build --release --features containers --bin shakedown
+	target/release/shakedown image build
 
 clean-reports: ## delete generated reports
 	find $(OUT) -mindepth 1 ! -name .gitkeep -delete

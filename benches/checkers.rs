@@ -122,7 +122,13 @@ fn report(c: &mut Criterion) {
                 generator: &generator,
                 checked: &checked,
                 verdict: &verdict,
-                run: RunFacts { wall_ms: 0, simulated_ms: 60_000, speedup: 0.0, version: "bench".into() },
+                run: RunFacts {
+                    wall_ms: 0,
+                    simulated_ms: 60_000,
+                    speedup: 0.0,
+                    version: "bench".into(),
+                    startup_ms: None,
+                },
             });
             black_box((render_html(&report), render_junit(&report)))
         })

@@ -12,6 +12,8 @@
 
 pub mod check;
 pub mod cli;
+#[cfg(feature = "containers")]
+pub mod containers;
 pub mod exit;
 pub mod explore;
 pub mod faults;

@@ -34,6 +34,8 @@ pub struct Observed {
     pub generator: GeneratorStats,
     /// Simulated (or real) time covered, ms, including the drain.
     pub simulated_ms: u64,
+    /// From images present to every service healthy, ms (containers; `None` on the simulation).
+    pub startup_ms: Option<u64>,
 }
 
 /// Why a backend could not complete a run (a harness error, exit 255).
@@ -51,6 +53,12 @@ pub struct BackendError {
 pub trait Backend {
     /// `sim` or `containers`.
     fn name(&self) -> &'static str;
+    /// Why this backend cannot run `loaded` (an unsupported fault, a missing engine), one line
+    /// per reason; checked before anything starts, so the run fails as bad input (exit 254)
+    /// rather than minutes in.
+    fn check(&self, _loaded: &Loaded) -> Vec<String> {
+        Vec::new()
+    }
     /// Run a validated scenario with `seed`.
     fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError>;
 }
@@ -94,6 +102,14 @@ pub enum RunError {
     /// The scenario is invalid (exit 254).
     #[error("{0}")]
     Scenario(Diagnostics),
+    /// The backend cannot run this scenario (exit 254): one reason per line.
+    #[error("{backend} backend cannot run this scenario:\n  {}", reasons.join("\n  "))]
+    Unsupported {
+        /// Which backend.
+        backend: &'static str,
+        /// Why, one line each.
+        reasons: Vec<String>,
+    },
     /// The backend failed (exit 255).
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -109,7 +125,7 @@ impl RunError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Scenario(_) => crate::exit::BAD_INPUT,
+            RunError::Scenario(_) | RunError::Unsupported { .. } => crate::exit::BAD_INPUT,
             _ => crate::exit::HARNESS_ERROR,
         }
     }
@@ -129,6 +145,10 @@ pub fn run_loaded(
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     let seed = options.seed.unwrap_or(loaded.scenario.seed);
+    let reasons = backend.check(loaded);
+    if !reasons.is_empty() {
+        return Err(RunError::Unsupported { backend: backend.name(), reasons });
+    }
     let wall = Instant::now();
     let observed = backend.run(loaded, seed)?;
     let wall_ms = wall.elapsed().as_millis() as u64;
@@ -158,6 +178,7 @@ pub fn run_loaded(
             simulated_ms: observed.simulated_ms,
             speedup: (speedup * 10.0).round() / 10.0,
             version: env!("CARGO_PKG_VERSION").into(),
+            startup_ms: observed.startup_ms,
         },
     });
     let json = serde_json::to_string_pretty(&report).expect("reports serialise");
@@ -247,6 +268,7 @@ mod tests {
                 fault_effects: vec![FaultEffect { writes_lost_count: 1, ..FaultEffect::default() }],
                 generator: GeneratorStats { scheduled_count: 1, sent_count: 1, ..GeneratorStats::default() },
                 simulated_ms: 30_000,
+                startup_ms: None,
             })
         }
     }

@@ -35,6 +35,10 @@ pub enum Command {
     List(ListArgs),
     /// Run one service of the stack for real.
     Serve(ServeArgs),
+    /// Build the containers backend's images here, with no registry (mmdebstrap + docker).
+    Image(ImageArgs),
+    /// Remove every container, network and volume of every containers run (ours only, by label).
+    Down,
 }
 
 /// Where a scenario runs.
@@ -144,28 +148,67 @@ pub struct ListArgs {
     pub dir: PathBuf,
 }
 
-/// `shakedown serve`.
+/// `shakedown serve` (its environment variables are listed in `--help`).
 #[derive(Debug, Args)]
+#[command(after_help = "Environment:
+  SHAKEDOWN_STACK            the scenario's `stack` section as JSON [the defaults]
+  SHAKEDOWN_PG_PRIMARY_URL   the writer endpoint: the db-router (watchdog, db-router:
+                             the pg-primary node) [postgres://postgres@127.0.0.1:55432/postgres]
+  SHAKEDOWN_PG_STANDBY_URL   the pg-replica node [postgres://postgres@127.0.0.1:55433/postgres]
+  SHAKEDOWN_REAL_DIR         watchdog: fences through DIR/primary and DIR/standby
+                             [/tmp/shakedown-real]
+  SHAKEDOWN_AMQP_URL         RabbitMQ [amqp://guest:guest@127.0.0.1:55672/%2f]
+  SHAKEDOWN_DB_ROUTER_ADMIN  watchdog: also POST its writer to this db-router admin
+                             (http://HOST:PORT) [unset: not told]")]
 pub struct ServeArgs {
-    /// Which service: pricefeed, invest, inventory, ordersvc, reports, orders, gateway, worker,
-    /// balancer, watchdog.
+    /// Which service: api, pricefeed, invest, inventory, ordersvc, reports, orders, gateway,
+    /// worker, balancer, watchdog, db-router, links.
     pub service: String,
-    /// Address to listen on (HTTP services).
+    /// Address to listen on (HTTP services; for `db-router`, the PostgreSQL proxy).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// For `links` (the containers backend's link proxy): a proxied link
+    /// `NAME=LISTEN_PORT:HOST:PORT`, e.g. `pg-replica~pg-primary=15432:pg-primary:5432` (repeat).
+    #[arg(long = "link", value_name = "NAME=PORT:HOST:PORT")]
+    pub links: Vec<String>,
+    /// For `db-router`: the admin HTTP address (`GET /health`, `GET /route`, `POST /set_writer`).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
     /// Where a peer named in the topology really is: `--peer pricefeed:80=127.0.0.1:7001`.
     #[arg(long = "peer", value_name = "NAME=ADDR")]
     pub peers: Vec<String>,
-    /// For `balancer`: an upstream `host:port` (repeat for each).
+    /// For `balancer`: an upstream `host:port` (repeat for each; default `api-1:80` …
+    /// `api-N:80` from the stack, through the peer table).
     #[arg(long = "upstream", value_name = "ADDR")]
     pub upstreams: Vec<String>,
-    /// Plant a bug-zoo switch (`ack-before-commit`, …; repeatable).
+    /// Plant a bug-zoo switch (`ack-before-commit`, …; repeatable; added to the stack's).
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<String>,
-    /// For `gateway` and `worker`: the RabbitMQ queue's name and capacity.
+    /// For `api`, `gateway` and `worker`: the RabbitMQ queue's name.
     #[arg(long, default_value = "queries")]
     pub queue: String,
-    /// See `--queue`.
-    #[arg(long, default_value_t = 500)]
-    pub queue_capacity: u32,
+    /// The queue's capacity (default: the stack's `queue.capacity`). Publishers and consumers of
+    /// one queue must agree: RabbitMQ refuses a redeclaration with another capacity.
+    #[arg(long, value_name = "N")]
+    pub queue_capacity: Option<u32>,
+}
+
+/// `shakedown image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ImageAction,
+}
+
+/// `shakedown image ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum ImageAction {
+    /// Build the node image (Debian base by mmdebstrap, then a layer with the binary); prints
+    /// its tag.
+    Build {
+        /// The `shakedown` binary to put in the image (default: this one).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+    },
 }

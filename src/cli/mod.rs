@@ -3,6 +3,7 @@
 
 pub mod args;
 mod explore;
+mod image;
 mod list;
 mod replay;
 mod report;
@@ -42,6 +43,8 @@ pub fn main() -> u8 {
         Command::Replay(args) => replay::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Image(args) => image::run(&args),
+        Command::Down => image::down(),
     }
 }
 

@@ -5,16 +5,17 @@
 use super::args::{BackendName, RunArgs};
 use crate::exit;
 use crate::report::{IndexEntry, render_index, summary_line};
-use crate::run::{RunOptions, run_file};
+use crate::run::{Backend, RunOptions, run_file};
 
 /// Run every file.
 pub(super) fn run(args: &RunArgs) -> u8 {
-    if args.backend == BackendName::Containers {
-        eprintln!(
-            "shakedown run: the containers backend is not available yet; use --backend sim (the default)"
-        );
-        return exit::BAD_INPUT;
-    }
+    let backend = match backend(args.backend) {
+        Ok(backend) => backend,
+        Err(message) => {
+            eprintln!("shakedown run: {message}");
+            return exit::BAD_INPUT;
+        }
+    };
     let options = RunOptions {
         seed: args.seed,
         overrides: args.overrides.clone(),
@@ -25,9 +26,10 @@ pub(super) fn run(args: &RunArgs) -> u8 {
     let mut entries = Vec::new();
     for file in &args.files {
         if !args.quiet {
-            eprintln!("running {} on the simulation…", file.display());
+            let place = if args.backend == BackendName::Sim { "the simulation" } else { "containers" };
+            eprintln!("running {} on {place}…", file.display());
         }
-        match run_file(file, &crate::sim::Sim, &options) {
+        match run_file(file, backend.as_ref(), &options) {
             Ok(outcome) => {
                 println!("{}", summary_line(&outcome.report));
                 // report.html unless the scenario turned HTML off.
@@ -64,6 +66,21 @@ pub(super) fn run(args: &RunArgs) -> u8 {
         }
     }
     worst
+}
+
+/// The backend `--backend` names, if this binary has it.
+fn backend(name: BackendName) -> Result<Box<dyn Backend>, String> {
+    match name {
+        BackendName::Sim => Ok(Box::new(crate::sim::Sim)),
+        #[cfg(feature = "containers")]
+        BackendName::Containers => {
+            crate::containers::Containers::from_current_exe().map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())
+        }
+        #[cfg(not(feature = "containers"))]
+        BackendName::Containers => Err(
+            "this binary was built without the containers backend; build it with `cargo build --release --features containers` (or run `make run BACKEND=containers`)".into(),
+        ),
+    }
 }
 
 /// The more serious of two exit codes: harness error > bad input > fail > unknown > pass.

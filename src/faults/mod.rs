@@ -6,5 +6,7 @@
 //! undo (its end), and a backend heals every fault still active when a run ends or aborts.
 
 mod plan;
+mod record;
 
 pub use plan::{FaultEffect, FaultKind, PhaseWindow, Plan, PlannedFault, plan};
+pub use record::{ops_failed_count, record_event};

@@ -374,10 +374,16 @@ fn facts(page: &mut String, report: &Report) {
         g.scheduled_count, g.sent_count, g.dropped_count, g.lag_ms_max, g.processes_count
     );
     let r = &report.run;
+    // On containers, "simulated" time is real time, and the stack's start-up is worth showing.
+    let (covered, startup) = match r.startup_ms {
+        Some(ms) => ("real time covered", format!("<dt>stack start-up</dt><dd>{ms} ms</dd>")),
+        None => ("simulated time", String::new()),
+    };
     let _ = write!(
         page,
-        "<h2>Reproduce</h2><pre><code>{}</code></pre><h2>Run</h2><dl><dt>wall time</dt><dd>{} ms</dd><dt>simulated time</dt><dd>{} ms</dd><dt>speed-up</dt><dd>{}×</dd><dt>shakedown</dt><dd>{}</dd><dt>report schema</dt><dd>{}</dd></dl>",
+        "<h2>Reproduce</h2><pre><code>{}</code></pre><h2>Run</h2><dl><dt>backend</dt><dd>{}</dd><dt>wall time</dt><dd>{} ms</dd>{startup}<dt>{covered}</dt><dd>{} ms</dd><dt>speed-up</dt><dd>{}×</dd><dt>shakedown</dt><dd>{}</dd><dt>report schema</dt><dd>{}</dd></dl>",
         escape(&report.replay),
+        escape(&report.backend),
         r.wall_ms,
         r.simulated_ms,
         r.speedup,
@@ -444,7 +450,13 @@ mod tests {
             timeline: Timeline { bucket_ms: 1000, ops },
             generator: GeneratorFacts::default(),
             replay: "shakedown run s.yaml --seed 7 --backend sim".into(),
-            run: RunFacts { wall_ms: 1, simulated_ms: 3_600_000, speedup: 1.0, version: "0".into() },
+            run: RunFacts {
+                wall_ms: 1,
+                simulated_ms: 3_600_000,
+                speedup: 1.0,
+                version: "0".into(),
+                startup_ms: None,
+            },
         }
     }
 

@@ -108,6 +108,9 @@ pub struct RunFacts {
     pub speedup: f64,
     /// shakedown's version.
     pub version: String,
+    /// Containers only: from images present to every service healthy, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_ms: Option<u64>,
 }
 
 /// The complete report.

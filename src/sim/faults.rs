@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::runner::{LATENCY_MAX, LATENCY_MIN, World};
-use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault};
-use crate::history::{EntryOp, EntryType, Process, Value};
+use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, ops_failed_count, record_event};
+use crate::history::EntryOp;
 use crate::stack::ports::DbNode;
 use crate::stack::pricefeed::Outage;
 use crate::stack::worker::WorkerMode;
@@ -141,20 +141,12 @@ impl Scheduler {
     /// failed during each window, and acknowledged commits a crashed or paused node never passed on.
     pub(super) fn effects(&self, world: &World) -> Vec<FaultEffect> {
         let history = world.history.lock().expect("history lock");
-        let ops = history.ops();
         let cluster = world.cluster.lock().expect("cluster lock");
         let final_keys = &cluster.nodes[&cluster.writer].tables.investment_keys;
         let mut out = vec![FaultEffect::default(); self.effects.len()];
         for fault in &self.faults {
             let mut effect = self.effects[fault.index].clone().unwrap_or_default();
-            let (start, end) =
-                (fault.start.as_nanos() as u64, fault.end.unwrap_or(self.duration).as_nanos() as u64);
-            effect.ops_failed_count = ops
-                .iter()
-                .filter(|(invoke, done)| {
-                    (start..end).contains(&invoke.time_ns) && done.is_none_or(|d| d.kind != EntryType::Ok)
-                })
-                .count() as u64;
+            effect.ops_failed_count = ops_failed_count(&history, fault, self.duration);
             let db_hosts = fault.kind.hosts();
             for node in [DbNode::PgPrimary, DbNode::PgReplica] {
                 if node != cluster.writer
@@ -181,19 +173,5 @@ fn pairs(a: &[String], b: &[String], mut f: impl FnMut(&str, &str)) {
 }
 
 fn record(world: &World, now: Duration, op: EntryOp, fault: &PlannedFault, effect: Option<FaultEffect>) {
-    let value = Value {
-        fault: Some(fault.index),
-        kind: Some(fault.kind.name().into()),
-        hosts: Some(fault.kind.hosts()),
-        effect,
-        ..Value::default()
-    };
-    world.history.lock().expect("history lock").push(
-        now.as_nanos() as u64,
-        EntryType::Info,
-        Process::Nemesis,
-        op,
-        value,
-        None,
-    );
+    record_event(&mut world.history.lock().expect("history lock"), now, op, fault, effect);
 }

@@ -116,7 +116,7 @@ pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
     final_state.stock_snapshots = snapshots;
     let history = std::mem::take(&mut *world.history.lock().expect("history lock"));
     let generator = world.generator.lock().expect("generator lock").take().unwrap_or_default();
-    Ok(Observed { history, final_state, fault_effects, generator, simulated_ms })
+    Ok(Observed { history, final_state, fault_effects, generator, simulated_ms, startup_ms: None })
 }
 
 fn snapshot(cluster: &Cluster, now: Duration) -> StockSnapshot {

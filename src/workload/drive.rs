@@ -49,6 +49,11 @@ impl Recorder {
         Recorder { history, start: Instant::now() }
     }
 
+    /// The run's t = 0, for whatever else must share the clock (a backend's fault scheduler).
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// Nanoseconds since t = 0.
     pub fn now_ns(&self) -> u64 {
         Instant::now().duration_since(self.start).as_nanos() as u64

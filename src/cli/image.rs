@@ -1,0 +1,74 @@
+//! `shakedown image build`: make the containers backend's images on this machine, with no
+//! registry (`crate::containers::image`: a Debian base by mmdebstrap, then a thin layer with this
+//! binary). Prints the node image (`shakedown-node:TAG`) on stdout, progress on stderr. Needs a
+//! binary built with `--features containers`.
+
+use super::args::{ImageAction, ImageArgs};
+use crate::exit;
+
+/// `shakedown down`: remove everything of ours on the engine (containers, networks, volumes
+/// labelled `shakedown.project=shakedown`), live runs included; images stay.
+pub(super) fn down() -> u8 {
+    #[cfg(feature = "containers")]
+    {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        match runtime.block_on(crate::containers::remove_all()) {
+            Ok(count) => {
+                eprintln!("shakedown down: removed {count} containers, networks and volumes");
+                exit::PASS
+            }
+            Err(error) => {
+                eprintln!("shakedown down: {error}");
+                exit::BAD_INPUT
+            }
+        }
+    }
+    #[cfg(not(feature = "containers"))]
+    {
+        eprintln!("shakedown down: this binary was built without the containers backend; run `make down`");
+        exit::BAD_INPUT
+    }
+}
+
+/// Run `shakedown image ACTION`.
+pub(super) fn run(args: &ImageArgs) -> u8 {
+    match &args.action {
+        ImageAction::Build { binary } => build(binary.as_deref()),
+    }
+}
+
+#[cfg(feature = "containers")]
+fn build(binary: Option<&std::path::Path>) -> u8 {
+    let binary = match binary {
+        Some(path) => path.to_owned(),
+        None => match std::env::current_exe() {
+            Ok(path) => path,
+            Err(error) => {
+                eprintln!(
+                    "shakedown image build: cannot find the running binary ({error}); pass --binary FILE"
+                );
+                return exit::BAD_INPUT;
+            }
+        },
+    };
+    let mut say = |line: &str| eprintln!("shakedown image: {line}");
+    match crate::containers::image::ensure(&binary, &mut say) {
+        Ok(node) => {
+            println!("{node}");
+            exit::PASS
+        }
+        Err(error) => {
+            eprintln!("shakedown image build: {error}");
+            if error.needs_setup() { exit::BAD_INPUT } else { exit::HARNESS_ERROR }
+        }
+    }
+}
+
+#[cfg(not(feature = "containers"))]
+fn build(_binary: Option<&std::path::Path>) -> u8 {
+    eprintln!(
+        "shakedown image build: this binary was built without the containers backend; rebuild with `cargo build --release --features containers` (or run `make image`)"
+    );
+    exit::BAD_INPUT
+}

@@ -1,0 +1,423 @@
+//! One run on containers, as numbered steps:
+//!
+//! 1. sweep what dead runs left (their owner process is gone);
+//! 2. create the run's labelled network and database volumes;
+//! 3. start the containers stage by stage (`layout::containers`), each stage ready — by the
+//!    server's own health: PostgreSQL answering (the standby streaming), the broker's ping,
+//!    `GET /health` — before the next starts; migrate and stock the database once the standby
+//!    streams; `startup_ms` is this step;
+//! 4. drive the workload from this host through the balancer's port on 127.0.0.1, with one task
+//!    per fault on the same clock, a stock snapshot every second, and the progress line;
+//! 5. heal, drain, and read the final state from the node `db-router` routes writes to;
+//! 6. remove everything of the run — also on error, panic, Ctrl-C or SIGTERM.
+//!
+//! Nothing here is deterministic the way the simulation is: the seed fixes the load schedule
+//! and the fault plan, not the interleaving of real processes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use sqlx::postgres::PgPool;
+use tokio::time::Instant;
+
+use super::engine::{Engine, Running};
+use super::faults::{FaultState, run_fault};
+use super::image::NodeImage;
+use super::layout::{ContainerSpec, LINKS_HOST, Readiness, RunNames, containers};
+use super::{cleanup, progress};
+use crate::check::StockSnapshot;
+use crate::faults::{FaultKind, ops_failed_count};
+use crate::history::History;
+use crate::real::http::RealHttp;
+use crate::real::{NodeConfig, PgCluster};
+use crate::run::{BackendError, Observed};
+use crate::scenario::Loaded;
+use crate::stack::ports::{DbNode, HttpClient, HttpRequest};
+use crate::workload::{CATALOG, Recorder, Schedule};
+
+/// The longest one start stage may take to become ready.
+const STAGE_READY_MAX: Duration = Duration::from_secs(120);
+/// How often readiness is polled.
+const READY_POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often the broker's readiness is polled (each check is a process in its container).
+const BROKER_POLL_EVERY: Duration = Duration::from_millis(500);
+/// Real time the stack gets after load stops for accepted queries and sagas to settle (the
+/// simulation's `DRAIN`).
+const DRAIN: Duration = crate::sim::DRAIN;
+/// How often stock is snapshotted for the conservation check.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+fn error(message: impl Into<String>) -> BackendError {
+    BackendError { backend: "containers", message: message.into() }
+}
+
+/// Run a validated scenario on containers started from `image`.
+pub(super) async fn run(loaded: &Loaded, seed: u64, image: NodeImage) -> Result<Observed, BackendError> {
+    let names = RunNames { run: run_id(seed) };
+    let engine = Arc::new(Engine::connect(names.clone(), image).await.map_err(error)?);
+    for run in cleanup::sweep_dead_runs(&engine.docker).await {
+        eprintln!("removed what the dead run {run} left behind");
+    }
+    let outcome = {
+        let running = std::panic::AssertUnwindSafe(run_stack(loaded, seed, engine.clone())).catch_unwind();
+        let interrupted = interrupted();
+        tokio::select! {
+            biased;
+            signal = interrupted => Err(error(format!("interrupted by {signal}; the run's containers were removed"))),
+            outcome = running => outcome.unwrap_or_else(|panic| {
+                let what = panic.downcast_ref::<String>().cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(error(format!("the run panicked: {what}")))
+            }),
+        }
+    };
+    let removed = cleanup::remove_run(&engine.docker, &names.run).await;
+    tracing::info!(run = names.run, removed, "run removed");
+    outcome
+}
+
+/// A short id unique enough among the runs on one engine: pid and clock, hashed.
+fn run_id(seed: u64) -> String {
+    use sha2::{Digest, Sha256};
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let digest = Sha256::digest(format!("{}/{}/{seed}", std::process::id(), clock.as_nanos()));
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves when SIGINT or SIGTERM arrives; names it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        biased;
+        _ = tokio::signal::ctrl_c() => "SIGINT (Ctrl-C)",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// The stack's containers and the host ports they publish.
+struct Stack {
+    running: BTreeMap<String, Running>,
+    ports: BTreeMap<String, u16>,
+}
+
+impl Stack {
+    fn port(&self, host: &str) -> u16 {
+        self.ports[host]
+    }
+
+    /// PostgreSQL on `node`'s published port.
+    fn pg(&self, node: DbNode) -> NodeConfig {
+        NodeConfig {
+            url: format!("postgres://postgres@127.0.0.1:{}/postgres", self.port(node.host())),
+            data_dir: Default::default(),
+        }
+    }
+}
+
+async fn run_stack(loaded: &Loaded, seed: u64, engine: Arc<Engine>) -> Result<Observed, BackendError> {
+    let scenario = &loaded.scenario;
+    let specs = containers(&scenario.stack, &engine.names);
+    let volumes: Vec<String> = specs.iter().flat_map(|s| s.volumes.iter().map(|(v, _)| v.clone())).collect();
+    let mut volumes_unique = volumes.clone();
+    volumes_unique.sort();
+    volumes_unique.dedup();
+    let startup = Instant::now();
+    engine.create_network_and_volumes(&volumes_unique).await.map_err(error)?;
+    let stack = start_stages(&engine, &specs).await?;
+    let startup_ms = startup.elapsed().as_millis() as u64;
+    eprintln!(
+        "  {} containers healthy in {:.1} s; running the scenario…",
+        specs.len(),
+        startup_ms as f64 / 1000.0
+    );
+    let mut observed = drive(loaded, seed, &engine, &stack).await?;
+    observed.startup_ms = Some(startup_ms);
+    Ok(observed)
+}
+
+/// Start every stage and wait for it; between the standby's stage and the router's, create the
+/// tables and stock the shelves once.
+async fn start_stages(engine: &Engine, specs: &[ContainerSpec]) -> Result<Stack, BackendError> {
+    let mut stack = Stack { running: BTreeMap::new(), ports: BTreeMap::new() };
+    for spec in specs.iter().filter(|s| s.port.is_some()) {
+        stack.ports.insert(spec.host.clone(), free_port().map_err(error)?);
+    }
+    let last = specs.iter().map(|s| s.stage.max(s.ready_stage)).max().unwrap_or(0);
+    for stage in 0..=last {
+        let members: Vec<&ContainerSpec> = specs.iter().filter(|s| s.stage == stage).collect();
+        if !members.is_empty() {
+            let hosts: Vec<&str> = members.iter().map(|s| s.host.as_str()).collect();
+            eprintln!("  starting {}", hosts.join(", "));
+        }
+        let started = futures::future::join_all(
+            members.iter().map(|s| engine.start(s, stack.ports.get(&s.host).copied())),
+        )
+        .await;
+        for (spec, running) in members.iter().zip(started) {
+            stack.running.insert(spec.host.clone(), running.map_err(error)?);
+        }
+        let due: Vec<&ContainerSpec> = specs.iter().filter(|s| s.ready_stage == stage).collect();
+        futures::future::try_join_all(due.iter().map(|s| wait_ready(&stack, s))).await?;
+        if due.iter().any(|s| s.host == "pg-replica") {
+            prepare_database(&stack).await?;
+        }
+    }
+    Ok(stack)
+}
+
+/// Ask the kernel for a free loopback port (bound and released at once).
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Poll `spec`'s readiness until it holds or [`STAGE_READY_MAX`] passes.
+async fn wait_ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), BackendError> {
+    let deadline = Instant::now() + STAGE_READY_MAX;
+    let mut last = String::from("not checked yet");
+    while Instant::now() < deadline {
+        match ready(stack, spec).await {
+            Ok(()) => return Ok(()),
+            Err(why) => last = why,
+        }
+        // A broker check starts a process in the container: poll it less often.
+        let every = if spec.readiness == Readiness::Broker { BROKER_POLL_EVERY } else { READY_POLL_EVERY };
+        tokio::time::sleep(every).await;
+    }
+    let tail = Engine::log_tail(&stack.running[&spec.host], 20).await;
+    Err(error(format!(
+        "{} was not ready within {} s (STAGE_READY_MAX): {last}\n--- last lines of {}:\n{tail}",
+        spec.host,
+        STAGE_READY_MAX.as_secs(),
+        spec.name
+    )))
+}
+
+async fn ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), String> {
+    let running = &stack.running[&spec.host];
+    match spec.readiness {
+        Readiness::Running => {
+            if running.is_running().await.map_err(|e| e.to_string())? {
+                Ok(())
+            } else {
+                Err("the container exited".into())
+            }
+        }
+        Readiness::Broker => {
+            match Engine::exec(running, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5672"]).await? {
+                0 => Ok(()),
+                _ => Err("the broker's AMQP port 5672 does not accept connections yet".into()),
+            }
+        }
+        Readiness::Http => {
+            let status = get(stack.port(&spec.host), "/health").await?;
+            if status == 200 { Ok(()) } else { Err(format!("GET /health answered {status}")) }
+        }
+        Readiness::Postgres if spec.host == "pg-replica" => {
+            let primary = connect(&stack.pg(DbNode::PgPrimary)).await?;
+            let streaming: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+                    .fetch_one(&primary)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            primary.close().await;
+            if streaming > 0 {
+                Ok(())
+            } else {
+                Err("the standby does not stream from the primary yet".into())
+            }
+        }
+        Readiness::Postgres => {
+            let pool = connect(&stack.pg(DbNode::PgPrimary)).await?;
+            pool.close().await;
+            Ok(())
+        }
+    }
+}
+
+async fn connect(node: &NodeConfig) -> Result<PgPool, String> {
+    use sqlx::postgres::PgPoolOptions;
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect(&node.url)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `GET path` on a published port; the status code.
+async fn get(port: u16, path: &str) -> Result<u16, String> {
+    let request = HttpRequest {
+        method: http::Method::GET,
+        authority: format!("127.0.0.1:{port}"),
+        path: path.into(),
+        body: None,
+        headers: Vec::new(),
+    };
+    let response = RealHttp::new(BTreeMap::new())
+        .send(request, Duration::from_secs(1))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(response.status)
+}
+
+/// Create the tables and put the catalogue's stock on the shelves, once, on the primary.
+async fn prepare_database(stack: &Stack) -> Result<(), BackendError> {
+    let cluster = PgCluster::new(stack.pg(DbNode::PgPrimary), stack.pg(DbNode::PgReplica))
+        .map_err(|e| error(e.to_string()))?;
+    cluster.migrate().await.map_err(|e| error(format!("migrations: {e}")))?;
+    cluster.set_stock(CATALOG).await.map_err(|e| error(format!("stocking the catalogue: {e}")))?;
+    Ok(())
+}
+
+/// Step 4 and 5: load, faults, snapshots and progress on one clock; then drain and read.
+async fn drive(
+    loaded: &Loaded,
+    seed: u64,
+    engine: &Arc<Engine>,
+    stack: &Stack,
+) -> Result<Observed, BackendError> {
+    let scenario = &loaded.scenario;
+    let duration = scenario.duration.get();
+    let schedule = Schedule::new(scenario, seed);
+    let history = Arc::new(Mutex::new(History::new()));
+    let peers = BTreeMap::from([("lb:80".to_string(), format!("127.0.0.1:{}", stack.port("lb")))]);
+    let client: Arc<dyn HttpClient> = Arc::new(RealHttp::new(peers));
+    let recorder = Recorder::new(history.clone());
+    let start = recorder.start();
+    let faults = FaultState::new(&loaded.plan, format!("127.0.0.1:{}", stack.port(LINKS_HOST)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for fault in loaded.plan.faults.clone() {
+        let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());
+        tasks.spawn(run_fault(engine, fault, duration, start, history, faults));
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let snapshots = tokio::spawn(snapshot_loop(
+        stack.pg(DbNode::PgPrimary),
+        stack.pg(DbNode::PgReplica),
+        stack.port("db-router"),
+        start,
+        duration,
+        stopped.clone(),
+    ));
+    let shown = tokio::spawn(progress::show(
+        loaded.plan.clone(),
+        duration + DRAIN,
+        start,
+        history.clone(),
+        faults.clone(),
+        stopped,
+    ));
+    let generator = crate::workload::drive(&schedule, client, "lb:80".into(), recorder).await;
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| error(format!("a fault task died: {e}")))?.map_err(error)?;
+    }
+    tokio::time::sleep_until(start + duration.max(start.elapsed()) + DRAIN).await;
+    let _ = stop.send(true);
+    let stock_snapshots = snapshots.await.unwrap_or_default();
+    let _ = shown.await;
+    let simulated_ms = start.elapsed().as_millis() as u64;
+    let mut final_state = final_state(stack).await?;
+    final_state.stock_snapshots = stock_snapshots;
+    let history = std::mem::take(&mut *history.lock().expect("history lock"));
+    let counted = faults.effects.lock().expect("fault effects").clone();
+    let fault_effects = fault_effects(loaded, counted, &history, stack, &final_state).await;
+    Ok(Observed { history, final_state, fault_effects, generator, simulated_ms, startup_ms: None })
+}
+
+/// Where writes go now, as `db-router` says (`GET /route` on its admin port).
+async fn route(router_port: u16) -> Result<Option<DbNode>, String> {
+    let request = HttpRequest {
+        method: http::Method::GET,
+        authority: format!("127.0.0.1:{router_port}"),
+        path: "/route".into(),
+        body: None,
+        headers: Vec::new(),
+    };
+    let response = RealHttp::new(BTreeMap::new())
+        .send(request, Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    #[derive(serde::Deserialize)]
+    struct Route {
+        route: Option<DbNode>,
+    }
+    let route: Route = serde_json::from_slice(&response.body).map_err(|e| format!("GET /route: {e}"))?;
+    Ok(route.route)
+}
+
+/// A stock snapshot every second of the run from the node writes go to; a second in which no
+/// node answers has no snapshot.
+async fn snapshot_loop(
+    primary: NodeConfig,
+    replica: NodeConfig,
+    router_port: u16,
+    start: Instant,
+    duration: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<StockSnapshot> {
+    let mut out = Vec::new();
+    let mut next = Duration::ZERO;
+    let Ok(pools) = PgCluster::new(primary, replica) else { return out };
+    while next <= duration && !*stop.borrow() {
+        tokio::time::sleep_until(start + next).await;
+        let time_ns = start.elapsed().as_nanos() as u64;
+        if let Ok(Some(node)) = route(router_port).await
+            && let Ok(snapshot) = crate::real::state::stock_snapshot(pools.pool(node), time_ns).await
+        {
+            out.push(snapshot);
+        }
+        next += SNAPSHOT_EVERY;
+    }
+    out
+}
+
+/// The final state from the node `db-router` routes writes to, compared with the other node.
+async fn final_state(stack: &Stack) -> Result<crate::check::FinalState, BackendError> {
+    let node = route(stack.port("db-router"))
+        .await
+        .map_err(|e| error(format!("asking db-router for the final primary: {e}")))?
+        .ok_or_else(|| {
+            error("no database node takes writes at the end of the run (db-router has no route)")
+        })?;
+    let cluster = PgCluster::new(stack.pg(DbNode::PgPrimary), stack.pg(DbNode::PgReplica))
+        .map_err(|e| error(e.to_string()))?;
+    crate::real::state::read_final_state(cluster.pool(node), node, Some(cluster.pool(node.peer())))
+        .await
+        .map_err(|e| error(format!("reading the final state from {}: {e}", node.host())))
+}
+
+/// Each fault's effect: what was counted while it was in force, plus operations that failed in
+/// its window, and for a crashed database node that is not the final primary, the investments
+/// it has that the final primary lacks.
+async fn fault_effects(
+    loaded: &Loaded,
+    counted: Vec<crate::faults::FaultEffect>,
+    history: &History,
+    stack: &Stack,
+    final_state: &crate::check::FinalState,
+) -> Vec<crate::faults::FaultEffect> {
+    let mut out = counted;
+    let cluster = PgCluster::new(stack.pg(DbNode::PgPrimary), stack.pg(DbNode::PgReplica)).ok();
+    for fault in &loaded.plan.faults {
+        let effect = &mut out[fault.index];
+        effect.ops_failed_count = ops_failed_count(history, fault, loaded.plan.duration);
+        let FaultKind::Crash { hosts } = &fault.kind else { continue };
+        for node in [DbNode::PgPrimary, DbNode::PgReplica] {
+            if node.host() == final_state.primary || !hosts.iter().any(|h| h == node.host()) {
+                continue;
+            }
+            if let Some(cluster) = &cluster
+                && let Ok(keys) = crate::real::state::investment_keys(cluster.pool(node)).await
+            {
+                effect.writes_lost_count +=
+                    keys.iter().filter(|k| !final_state.investments.contains_key(*k)).count() as u64;
+            }
+        }
+    }
+    out
+}
