@@ -113,6 +113,66 @@ fn primary_crash_on_containers_loses_nothing_with_sync_replication() {
     assert!(ours().is_empty(), "left behind: {:?}", ours());
 }
 
+/// A frozen primary (cgroup freezer: its kernel still accepts connections, nothing answers) is a
+/// gray failure: the watchdog's probes time out, it fences the node (on its volume and, since a
+/// frozen node cannot be made read-only, in the db-router) and promotes the standby; thawed, the
+/// old primary is still writable but never routed to again. Nothing acknowledged is lost and no
+/// split brain is reported.
+#[test]
+fn a_frozen_primary_is_fenced_and_replaced_without_loss() {
+    let ran = run("scenarios/primary-pause.yaml", &[]);
+    assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report);
+    assert_eq!(check(&ran.report, "durability")["status"], "pass");
+    assert_eq!(check(&ran.report, "durability")["details"]["diverged_count"], 0);
+    let pause = ran.report["faults"].as_array().unwrap().iter().find(|f| f["kind"] == "pause").unwrap();
+    assert!(!pause["vacuous"].as_bool().unwrap(), "{pause:#}");
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+}
+
+/// A shipped scenario on containers gives the verdict it gives on the simulation (exit 0: every
+/// check passed, or failed exactly as its `expect` says), every fault hit something, and
+/// nothing is left behind.
+fn same_verdict_as_on_the_simulation(scenario: &str) -> Ran {
+    let ran = run(scenario, &[]);
+    assert_eq!(ran.code, 0, "{scenario}: {}\n{:#}", ran.stderr, ran.report["checks"]);
+    for fault in ran.report["faults"].as_array().unwrap() {
+        assert!(!fault["vacuous"].as_bool().unwrap(), "{scenario}: a fault hit nothing: {fault:#}");
+    }
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+    ran
+}
+
+/// Workers paused through their control endpoints, with the queue bounded: the gateway answers
+/// 503 when the real queue is full, and every accepted query completes once they resume.
+#[test]
+fn queue_backpressure_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/queue-backpressure.yaml");
+    assert_eq!(check(&ran.report, "delivery")["status"], "pass");
+}
+
+/// The price feed answers errors through its control endpoint: investments fail cleanly
+/// (nothing acknowledged without a price) and recover.
+#[test]
+fn pricefeed_outage_on_containers() {
+    same_verdict_as_on_the_simulation("scenarios/pricefeed-outage.yaml");
+}
+
+/// Bug zoo on real servers — no fencing: the frozen old primary thaws writable, db-router was
+/// never told to take it out of service, and writes land on both nodes: split brain, caught.
+#[test]
+fn bug_no_fencing_is_caught_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/bugs/no-fencing.yaml");
+    assert_eq!(check(&ran.report, "durability")["status"], "fail");
+}
+
+/// Bug zoo on real servers — skip compensation: orders whose report step fails while `reports`
+/// is SIGKILLed keep their stock taken; the saga check catches it.
+#[test]
+fn bug_skip_compensation_is_caught_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/bugs/skip-compensation.yaml");
+    assert_eq!(check(&ran.report, "saga")["status"], "fail");
+}
+
 /// A harness SIGKILLed mid-run cannot clean up; the next run sweeps what it left (its owner
 /// process is gone) and, when it ends, nothing of ours is left on the engine.
 #[test]

@@ -12,7 +12,7 @@
 //! | `api` | `api-N`: investments, orders saga middleware, query gateway, `/health` | PostgreSQL, RabbitMQ, peers `pricefeed:80`, `inventory:80`, `ordersvc:80`, `reports:80` |
 //! | `pricefeed`, `inventory`, `ordersvc`, `reports` | the host of that name | PostgreSQL (not `pricefeed`) |
 //! | `balancer` | `lb` over `api-1:80` … `api-N:80` (or `--upstream`) | peers `api-N:80` |
-//! | `worker` | `worker-M` | PostgreSQL, RabbitMQ |
+//! | `worker` | `worker-M`, plus `GET /health` and its mode switch on `--listen` | PostgreSQL, RabbitMQ |
 //! | `watchdog` | `watchdog` | both nodes directly, their data directories, the db-router's admin |
 //! | `db-router` | `db-router`: TCP proxy on `--listen` to the node that takes writes, admin on `--admin` | both nodes directly |
 //! | `invest`, `orders`, `gateway` | one api service alone (kept for the loopback tests) | as `api` |
@@ -20,6 +20,11 @@
 //! Services with tables run the migrations at startup through the writer endpoint, retried for up
 //! to [`DB_WAIT_MAX`] (the db-router may still be choosing a route), and put the workload's
 //! catalogue on the shelf where a SKU is missing. The watchdog and the db-router never migrate.
+//!
+//! Two services also take their fault switch over HTTP, as the simulation flips it in memory
+//! (`stack::control` has the bodies): `pricefeed` answers `POST /control/outage` and `worker`
+//! `POST /control/mode`. Nothing authenticates these routes: they are for the containers
+//! backend's private network, never for an exposed port.
 
 use super::args::ServeArgs;
 #[cfg(not(feature = "real"))]
@@ -51,8 +56,11 @@ mod real {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use axum::Router;
-    use axum::routing::get;
+    use axum::extract::State;
+    use axum::extract::rejection::JsonRejection;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
 
     use super::{DB_WAIT_MAX, ServeArgs};
     use crate::exit;
@@ -62,7 +70,8 @@ mod real {
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::bugs::Bugs;
-    use crate::stack::wire::ParticipantConfig;
+    use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
+    use crate::stack::wire::{self, ParticipantConfig};
     use crate::stack::{
         api_host, balancer, gateway, inventory, invest, orders, ordersvc, pricefeed, reports, watchdog,
         worker,
@@ -151,13 +160,7 @@ mod real {
     async fn serve(args: &ServeArgs, stack: &StackConfig, http: RealHttp) -> Result<(), String> {
         let queue = RabbitConfig::from_env(&args.queue, args.queue_capacity.unwrap_or(stack.queue.capacity));
         let router = match args.service.as_str() {
-            "worker" => {
-                eprintln!("worker consuming {} (capacity {}) at {}", queue.queue, queue.capacity, queue.uri);
-                let config = worker::WorkerConfig::for_stack(stack);
-                let control = worker::WorkerControl::default();
-                worker::run(Arc::new(RabbitConsumers::new(queue)), db().await?, config, control).await;
-                return Ok(());
-            }
+            "worker" => return serve_worker(args, stack, queue).await,
             "watchdog" => {
                 // Straight to both nodes (no migrations: the primary may be down at startup).
                 let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
@@ -197,9 +200,7 @@ mod real {
                 };
                 api_host::router(api_host::ApiHostState::for_stack(stack, ports))
             }
-            "pricefeed" => {
-                pricefeed::router(pricefeed::PricefeedState::new(pricefeed::PricefeedControl::default()))
-            }
+            "pricefeed" => pricefeed_router(pricefeed::PricefeedControl::default()),
             "inventory" => inventory::router(inventory::InventoryState::new(db().await?, pc())),
             "ordersvc" => ordersvc::router(ordersvc::OrderSvcState::new(db().await?, pc())),
             "reports" => reports::router(reports::ReportsState::new(db().await?, pc())),
@@ -228,6 +229,77 @@ mod real {
                 with_health(balancer::router(state))
             }
         })
+    }
+
+    /// The worker: the consumer loop, and `GET /health` plus `POST /control/mode` on `--listen`.
+    ///
+    /// The address is bound first, so a bad `--listen` fails at once rather than after the
+    /// database wait; requests that arrive before the database is ready wait in the listen
+    /// backlog, so `GET /health` answering means the database is ready and the consumer loop
+    /// has started (it connects to the broker, and reconnects, on its own).
+    async fn serve_worker(args: &ServeArgs, stack: &StackConfig, queue: RabbitConfig) -> Result<(), String> {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("listen on {}: {e}", args.listen))?;
+        let store = db().await?;
+        eprintln!("worker consuming {} (capacity {}) at {}", queue.queue, queue.capacity, queue.uri);
+        eprintln!("worker admin listening on http://{}", args.listen);
+        let config = worker::WorkerConfig::for_stack(stack);
+        let control = worker::WorkerControl::default();
+        let admin = axum::serve(listener, worker_admin_router(control.clone()));
+        // `biased;` polls in the written order instead of drawing a random start on every
+        // wake-up: both branches yield at each await, so neither can starve the other and the
+        // fairness would buy nothing. Either one ending ends the process, the consumer loop's end
+        // (it has none today) as before, the admin server's with its error.
+        tokio::select! {
+            biased;
+            () = worker::run(Arc::new(RabbitConsumers::new(queue)), store, config, control) => Ok(()),
+            served = admin => served.map_err(|e| format!("worker admin on {}: {e}", args.listen)),
+        }
+    }
+
+    /// The price feed's routes plus `POST /control/outage`, which sets `control`.
+    fn pricefeed_router(control: pricefeed::PricefeedControl) -> Router {
+        let switch = Router::new().route(OUTAGE_PATH, post(set_outage)).with_state(control.clone());
+        pricefeed::router(pricefeed::PricefeedState::new(control)).merge(switch)
+    }
+
+    /// Set the price feed's outage; answers the outage now set, as an [`OutageRequest`].
+    async fn set_outage(
+        State(control): State<pricefeed::PricefeedControl>,
+        body: Result<Json<OutageRequest>, JsonRejection>,
+    ) -> Response {
+        match body {
+            Ok(Json(request)) => {
+                let outage = request.to_outage();
+                control.set(outage);
+                tracing::info!(?outage, "price feed outage set");
+                Json(OutageRequest::from_outage(outage)).into_response()
+            }
+            Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+        }
+    }
+
+    /// A worker's admin routes: `GET /health` and `POST /control/mode`, which sets `control`.
+    fn worker_admin_router(control: worker::WorkerControl) -> Router {
+        let switch = Router::new().route(WORKER_MODE_PATH, post(set_worker_mode)).with_state(control);
+        with_health(switch)
+    }
+
+    /// Set the worker's mode; answers the mode now set, as a [`WorkerModeRequest`].
+    async fn set_worker_mode(
+        State(control): State<worker::WorkerControl>,
+        body: Result<Json<WorkerModeRequest>, JsonRejection>,
+    ) -> Response {
+        match body {
+            Ok(Json(request)) => {
+                let mode = request.to_mode();
+                control.set(mode);
+                tracing::info!(?mode, "worker mode set");
+                Json(WorkerModeRequest::from_mode(mode)).into_response()
+            }
+            Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+        }
     }
 
     fn with_health(router: Router) -> Router {
@@ -307,6 +379,70 @@ mod real {
     #[cfg(test)]
     mod tests {
         use super::*;
+        use crate::stack::pricefeed::Outage;
+        use crate::stack::testkit::{body_json, json_request, oneshot};
+        use crate::stack::worker::WorkerMode;
+        use http::Method;
+        use serde_json::json;
+
+        const PRICE: &str = "/simple/price?ids=bitcoin&vs_currencies=usd";
+
+        /// Goal: the containers backend can start and end a price-feed outage from outside.
+        /// Method: POST the switch to the router `serve pricefeed` serves, then GET a price.
+        #[tokio::test]
+        async fn the_pricefeed_outage_is_switched_over_http() {
+            let control = pricefeed::PricefeedControl::default();
+            let app = pricefeed_router(control.clone());
+            let get_price = || oneshot(app.clone(), json_request(Method::GET, PRICE, None));
+            let set = |body| oneshot(app.clone(), json_request(Method::POST, OUTAGE_PATH, Some(body)));
+            assert_eq!(get_price().await.status, 200);
+            let resp = set(json!({"mode": "errors"})).await;
+            assert_eq!((resp.status, body_json(&resp)), (200, json!({"mode": "errors", "delay_ms": 0})));
+            assert_eq!(control.get(), Outage::Errors);
+            assert_eq!(get_price().await.status, 503);
+            assert_eq!(set(json!({"mode": "none"})).await.status, 200);
+            assert_eq!(get_price().await.status, 200);
+            let resp = set(json!({"mode": "slow", "delay_ms": 1500})).await;
+            assert_eq!(body_json(&resp), json!({"mode": "slow", "delay_ms": 1500}));
+            assert_eq!(control.get(), Outage::Slow(Duration::from_millis(1500)));
+            let health = oneshot(app.clone(), json_request(Method::GET, "/health", None)).await;
+            assert_eq!(health.status, 200);
+        }
+
+        /// A bad body answers 4xx with a message naming the problem and leaves the switch alone.
+        #[tokio::test]
+        async fn a_bad_control_body_is_refused_with_a_message() {
+            let control = pricefeed::PricefeedControl::default();
+            let app = pricefeed_router(control.clone());
+            let body = json!({"mode": "errors", "delay": 5});
+            let resp = oneshot(app.clone(), json_request(Method::POST, OUTAGE_PATH, Some(body))).await;
+            assert_eq!(resp.status, 422);
+            let message = body_json(&resp)["error"].as_str().unwrap_or_default().to_owned();
+            assert!(message.contains("unknown field `delay`"), "{message}");
+            let mut request = json_request(Method::POST, OUTAGE_PATH, None);
+            request.body = Some(b"{not json".to_vec());
+            assert_eq!(oneshot(app, request).await.status, 400);
+            assert_eq!(control.get(), Outage::None);
+        }
+
+        /// Goal: the containers backend can pause and resume a worker from outside. Method: POST
+        /// the mode to the worker's admin router and read it back through its `WorkerControl`.
+        #[tokio::test]
+        async fn the_worker_mode_is_switched_over_http() {
+            let control = worker::WorkerControl::default();
+            let app = worker_admin_router(control.clone());
+            let set = |body| oneshot(app.clone(), json_request(Method::POST, WORKER_MODE_PATH, Some(body)));
+            let resp = set(json!({"mode": "paused"})).await;
+            assert_eq!((resp.status, body_json(&resp)), (200, json!({"mode": "paused", "slow_by_ms": 0})));
+            assert_eq!(control.get(), WorkerMode::Paused);
+            assert_eq!(set(json!({"mode": "slow", "slow_by_ms": 100})).await.status, 200);
+            assert_eq!(control.get(), WorkerMode::Slow(Duration::from_millis(100)));
+            assert_eq!(set(json!({"mode": "pause"})).await.status, 422);
+            assert_eq!(set(json!({"mode": "running"})).await.status, 200);
+            assert_eq!(control.get(), WorkerMode::Running);
+            let health = oneshot(app, json_request(Method::GET, "/health", None)).await;
+            assert_eq!(health.status, 200);
+        }
 
         /// A bad stack names the variable and the path to the field; a good one round-trips.
         #[test]

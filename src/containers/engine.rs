@@ -90,7 +90,9 @@ impl Engine {
             .with_network(self.names.network())
             .with_labels(self.labels())
             .with_label(HOST_LABEL, &spec.host)
-            .with_startup_timeout(START_TIMEOUT);
+            .with_startup_timeout(START_TIMEOUT)
+            // Packet-filter rules inside its own network namespace, for partitions.
+            .with_cap_add("NET_ADMIN");
         for (key, value) in &spec.env {
             request = request.with_env_var(key, value);
         }
@@ -137,6 +139,61 @@ impl Engine {
             )
             .await
             .map_err(|e| format!("start {container}: {e}"))
+    }
+
+    /// Freeze every process of a container (the cgroup freezer).
+    pub(super) async fn pause(&self, container: &str) -> Result<(), String> {
+        self.docker.pause_container(container).await.map_err(|e| format!("pause {container}: {e}"))
+    }
+
+    /// Thaw a frozen container.
+    pub(super) async fn unpause(&self, container: &str) -> Result<(), String> {
+        self.docker.unpause_container(container).await.map_err(|e| format!("unpause {container}: {e}"))
+    }
+
+    /// A container's address on the run's network (it may change when the container restarts).
+    pub(super) async fn ip(&self, container: &str) -> Result<String, String> {
+        let inspected = self
+            .docker
+            .inspect_container(
+                container,
+                None::<testcontainers::bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| format!("inspect {container}: {e}"))?;
+        inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&self.names.network()))
+            .and_then(|n| n.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .ok_or_else(|| format!("{container} has no address on {} (not running?)", self.names.network()))
+    }
+
+    /// Run a command in a running container by name (bollard's exec: the fault tasks hold names,
+    /// not testcontainers handles); its exit code and output.
+    pub(super) async fn exec_named(&self, container: &str, cmd: &[&str]) -> Result<(i64, String), String> {
+        use futures::StreamExt;
+        use testcontainers::bollard::exec::StartExecResults;
+        use testcontainers::bollard::models::ExecConfig;
+        let config = ExecConfig {
+            cmd: Some(cmd.iter().map(|c| c.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let fail = |e: testcontainers::bollard::errors::Error| format!("exec in {container}: {e}");
+        let exec = self.docker.create_exec(container, config).await.map_err(fail)?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await.map_err(fail)?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                text.push_str(&chunk.to_string());
+            }
+        }
+        let code = self.docker.inspect_exec(&exec.id).await.map_err(fail)?.exit_code.unwrap_or(-1);
+        Ok((code, text))
     }
 
     /// Run a command in a container; its exit code.

@@ -5,10 +5,14 @@
 //! | fault | applied as | reverted as |
 //! |---|---|---|
 //! | crash | SIGKILL of each host's container (no shutdown, like a power cut) | `docker start`: same filesystem and volumes, crash recovery |
+//! | pause | the cgroup freezer (`docker pause`): the kernel still completes TCP handshakes, then nothing answers — a gray failure | `docker unpause` |
+//! | partition | `iptables` DROP rules in both hosts' own network namespaces for every pair (input and output, so established connections are cut too; `one_way`: only `a` → `b` packets), and any proxied link between the sides cut | the same rules deleted (their packet counts are the effect); links restored |
+//! | backpressure | each worker's `POST /control/mode` (paused or slowed, as on the simulation); a smaller capacity as a RabbitMQ policy (`max-length`, `reject-publish`; the smaller of policy and queue argument wins) | workers running; the policy cleared |
+//! | pricefeed outage | the price feed's `POST /control/outage` (errors or slow) | answering normally |
 //! | latency | every proxied link between the two sides delays each chunk by `delay ± jitter/2`, both ways (`proxy.rs`) | the links forward at once |
 //!
-//! Other kinds — and latency between hosts with no proxied link — are refused by
-//! [`unsupported`] before anything starts (exit 254), not 40 s in.
+//! Latency between hosts with no proxied link is refused by [`unsupported`] before anything
+//! starts (exit 254), not 40 s in.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -22,9 +26,12 @@ use super::proxy::{LinkReport, Toxics};
 use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, record_event};
 use crate::history::{EntryOp, History};
 use crate::real::http::RealHttp;
+use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
 use crate::stack::ports::{HttpClient, HttpRequest};
+use crate::stack::pricefeed::Outage;
+use crate::stack::worker::WorkerMode;
 
-/// Upper bound on one call to the link proxy's admin API.
+/// Upper bound on one call to a control endpoint (the link proxy's, a worker's, the feed's).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why each fault of `plan` cannot run on containers yet (empty: all can).
@@ -32,16 +39,15 @@ pub fn unsupported(plan: &Plan) -> Vec<String> {
     let mut reasons = Vec::new();
     for fault in &plan.faults {
         match &fault.kind {
-            FaultKind::Crash { .. } => {}
+            FaultKind::Crash { .. }
+            | FaultKind::Pause { .. }
+            | FaultKind::Partition { .. }
+            | FaultKind::Backpressure { .. }
+            | FaultKind::PricefeedOutage { .. } => {}
             FaultKind::Latency { a, b, .. } if !links_between(a, b).is_empty() => {}
             FaultKind::Latency { a, b, .. } => reasons.push(format!(
                 "faults[{}]: latency between {a:?} and {b:?}: on containers only the replication link (pg-replica → pg-primary) goes through the link proxy yet; run it with --backend sim",
                 fault.index
-            )),
-            other => reasons.push(format!(
-                "faults[{}]: `{}` is not supported on the containers backend yet (crash and latency are); run it with --backend sim, or drop it with --set",
-                fault.index,
-                other.name()
             )),
         }
     }
@@ -57,15 +63,28 @@ pub(super) struct FaultState {
     pub(super) effects: Arc<Mutex<Vec<FaultEffect>>>,
     /// The link proxy's admin address on 127.0.0.1 (`127.0.0.1:PORT`).
     pub(super) links_admin: String,
+    /// Each host's port published on 127.0.0.1 (the control endpoints of workers and the feed).
+    ports: std::collections::BTreeMap<String, u16>,
+    /// The packet-filter rules each partition put in, by fault index, to delete at its end.
+    rules: Arc<Mutex<std::collections::BTreeMap<usize, Vec<Rule>>>>,
 }
 
+/// One packet-filter rule in one container: `(container, [chain, -s|-d, address])`.
+type Rule = (String, [String; 3]);
+
 impl FaultState {
-    pub(super) fn new(plan: &Plan, links_admin: String) -> FaultState {
+    pub(super) fn new(
+        plan: &Plan,
+        links_admin: String,
+        ports: std::collections::BTreeMap<String, u16>,
+    ) -> FaultState {
         let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
         FaultState {
             active: Arc::new(Mutex::new(BTreeSet::new())),
             effects: Arc::new(Mutex::new(vec![FaultEffect::default(); count])),
             links_admin,
+            ports,
+            rules: Arc::default(),
         }
     }
 }
@@ -82,15 +101,19 @@ pub(super) async fn run_fault(
 ) -> Result<(), String> {
     tokio::time::sleep_until(start + fault.start).await;
     let before = delayed_count(&state.links_admin).await;
-    apply(&engine, &fault, &state.links_admin).await?;
+    apply(&engine, &fault, &state).await?;
     state.active.lock().expect("active faults").insert(fault.index);
     let now = start.elapsed();
     record_event(&mut history.lock().expect("history lock"), now, EntryOp::FaultStart, &fault, None);
     let end = fault.end.unwrap_or(duration).min(duration);
     tokio::time::sleep_until(start + end).await;
-    revert(&engine, &fault, &state.links_admin).await?;
-    state.active.lock().expect("active faults").remove(&fault.index);
     let mut effect = FaultEffect::default();
+    if matches!(fault.kind, FaultKind::Partition { .. }) {
+        let rules = state.rules.lock().expect("rules").remove(&fault.index).unwrap_or_default();
+        effect.messages_held_count = heal(&engine, &rules).await;
+    }
+    revert(&engine, &fault, &state).await?;
+    state.active.lock().expect("active faults").remove(&fault.index);
     if matches!(fault.kind, FaultKind::Latency { .. }) {
         effect.messages_held_count = delayed_count(&state.links_admin).await.saturating_sub(before);
     }
@@ -100,7 +123,8 @@ pub(super) async fn run_fault(
     Ok(())
 }
 
-async fn apply(engine: &Engine, fault: &PlannedFault, links_admin: &str) -> Result<(), String> {
+async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Result<(), String> {
+    let links_admin = state.links_admin.as_str();
     tracing::info!(fault = fault.index, kind = fault.kind.name(), hosts = ?fault.kind.hosts(), "fault starts");
     match &fault.kind {
         FaultKind::Crash { hosts } => {
@@ -108,6 +132,38 @@ async fn apply(engine: &Engine, fault: &PlannedFault, links_admin: &str) -> Resu
                 engine.kill(&engine.names.container(host)).await?;
             }
             Ok(())
+        }
+        FaultKind::Pause { hosts } => {
+            for host in hosts {
+                engine.pause(&engine.names.container(host)).await?;
+            }
+            Ok(())
+        }
+        FaultKind::Partition { a, b, one_way } => {
+            let rules = partition_rules(engine, a, b, *one_way).await;
+            for (container, rule) in &rules {
+                iptables(engine, container, "-A", rule).await?;
+            }
+            state.rules.lock().expect("rules").insert(fault.index, rules);
+            // A proxied link is one TCP stream: cutting either direction cuts it.
+            set_links(links_admin, &links_between(a, b), Toxics { cut: true, ..Toxics::default() }).await
+        }
+        FaultKind::Backpressure { consumers, slow_by, capacity } => {
+            set_workers(state, WorkerMode::from_fault(*consumers, *slow_by)).await?;
+            match capacity {
+                Some(capacity) => {
+                    let policy = format!(r#"{{"max-length":{capacity},"overflow":"reject-publish"}}"#);
+                    rabbitmqctl(
+                        engine,
+                        &["set_policy", "--apply-to", "queues", CAPACITY_POLICY, "^queries$", &policy],
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        }
+        FaultKind::PricefeedOutage { mode, delay } => {
+            set_outage(state, Outage::from_fault(*mode, *delay)).await
         }
         FaultKind::Latency { a, b, delay, jitter } => {
             let toxics = Toxics {
@@ -117,11 +173,11 @@ async fn apply(engine: &Engine, fault: &PlannedFault, links_admin: &str) -> Resu
             };
             set_links(links_admin, &links_between(a, b), toxics).await
         }
-        other => Err(format!("`{}` is not supported on containers", other.name())),
     }
 }
 
-async fn revert(engine: &Engine, fault: &PlannedFault, links_admin: &str) -> Result<(), String> {
+async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Result<(), String> {
+    let links_admin = state.links_admin.as_str();
     tracing::info!(fault = fault.index, kind = fault.kind.name(), "fault ends");
     match &fault.kind {
         FaultKind::Crash { hosts } => {
@@ -130,11 +186,138 @@ async fn revert(engine: &Engine, fault: &PlannedFault, links_admin: &str) -> Res
             }
             Ok(())
         }
-        FaultKind::Latency { a, b, .. } => {
+        FaultKind::Pause { hosts } => {
+            for host in hosts {
+                engine.unpause(&engine.names.container(host)).await?;
+            }
+            Ok(())
+        }
+        FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => {
             set_links(links_admin, &links_between(a, b), Toxics::default()).await
         }
-        other => Err(format!("`{}` is not supported on containers", other.name())),
+        FaultKind::Backpressure { capacity, .. } => {
+            set_workers(state, WorkerMode::Running).await?;
+            match capacity {
+                Some(_) => rabbitmqctl(engine, &["clear_policy", CAPACITY_POLICY]).await,
+                None => Ok(()),
+            }
+        }
+        FaultKind::PricefeedOutage { .. } => set_outage(state, Outage::None).await,
     }
+}
+
+/// The RabbitMQ policy a `backpressure` fault's `capacity` sets on the queries queue.
+const CAPACITY_POLICY: &str = "shakedown-backpressure";
+
+/// Switch every worker's mode through its control endpoint.
+async fn set_workers(state: &FaultState, mode: WorkerMode) -> Result<(), String> {
+    let body = serde_json::to_vec(&WorkerModeRequest::from_mode(mode)).expect("the request serialises");
+    for (host, port) in state.ports.iter().filter(|(h, _)| h.starts_with("worker-")) {
+        post(&format!("127.0.0.1:{port}"), WORKER_MODE_PATH, body.clone())
+            .await
+            .map_err(|e| format!("{host}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Switch the price feed's outage through its control endpoint.
+async fn set_outage(state: &FaultState, outage: Outage) -> Result<(), String> {
+    let port = state.ports.get("pricefeed").ok_or("the price feed publishes no port")?;
+    let body = serde_json::to_vec(&OutageRequest::from_outage(outage)).expect("the request serialises");
+    post(&format!("127.0.0.1:{port}"), OUTAGE_PATH, body).await.map_err(|e| format!("pricefeed: {e}"))
+}
+
+/// `POST path` with a JSON body; any answer but 200 is an error.
+async fn post(authority: &str, path: &str, body: Vec<u8>) -> Result<(), String> {
+    let request = admin_request(authority, http::Method::POST, path.into(), Some(body));
+    let response =
+        RealHttp::new(Default::default()).send(request, ADMIN_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if response.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("{path} answered {}: {}", response.status, String::from_utf8_lossy(&response.body)))
+    }
+}
+
+/// `rabbitmqctl ARGS` in the broker's container (an Erlang VM's start: about 2 s).
+async fn rabbitmqctl(engine: &Engine, args: &[&str]) -> Result<(), String> {
+    let mut cmd = vec!["rabbitmqctl", "-q"];
+    cmd.extend_from_slice(args);
+    match engine.exec_named(&engine.names.container("broker"), &cmd).await? {
+        (0, _) => Ok(()),
+        (code, output) => Err(format!("{} exited {code}: {}", cmd.join(" "), output.trim())),
+    }
+}
+
+/// The rules that cut `a` from `b`: for every pair, each side drops the other's packets coming
+/// in and going out (Jepsen's way); `one_way` drops only what `a` sends to `b`. A host that is
+/// down (crashed) has no address and is skipped: it is cut off already.
+async fn partition_rules(engine: &Engine, a: &[String], b: &[String], one_way: bool) -> Vec<Rule> {
+    let mut ips = std::collections::BTreeMap::new();
+    for host in a.iter().chain(b) {
+        match engine.ip(&engine.names.container(host)).await {
+            Ok(ip) => {
+                ips.insert(host.clone(), ip);
+            }
+            Err(why) => tracing::warn!(host, %why, "partition: host has no address; skipped"),
+        }
+    }
+    let rule = |host: &str, chain: &str, flag: &str, ip: &str| -> Rule {
+        (engine.names.container(host), [chain.to_string(), flag.to_string(), ip.to_string()])
+    };
+    let mut rules = Vec::new();
+    for x in a.iter().filter(|h| ips.contains_key(*h)) {
+        for y in b.iter().filter(|h| ips.contains_key(*h)) {
+            rules.push(rule(x, "OUTPUT", "-d", &ips[y]));
+            rules.push(rule(y, "INPUT", "-s", &ips[x]));
+            if !one_way {
+                rules.push(rule(x, "INPUT", "-s", &ips[y]));
+                rules.push(rule(y, "OUTPUT", "-d", &ips[x]));
+            }
+        }
+    }
+    rules
+}
+
+/// Add (`-A`) or delete (`-D`) one DROP rule in the filter table (never `nat`: Docker's DNS
+/// lives there).
+async fn iptables(engine: &Engine, container: &str, action: &str, rule: &[String; 3]) -> Result<(), String> {
+    let [chain, flag, ip] = rule;
+    let cmd = ["iptables", "-w", action, chain, flag, ip, "-j", "DROP"];
+    match engine.exec_named(container, &cmd).await? {
+        (0, _) => Ok(()),
+        (code, output) => Err(format!("{} in {container} exited {code}: {}", cmd.join(" "), output.trim())),
+    }
+}
+
+/// Delete a partition's rules; the packets they dropped. A container that restarted meanwhile
+/// lost its rules with its network namespace: nothing to delete there.
+async fn heal(engine: &Engine, rules: &[Rule]) -> u64 {
+    let mut dropped = 0;
+    let mut counted = std::collections::BTreeSet::new();
+    for (container, _) in rules {
+        if counted.insert(container.clone())
+            && let Ok((0, listing)) =
+                engine.exec_named(container, &["iptables", "-w", "-n", "-v", "-x", "-L"]).await
+        {
+            dropped += dropped_packets(&listing);
+        }
+    }
+    for (container, rule) in rules {
+        if let Err(why) = iptables(engine, container, "-D", rule).await {
+            tracing::info!(container, %why, "partition heal: rule already gone");
+        }
+    }
+    dropped
+}
+
+/// Packets counted by the DROP rules of an `iptables -n -v -x -L` listing.
+fn dropped_packets(listing: &str) -> u64 {
+    listing
+        .lines()
+        .filter(|line| line.split_whitespace().nth(2) == Some("DROP"))
+        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn admin_request(admin: &str, method: http::Method, path: String, body: Option<Vec<u8>>) -> HttpRequest {
@@ -162,4 +345,22 @@ async fn delayed_count(admin: &str) -> u64 {
     let Ok(response) = http.send(request, ADMIN_TIMEOUT).await else { return 0 };
     let links: Vec<LinkReport> = serde_json::from_slice(&response.body).unwrap_or_default();
     links.iter().map(|l| l.chunks_delayed_count).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_packets_sum_the_drop_rules_only() {
+        let listing = "Chain INPUT (policy ACCEPT 120 packets, 9000 bytes)
+    pkts      bytes target     prot opt in     out     source               destination
+      17     1020 DROP       all  --  *      *       172.18.0.5           0.0.0.0/0
+Chain OUTPUT (policy ACCEPT 80 packets, 7000 bytes)
+    pkts      bytes target     prot opt in     out     source               destination
+       4      240 DROP       all  --  *      *       0.0.0.0/0            172.18.0.5
+       9      500 ACCEPT     all  --  *      *       0.0.0.0/0            172.18.0.6
+";
+        assert_eq!(dropped_packets(listing), 21);
+    }
 }

@@ -208,7 +208,8 @@ pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
             }
             "lb" => spec(serve("balancer", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 4),
             worker if worker.starts_with("worker-") => {
-                spec(serve("worker", "0.0.0.0:80"), service_env, None, Readiness::Running, 3)
+                // Its port answers /health once consuming, and takes backpressure's switch.
+                spec(serve("worker", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3)
             }
             api if api.starts_with("api-") => {
                 spec(serve("api", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3)
@@ -274,7 +275,11 @@ mod tests {
         let specs = layout();
         let hosts: Vec<&str> = specs.iter().map(|s| s.host.as_str()).collect();
         assert_eq!(hosts.len(), 14, "{hosts:?}");
-        assert_eq!(&hosts[..3], ["broker", "pg-primary", "links"], "the broker boots longest: it starts first");
+        assert_eq!(
+            &hosts[..3],
+            ["broker", "pg-primary", "links"],
+            "the broker boots longest: it starts first"
+        );
         assert_eq!(*hosts.last().unwrap(), "lb");
         assert!(!hosts.contains(&"client"));
         let stage = |h: &str| specs.iter().find(|s| s.host == h).unwrap().stage;

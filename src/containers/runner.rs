@@ -289,7 +289,8 @@ async fn drive(
     let client: Arc<dyn HttpClient> = Arc::new(RealHttp::new(peers));
     let recorder = Recorder::new(history.clone());
     let start = recorder.start();
-    let faults = FaultState::new(&loaded.plan, format!("127.0.0.1:{}", stack.port(LINKS_HOST)));
+    let faults =
+        FaultState::new(&loaded.plan, format!("127.0.0.1:{}", stack.port(LINKS_HOST)), stack.ports.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for fault in loaded.plan.faults.clone() {
         let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());
@@ -406,7 +407,7 @@ async fn fault_effects(
     for fault in &loaded.plan.faults {
         let effect = &mut out[fault.index];
         effect.ops_failed_count = ops_failed_count(history, fault, loaded.plan.duration);
-        let FaultKind::Crash { hosts } = &fault.kind else { continue };
+        let (FaultKind::Crash { hosts } | FaultKind::Pause { hosts }) = &fault.kind else { continue };
         for node in [DbNode::PgPrimary, DbNode::PgReplica] {
             if node.host() == final_state.primary || !hosts.iter().any(|h| h == node.host()) {
                 continue;

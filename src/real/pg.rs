@@ -312,6 +312,8 @@ impl DbAdmin for PgCluster {
         let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
         text.push_str("\n# fenced by the shakedown watchdog\ndefault_transaction_read_only = on\n");
         std::fs::write(&auto, text).map_err(|e| io("postgresql.auto.conf", e))?;
+        // The network half: the db-router never routes to it again.
+        self.tell_router("/fence", node).await?;
         self.pool(node).close().await;
         tracing::info!(
             node = node.host(),
@@ -326,12 +328,21 @@ impl DbAdmin for PgCluster {
     /// it on its next tick, as it does in the simulation when `db-router` is unreachable.
     async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
         *self.writer.write().expect("writer lock") = node;
+        self.tell_router("/set_writer", node).await
+    }
+}
+
+impl PgCluster {
+    /// `POST path` with `node` to the db-router's admin, when one is configured
+    /// (`SHAKEDOWN_DB_ROUTER_ADMIN`); an unreachable router fails the call, so the watchdog
+    /// retries it.
+    async fn tell_router(&self, path: &str, node: DbNode) -> Result<(), PortError> {
         let Some(authority) = &self.router_admin else { return Ok(()) };
         use crate::stack::ports::{HttpClient, HttpRequest};
         let request = HttpRequest {
             method: http::Method::POST,
             authority: authority.clone(),
-            path: "/set_writer".into(),
+            path: path.into(),
             body: Some(serde_json::to_vec(&node).expect("a DbNode serialises")),
             headers: Vec::new(),
         };
@@ -339,7 +350,7 @@ impl DbAdmin for PgCluster {
         match http.send(request, ROUTER_ADMIN_TIMEOUT).await {
             Ok(response) if response.status == 200 => Ok(()),
             Ok(response) => Err(PortError::Unavailable(format!(
-                "db-router admin {authority}: set_writer answered {}",
+                "db-router admin {authority}: {path} answered {}",
                 response.status
             ))),
             Err(e) => Err(PortError::Unavailable(format!("db-router admin {authority}: {e}"))),

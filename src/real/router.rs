@@ -9,13 +9,17 @@
 //! - When the route changes, every proxied connection is cut: each went to the old node (a
 //!   connection is tied to the route it was opened under), and a pooled connection must not keep
 //!   writing to a node that stopped being the writer. Clients reconnect and land on the new one.
-//! - The watchdog steers the router only through the nodes (promote one, fence the other), as in
-//!   the simulation; its `set_writer` declaration is recorded, not used for routing.
+//! - The watchdog steers the router through the nodes (promote one, fence the other), as in
+//!   the simulation; its `set_writer` declaration is recorded, not used for routing. Its fence
+//!   has a network half too (`POST /fence`, HAProxy's `disable server`): a fenced node is never
+//!   routed to again, even if it comes back writable — a frozen (`pause`d) or partitioned old
+//!   primary cannot be made read-only on the spot, and must not win the next check when it thaws.
 //!
 //! Admin HTTP (`--admin`): `GET /health` → 200; `GET /route` →
 //! `{"route": "pg-primary" | "pg-replica" | null, "changes": N, "writer": "pg-…" | null}` where
 //! `changes` counts route changes since start (the first, from none to a node, included) and
-//! `writer` is the last `POST /set_writer` (a JSON `DbNode`), null before any.
+//! `writer` is the last `POST /set_writer` (a JSON `DbNode`), null before any; `fenced` lists the
+//! nodes `POST /fence` (a JSON `DbNode`) took out of service.
 //!
 //! Unlike HAProxy, a single failed check changes the route (no `fall`/`rise` counts): the
 //! simulation's router does the same, and the two backends must agree.
@@ -96,6 +100,7 @@ impl Backend {
 struct Shared {
     route: watch::Sender<Route>,
     writer: Arc<Mutex<Option<DbNode>>>,
+    fenced: Fenced,
     addresses: Arc<[(DbNode, String); 2]>,
 }
 
@@ -106,12 +111,13 @@ pub async fn serve(proxy: TcpListener, admin: TcpListener, nodes: RouterNodes) -
     let shared = Shared {
         route: watch::Sender::new(Route::default()),
         writer: Arc::new(Mutex::new(None)),
+        fenced: Fenced::default(),
         addresses: Arc::new([
             (DbNode::PgPrimary, backends[0].address.clone()),
             (DbNode::PgReplica, backends[1].address.clone()),
         ]),
     };
-    tokio::spawn(health_checks(backends, shared.route.clone()));
+    tokio::spawn(health_checks(backends, shared.route.clone(), shared.fenced.clone()));
     let admin_app = admin_router(shared.clone());
     tokio::select! {
         result = accept_loop(proxy, shared) => result,
@@ -120,12 +126,13 @@ pub async fn serve(proxy: TcpListener, admin: TcpListener, nodes: RouterNodes) -
 }
 
 /// Check both nodes every [`CHECK_EVERY`]; publish the route when it changes.
-async fn health_checks(backends: [Backend; 2], route: watch::Sender<Route>) {
+async fn health_checks(backends: [Backend; 2], route: watch::Sender<Route>, fenced: Fenced) {
     let mut connections: [Option<PgConnection>; 2] = [None, None];
     loop {
         let mut next = None;
         for (backend, connection) in backends.iter().zip(connections.iter_mut()) {
-            if check(backend, connection).await {
+            let out_of_service = fenced.lock().expect("fenced lock").contains(&backend.node);
+            if !out_of_service && check(backend, connection).await {
                 next = Some(backend.node);
                 break;
             }
@@ -243,13 +250,18 @@ struct RouteAnswer {
     route: Option<&'static str>,
     changes: u64,
     writer: Option<&'static str>,
+    fenced: Vec<&'static str>,
 }
+
+/// The nodes the watchdog fenced: out of service for good.
+type Fenced = Arc<Mutex<Vec<DbNode>>>;
 
 fn admin_router(shared: Shared) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/route", get(route))
         .route("/set_writer", post(set_writer))
+        .route("/fence", post(fence))
         .with_state(shared)
 }
 
@@ -260,7 +272,19 @@ async fn route(State(shared): State<Shared>) -> Json<RouteAnswer> {
         route: now.node.map(DbNode::host),
         changes: now.changes,
         writer: writer.map(DbNode::host),
+        fenced: shared.fenced.lock().expect("fenced lock").iter().map(|n| n.host()).collect(),
     })
+}
+
+/// The watchdog fenced `node`: never route to it again (the next check moves the route off it,
+/// and cuts its connections).
+async fn fence(State(shared): State<Shared>, Json(node): Json<DbNode>) -> StatusCode {
+    let mut fenced = shared.fenced.lock().expect("fenced lock");
+    if !fenced.contains(&node) {
+        fenced.push(node);
+    }
+    tracing::info!(node = node.host(), "db-router: fenced node taken out of service");
+    StatusCode::OK
 }
 
 /// The watchdog's declaration of the primary: recorded, not used for routing.

@@ -8,8 +8,9 @@
 //! - `investments`: key → number of rows with that key on the final primary (the table's unique
 //!   key keeps it at 1; the count is kept for the checker's duplicate rule).
 //! - `diverged_investments`: keys present on the other node but not on the final primary, only
-//!   when the other node answers and is *not* in recovery, i.e. it took writes of its own (split
-//!   brain); otherwise empty. The simulation counts only the writes the other node committed
+//!   when the other node answers, is *not* in recovery and is on a timeline at least as new as
+//!   the final primary's, i.e. it took writes of its own as a primary no older than the final
+//!   one (split brain); otherwise empty. The simulation counts only the writes the other node committed
 //!   after the final primary was promoted; real rows carry no commit time, so here a write the
 //!   old primary took before the failover and never shipped (asynchronous replication) also
 //!   counts when that node came back writable. A fenced old primary restarts in recovery, so it
@@ -75,7 +76,8 @@ pub async fn read_final_state(
     }
     tx.commit().await.map_err(port_error)?;
     if let Some(other) = other {
-        state.diverged_investments = diverged(&state.investments, other).await;
+        let timeline = timeline(primary).await?;
+        state.diverged_investments = diverged(&state.investments, timeline, other).await;
     }
     Ok(state)
 }
@@ -110,13 +112,32 @@ async fn on_hand(conn: &mut PgConnection) -> Result<BTreeMap<String, u64>, PortE
     Ok(rows.into_iter().map(|(sku, stock)| (sku, stock as u64)).collect())
 }
 
+/// A writable node's timeline: 1 for the first primary, one more at each promotion (the first
+/// 8 hex digits of its current WAL file's name).
+async fn timeline(pool: &PgPool) -> Result<u32, PortError> {
+    let name: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .fetch_one(pool)
+        .await
+        .map_err(port_error)?;
+    u32::from_str_radix(&name[..8.min(name.len())], 16)
+        .map_err(|e| PortError::Rejected(format!("WAL file name {name}: {e}")))
+}
+
 /// Keys the other node holds that the final primary does not, if the other node took writes of
-/// its own (not in recovery). Unreachable, slow or in recovery: none.
-async fn diverged(primary_keys: &BTreeMap<String, u32>, other: &PgPool) -> Vec<String> {
+/// its own as a primary *at least as new* as the final one (not in recovery, and a timeline not
+/// older than the final primary's): an old primary left writable on an older timeline — frozen
+/// or cut off at the failover, then taken out of service by the db-router — holds only the
+/// commits it never shipped, which are losses (the durability check counts the acknowledged
+/// ones), not split brain. Unreachable, slow or in recovery: none.
+async fn diverged(
+    primary_keys: &BTreeMap<String, u32>,
+    primary_timeline: u32,
+    other: &PgPool,
+) -> Vec<String> {
     let read = async {
         let in_recovery: bool =
             sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(other).await.map_err(port_error)?;
-        if in_recovery {
+        if in_recovery || timeline(other).await? < primary_timeline {
             return Ok(BTreeSet::new());
         }
         investment_keys(other).await

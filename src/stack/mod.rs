@@ -17,6 +17,7 @@
 //! | `balancer.rs` | `lb` | `balancer::router(BalancerState)` + `balancer::run_health_checks` |
 //! | `watchdog.rs` | `watchdog` | `watchdog::run(..)` + `WatchdogState` |
 //! | `bugs.rs` | — | `Bugs`, the bug-zoo switches |
+//! | `control.rs` | — | the JSON a backend outside the process sends to flip the switches above |
 //! | `wire.rs` | — | participant bodies, status convention |
 //! | `testkit.rs` | — | in-memory ports for tests, benches and the sim backend's bookkeeping |
 
@@ -24,6 +25,7 @@ pub mod api;
 pub mod api_host;
 pub mod balancer;
 pub mod bugs;
+pub mod control;
 pub mod gateway;
 pub mod inventory;
 pub mod invest;

@@ -92,8 +92,18 @@ pub struct GeneratorStats {
 #[derive(Clone, Debug, Default)]
 struct Session {
     busy: bool,
-    /// The session's last acknowledged investment: (key, LSN).
-    last_write: Option<(String, u64)>,
+    /// The session's last acknowledged investment.
+    last_write: Option<LastWrite>,
+}
+
+/// A session's last acknowledged investment, as its acknowledgement gave it.
+#[derive(Clone, Debug)]
+struct LastWrite {
+    key: String,
+    /// Where its commit is in the WAL (at or after the commit record).
+    lsn: u64,
+    /// Its row id: ids grow with insertion, which orders a history page.
+    id: u64,
 }
 
 type Sessions = Arc<Mutex<Vec<Session>>>;
@@ -135,7 +145,7 @@ pub async fn drive(
 }
 
 /// The lowest-numbered free session (deterministic), or a new one; `None` at the limit.
-fn take_session(sessions: &Sessions) -> Option<(u32, Option<(String, u64)>)> {
+fn take_session(sessions: &Sessions) -> Option<(u32, Option<LastWrite>)> {
     let mut sessions = sessions.lock().expect("sessions lock");
     let index = match sessions.iter().position(|s| !s.busy) {
         Some(index) => index,
@@ -157,7 +167,7 @@ struct Call {
     lb: String,
     op: ScheduledOp,
     process: u32,
-    last_write: Option<(String, u64)>,
+    last_write: Option<LastWrite>,
 }
 
 impl Call {
@@ -170,24 +180,29 @@ impl Call {
             Op::Query => invoke.sku = Some(self.op.item.into()),
             Op::History => {
                 invoke.key = None;
-                if let Some((key, lsn)) = &self.last_write {
-                    (invoke.read_key, invoke.lsn) = (Some(key.clone()), Some(*lsn));
+                if let Some(last) = &self.last_write {
+                    (invoke.read_key, invoke.lsn) = (Some(last.key.clone()), Some(last.lsn));
                 }
             }
         }
         recorder.record(intended_ns, EntryType::Invoke, self.process, self.op.op, invoke, None);
         let deadline = Instant::now() + self.op.timeout;
-        let (kind, value, error) = match tokio::time::timeout_at(deadline, self.execute(deadline)).await {
+        let (kind, mut value, error) = match tokio::time::timeout_at(deadline, self.execute(deadline)).await {
             Ok(outcome) => outcome,
             Err(_) => self.timed_out(),
         };
-        let acked_write = if self.op.op == Op::Invest && kind == EntryType::Ok { value.lsn } else { None };
+        // The row id rides in `value` from `invest` but stays out of the history.
+        let row_id = if self.op.op == Op::Invest { value.id.take() } else { None };
+        let acked_write = match (kind == EntryType::Ok, value.lsn, row_id) {
+            (true, Some(lsn), Some(id)) if self.op.op == Op::Invest => Some((lsn, id)),
+            _ => None,
+        };
         recorder.record(recorder.now_ns(), kind, self.process, self.op.op, value, error);
         let mut sessions = sessions.lock().expect("sessions lock");
         let session = &mut sessions[self.process as usize];
         session.busy = false;
-        if let Some(lsn) = acked_write {
-            session.last_write = Some((self.op.key.clone(), lsn));
+        if let Some((lsn, id)) = acked_write {
+            session.last_write = Some(LastWrite { key: self.op.key.clone(), lsn, id });
         }
     }
 
@@ -238,6 +253,7 @@ impl Call {
                 match serde_json::from_slice::<InvestResponse>(&r.body) {
                     Ok(answer) => {
                         value.lsn = Some(answer.lsn);
+                        value.id = Some(answer.id);
                         (EntryType::Ok, value, None)
                     }
                     Err(e) => {
@@ -251,15 +267,15 @@ impl Call {
     }
 
     async fn history(&self, deadline: Instant) -> Outcome {
-        let min_lsn = self.last_write.as_ref().map_or(0, |(_, lsn)| *lsn);
+        let min_lsn = self.last_write.as_ref().map_or(0, |last| last.lsn);
         let path = format!("/history?min_lsn={min_lsn}&limit={HISTORY_LIMIT}");
         let mut value = Value::default();
         match self.send(Method::GET, path, None, deadline).await {
             Ok(r) if r.status == 200 => match serde_json::from_slice::<HistoryResponse>(&r.body) {
                 Ok(answer) => {
-                    if let Some((key, lsn)) = &self.last_write {
-                        value.read_key = Some(key.clone());
-                        value.seen = Some(saw(&answer, key, *lsn));
+                    if let Some(last) = &self.last_write {
+                        value.read_key = Some(last.key.clone());
+                        value.seen = Some(saw(&answer, last));
                     }
                     value.replica_lsn = Some(answer.replica_lsn);
                     value.served_by = Some(answer.served_by);
@@ -323,14 +339,20 @@ impl Call {
     }
 }
 
-/// Did a history answer show the session's write `key` (committed at `lsn`)? The page holds the
-/// newest `HISTORY_LIMIT` rows at or after the presented LSN, so when it is full and all of them
-/// are newer than the write, the write is simply off the page: the node's applied LSN decides.
-fn saw(answer: &HistoryResponse, key: &str, lsn: u64) -> bool {
-    let listed = answer.investments.iter().any(|i| i.key == key);
-    let off_the_page =
-        answer.investments.len() >= HISTORY_LIMIT as usize && answer.investments.iter().all(|i| i.lsn > lsn);
-    listed || (off_the_page && answer.replica_lsn >= lsn)
+/// Did a history answer show the session's write? The page holds the newest `HISTORY_LIMIT`
+/// rows, so when it is full and every row on it was inserted after the write (a higher row id),
+/// the write is simply off the page: the node's applied LSN decides.
+///
+/// Newer is judged by row id, not by LSN: on real PostgreSQL a row carries the WAL position of
+/// its insert while the acknowledgement carries one at or after its commit, so a row inserted
+/// after the write can show a smaller LSN than the one presented (on the simulation the two
+/// orders agree). Judging by LSN flagged reads as stale that were not (found on containers,
+/// replica-partition: a full page of newer rows, one with an insert LSN below the presented one).
+fn saw(answer: &HistoryResponse, last: &LastWrite) -> bool {
+    let listed = answer.investments.iter().any(|i| i.key == last.key);
+    let off_the_page = answer.investments.len() >= HISTORY_LIMIT as usize
+        && answer.investments.iter().all(|i| i.id > last.id);
+    listed || (off_the_page && answer.replica_lsn >= last.lsn)
 }
 
 fn json(body: &impl Serialize) -> Vec<u8> {
