@@ -40,10 +40,10 @@ test-real: ## the real-adapter tests: start PostgreSQL primary + standby (instal
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
-test-containers: container-deps ## the containers tests: images built if missing, scenarios on real containers, cleanup
+test-containers: container-deps ## the containers tests: unit tests with the feature, images built if missing, scenarios on real containers, cleanup
 	$(CARGO) build --release --features containers --bin shakedown
 	target/release/shakedown image build
-	$(CARGO) test --release --features containers --test containers -- --test-threads=1
+	$(CARGO) test --release --features containers --lib --test containers -- --test-threads=1
 
 container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing)
 	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }
