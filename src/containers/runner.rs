@@ -214,7 +214,7 @@ async fn ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), String> {
             }
         }
         Readiness::Http => {
-            let status = get(stack.port(&spec.host), "/health").await?;
+            let status = get(stack.port(&spec.host), "/health", Duration::from_secs(1)).await?.status;
             if status == 200 { Ok(()) } else { Err(format!("GET /health answered {status}")) }
         }
         Readiness::Postgres if spec.host == "pg-replica" => {
@@ -249,8 +249,8 @@ async fn connect(node: &NodeConfig) -> Result<PgPool, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `GET path` on a published port; the status code.
-async fn get(port: u16, path: &str) -> Result<u16, String> {
+/// `GET path` on a port published on 127.0.0.1, bounded by `timeout`.
+async fn get(port: u16, path: &str, timeout: Duration) -> Result<crate::stack::ports::HttpResponse, String> {
     let request = HttpRequest {
         method: http::Method::GET,
         authority: format!("127.0.0.1:{port}"),
@@ -258,11 +258,7 @@ async fn get(port: u16, path: &str) -> Result<u16, String> {
         body: None,
         headers: Vec::new(),
     };
-    let response = RealHttp::new(BTreeMap::new())
-        .send(request, Duration::from_secs(1))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(response.status)
+    RealHttp::new(BTreeMap::new()).send(request, timeout).await.map_err(|e| e.to_string())
 }
 
 /// Create the tables and put the catalogue's stock on the shelves, once, on the primary.
@@ -332,17 +328,7 @@ async fn drive(
 
 /// Where writes go now, as `db-router` says (`GET /route` on its admin port).
 async fn route(router_port: u16) -> Result<Option<DbNode>, String> {
-    let request = HttpRequest {
-        method: http::Method::GET,
-        authority: format!("127.0.0.1:{router_port}"),
-        path: "/route".into(),
-        body: None,
-        headers: Vec::new(),
-    };
-    let response = RealHttp::new(BTreeMap::new())
-        .send(request, Duration::from_secs(2))
-        .await
-        .map_err(|e| e.to_string())?;
+    let response = get(router_port, "/route", Duration::from_secs(2)).await?;
     #[derive(serde::Deserialize)]
     struct Route {
         route: Option<DbNode>,

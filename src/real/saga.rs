@@ -11,32 +11,25 @@ use super::pg::{PgCluster, port_error};
 use crate::stack::ports::{InventoryStore, OrderStore, PortError, ReportStore, Reserved, Restocked, SagaLog};
 
 impl PgCluster {
-    /// Put `stock` of each SKU on the shelf (insert or overwrite), for tests and `serve`.
+    /// Put `stock` of each SKU on the shelf (insert or overwrite), for tests and the harness.
     pub async fn set_stock(&self, stock: &[(&str, u64)]) -> Result<(), PortError> {
-        let pool = self.pool(self.writer());
-        for (sku, qty) in stock {
-            sqlx::query("INSERT INTO products (sku, stock) VALUES ($1, $2) ON CONFLICT (sku) DO UPDATE SET stock = $2")
-                .bind(sku)
-                .bind(*qty as i64)
-                .execute(pool)
-                .await
-                .map_err(port_error)?;
-        }
-        Ok(())
+        self.put_stock(stock, "DO UPDATE SET stock = $2").await
     }
 
     /// Put `stock` of each SKU on the shelf unless the SKU is there already (a restarted or
     /// second service must not reset stock that orders have taken). `serve` seeds the workload's
     /// catalogue this way, as the simulation seeds its tables.
     pub async fn seed_stock(&self, stock: &[(&str, u64)]) -> Result<(), PortError> {
+        self.put_stock(stock, "DO NOTHING").await
+    }
+
+    /// Insert each SKU's stock; `on_conflict` says what happens to a SKU already there.
+    async fn put_stock(&self, stock: &[(&str, u64)], on_conflict: &str) -> Result<(), PortError> {
         let pool = self.pool(self.writer());
+        let sql =
+            format!("INSERT INTO products (sku, stock) VALUES ($1, $2) ON CONFLICT (sku) {on_conflict}");
         for (sku, qty) in stock {
-            sqlx::query("INSERT INTO products (sku, stock) VALUES ($1, $2) ON CONFLICT (sku) DO NOTHING")
-                .bind(sku)
-                .bind(*qty as i64)
-                .execute(pool)
-                .await
-                .map_err(port_error)?;
+            sqlx::query(&sql).bind(sku).bind(*qty as i64).execute(pool).await.map_err(port_error)?;
         }
         Ok(())
     }
