@@ -8,6 +8,10 @@
 //!   connection is reopened by the next publish, within that publish's timeout.
 //! - Consumers use manual acks and `basic_qos` prefetch; one AMQP connection per consumer, so
 //!   dropping a consumer (or killing its process) makes RabbitMQ redeliver what it had not acked.
+//!   A consumer's connection asks for a [`CONSUMER_HEARTBEAT_SECS`] heartbeat, so one that is cut
+//!   off (a partition, a frozen host) is declared dead — and its messages handed to another
+//!   consumer — after about two seconds, as the simulated broker's lease (`sim::broker::LEASE`);
+//!   with the server's default of 60 s a consumer cut off for under two minutes keeps them.
 
 use std::time::Duration;
 
@@ -52,11 +56,25 @@ fn unavailable(error: lapin::Error) -> PortError {
     PortError::Unavailable(error.to_string())
 }
 
-async fn channel(config: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
+/// The heartbeat a consumer's connection asks for, s: RabbitMQ closes a connection after two
+/// missed heartbeats and requeues what its consumers had not acknowledged.
+pub const CONSUMER_HEARTBEAT_SECS: u16 = 1;
+
+/// `uri` asking for a `secs` heartbeat, unless it names one already.
+fn with_heartbeat(uri: &str, secs: u16) -> String {
+    if uri.contains("heartbeat=") {
+        uri.to_string()
+    } else {
+        let separator = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{separator}heartbeat={secs}")
+    }
+}
+
+async fn channel(config: &RabbitConfig, uri: &str) -> Result<(Connection, Channel), lapin::Error> {
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    let connection = Connection::connect(&config.uri, properties).await?;
+    let connection = Connection::connect(uri, properties).await?;
     let channel = connection.create_channel().await?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-max-length".into(), AMQPValue::LongInt(config.capacity as i32));
@@ -85,7 +103,7 @@ struct Link {
 }
 
 async fn link(config: &RabbitConfig) -> Result<Link, lapin::Error> {
-    let (connection, channel) = channel(config).await?;
+    let (connection, channel) = channel(config, &config.uri).await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     Ok(Link { _connection: connection, channel })
 }
@@ -165,7 +183,8 @@ struct RabbitConsumer {
 #[async_trait]
 impl ConsumerFactory for RabbitConsumers {
     async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
-        let (connection, channel) = channel(&self.config).await.map_err(unavailable)?;
+        let uri = with_heartbeat(&self.config.uri, CONSUMER_HEARTBEAT_SECS);
+        let (connection, channel) = channel(&self.config, &uri).await.map_err(unavailable)?;
         channel
             .basic_qos(prefetch.min(u32::from(u16::MAX)) as u16, BasicQosOptions::default())
             .await
@@ -206,5 +225,20 @@ impl Consumer for RabbitConsumer {
 
     async fn ack(&mut self, tag: u64) -> Result<(), PortError> {
         self.channel.basic_ack(tag, BasicAckOptions::default()).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumers_ask_for_a_short_heartbeat_unless_the_uri_names_one() {
+        assert_eq!(with_heartbeat("amqp://h:5672/%2f", 1), "amqp://h:5672/%2f?heartbeat=1");
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f?frame_max=8192", 1),
+            "amqp://h/%2f?frame_max=8192&heartbeat=1"
+        );
+        assert_eq!(with_heartbeat("amqp://h/%2f?heartbeat=30", 1), "amqp://h/%2f?heartbeat=30");
     }
 }
