@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore test test-real test-containers container-deps down bench fmt lint clean-reports real-up real-down report-screenshot image
+.PHONY: help build run chaos explore test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -51,6 +51,10 @@ container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (
 		[ "$$(id -u)" -eq 0 ] || { echo "mmdebstrap is missing; as root: apt-get install mmdebstrap" >&2; exit 1; }; \
 		echo "installing mmdebstrap (Debian package) to build the base image" >&2; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
+
+up: container-deps ## a scenario's stack in containers, no load or faults, endpoints printed, until Ctrl-C: make up SCENARIO=...
+	$(CARGO) build --release --features containers --bin shakedown
+	target/release/shakedown up $(SCENARIO)
 
 down: ## remove every container, network and volume a containers run left (ours only, by label)
 	$(CARGO) build --release --features containers --bin shakedown

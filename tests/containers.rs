@@ -168,6 +168,43 @@ fn replica_partition_on_containers() {
     assert!(partition["effect"]["messages_held_count"].as_u64().unwrap() > 0, "{partition:#}");
 }
 
+/// Latency between two services that are not the replication pair: the api hosts' connections
+/// to the price feed go through the link proxy (only because the scenario asks for latency
+/// there), every chunk waits 100 ms each way, so an investment — one price lookup — takes about
+/// 200 ms longer during the fault and no longer after it.
+#[test]
+fn latency_between_api_and_pricefeed_on_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("api-pricefeed-latency.yaml");
+    std::fs::write(
+        &scenario,
+        "name: api-pricefeed-latency\nseed: 5\nduration: 24s\n\
+         workload:\n  - { op: invest, rate: 20/s }\n\
+         faults:\n  - { at: 8s, latency: { between: [[api], [pricefeed]], delay: 100ms }, for: 8s }\n\
+         phases: { recovery: 4s }\n\
+         checks:\n  durability: {}\n",
+    )
+    .unwrap();
+    let ran = run(scenario.to_str().unwrap(), &[]);
+    assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report["checks"]);
+    let fault = &ran.report["faults"][0];
+    assert!(fault["effect"]["messages_held_count"].as_u64().unwrap() > 0, "{fault:#}");
+    let p50 = |phase: &str| {
+        let rows = ran.report["latency"].as_array().unwrap();
+        let row = rows.iter().find(|r| r["op"] == "invest" && r["phase"] == phase).unwrap();
+        row["latency_ms_p50"].as_f64().unwrap()
+    };
+    let added = p50("fault") - p50("steady");
+    eprintln!(
+        "invest p50: steady {:.1} ms, fault {:.1} ms, added {added:.1} ms (asked 2 x 100 ms)",
+        p50("steady"),
+        p50("fault")
+    );
+    assert!((added - 200.0).abs() <= 20.0, "asked 2 x 100 ms, the median grew by {added:.1} ms");
+    assert!((p50("post") - p50("steady")).abs() <= 20.0, "the delay ended with the fault");
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+}
+
 /// Bug zoo on real servers — no fencing: the frozen old primary thaws writable, db-router was
 /// never told to take it out of service, and writes land on both nodes: split brain, caught.
 #[test]
@@ -211,4 +248,216 @@ fn the_next_run_removes_what_a_sigkilled_harness_left() {
     assert!(ran.stderr.contains("removed what the dead run"), "{}", ran.stderr);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     assert!(ours().is_empty(), "left behind: {:?}", ours());
+}
+
+/// Resources of one run on the engine (`docker … ls` by its run label).
+fn ours_of(run: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for what in [&["ps", "-a"][..], &["network", "ls"], &["volume", "ls"]] {
+        let listed = Command::new("docker")
+            .args(what)
+            .args(["-q", "--filter", &format!("label=shakedown.run={run}")])
+            .output()
+            .expect("docker runs");
+        out.extend(String::from_utf8_lossy(&listed.stdout).lines().map(|l| format!("{} {l}", what[0])));
+    }
+    out
+}
+
+/// `GET path` on 127.0.0.1:`port` over a plain socket: the status and the body.
+fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    let status = answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(answer.clone())?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Where db-router sends writes now (`GET /route` on its admin port).
+fn route(admin_port: u16) -> Option<String> {
+    let (_, body) = http_get(admin_port, "/route").ok()?;
+    let value: serde_json::Value = serde_json::from_str(&body).ok()?;
+    value["route"].as_str().map(String::from)
+}
+
+/// A `shakedown up` child process. Dropped while it still runs (a failed assertion), it gets
+/// SIGINT and a bounded wait to clean up, then SIGKILL and `shakedown down --run` of its run.
+struct Up {
+    child: std::process::Child,
+    run: Option<String>,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Up {
+    fn start(scenario: &str) -> (Up, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+            .args(["up", repo().join(scenario).to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines, received) = std::sync::mpsc::channel();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (out, pipe) = (stdout.clone(), child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                out.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = lines.send(line);
+            }
+        });
+        let (err, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                err.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        (Up { child, run: None, stdout, stderr }, received)
+    }
+
+    /// What it printed so far, for failure messages.
+    fn output(&self) -> String {
+        format!("--- stdout:\n{}--- stderr:\n{}", self.stdout.lock().unwrap(), self.stderr.lock().unwrap())
+    }
+
+    /// Send SIGINT; whether it was delivered.
+    fn interrupt(&self) -> bool {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().is_ok_and(|s| s.success())
+    }
+
+    /// Wait (bounded) for it to exit.
+    fn wait(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // Still running: SIGINT lets it remove its run; SIGKILL if that does not end it.
+        if self.child.try_wait().ok().flatten().is_none()
+            && (!self.interrupt() || self.wait(Duration::from_secs(60)).is_none())
+        {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(run) = &self.run
+            && !ours_of(run).is_empty()
+        {
+            let _ = Command::new(env!("CARGO_BIN_EXE_shakedown")).args(["down", "--run", run]).status();
+        }
+    }
+}
+
+/// Run `shakedown fault --run RUN ARGS…`; its exit code and stdout + stderr.
+fn fault(run: &str, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_shakedown"))
+        .args(["fault", "--run", run])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+/// `shakedown up` as people use it: the stack comes up and prints its endpoints; the balancer
+/// answers on 127.0.0.1; `shakedown fault crash pg-primary` from another process makes the
+/// watchdog fail over (db-router's `GET /route` moves to pg-replica); a one-way partition comes
+/// and goes; `heal` starts the old primary again; SIGINT ends `up` and removes everything of its
+/// run. Method: `up` as a child process, the endpoints parsed from its table, every wait bounded.
+/// Only this run's resources are checked and removed: other runs may share the engine.
+#[test]
+fn up_fault_heal_and_ctrl_c_leave_nothing_behind() {
+    let started = Instant::now();
+    let (mut up, lines) = Up::start("scenarios/steady-state.yaml");
+    let word_after = |line: &str, host: &str| -> Option<u16> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        (words.first() == Some(&host)).then(|| words.get(2)?.strip_prefix("127.0.0.1:")?.parse().ok())?
+    };
+    let (mut lb, mut router) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => panic!("`up` printed no endpoints within 240 s\n{}", up.output()),
+        };
+        if let Some(rest) = line.strip_prefix("shakedown up: run ") {
+            up.run.get_or_insert_with(|| rest.split(':').next().unwrap().to_string());
+        }
+        lb = lb.or_else(|| word_after(&line, "lb"));
+        router = router.or_else(|| word_after(&line, "db-router"));
+        if line.trim_start().starts_with("stop:") {
+            break;
+        }
+    }
+    let up_s = started.elapsed().as_secs_f64();
+    let run = up.run.clone().unwrap_or_else(|| panic!("no run id\n{}", up.output()));
+    let (lb, router) = (lb.expect("the balancer's endpoint"), router.expect("db-router's endpoint"));
+    assert_eq!(http_get(lb, "/health").map(|(status, _)| status), Ok(200), "{}", up.output());
+    assert_eq!(route(router).as_deref(), Some("pg-primary"), "{}", up.output());
+
+    let (code, said) = fault(&run, &["crash", "pg-primary"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains(&format!("crashed sd-{run}-pg-primary (SIGKILL)")), "{said}");
+    let crashed = Instant::now();
+    while route(router).as_deref() != Some("pg-replica") {
+        assert!(crashed.elapsed() < Duration::from_secs(30), "no failover in 30 s\n{}", up.output());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let failover_s = crashed.elapsed().as_secs_f64();
+    while !up.stdout.lock().unwrap().contains("pg-primary: running → exited") {
+        assert!(
+            crashed.elapsed() < Duration::from_secs(30),
+            "`up` did not report the crash\n{}",
+            up.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let (code, said) = fault(&run, &["partition", "api", "pg-replica", "--one-way", "--for", "1s"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        said.contains("partitioned api-1,api-2 → pg-replica") && said.contains("healed the partition"),
+        "{said}"
+    );
+    let (code, said) = fault(&run, &["crash", "pg-primray"]);
+    assert_eq!(code, 254, "{said}");
+    assert!(said.contains("did you mean `pg-primary`?"), "{said}");
+
+    let (code, said) = fault(&run, &["heal"]);
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains(&format!("started sd-{run}-pg-primary again")), "{said}");
+    assert_eq!(http_get(lb, "/health").map(|(status, _)| status), Ok(200), "{}", up.output());
+
+    assert!(up.interrupt(), "SIGINT to `up`");
+    let status = up.wait(Duration::from_secs(90));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "`up` did not end well on SIGINT: {status:?}\n{}",
+        up.output()
+    );
+    assert!(up.stdout.lock().unwrap().contains("stopped by SIGINT"), "{}", up.output());
+    assert!(ours_of(&run).is_empty(), "left behind: {:?}", ours_of(&run));
+    eprintln!(
+        "up: endpoints after {up_s:.1} s; failover {failover_s:.2} s after the crash; {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::scenario::units::Span;
+
 /// Declarative chaos testing for a replicated, queue-driven stack.
 #[derive(Debug, Parser)]
 #[command(name = "shakedown", version, about, long_about = None)]
@@ -37,8 +39,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Build the containers backend's images here, with no registry (mmdebstrap + docker).
     Image(ImageArgs),
-    /// Remove every container, network and volume of every containers run (ours only, by label).
-    Down,
+    /// Bring a scenario's stack up in containers (no load, no faults), print its endpoints, and
+    /// keep it until Ctrl-C.
+    Up(UpArgs),
+    /// Apply a fault by hand to a stack that is up (`shakedown up`): crash, pause, partition,
+    /// heal.
+    Fault(FaultArgs),
+    /// Remove the containers, networks and volumes of every containers run, or of one (ours
+    /// only, by label); a `shakedown up` whose stack is removed ends.
+    Down(DownArgs),
 }
 
 /// Where a scenario runs.
@@ -193,6 +202,72 @@ pub struct ServeArgs {
     pub queue_capacity: Option<u32>,
 }
 
+/// `shakedown up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The scenario whose `stack` comes up (its load and faults are not run).
+    pub file: PathBuf,
+    /// Override a scenario field before validation: `--set stack.api_replicas=3`.
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// `shakedown fault`.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// The run to act on, when several stacks are up (`shakedown up` prints its id).
+    #[arg(long, global = true, value_name = "ID")]
+    pub run: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: FaultAction,
+}
+
+/// `shakedown fault ACTION`. TARGET is a host (`pg-primary`, `api-2`) or a group (`api`, `db`).
+#[derive(Debug, Subcommand)]
+pub enum FaultAction {
+    /// SIGKILL the target's containers; they stay down until `heal`, or `--for` a while.
+    Crash {
+        /// A host or group.
+        target: String,
+        /// Start them again after this long (`10s`, `500ms`), then exit.
+        #[arg(long = "for", value_name = "DURATION")]
+        hold: Option<Span>,
+    },
+    /// Freeze the target's containers (cgroup freezer); until `heal`, or `--for` a while.
+    Pause {
+        /// A host or group.
+        target: String,
+        /// Thaw them after this long, then exit.
+        #[arg(long = "for", value_name = "DURATION")]
+        hold: Option<Span>,
+    },
+    /// Cut A off from B (DROP rules in each container, input and output); until `heal`, or
+    /// `--for` a while.
+    Partition {
+        /// One side: a host or group.
+        a: String,
+        /// The other side: a host or group.
+        b: String,
+        /// Drop only what A sends to B.
+        #[arg(long)]
+        one_way: bool,
+        /// Heal it after this long, then exit.
+        #[arg(long = "for", value_name = "DURATION")]
+        hold: Option<Span>,
+    },
+    /// Undo every fault: unpause, start what was killed, delete every partition rule.
+    Heal,
+}
+
+/// `shakedown down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Remove only this run (default: every run of ours, live or not).
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+}
+
 /// `shakedown image`.
 #[derive(Debug, Args)]
 pub struct ImageArgs {
@@ -211,4 +286,72 @@ pub enum ImageAction {
         #[arg(long, value_name = "FILE")]
         binary: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("shakedown").chain(args.iter().copied()))
+    }
+
+    fn fault(args: &[&str]) -> FaultArgs {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).command {
+            Command::Fault(fault) => fault,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `--for` takes a scenario duration; `--run` goes before or after the action.
+    #[test]
+    fn fault_arguments_parse() {
+        let crash = fault(&["fault", "crash", "pg-primary", "--for", "10s"]);
+        assert_eq!(crash.run, None);
+        let FaultAction::Crash { target, hold } = crash.action else { panic!() };
+        assert_eq!((target.as_str(), hold.map(Span::get)), ("pg-primary", Some(Duration::from_secs(10))));
+        let partition = fault(&[
+            "fault",
+            "partition",
+            "api",
+            "pg-replica",
+            "--one-way",
+            "--for",
+            "500ms",
+            "--run",
+            "ab12",
+        ]);
+        assert_eq!(partition.run.as_deref(), Some("ab12"));
+        let FaultAction::Partition { a, b, one_way, hold } = partition.action else { panic!() };
+        assert_eq!((a.as_str(), b.as_str(), one_way), ("api", "pg-replica", true));
+        assert_eq!(hold.map(Span::get), Some(Duration::from_millis(500)));
+        assert_eq!(fault(&["fault", "--run", "ab12", "heal"]).run.as_deref(), Some("ab12"));
+        assert!(matches!(fault(&["fault", "pause", "api"]).action, FaultAction::Pause { hold: None, .. }));
+    }
+
+    #[test]
+    fn bad_fault_arguments_are_refused() {
+        let bad_duration = parse(&["fault", "crash", "pg-primary", "--for", "10"]).unwrap_err().to_string();
+        assert!(bad_duration.contains("the unit is missing"), "{bad_duration}");
+        assert!(parse(&["fault", "partition", "api"]).is_err());
+        assert!(parse(&["fault", "explode", "api"]).is_err());
+    }
+
+    #[test]
+    fn up_and_down_arguments_parse() {
+        let Command::Up(up) = parse(&["up", "s.yaml", "--set", "stack.api_replicas=3"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (up.file, up.overrides),
+            (PathBuf::from("s.yaml"), vec!["stack.api_replicas=3".to_string()])
+        );
+        let Command::Down(down) = parse(&["down"]).unwrap().command else { panic!() };
+        assert_eq!(down.run, None);
+        let Command::Down(down) = parse(&["down", "--run", "ab12"]).unwrap().command else { panic!() };
+        assert_eq!(down.run.as_deref(), Some("ab12"));
+    }
 }

@@ -6,31 +6,6 @@
 use super::args::{ImageAction, ImageArgs};
 use crate::exit;
 
-/// `shakedown down`: remove everything of ours on the engine (containers, networks, volumes
-/// labelled `shakedown.project=shakedown`), live runs included; images stay.
-pub(super) fn down() -> u8 {
-    #[cfg(feature = "containers")]
-    {
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
-        match runtime.block_on(crate::containers::remove_all()) {
-            Ok(count) => {
-                eprintln!("shakedown down: removed {count} containers, networks and volumes");
-                exit::PASS
-            }
-            Err(error) => {
-                eprintln!("shakedown down: {error}");
-                exit::BAD_INPUT
-            }
-        }
-    }
-    #[cfg(not(feature = "containers"))]
-    {
-        eprintln!("shakedown down: this binary was built without the containers backend; run `make down`");
-        exit::BAD_INPUT
-    }
-}
-
 /// Run `shakedown image ACTION`.
 pub(super) fn run(args: &ImageArgs) -> u8 {
     match &args.action {

@@ -3,12 +3,14 @@
 
 pub mod args;
 mod explore;
+mod fault;
 mod image;
 mod list;
 mod replay;
 mod report;
 mod run;
 mod serve;
+mod up;
 mod validate;
 
 use clap::Parser;
@@ -44,7 +46,9 @@ pub fn main() -> u8 {
         Command::Report(args) => report::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Image(args) => image::run(&args),
-        Command::Down => image::down(),
+        Command::Up(args) => up::up(&args),
+        Command::Fault(args) => fault::run(&args),
+        Command::Down(args) => up::down(&args),
     }
 }
 

@@ -4,7 +4,8 @@
 //! re-exported bollard client.
 //!
 //! Every resource carries [`PROJECT_LABEL`], [`RUN_LABEL`] and [`OWNER_LABEL`]; nothing without
-//! our label is ever removed. Ports are published on 127.0.0.1 only, at a host port chosen here
+//! our label is ever removed. An engine made by [`Engine::attach`] acts on the containers of a
+//! run another process started (`shakedown fault`): it has no image and starts nothing new. Ports are published on 127.0.0.1 only, at a host port chosen here
 //! and fixed for the container's life, so a restarted container keeps its address.
 
 use std::collections::HashMap;
@@ -33,7 +34,8 @@ pub(super) type Running = ContainerAsync<GenericImage>;
 pub(super) struct Engine {
     pub(super) docker: Docker,
     pub(super) names: RunNames,
-    image: NodeImage,
+    /// What new containers start from (`None`: attached to a run another process owns).
+    image: Option<NodeImage>,
     owner: String,
 }
 
@@ -41,12 +43,15 @@ impl Engine {
     /// Connect to the local engine (the socket testcontainers finds: `DOCKER_HOST` or
     /// `/var/run/docker.sock`).
     pub(super) async fn connect(names: RunNames, image: NodeImage) -> Result<Engine, String> {
-        let docker = testcontainers::core::client::docker_client_instance()
-            .await
-            .map_err(|e| format!("no Docker engine: {e} (is the daemon running? DOCKER_HOST?)"))?;
-        docker.ping().await.map_err(|e| format!("the Docker engine does not answer: {e}"))?;
+        let docker = docker().await?;
         let owner = super::cleanup::owner_token(std::process::id()).unwrap_or_default();
-        Ok(Engine { docker, names, image, owner })
+        Ok(Engine { docker, names, image: Some(image), owner })
+    }
+
+    /// Act on the existing run `names` names (kill, start, pause, exec); it cannot start
+    /// containers.
+    pub(super) fn attach(docker: Docker, names: RunNames) -> Engine {
+        Engine { docker, names, image: None, owner: String::new() }
     }
 
     /// The labels of every resource of this run.
@@ -84,7 +89,8 @@ impl Engine {
         spec: &ContainerSpec,
         host_port: Option<u16>,
     ) -> Result<Running, String> {
-        let mut request = GenericImage::new(&self.image.name, &self.image.tag)
+        let image = self.image.as_ref().expect("only an engine with an image starts containers");
+        let mut request = GenericImage::new(&image.name, &image.tag)
             .with_cmd(spec.cmd.clone())
             .with_container_name(&spec.name)
             .with_network(self.names.network())
@@ -214,6 +220,60 @@ impl Engine {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// The local engine (the socket testcontainers finds: `DOCKER_HOST` or `/var/run/docker.sock`),
+/// once it answers a ping.
+pub(super) async fn docker() -> Result<Docker, String> {
+    let docker = testcontainers::core::client::docker_client_instance()
+        .await
+        .map_err(|e| format!("no Docker engine: {e} (is the daemon running? DOCKER_HOST?)"))?;
+    docker.ping().await.map_err(|e| format!("the Docker engine does not answer: {e}"))?;
+    Ok(docker)
+}
+
+/// One container of ours as the engine lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Listed {
+    /// Its name (`sd-RUN-HOST`).
+    pub(super) name: String,
+    /// Its run ([`RUN_LABEL`]).
+    pub(super) run: String,
+    /// The topology host it plays ([`HOST_LABEL`]; `links` for the link proxy).
+    pub(super) host: String,
+    /// Its run's owner ([`OWNER_LABEL`], `pid/start-time`).
+    pub(super) owner: Option<String>,
+    /// Docker's state: `running`, `paused`, `exited`, `created`, …
+    pub(super) state: String,
+    /// Docker's status line (`Exited (137) 3 seconds ago`).
+    pub(super) status: String,
+    /// The port it publishes on 127.0.0.1, if any.
+    pub(super) port: Option<u16>,
+}
+
+/// Every container labelled with `filter` (`key=value`), stopped ones too.
+pub(super) async fn list_labelled(docker: &Docker, filter: &str) -> Result<Vec<Listed>, String> {
+    let filters = HashMap::from([("label".to_string(), vec![filter.to_string()])]);
+    let list = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let containers = docker.list_containers(Some(list)).await.map_err(|e| format!("list containers: {e}"))?;
+    let mut out = Vec::new();
+    for container in containers {
+        let labels = container.labels.unwrap_or_default();
+        let name = container.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string());
+        let (Some(name), Some(run)) = (name, labels.get(RUN_LABEL)) else { continue };
+        let port = container.ports.unwrap_or_default().iter().find_map(|p| p.public_port);
+        out.push(Listed {
+            name,
+            run: run.clone(),
+            host: labels.get(HOST_LABEL).cloned().unwrap_or_default(),
+            owner: labels.get(OWNER_LABEL).cloned(),
+            state: container.state.map(|s| s.to_string()).unwrap_or_default(),
+            status: container.status.unwrap_or_default(),
+            port,
+        });
+    }
+    out.sort_by(|a, b| (&a.run, &a.name).cmp(&(&b.run, &b.name)));
+    Ok(out)
 }
 
 /// Remove every container, network and volume labelled with `filter` (`key=value`); returns how

@@ -9,10 +9,10 @@
 //! | partition | `iptables` DROP rules in both hosts' own network namespaces for every pair (input and output, so established connections are cut too; `one_way`: only `a` → `b` packets), and any proxied link between the sides cut | the same rules deleted (their packet counts are the effect); links restored |
 //! | backpressure | each worker's `POST /control/mode` (paused or slowed, as on the simulation); a smaller capacity as a RabbitMQ policy (`max-length`, `reject-publish`; the smaller of policy and queue argument wins) | workers running; the policy cleared |
 //! | pricefeed outage | the price feed's `POST /control/outage` (errors or slow) | answering normally |
-//! | latency | every proxied link between the two sides delays each chunk by `delay ± jitter/2`, both ways (`proxy.rs`) | the links forward at once |
+//! | latency | every connection path between the two sides goes through the link proxy for the whole run (`layout::Links::for_plan`); each chunk is delayed by `delay` plus `0..jitter`, both ways (`proxy.rs`) | the links forward at once |
 //!
-//! Latency between hosts with no proxied link is refused by [`unsupported`] before anything
-//! starts (exit 254), not 40 s in.
+//! A latency fault between hosts that open no connection to each other delays nothing: its
+//! `messages_held_count` is 0 and the report flags it vacuous, as on the simulation.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::engine::Engine;
-use super::layout::links_between;
+use super::layout::Links;
 use super::proxy::{LinkReport, Toxics};
 use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, record_event};
 use crate::history::{EntryOp, History};
@@ -34,26 +34,6 @@ use crate::stack::worker::WorkerMode;
 /// Upper bound on one call to a control endpoint (the link proxy's, a worker's, the feed's).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Why each fault of `plan` cannot run on containers yet (empty: all can).
-pub fn unsupported(plan: &Plan) -> Vec<String> {
-    let mut reasons = Vec::new();
-    for fault in &plan.faults {
-        match &fault.kind {
-            FaultKind::Crash { .. }
-            | FaultKind::Pause { .. }
-            | FaultKind::Partition { .. }
-            | FaultKind::Backpressure { .. }
-            | FaultKind::PricefeedOutage { .. } => {}
-            FaultKind::Latency { a, b, .. } if !links_between(a, b).is_empty() => {}
-            FaultKind::Latency { a, b, .. } => reasons.push(format!(
-                "faults[{}]: latency between {a:?} and {b:?}: on containers only the replication link (pg-replica → pg-primary) goes through the link proxy yet; run it with --backend sim",
-                fault.index
-            )),
-        }
-    }
-    reasons
-}
-
 /// What the fault tasks share with the run.
 #[derive(Clone)]
 pub(super) struct FaultState {
@@ -63,6 +43,8 @@ pub(super) struct FaultState {
     pub(super) effects: Arc<Mutex<Vec<FaultEffect>>>,
     /// The link proxy's admin address on 127.0.0.1 (`127.0.0.1:PORT`).
     pub(super) links_admin: String,
+    /// The links the proxy carries.
+    links: Links,
     /// Each host's port published on 127.0.0.1 (the control endpoints of workers and the feed).
     ports: std::collections::BTreeMap<String, u16>,
     /// The packet-filter rules each partition put in, by fault index, to delete at its end.
@@ -70,11 +52,12 @@ pub(super) struct FaultState {
 }
 
 /// One packet-filter rule in one container: `(container, [chain, -s|-d, address])`.
-type Rule = (String, [String; 3]);
+pub(super) type Rule = (String, [String; 3]);
 
 impl FaultState {
     pub(super) fn new(
         plan: &Plan,
+        links: Links,
         links_admin: String,
         ports: std::collections::BTreeMap<String, u16>,
     ) -> FaultState {
@@ -83,8 +66,21 @@ impl FaultState {
             active: Arc::new(Mutex::new(BTreeSet::new())),
             effects: Arc::new(Mutex::new(vec![FaultEffect::default(); count])),
             links_admin,
+            links,
             ports,
             rules: Arc::default(),
+        }
+    }
+}
+
+impl FaultState {
+    /// The proxied links a fault acts on or disturbs: those between its sides, or those that
+    /// start or end at a host it crashes or freezes (their counters are its effect).
+    fn links_of(&self, kind: &FaultKind) -> Vec<String> {
+        match kind {
+            FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => self.links.between(a, b),
+            FaultKind::Crash { hosts } | FaultKind::Pause { hosts } => self.links.touching(hosts),
+            FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => Vec::new(),
         }
     }
 }
@@ -100,7 +96,8 @@ pub(super) async fn run_fault(
     state: FaultState,
 ) -> Result<(), String> {
     tokio::time::sleep_until(start + fault.start).await;
-    let before = delayed_count(&state.links_admin).await;
+    let links = state.links_of(&fault.kind);
+    let before = link_counters(&state.links_admin, &links).await;
     apply(&engine, &fault, &state).await?;
     state.active.lock().expect("active faults").insert(fault.index);
     let now = start.elapsed();
@@ -112,10 +109,12 @@ pub(super) async fn run_fault(
         let rules = state.rules.lock().expect("rules").remove(&fault.index).unwrap_or_default();
         effect.messages_held_count = heal(&engine, &rules).await;
     }
+    let during = link_counters(&state.links_admin, &links).await;
     revert(&engine, &fault, &state).await?;
     state.active.lock().expect("active faults").remove(&fault.index);
+    effect.connections_reset_count = during.resets.saturating_sub(before.resets);
     if matches!(fault.kind, FaultKind::Latency { .. }) {
-        effect.messages_held_count = delayed_count(&state.links_admin).await.saturating_sub(before);
+        effect.messages_held_count = during.delayed.saturating_sub(before.delayed);
     }
     let now = start.elapsed();
     state.effects.lock().expect("fault effects")[fault.index] = effect.clone();
@@ -146,7 +145,8 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
             }
             state.rules.lock().expect("rules").insert(fault.index, rules);
             // A proxied link is one TCP stream: cutting either direction cuts it.
-            set_links(links_admin, &links_between(a, b), Toxics { cut: true, ..Toxics::default() }).await
+            set_links(links_admin, &state.links.between(a, b), Toxics { cut: true, ..Toxics::default() })
+                .await
         }
         FaultKind::Backpressure { consumers, slow_by, capacity } => {
             set_workers(state, WorkerMode::from_fault(*consumers, *slow_by)).await?;
@@ -171,7 +171,7 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
                 jitter_ms: jitter.as_millis() as u64,
                 cut: false,
             };
-            set_links(links_admin, &links_between(a, b), toxics).await
+            set_links(links_admin, &state.links.between(a, b), toxics).await
         }
     }
 }
@@ -193,7 +193,7 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
             Ok(())
         }
         FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => {
-            set_links(links_admin, &links_between(a, b), Toxics::default()).await
+            set_links(links_admin, &state.links.between(a, b), Toxics::default()).await
         }
         FaultKind::Backpressure { capacity, .. } => {
             set_workers(state, WorkerMode::Running).await?;
@@ -252,7 +252,7 @@ async fn rabbitmqctl(engine: &Engine, args: &[&str]) -> Result<(), String> {
 /// The rules that cut `a` from `b`: for every pair, each side drops the other's packets coming
 /// in and going out (Jepsen's way); `one_way` drops only what `a` sends to `b`. A host that is
 /// down (crashed) has no address and is skipped: it is cut off already.
-async fn partition_rules(engine: &Engine, a: &[String], b: &[String], one_way: bool) -> Vec<Rule> {
+pub(super) async fn partition_rules(engine: &Engine, a: &[String], b: &[String], one_way: bool) -> Vec<Rule> {
     let mut ips = std::collections::BTreeMap::new();
     for host in a.iter().chain(b) {
         match engine.ip(&engine.names.container(host)).await {
@@ -281,7 +281,12 @@ async fn partition_rules(engine: &Engine, a: &[String], b: &[String], one_way: b
 
 /// Add (`-A`) or delete (`-D`) one DROP rule in the filter table (never `nat`: Docker's DNS
 /// lives there).
-async fn iptables(engine: &Engine, container: &str, action: &str, rule: &[String; 3]) -> Result<(), String> {
+pub(super) async fn iptables(
+    engine: &Engine,
+    container: &str,
+    action: &str,
+    rule: &[String; 3],
+) -> Result<(), String> {
     let [chain, flag, ip] = rule;
     let cmd = ["iptables", "-w", action, chain, flag, ip, "-j", "DROP"];
     match engine.exec_named(container, &cmd).await? {
@@ -292,7 +297,7 @@ async fn iptables(engine: &Engine, container: &str, action: &str, rule: &[String
 
 /// Delete a partition's rules; the packets they dropped. A container that restarted meanwhile
 /// lost its rules with its network namespace: nothing to delete there.
-async fn heal(engine: &Engine, rules: &[Rule]) -> u64 {
+pub(super) async fn heal(engine: &Engine, rules: &[Rule]) -> u64 {
     let mut dropped = 0;
     let mut counted = std::collections::BTreeSet::new();
     for (container, _) in rules {
@@ -338,13 +343,29 @@ async fn set_links(admin: &str, links: &[String], toxics: Toxics) -> Result<(), 
     Ok(())
 }
 
-/// Chunks the proxy has delayed so far, over every link (0 if it cannot be asked).
-async fn delayed_count(admin: &str) -> u64 {
+/// What the proxy has counted so far over some links.
+#[derive(Clone, Copy, Debug, Default)]
+struct LinkCounters {
+    /// Chunks held back by a delay.
+    delayed: u64,
+    /// Connections closed by a cut, refused, or whose target could not be reached.
+    resets: u64,
+}
+
+/// The proxy's counters summed over the named links (zero if it cannot be asked).
+async fn link_counters(admin: &str, names: &[String]) -> LinkCounters {
+    if names.is_empty() {
+        return LinkCounters::default();
+    }
     let http = RealHttp::new(Default::default());
     let request = admin_request(admin, http::Method::GET, "/links".into(), None);
-    let Ok(response) = http.send(request, ADMIN_TIMEOUT).await else { return 0 };
+    let Ok(response) = http.send(request, ADMIN_TIMEOUT).await else { return LinkCounters::default() };
     let links: Vec<LinkReport> = serde_json::from_slice(&response.body).unwrap_or_default();
-    links.iter().map(|l| l.chunks_delayed_count).sum()
+    let mine = links.iter().filter(|l| names.contains(&l.name));
+    mine.fold(LinkCounters::default(), |sum, l| LinkCounters {
+        delayed: sum.delayed + l.chunks_delayed_count,
+        resets: sum.resets + l.connections_reset_count,
+    })
 }
 
 #[cfg(test)]

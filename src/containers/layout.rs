@@ -12,6 +12,7 @@
 //! directly and fences through their data volumes, mounted at `/fence/primary` and
 //! `/fence/standby` — STONITH on storage: a fenced node restarts read-only, in recovery.
 
+use crate::faults::{FaultKind, Plan};
 use crate::scenario::model::{Replication, StackConfig};
 use crate::stack::topology::{CLIENT, Topology};
 
@@ -27,24 +28,122 @@ pub const HOST_LABEL: &str = "shakedown.host";
 /// The container that carries the proxied links (not a topology host: faults cannot name it).
 pub const LINKS_HOST: &str = "links";
 
-/// The links that go through the link proxy, as (source host, target host, target port, proxy
-/// port): a `latency` fault between two groups acts on every link between their hosts. Today the
-/// replication stream (the standby dials the primary); other paths are direct.
-pub const LINKS: [(&str, &str, u16, u16); 1] = [("pg-replica", "pg-primary", 5432, 15432)];
+/// The first port the link proxy listens on; each further link takes the next one.
+const FIRST_PROXY_PORT: u16 = 15432;
 
-/// A link's name in the proxy: `source~target`.
-pub fn link_name(source: &str, target: &str) -> String {
-    format!("{source}~{target}")
+/// A directed connection path that goes through the link proxy: `source` dials
+/// `links:proxy_port`, which forwards to `target:target_port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The host that dials.
+    pub source: String,
+    /// The host it reaches.
+    pub target: String,
+    /// The target's port.
+    pub target_port: u16,
+    /// The proxy's port for this link.
+    pub proxy_port: u16,
 }
 
-/// The proxied links between any host of `a` and any host of `b`, either way.
-pub fn links_between(a: &[String], b: &[String]) -> Vec<String> {
+impl Link {
+    /// Its name in the proxy: `source~target`.
+    pub fn name(&self) -> String {
+        format!("{}~{}", self.source, self.target)
+    }
+}
+
+/// The links a run proxies. The replication stream always goes through the proxy; any other
+/// connection path does when a `latency` fault of the plan has its two ends on opposite sides,
+/// so a run pays the extra hop only where a scenario asks for latency.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Links {
+    links: Vec<Link>,
+}
+
+impl Links {
+    /// The links `plan`'s latency faults need on `stack`'s topology.
+    pub fn for_plan(stack: &StackConfig, plan: &Plan) -> Links {
+        let topology = Topology::new(stack);
+        let mut paths = vec![("pg-replica".to_string(), "pg-primary".to_string(), 5432)];
+        for fault in &plan.faults {
+            let FaultKind::Latency { a, b, .. } = &fault.kind else { continue };
+            for source in topology.hosts().iter().map(|h| h.name.as_str()) {
+                for (target, port) in dials(&topology, source) {
+                    let path = (source.to_string(), target, port);
+                    if crosses(a, b, &path.0, &path.1) && !paths.contains(&path) {
+                        paths.push(path);
+                    }
+                }
+            }
+        }
+        let links = paths
+            .into_iter()
+            .zip(FIRST_PROXY_PORT..)
+            .map(|((source, target, target_port), proxy_port)| Link {
+                source,
+                target,
+                target_port,
+                proxy_port,
+            })
+            .collect();
+        Links { links }
+    }
+
+    /// Every link, in proxy-port order.
+    pub fn all(&self) -> &[Link] {
+        &self.links
+    }
+
+    /// The names of the links between any host of `a` and any host of `b`, either way.
+    pub fn between(&self, a: &[String], b: &[String]) -> Vec<String> {
+        self.links.iter().filter(|l| crosses(a, b, &l.source, &l.target)).map(Link::name).collect()
+    }
+
+    /// The names of the links that start or end at any of `hosts`.
+    pub fn touching(&self, hosts: &[String]) -> Vec<String> {
+        let has = |host: &String| hosts.contains(host);
+        self.links.iter().filter(|l| has(&l.source) || has(&l.target)).map(Link::name).collect()
+    }
+
+    /// Where `source` dials `target:port` on the run's network: the target itself, or the proxy.
+    fn address(&self, names: &RunNames, source: &str, target: &str, port: u16) -> (String, u16) {
+        match self.links.iter().find(|l| l.source == source && l.target == target && l.target_port == port) {
+            Some(link) => (names.container(LINKS_HOST), link.proxy_port),
+            None => (names.container(target), port),
+        }
+    }
+}
+
+/// Whether a path from `source` to `target` has its ends on opposite sides of `a` | `b`.
+fn crosses(a: &[String], b: &[String], source: &str, target: &str) -> bool {
     let has = |side: &[String], host: &str| side.iter().any(|h| h == host);
-    LINKS
-        .iter()
-        .filter(|(s, t, _, _)| (has(a, s) && has(b, t)) || (has(b, s) && has(a, t)))
-        .map(|(s, t, _, _)| link_name(s, t))
-        .collect()
+    (has(a, source) && has(b, target)) || (has(b, source) && has(a, target))
+}
+
+/// Every connection path `host` opens, as (target host, port): the edges a `latency` fault can
+/// delay on containers. Services reach the writable node only through `db-router` and read the
+/// standby directly, as on the simulation; the watchdog and `db-router` dial both nodes.
+pub fn dials(topology: &Topology, host: &str) -> Vec<(String, u16)> {
+    let named = |prefix: &str, port: u16| -> Vec<(String, u16)> {
+        let hosts = topology.hosts().iter().filter(|h| h.name.starts_with(prefix));
+        hosts.map(|h| (h.name.clone(), port)).collect()
+    };
+    let to = |targets: &[(&str, u16)]| targets.iter().map(|(t, p)| (t.to_string(), *p)).collect::<Vec<_>>();
+    let database = [("db-router", 5432), ("pg-replica", 5432)];
+    match host {
+        "lb" => named("api-", 80),
+        "inventory" | "ordersvc" | "reports" => to(&database),
+        "db-router" => to(&[("pg-primary", 5432), ("pg-replica", 5432)]),
+        "watchdog" => to(&[("pg-primary", 5432), ("pg-replica", 5432), ("db-router", 80)]),
+        "pg-replica" => to(&[("pg-primary", 5432)]),
+        api if api.starts_with("api-") => {
+            let peers =
+                [("pricefeed", 80), ("inventory", 80), ("ordersvc", 80), ("reports", 80), ("broker", 5672)];
+            to(&[&peers[..], &database[..]].concat())
+        }
+        worker if worker.starts_with("worker-") => to(&[("broker", 5672), database[0], database[1]]),
+        _ => Vec::new(),
+    }
 }
 
 /// Where PostgreSQL keeps its data inside a database container (a volume).
@@ -111,28 +210,33 @@ impl RunNames {
     pub fn volume(&self, host: &str) -> String {
         format!("sd-{}-{host}", self.run)
     }
-
-    /// A PostgreSQL URL for `host` on the run's network.
-    fn pg_url(&self, host: &str) -> String {
-        format!("postgres://postgres@{}:5432/postgres", self.container(host))
-    }
 }
 
-/// Every container of a stack, in start order.
-pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
+/// A PostgreSQL URL for an address on the run's network.
+fn pg_url((host, port): (String, u16)) -> String {
+    format!("postgres://postgres@{host}:{port}/postgres")
+}
+
+/// Every container of a stack, in start order; each host dials its peers directly or, where
+/// `links` says so, through the link proxy.
+pub fn containers(stack: &StackConfig, links: &Links, names: &RunNames) -> Vec<ContainerSpec> {
     let stack_json = serde_json::to_string(stack).expect("the stack config serialises");
     let topology = Topology::new(stack);
     let http_hosts: Vec<&str> =
         topology.hosts().iter().map(|h| h.name.as_str()).filter(|h| is_http_service(h)).collect();
-    let peers: Vec<String> = http_hosts
-        .iter()
-        .flat_map(|h| ["--peer".to_string(), format!("{h}:80={}:80", names.container(h))])
-        .collect();
-    let db_env = |direct: bool| {
+    let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
+    let peers = |source: &str| -> Vec<String> {
+        let peer = |h: &&str| {
+            let (host, port) = at(source, h, 80);
+            ["--peer".to_string(), format!("{h}:80={host}:{port}")]
+        };
+        http_hosts.iter().flat_map(peer).collect()
+    };
+    let db_env = |source: &str, direct: bool| {
         let writer = if direct { "pg-primary" } else { "db-router" };
         vec![
-            ("SHAKEDOWN_PG_PRIMARY_URL".to_string(), names.pg_url(writer)),
-            ("SHAKEDOWN_PG_STANDBY_URL".to_string(), names.pg_url("pg-replica")),
+            ("SHAKEDOWN_PG_PRIMARY_URL".to_string(), pg_url(at(source, writer, 5432))),
+            ("SHAKEDOWN_PG_STANDBY_URL".to_string(), pg_url(at(source, "pg-replica", 5432))),
         ]
     };
     let mut specs = Vec::new();
@@ -151,14 +255,13 @@ pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
         };
         let serve = |service: &str, listen: &str| -> Vec<String> {
             let mut cmd = ["shakedown", "serve", service, "--listen", listen].map(String::from).to_vec();
-            cmd.extend(peers.iter().cloned());
+            cmd.extend(peers(host));
             cmd
         };
-        let mut service_env = db_env(false);
-        service_env.push((
-            "SHAKEDOWN_AMQP_URL".into(),
-            format!("amqp://guest:guest@{}:5672/%2f", names.container("broker")),
-        ));
+        let mut service_env = db_env(host, false);
+        let (broker, broker_port) = at(host, "broker", 5672);
+        service_env
+            .push(("SHAKEDOWN_AMQP_URL".into(), format!("amqp://guest:guest@{broker}:{broker_port}/%2f")));
         service_env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
         service_env.push(("RUST_LOG".into(), "info".into()));
         let made = match host {
@@ -173,9 +276,10 @@ pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
             }
             "pg-replica" => {
                 // The standby streams from the primary through the link proxy.
+                let (primary, primary_port) = at(host, "pg-primary", 5432);
                 let env = vec![
-                    ("SHAKEDOWN_PRIMARY_HOST".to_string(), names.container(LINKS_HOST)),
-                    ("SHAKEDOWN_PRIMARY_PORT".to_string(), LINKS[0].3.to_string()),
+                    ("SHAKEDOWN_PRIMARY_HOST".to_string(), primary),
+                    ("SHAKEDOWN_PRIMARY_PORT".to_string(), primary_port.to_string()),
                 ];
                 let mut s = spec(node_cmd("pg-replica"), env, Some(5432), Readiness::Postgres, 1);
                 s.volumes.push((names.volume(host), PGDATA.into()));
@@ -188,17 +292,15 @@ pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
             "db-router" => {
                 let mut cmd = serve("db-router", "0.0.0.0:5432");
                 cmd.extend(["--admin".into(), "0.0.0.0:80".into()]);
-                let mut env = db_env(true);
+                let mut env = db_env(host, true);
                 env.push(("RUST_LOG".into(), "info".into()));
                 spec(cmd, env, Some(80), Readiness::Http, 2)
             }
             "watchdog" => {
-                let mut env = db_env(true);
+                let mut env = db_env(host, true);
                 env.push(("SHAKEDOWN_REAL_DIR".into(), "/fence".into()));
-                env.push((
-                    "SHAKEDOWN_DB_ROUTER_ADMIN".into(),
-                    format!("http://{}:80", names.container("db-router")),
-                ));
+                let (router, router_port) = at(host, "db-router", 80);
+                env.push(("SHAKEDOWN_DB_ROUTER_ADMIN".into(), format!("http://{router}:{router_port}")));
                 env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
                 env.push(("RUST_LOG".into(), "info".into()));
                 let mut s = spec(serve("watchdog", "0.0.0.0:80"), env, None, Readiness::Running, 3);
@@ -218,17 +320,23 @@ pub fn containers(stack: &StackConfig, names: &RunNames) -> Vec<ContainerSpec> {
         };
         specs.push(made);
     }
-    specs.push(links(names));
+    specs.push(links_container(links, names));
     specs.sort_by_key(|s| s.stage);
     specs
 }
 
-/// The link proxy's container: every link of [`LINKS`], its admin API on port 80.
-fn links(names: &RunNames) -> ContainerSpec {
+/// The link proxy's container: every link of `links`, its admin API on port 80.
+fn links_container(links: &Links, names: &RunNames) -> ContainerSpec {
     let mut cmd = ["shakedown", "serve", "links", "--listen", "0.0.0.0:80"].map(String::from).to_vec();
-    for (source, target, port, proxy_port) in LINKS {
+    for link in links.all() {
         cmd.push("--link".into());
-        cmd.push(format!("{}={proxy_port}:{}:{port}", link_name(source, target), names.container(target)));
+        cmd.push(format!(
+            "{}={}:{}:{}",
+            link.name(),
+            link.proxy_port,
+            names.container(&link.target),
+            link.target_port
+        ));
     }
     ContainerSpec {
         host: LINKS_HOST.into(),
@@ -263,10 +371,50 @@ fn replication_name(replication: Replication) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::faults::PlannedFault;
+    use std::time::Duration;
+
+    fn stack() -> StackConfig {
+        StackConfig { api_replicas: 2, workers: 1, ..StackConfig::default() }
+    }
+
+    fn plan(faults: Vec<FaultKind>) -> Plan {
+        let faults = faults
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| PlannedFault { index, start: Duration::ZERO, end: None, kind })
+            .collect();
+        Plan { duration: Duration::from_secs(10), faults, phases: Vec::new() }
+    }
+
+    fn hosts(h: &[&str]) -> Vec<String> {
+        h.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn latency(a: &[&str], b: &[&str]) -> FaultKind {
+        FaultKind::Latency {
+            a: hosts(a),
+            b: hosts(b),
+            delay: Duration::from_millis(50),
+            jitter: Duration::ZERO,
+        }
+    }
+
+    fn layout_for(faults: Vec<FaultKind>) -> Vec<ContainerSpec> {
+        let stack = stack();
+        containers(&stack, &Links::for_plan(&stack, &plan(faults)), &RunNames { run: "ab12".into() })
+    }
 
     fn layout() -> Vec<ContainerSpec> {
-        let stack = StackConfig { api_replicas: 2, workers: 1, ..StackConfig::default() };
-        containers(&stack, &RunNames { run: "ab12".into() })
+        layout_for(Vec::new())
+    }
+
+    fn get(specs: &[ContainerSpec], host: &str) -> ContainerSpec {
+        specs.iter().find(|s| s.host == host).unwrap().clone()
+    }
+
+    fn env(spec: &ContainerSpec, key: &str) -> String {
+        spec.env.iter().find(|(n, _)| n == key).map(|(_, v)| v.clone()).unwrap()
     }
 
     /// One container per topology host but the client, databases first and the balancer last.
@@ -295,17 +443,15 @@ mod tests {
     #[test]
     fn writes_go_through_the_router_and_the_watchdog_fences_on_storage() {
         let specs = layout();
-        let get = |h: &str| specs.iter().find(|s| s.host == h).unwrap().clone();
-        let env = |s: &ContainerSpec, k: &str| s.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let api = get("api-2");
+        let api = get(&specs, "api-2");
         assert_eq!(
-            env(&api, "SHAKEDOWN_PG_PRIMARY_URL").unwrap(),
+            env(&api, "SHAKEDOWN_PG_PRIMARY_URL"),
             "postgres://postgres@sd-ab12-db-router:5432/postgres"
         );
         assert!(api.cmd.windows(2).any(|w| w == ["--peer", "pricefeed:80=sd-ab12-pricefeed:80"]));
-        let watchdog = get("watchdog");
+        let watchdog = get(&specs, "watchdog");
         assert_eq!(
-            env(&watchdog, "SHAKEDOWN_PG_PRIMARY_URL").unwrap(),
+            env(&watchdog, "SHAKEDOWN_PG_PRIMARY_URL"),
             "postgres://postgres@sd-ab12-pg-primary:5432/postgres"
         );
         assert_eq!(
@@ -315,22 +461,79 @@ mod tests {
                 ("sd-ab12-pg-replica".to_string(), "/fence/standby".to_string())
             ]
         );
-        assert_eq!(get("pg-primary").volumes[0].1, PGDATA);
-        assert_eq!(env(&get("pg-primary"), "SHAKEDOWN_REPLICATION").unwrap(), "sync");
-        assert_eq!(env(&get("pg-replica"), "SHAKEDOWN_PRIMARY_HOST").unwrap(), "sd-ab12-links");
+        assert_eq!(get(&specs, "pg-primary").volumes[0].1, PGDATA);
+        assert_eq!(env(&get(&specs, "pg-primary"), "SHAKEDOWN_REPLICATION"), "sync");
+    }
+
+    /// With no latency fault only the replication stream is proxied: no other request pays
+    /// the extra hop.
+    #[test]
+    fn only_the_replication_stream_is_proxied_without_latency_faults() {
+        let specs = layout();
+        assert_eq!(env(&get(&specs, "pg-replica"), "SHAKEDOWN_PRIMARY_HOST"), "sd-ab12-links");
+        assert_eq!(env(&get(&specs, "pg-replica"), "SHAKEDOWN_PRIMARY_PORT"), "15432");
+        let links: Vec<String> = get(&specs, "links").cmd.into_iter().filter(|a| a.contains('~')).collect();
+        assert_eq!(links, ["pg-replica~pg-primary=15432:sd-ab12-pg-primary:5432"]);
+    }
+
+    /// A latency fault between `api` and `deps` + `db` routes exactly the paths the api hosts
+    /// open to those hosts through the proxy, each on its own port; other paths stay direct.
+    #[test]
+    fn a_latency_fault_routes_the_paths_between_its_sides_through_the_proxy() {
+        let specs = layout_for(vec![latency(&["api-1", "api-2"], &["pricefeed", "db-router", "pg-replica"])]);
+        let api = get(&specs, "api-1");
+        let proxied = |spec: &ContainerSpec, peer: &str| {
+            spec.cmd
+                .iter()
+                .find(|a| a.starts_with(&format!("{peer}:80=")))
+                .unwrap()
+                .contains("sd-ab12-links:")
+        };
+        assert!(proxied(&api, "pricefeed"), "{:?}", api.cmd);
+        assert!(!proxied(&api, "inventory"), "inventory is on neither side");
+        assert!(env(&api, "SHAKEDOWN_PG_PRIMARY_URL").starts_with("postgres://postgres@sd-ab12-links:"));
+        assert!(env(&api, "SHAKEDOWN_PG_STANDBY_URL").starts_with("postgres://postgres@sd-ab12-links:"));
+        assert!(env(&api, "SHAKEDOWN_AMQP_URL").contains("@sd-ab12-broker:5672/"));
+        let worker = get(&specs, "worker-1");
+        assert_eq!(
+            env(&worker, "SHAKEDOWN_PG_PRIMARY_URL"),
+            "postgres://postgres@sd-ab12-db-router:5432/postgres"
+        );
+        let link_args: Vec<String> =
+            get(&specs, "links").cmd.iter().filter(|a| a.contains('~')).cloned().collect();
+        assert_eq!(link_args.len(), 1 + 2 * 3, "{link_args:?}");
+        let ports: std::collections::BTreeSet<&str> =
+            link_args.iter().map(|a| a.split(['=', ':']).nth(1).unwrap()).collect();
+        assert_eq!(ports.len(), link_args.len(), "one port per link: {link_args:?}");
         assert!(
-            get("links").cmd.contains(&"pg-replica~pg-primary=15432:sd-ab12-pg-primary:5432".to_string())
+            link_args.contains(&"api-2~pricefeed=15436:sd-ab12-pricefeed:80".to_string()),
+            "{link_args:?}"
         );
     }
 
     #[test]
-    fn links_between_groups_either_way() {
-        let v = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(links_between(&v(&["pg-primary"]), &v(&["pg-replica"])), ["pg-replica~pg-primary"]);
+    fn links_between_groups_either_way_and_touching_hosts() {
+        let stack = stack();
+        let links = Links::for_plan(&stack, &plan(vec![latency(&["lb"], &["api-1", "api-2"])]));
         assert_eq!(
-            links_between(&v(&["pg-replica", "db-router"]), &v(&["pg-primary"])),
+            links.between(&hosts(&["pg-primary"]), &hosts(&["pg-replica"])),
             ["pg-replica~pg-primary"]
         );
-        assert!(links_between(&v(&["api-1"]), &v(&["pg-replica"])).is_empty());
+        assert_eq!(
+            links.between(&hosts(&["pg-replica", "db-router"]), &hosts(&["pg-primary"])),
+            ["pg-replica~pg-primary"]
+        );
+        assert!(links.between(&hosts(&["api-1"]), &hosts(&["pg-replica"])).is_empty());
+        assert_eq!(links.between(&hosts(&["api-2"]), &hosts(&["lb"])), ["lb~api-2"]);
+        assert_eq!(links.touching(&hosts(&["pg-primary"])), ["pg-replica~pg-primary"]);
+    }
+
+    /// Hosts that never talk have no path: a latency fault between them proxies nothing (and is
+    /// reported vacuous).
+    #[test]
+    fn a_latency_fault_between_hosts_that_never_talk_adds_no_link() {
+        let stack = stack();
+        let links = Links::for_plan(&stack, &plan(vec![latency(&["pricefeed"], &["broker"])]));
+        assert_eq!(links.all().len(), 1);
     }
 }

@@ -15,19 +15,25 @@
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
 //! | `cleanup.rs` | labels, sweeping dead runs, `shakedown down` |
+//! | `up.rs` | `shakedown up`: the stack with no load or faults, its endpoints printed, until Ctrl-C |
+//! | `manual.rs` | `shakedown fault`: crash, pause, partition and heal by hand on a stack that is up |
 
 mod cleanup;
 mod engine;
 mod faults;
 pub mod image;
 pub mod layout;
+mod manual;
 mod progress;
 pub mod proxy;
 mod runner;
+mod up;
 
 use std::path::PathBuf;
 
-pub use cleanup::remove_all;
+pub use cleanup::{Removed, down};
+pub use manual::{Manual, ManualError, fault};
+pub use up::up;
 
 use crate::run::{Backend, BackendError, Observed};
 use crate::scenario::Loaded;
@@ -54,12 +60,9 @@ impl Backend for Containers {
         "containers"
     }
 
-    fn check(&self, loaded: &Loaded) -> Vec<String> {
-        let mut reasons = faults::unsupported(&loaded.plan);
-        if let Err(error) = image::check_docker() {
-            reasons.push(error.to_string());
-        }
-        reasons
+    fn check(&self, _loaded: &Loaded) -> Vec<String> {
+        // Every fault kind runs on containers; what can stop a run before it starts is Docker.
+        image::check_docker().err().map(|e| e.to_string()).into_iter().collect()
     }
 
     fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {

@@ -1,7 +1,7 @@
 //! The link proxy (Toxiproxy's model, built in because this kernel has no `netem`): one TCP
 //! listener per *link* — a directed connection path such as `pg-replica→pg-primary` — that
 //! forwards to the link's target and, on demand, delays every chunk in both directions by
-//! `delay ± jitter/2` or cuts the link (existing connections closed, new ones refused).
+//! `delay` plus a uniform draw in `0..jitter` (the scenario language's meaning) or cuts the link (existing connections closed, new ones refused).
 //!
 //! It runs as the run's `links` container (`shakedown serve links`); the hosts at a link's source
 //! dial the proxy instead of the target. The harness steers it over HTTP:
@@ -67,7 +67,7 @@ pub struct Toxics {
     /// Added one-way delay per chunk, ms.
     #[serde(default)]
     pub delay_ms: u64,
-    /// Spread around the delay: each chunk gets `delay ± jitter/2`, ms.
+    /// Extra random delay: each chunk gets `delay` plus a uniform draw in `0..jitter`, ms.
     #[serde(default)]
     pub jitter_ms: u64,
     /// Close every connection and refuse new ones.
@@ -237,11 +237,11 @@ async fn pump(
     tokio::join!(reader, writer);
 }
 
-/// The delay of one chunk: `delay + jitter * (u - 1/2)` for a uniform `u` in `[0, 1)`, never
-/// below zero.
+/// The delay of one chunk: `delay + jitter * u` for a uniform `u` in `[0, 1)`, as the scenario
+/// language defines jitter (`0..jitter` on top of the delay).
 fn chunk_delay(toxics: Toxics, u: f64) -> Duration {
-    let ms = toxics.delay_ms as f64 + toxics.jitter_ms as f64 * (u - 0.5);
-    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+    let ms = toxics.delay_ms as f64 + toxics.jitter_ms as f64 * u;
+    Duration::from_secs_f64(ms / 1000.0)
 }
 
 #[cfg(test)]
@@ -267,11 +267,11 @@ mod tests {
     }
 
     #[test]
-    fn jitter_spreads_around_the_delay_and_never_goes_negative() {
+    fn jitter_adds_zero_to_jitter_on_top_of_the_delay() {
         let toxics = Toxics { delay_ms: 100, jitter_ms: 40, cut: false };
-        assert_eq!(chunk_delay(toxics, 0.0), Duration::from_millis(80));
-        assert_eq!(chunk_delay(toxics, 0.5), Duration::from_millis(100));
-        assert_eq!(chunk_delay(Toxics { delay_ms: 1, jitter_ms: 100, cut: false }, 0.0), Duration::ZERO);
+        assert_eq!(chunk_delay(toxics, 0.0), Duration::from_millis(100));
+        assert_eq!(chunk_delay(toxics, 0.5), Duration::from_millis(120));
+        assert!(chunk_delay(toxics, 0.999) < Duration::from_millis(140));
     }
 
     /// Through the proxy on loopback: an echo's round trip grows by twice the delay (once each

@@ -25,10 +25,10 @@ use tokio::time::Instant;
 use super::engine::{Engine, Running};
 use super::faults::{FaultState, run_fault};
 use super::image::NodeImage;
-use super::layout::{ContainerSpec, LINKS_HOST, Readiness, RunNames, containers};
+use super::layout::{ContainerSpec, LINKS_HOST, Links, Readiness, RunNames, containers};
 use super::{cleanup, progress};
 use crate::check::StockSnapshot;
-use crate::faults::{FaultKind, ops_failed_count};
+use crate::faults::{FaultKind, ops_failed_count, publishes_rejected_count};
 use crate::history::History;
 use crate::real::http::RealHttp;
 use crate::real::{NodeConfig, PgCluster};
@@ -55,28 +55,58 @@ fn error(message: impl Into<String>) -> BackendError {
 
 /// Run a validated scenario on containers started from `image`.
 pub(super) async fn run(loaded: &Loaded, seed: u64, image: NodeImage) -> Result<Observed, BackendError> {
+    let engine = start_run(seed, image).await?;
+    match guarded(&engine, run_stack(loaded, seed, engine.clone())).await {
+        Ended::Finished(outcome) => outcome,
+        Ended::Interrupted(signal) => {
+            Err(error(format!("interrupted by {signal}; the run's containers were removed")))
+        }
+    }
+}
+
+/// Step 1: a new run on the engine (its id from `seed`, pid and clock), once what dead runs
+/// left is swept.
+pub(super) async fn start_run(seed: u64, image: NodeImage) -> Result<Arc<Engine>, BackendError> {
     let names = RunNames { run: run_id(seed) };
-    let engine = Arc::new(Engine::connect(names.clone(), image).await.map_err(error)?);
+    let engine = Arc::new(Engine::connect(names, image).await.map_err(error)?);
     for run in cleanup::sweep_dead_runs(&engine.docker).await {
         eprintln!("removed what the dead run {run} left behind");
     }
-    let outcome = {
-        let running = std::panic::AssertUnwindSafe(run_stack(loaded, seed, engine.clone())).catch_unwind();
+    Ok(engine)
+}
+
+/// How the work [`guarded`] ran ended.
+pub(super) enum Ended<T> {
+    /// It finished: its outcome, or an error (a panic is one).
+    Finished(Result<T, BackendError>),
+    /// SIGINT or SIGTERM arrived first (named).
+    Interrupted(&'static str),
+}
+
+/// Step 6 around any work on the run's containers (`run`'s load and faults, `up`'s wait): run
+/// `work` until it ends, panics, or SIGINT / SIGTERM arrives, then remove everything of the
+/// run — whichever came first.
+pub(super) async fn guarded<T>(
+    engine: &Engine,
+    work: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Ended<T> {
+    let ended = {
+        let running = std::panic::AssertUnwindSafe(work).catch_unwind();
         let interrupted = interrupted();
         tokio::select! {
             biased;
-            signal = interrupted => Err(error(format!("interrupted by {signal}; the run's containers were removed"))),
-            outcome = running => outcome.unwrap_or_else(|panic| {
+            signal = interrupted => Ended::Interrupted(signal),
+            outcome = running => Ended::Finished(outcome.unwrap_or_else(|panic| {
                 let what = panic.downcast_ref::<String>().cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_default();
                 Err(error(format!("the run panicked: {what}")))
-            }),
+            })),
         }
     };
-    let removed = cleanup::remove_run(&engine.docker, &names.run).await;
-    tracing::info!(run = names.run, removed, "run removed");
-    outcome
+    let removed = cleanup::remove_run(&engine.docker, &engine.names.run).await;
+    tracing::info!(run = engine.names.run, removed, "run removed");
+    ended
 }
 
 /// A short id unique enough among the runs on one engine: pid and clock, hashed.
@@ -88,7 +118,7 @@ fn run_id(seed: u64) -> String {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives; names it.
-async fn interrupted() -> &'static str {
+pub(super) async fn interrupted() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {
@@ -99,9 +129,10 @@ async fn interrupted() -> &'static str {
 }
 
 /// The stack's containers and the host ports they publish.
-struct Stack {
+pub(super) struct Stack {
     running: BTreeMap<String, Running>,
-    ports: BTreeMap<String, u16>,
+    /// Each host's port published on 127.0.0.1 (hosts with no port are absent).
+    pub(super) ports: BTreeMap<String, u16>,
 }
 
 impl Stack {
@@ -119,24 +150,31 @@ impl Stack {
 }
 
 async fn run_stack(loaded: &Loaded, seed: u64, engine: Arc<Engine>) -> Result<Observed, BackendError> {
+    let (stack, startup_ms) = bring_up(loaded, &engine).await?;
+    eprintln!(
+        "  {} containers healthy in {:.1} s; running the scenario…",
+        stack.running.len(),
+        startup_ms as f64 / 1000.0
+    );
+    let mut observed = drive(loaded, seed, &engine, &stack).await?;
+    observed.startup_ms = Some(startup_ms);
+    Ok(observed)
+}
+
+/// Steps 2 and 3, shared by `run` and `up`: the run's network and volumes, then every stage
+/// started and ready; the stack and `startup_ms`.
+pub(super) async fn bring_up(loaded: &Loaded, engine: &Engine) -> Result<(Stack, u64), BackendError> {
     let scenario = &loaded.scenario;
-    let specs = containers(&scenario.stack, &engine.names);
+    let links = Links::for_plan(&scenario.stack, &loaded.plan);
+    let specs = containers(&scenario.stack, &links, &engine.names);
     let volumes: Vec<String> = specs.iter().flat_map(|s| s.volumes.iter().map(|(v, _)| v.clone())).collect();
     let mut volumes_unique = volumes.clone();
     volumes_unique.sort();
     volumes_unique.dedup();
     let startup = Instant::now();
     engine.create_network_and_volumes(&volumes_unique).await.map_err(error)?;
-    let stack = start_stages(&engine, &specs).await?;
-    let startup_ms = startup.elapsed().as_millis() as u64;
-    eprintln!(
-        "  {} containers healthy in {:.1} s; running the scenario…",
-        specs.len(),
-        startup_ms as f64 / 1000.0
-    );
-    let mut observed = drive(loaded, seed, &engine, &stack).await?;
-    observed.startup_ms = Some(startup_ms);
-    Ok(observed)
+    let stack = start_stages(engine, &specs).await?;
+    Ok((stack, startup.elapsed().as_millis() as u64))
 }
 
 /// Start every stage and wait for it; between the standby's stage and the router's, create the
@@ -285,8 +323,9 @@ async fn drive(
     let client: Arc<dyn HttpClient> = Arc::new(RealHttp::new(peers));
     let recorder = Recorder::new(history.clone());
     let start = recorder.start();
-    let faults =
-        FaultState::new(&loaded.plan, format!("127.0.0.1:{}", stack.port(LINKS_HOST)), stack.ports.clone());
+    let links = Links::for_plan(&scenario.stack, &loaded.plan);
+    let links_admin = format!("127.0.0.1:{}", stack.port(LINKS_HOST));
+    let faults = FaultState::new(&loaded.plan, links, links_admin, stack.ports.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for fault in loaded.plan.faults.clone() {
         let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());
@@ -393,6 +432,7 @@ async fn fault_effects(
     for fault in &loaded.plan.faults {
         let effect = &mut out[fault.index];
         effect.ops_failed_count = ops_failed_count(history, fault, loaded.plan.duration);
+        effect.publishes_rejected_count = publishes_rejected_count(history, fault, loaded.plan.duration);
         let (FaultKind::Crash { hosts } | FaultKind::Pause { hosts }) = &fault.kind else { continue };
         for node in [DbNode::PgPrimary, DbNode::PgReplica] {
             if node.host() == final_state.primary || !hosts.iter().any(|h| h == node.host()) {

@@ -9,4 +9,4 @@ mod plan;
 mod record;
 
 pub use plan::{FaultEffect, FaultKind, PhaseWindow, Plan, PlannedFault, plan};
-pub use record::{ops_failed_count, record_event};
+pub use record::{ops_failed_count, publishes_rejected_count, record_event};

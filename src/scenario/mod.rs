@@ -16,6 +16,8 @@ pub mod units;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
+#[cfg(feature = "containers")]
+pub(crate) use diagnostic::{did_you_mean, one_of};
 pub use load::{Loaded, load_file, load_str};
 pub use model::Scenario;
 pub use schema::json_schema;
