@@ -227,7 +227,11 @@ async fn pump(
     };
     let writer = async move {
         while let Some((at, chunk)) = due.recv().await {
-            tokio::time::sleep_until(at).await;
+            // A timer fires on a 1 ms tick: sleeping until a moment already past would hold
+            // every chunk of an undelayed link for up to a millisecond.
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
             if to.write_all(&chunk).await.is_err() {
                 break;
             }
