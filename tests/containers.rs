@@ -221,6 +221,16 @@ fn bug_skip_compensation_is_caught_on_containers() {
     assert_eq!(check(&ran.report, "saga")["status"], "fail");
 }
 
+/// Bug zoo on real servers — non-idempotent worker: workers cut off from the broker for 5 s
+/// commit what they hold but cannot acknowledge it; RabbitMQ declares their connections dead
+/// after two missed 1 s heartbeats and redelivers, and the planted bug applies the effect twice.
+/// (With the server's 60 s default heartbeat nothing was redelivered and the bug went unseen.)
+#[test]
+fn bug_non_idempotent_worker_is_caught_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/bugs/non-idempotent-worker.yaml");
+    assert_eq!(check(&ran.report, "delivery")["status"], "fail");
+}
+
 /// A harness SIGKILLed mid-run cannot clean up; the next run sweeps what it left (its owner
 /// process is gone) and, when it ends, nothing of ours is left on the engine.
 #[test]
