@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::engine::Engine;
 use super::layout::Links;
-use super::proxy::{LinkReport, Toxics};
+use super::proxy::{Toxics, list_links, set_toxics};
 use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, record_event};
 use crate::history::{EntryOp, History};
 use crate::real::http::RealHttp;
@@ -145,7 +145,7 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
             }
             state.rules.lock().expect("rules").insert(fault.index, rules);
             // A proxied link is one TCP stream: cutting either direction cuts it.
-            set_links(links_admin, &state.links.between(a, b), Toxics { cut: true, ..Toxics::default() })
+            set_toxics(links_admin, &state.links.between(a, b), Toxics { cut: true, ..Toxics::default() })
                 .await
         }
         FaultKind::Backpressure { consumers, slow_by, capacity } => {
@@ -171,7 +171,7 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
                 jitter_ms: jitter.as_millis() as u64,
                 cut: false,
             };
-            set_links(links_admin, &state.links.between(a, b), toxics).await
+            set_toxics(links_admin, &state.links.between(a, b), toxics).await
         }
     }
 }
@@ -193,7 +193,7 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
             Ok(())
         }
         FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => {
-            set_links(links_admin, &state.links.between(a, b), Toxics::default()).await
+            set_toxics(links_admin, &state.links.between(a, b), Toxics::default()).await
         }
         FaultKind::Backpressure { capacity, .. } => {
             set_workers(state, WorkerMode::Running).await?;
@@ -329,20 +329,6 @@ fn admin_request(admin: &str, method: http::Method, path: String, body: Option<V
     HttpRequest { method, authority: admin.to_string(), path, body, headers: Vec::new() }
 }
 
-/// Set the toxics of each named link through the proxy's admin API.
-async fn set_links(admin: &str, links: &[String], toxics: Toxics) -> Result<(), String> {
-    let http = RealHttp::new(Default::default());
-    for link in links {
-        let body = serde_json::to_vec(&toxics).expect("toxics serialise");
-        let request = admin_request(admin, http::Method::POST, format!("/links/{link}"), Some(body));
-        let response = http.send(request, ADMIN_TIMEOUT).await.map_err(|e| format!("link proxy: {e}"))?;
-        if response.status != 200 {
-            return Err(format!("link proxy: {link}: {}", String::from_utf8_lossy(&response.body)));
-        }
-    }
-    Ok(())
-}
-
 /// What the proxy has counted so far over some links.
 #[derive(Clone, Copy, Debug, Default)]
 struct LinkCounters {
@@ -357,10 +343,7 @@ async fn link_counters(admin: &str, names: &[String]) -> LinkCounters {
     if names.is_empty() {
         return LinkCounters::default();
     }
-    let http = RealHttp::new(Default::default());
-    let request = admin_request(admin, http::Method::GET, "/links".into(), None);
-    let Ok(response) = http.send(request, ADMIN_TIMEOUT).await else { return LinkCounters::default() };
-    let links: Vec<LinkReport> = serde_json::from_slice(&response.body).unwrap_or_default();
+    let Ok(links) = list_links(admin).await else { return LinkCounters::default() };
     let mine = links.iter().filter(|l| names.contains(&l.name));
     mine.fold(LinkCounters::default(), |sum, l| LinkCounters {
         delayed: sum.delayed + l.chunks_delayed_count,

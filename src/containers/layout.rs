@@ -115,7 +115,7 @@ impl Links {
 }
 
 /// Whether a path from `source` to `target` has its ends on opposite sides of `a` | `b`.
-fn crosses(a: &[String], b: &[String], source: &str, target: &str) -> bool {
+pub(super) fn crosses(a: &[String], b: &[String], source: &str, target: &str) -> bool {
     let has = |side: &[String], host: &str| side.iter().any(|h| h == host);
     (has(a, source) && has(b, target)) || (has(b, source) && has(a, target))
 }

@@ -26,16 +26,11 @@ use testcontainers::bollard::Docker;
 
 use super::engine::{Engine, Listed, docker, list_labelled};
 use super::faults::{Rule, heal, iptables, partition_rules};
-use super::layout::{LINKS_HOST, PROJECT_LABEL, RunNames};
-use super::proxy::{LinkReport, Toxics};
-use crate::real::http::RealHttp;
+use super::layout::{LINKS_HOST, PROJECT_LABEL, RunNames, crosses};
+use super::proxy::{Toxics, list_links, set_toxics};
 use crate::scenario::model::StackConfig;
 use crate::scenario::{did_you_mean, one_of};
-use crate::stack::ports::{HttpClient, HttpRequest};
 use crate::stack::topology::{CLIENT, Topology};
-
-/// Upper bound on one call to the link proxy's admin API.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A fault to apply by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -335,7 +330,7 @@ async fn partition(
         None => Vec::new(),
     };
     if let Some(admin) = &admin {
-        set_links(admin, &links, Toxics { cut: true, ..Toxics::default() })
+        set_toxics(admin, &links, Toxics { cut: true, ..Toxics::default() })
             .await
             .map_err(ManualError::Engine)?;
     }
@@ -361,7 +356,7 @@ async fn partition(
     let held = wait(hold).await;
     let dropped = heal(engine, &rules).await;
     if let Some(admin) = &admin {
-        set_links(admin, &links, Toxics::default()).await.map_err(ManualError::Engine)?;
+        set_toxics(admin, &links, Toxics::default()).await.map_err(ManualError::Engine)?;
     }
     println!("healed the partition after {held:.1?}: its rules dropped {dropped} packets");
     Ok(())
@@ -401,10 +396,10 @@ async fn heal_all(engine: &Engine, run: &RunInfo) -> Result<(), ManualError> {
         }
     }
     if let Some(admin) = links_admin(run) {
-        let reports = links(&admin).await.map_err(ManualError::Engine)?;
+        let reports = list_links(&admin).await.map_err(ManualError::Engine)?;
         let disturbed: Vec<String> =
             reports.into_iter().filter(|l| l.toxics != Toxics::default()).map(|l| l.name).collect();
-        set_links(&admin, &disturbed, Toxics::default()).await.map_err(ManualError::Engine)?;
+        set_toxics(&admin, &disturbed, Toxics::default()).await.map_err(ManualError::Engine)?;
         for link in &disturbed {
             println!("restored the proxied link {link}");
             actions += 1;
@@ -451,41 +446,10 @@ fn links_admin(run: &RunInfo) -> Option<String> {
     links.port.map(|port| format!("127.0.0.1:{port}"))
 }
 
-/// `GET /links` on the proxy's admin API.
-async fn links(admin: &str) -> Result<Vec<LinkReport>, String> {
-    let response = send(admin, http::Method::GET, "/links".into(), None).await?;
-    serde_json::from_slice(&response.body).map_err(|e| format!("link proxy: GET /links: {e}"))
-}
-
 /// The proxied links whose ends are on opposite sides of `a` | `b` (names are `source~target`).
 async fn links_between(admin: &str, a: &[String], b: &[String]) -> Result<Vec<String>, String> {
-    let has = |side: &[String], host: &str| side.iter().any(|h| h == host);
-    let crosses = |name: &str| {
-        name.split_once('~').is_some_and(|(s, t)| (has(a, s) && has(b, t)) || (has(b, s) && has(a, t)))
-    };
-    Ok(links(admin).await?.into_iter().map(|l| l.name).filter(|n| crosses(n)).collect())
-}
-
-/// Set each named link's toxics (`faults.rs` does the same for a run's planned faults).
-async fn set_links(admin: &str, links: &[String], toxics: Toxics) -> Result<(), String> {
-    let body = serde_json::to_vec(&toxics).expect("toxics serialise");
-    for link in links {
-        let response = send(admin, http::Method::POST, format!("/links/{link}"), Some(body.clone())).await?;
-        if response.status != 200 {
-            return Err(format!("link proxy: {link}: {}", String::from_utf8_lossy(&response.body)));
-        }
-    }
-    Ok(())
-}
-
-async fn send(
-    admin: &str,
-    method: http::Method,
-    path: String,
-    body: Option<Vec<u8>>,
-) -> Result<crate::stack::ports::HttpResponse, String> {
-    let request = HttpRequest { method, authority: admin.into(), path, body, headers: Vec::new() };
-    RealHttp::new(BTreeMap::new()).send(request, ADMIN_TIMEOUT).await.map_err(|e| format!("link proxy: {e}"))
+    let crosses = |name: &str| name.split_once('~').is_some_and(|(s, t)| crosses(a, b, s, t));
+    Ok(list_links(admin).await?.into_iter().map(|l| l.name).filter(|n| crosses(n)).collect())
 }
 
 #[cfg(test)]

@@ -248,6 +248,41 @@ fn chunk_delay(toxics: Toxics, u: f64) -> Duration {
     Duration::from_secs_f64(ms / 1000.0)
 }
 
+/// Upper bound on one call to the proxy's admin API.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The harness's side of the admin API: every link's state and counters (`GET /links` on
+/// `admin`, `127.0.0.1:PORT`).
+pub async fn list_links(admin: &str) -> Result<Vec<LinkReport>, String> {
+    let response = admin_call(admin, http::Method::GET, "/links".into(), None).await?;
+    serde_json::from_slice(&response.body).map_err(|e| format!("link proxy: GET /links: {e}"))
+}
+
+/// Set the toxics of each named link (`POST /links/{name}` on `admin`).
+pub async fn set_toxics(admin: &str, links: &[String], toxics: Toxics) -> Result<(), String> {
+    let body = serde_json::to_vec(&toxics).expect("toxics serialise");
+    for link in links {
+        let path = format!("/links/{link}");
+        let response = admin_call(admin, http::Method::POST, path, Some(body.clone())).await?;
+        if response.status != 200 {
+            return Err(format!("link proxy: {link}: {}", String::from_utf8_lossy(&response.body)));
+        }
+    }
+    Ok(())
+}
+
+async fn admin_call(
+    admin: &str,
+    method: http::Method,
+    path: String,
+    body: Option<Vec<u8>>,
+) -> Result<crate::stack::ports::HttpResponse, String> {
+    use crate::stack::ports::{HttpClient, HttpRequest};
+    let request = HttpRequest { method, authority: admin.into(), path, body, headers: Vec::new() };
+    let http = crate::real::http::RealHttp::new(BTreeMap::new());
+    http.send(request, ADMIN_TIMEOUT).await.map_err(|e| format!("link proxy: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
