@@ -162,3 +162,18 @@ fn a_missing_required_key_is_named() {
     let d = load_str("name: t\nworkload: []\n", "t.yaml", &[]).unwrap_err();
     assert!(d.to_string().contains("missing key `duration`"), "{d}");
 }
+
+/// Issue 18: `-5/s` was accepted by the unit parser and then reported as a zero rate.
+#[test]
+fn issue_18_a_negative_rate_is_called_negative() {
+    let text = BASE.replace("rate: 50/s", "rate: -5/s");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 4, col: 25 });
+    assert!(d.0[0].message.contains("the rate `-5/s` is negative"), "{d}");
+    assert!(!d.to_string().contains("zero"), "{d}");
+    let found = errors("", &["workload[0].timeout=-1s"]);
+    assert!(found[0].2.contains("the duration `-1s` is negative"), "{found:?}");
+    let found = errors("checks:\n  slo:\n    - { op: invest, availability: -5% }\n", &[]);
+    assert!(found[0].2.contains("the percentage `-5%` is negative"), "{found:?}");
+}

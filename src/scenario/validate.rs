@@ -91,8 +91,14 @@ fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
     for (i, load) in scenario.workload.iter().enumerate() {
         let path = format!("workload[{i}]");
         if load.rate.count <= 0.0 {
+            // The unit parser refuses a sign, so only a scenario built in code can be negative.
+            let what = if load.rate.count < 0.0 { "negative" } else { "zero" };
             let hint = Some("a rate must be positive, e.g. `50/s`; remove the entry to stop this op".into());
-            report.error(&format!("{path}.rate"), format!("the rate of `{}` is zero", load.op.name()), hint);
+            report.error(
+                &format!("{path}.rate"),
+                format!("the rate of `{}` is {what}", load.op.name()),
+                hint,
+            );
         }
         positive(report, &format!("{path}.timeout"), load.timeout);
         let stop = load.stop.map_or(duration, Span::get);
