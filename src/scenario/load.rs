@@ -53,8 +53,9 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
         message,
         hint,
     };
-    let (mut value, mut index) =
-        tree::parse(text).map_err(|(message, at)| Diagnostics(vec![diagnostic(at, message, None)]))?;
+    let (mut value, mut index) = tree::parse(text).map_err(|found| {
+        Diagnostics(found.into_iter().map(|(at, message, hint)| diagnostic(at, message, hint)).collect())
+    })?;
     let mut errors = Vec::new();
     for text in overrides {
         if let Err((message, hint)) = apply_override(&mut value, &mut index, text) {

@@ -177,3 +177,38 @@ fn issue_18_a_negative_rate_is_called_negative() {
     let found = errors("checks:\n  slo:\n    - { op: invest, availability: -5% }\n", &[]);
     assert!(found[0].2.contains("the percentage `-5%` is negative"), "{found:?}");
 }
+
+/// Issue 18: a duplicate key was reported with the YAML library's own advice ("set
+/// DuplicateKeyPolicy in Options"); say which key, at its second occurrence, and where the first is.
+#[test]
+fn issue_18_a_duplicate_key_names_the_key_and_its_first_occurrence() {
+    let found = errors("duration: 30s\nstack:\n  workers: 2\n  workers: 3\n", &[]);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let (line, col, message, hint) = &found[0];
+    assert_eq!((*line, *col), (6, 1), "{found:#?}");
+    assert_eq!(message, "duplicate key `duration`: it is already set at line 2, column 1");
+    assert!(hint.contains("a key may appear once in a mapping"), "{hint}");
+    let (line, col, message, _) = &found[1];
+    assert_eq!((*line, *col), (9, 3), "{found:#?}");
+    assert_eq!(message, "duplicate key `stack.workers`: it is already set at line 8, column 3");
+    let all = format!("{found:?}");
+    assert!(!all.contains("DuplicateKeyPolicy"), "{all}");
+}
+
+/// Issue 18: an alias bomb was refused as "budget breached: Nodes { nodes: 250001 }"; say in
+/// words that the file expands to too many YAML nodes through its aliases.
+#[test]
+fn issue_18_an_alias_bomb_is_refused_in_words() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let aliases = vec![format!("*a{}", i - 1); 10].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{aliases}]\n"));
+    }
+    text.push_str(BASE);
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    let message = &d.0[0].message;
+    assert!(message.contains("expands to more than 250000 YAML nodes"), "{d}");
+    assert!(message.contains("aliases"), "{d}");
+    assert!(!message.contains("Nodes {") && !message.contains("budget breached"), "{d}");
+}
