@@ -195,6 +195,25 @@ fn issue_18_a_duplicate_key_names_the_key_and_its_first_occurrence() {
     assert!(!all.contains("DuplicateKeyPolicy"), "{all}");
 }
 
+/// Issue 18: a file that is not UTF-8 got "check the path; `shakedown list` shows the shipped
+/// scenarios"; say what is wrong with it and where the first bad byte is.
+#[test]
+fn issue_18_a_file_that_is_not_utf8_says_where_the_first_bad_byte_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    let mut bytes = BASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"description: caf\xe9 cr\xe8me\n");
+    std::fs::write(&path, bytes).unwrap();
+    let d = super::load_file(&path, &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 6, col: 17 }, "{d}");
+    assert!(d.0[0].message.contains("not UTF-8 text"), "{d}");
+    assert!(d.0[0].message.contains("byte 0xe9"), "{d}");
+    assert!(!d.to_string().contains("shakedown list"), "{d}");
+    let missing = super::load_file(&dir.path().join("nope.yaml"), &[]).unwrap_err();
+    assert!(missing.to_string().contains("check the path"), "a missing file keeps its hint: {missing}");
+}
+
 /// Issue 18: an alias bomb was refused as "budget breached: Nodes { nodes: 250001 }"; say in
 /// words that the file expands to too many YAML nodes through its aliases.
 #[test]
