@@ -132,7 +132,7 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> Vec<Found> {
         match key.as_str() {
             "name" | "description" => check(key, try_as::<String>(section, key, index)),
             "seed" => check(key, try_as::<u64>(section, key, index)),
-            "duration" => check(key, try_as::<super::units::Span>(section, key, index)),
+            "duration" | "duration_max" => check(key, try_as::<super::units::Span>(section, key, index)),
             "stack" => check(key, try_as::<StackConfig>(section, key, index)),
             "phases" => check(key, try_as::<PhaseConfig>(section, key, index)),
             "expect" => {
@@ -165,6 +165,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "description",
     "seed",
     "duration",
+    "duration_max",
     "stack",
     "workload",
     "faults",

@@ -231,3 +231,22 @@ fn issue_18_an_alias_bomb_is_refused_in_words() {
     assert!(message.contains("aliases"), "{d}");
     assert!(!message.contains("Nodes {") && !message.contains("budget breached"), "{d}");
 }
+
+/// Issue 18: `duration: 99999h` was accepted and would have run for months of simulated time.
+/// Durations (and op timeouts) above `duration_max` (default 24h) are refused; the file or
+/// `--set duration_max=…` raises the limit.
+#[test]
+fn issue_18_a_run_longer_than_duration_max_is_refused_unless_raised() {
+    let text = BASE.replace("duration: 60s", "duration: 99999h");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 2, col: 11 });
+    assert!(d.0[0].message.contains("`duration` (99999h) is longer than `duration_max` (24h)"), "{d}");
+    assert!(d.0[0].hint.as_deref().unwrap().contains("--set duration_max=99999h"), "{d}");
+    assert!(load_str(&text, "t.yaml", &["duration_max=100000h".into()]).is_ok());
+    assert!(load_str(&format!("{text}duration_max: 99999h\n"), "t.yaml", &[]).is_ok());
+    let long_timeout = errors("", &["workload[0].timeout=48h"]);
+    assert!(long_timeout[0].2.contains("timeout of `invest` (48h) is longer than `duration_max` (24h)"));
+    let lowered = errors("", &["duration_max=30s"]);
+    assert!(lowered[0].2.contains("`duration` (1m) is longer than `duration_max` (30s)"), "{lowered:?}");
+}
