@@ -8,6 +8,11 @@
 //!   connection is reopened by the next publish, within that publish's timeout.
 //! - Consumers use manual acks and `basic_qos` prefetch; one AMQP connection per consumer, so
 //!   dropping a consumer (or killing its process) makes RabbitMQ redeliver what it had not acked.
+//! - Every connection asks for a [`HEARTBEAT_SECS`] heartbeat (unless the URI sets `heartbeat`).
+//!   A consumer whose host froze or was cut off sends no FIN, so the broker learns it is gone
+//!   only when its heartbeats stop. At RabbitMQ's default of 60 s its unacknowledged messages
+//!   were still held after two minutes (issue 18; `tests/real.rs`), where the simulation's
+//!   broker hands them over after its 2 s lease; at 2 s they move on after about 6 s.
 
 use std::time::Duration;
 
@@ -48,6 +53,24 @@ impl RabbitConfig {
     }
 }
 
+/// The AMQP heartbeat every connection asks for, in seconds: the broker (and lapin) take a peer
+/// as dead after about two silent intervals, so a frozen or cut-off consumer's unacknowledged
+/// messages go to another consumer within a few seconds — the simulated broker's lease
+/// (`sim::broker::LEASE`, 2 s) is the same figure. RabbitMQ warns that heartbeats under 5 s can
+/// close a connection that is only slow; here that costs a redelivery (the worker is idempotent)
+/// or a 503 for a publish in flight (the client retries), never a lost message. A URI with its
+/// own `heartbeat=N` keeps it.
+pub const HEARTBEAT_SECS: u16 = 2;
+
+/// `config.uri` with the heartbeat asked for, unless it names its own.
+fn uri(config: &RabbitConfig) -> Result<lapin::uri::AMQPUri, lapin::Error> {
+    let mut uri: lapin::uri::AMQPUri = config.uri.parse().map_err(|e: String| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("the AMQP URI does not parse: {e}"))
+    })?;
+    uri.query.heartbeat.get_or_insert(HEARTBEAT_SECS);
+    Ok(uri)
+}
+
 fn unavailable(error: lapin::Error) -> PortError {
     PortError::Unavailable(error.to_string())
 }
@@ -56,7 +79,7 @@ async fn channel(config: &RabbitConfig) -> Result<(Connection, Channel), lapin::
     let properties = ConnectionProperties::default()
         .with_executor(tokio_executor_trait::Tokio::current())
         .with_reactor(tokio_reactor_trait::Tokio);
-    let connection = Connection::connect(&config.uri, properties).await?;
+    let connection = Connection::connect_uri(uri(config)?, properties).await?;
     let channel = connection.create_channel().await?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-max-length".into(), AMQPValue::LongInt(config.capacity as i32));
