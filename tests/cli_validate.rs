@@ -18,7 +18,7 @@ const GOOD: &str = "name: t\nduration: 30s\nworkload:\n  - { op: invest, rate: 1
 #[test]
 fn every_shipped_scenario_validates() {
     let mut files: Vec<String> = Vec::new();
-    for dir in ["scenarios", "scenarios/bugs"] {
+    for dir in ["scenarios", "scenarios/bugs", "scenarios/regressions"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml") {
@@ -26,7 +26,7 @@ fn every_shipped_scenario_validates() {
             }
         }
     }
-    assert!(files.len() >= 14, "{files:?}");
+    assert!(files.len() >= 15, "{files:?}");
     let mut args = vec!["validate"];
     args.extend(files.iter().map(String::as_str));
     let out = shakedown(&repo(), &args);

@@ -239,6 +239,82 @@ async fn a_worker_killed_mid_message_leads_to_exactly_one_effect_after_redeliver
     worker.abort();
 }
 
+/// A TCP relay from a loopback port to `upstream` that can be frozen: once `frozen` is set it
+/// stops moving bytes either way but keeps both sockets open, as a paused or cut-off host does
+/// (no FIN, no RST). Returns the port it listens on.
+async fn freezable_relay(upstream: String, frozen: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let ((client_in, client_out), (server_in, server_out)) =
+                (client.into_split(), server.into_split());
+            tokio::spawn(pipe(client_in, server_out, frozen.clone()));
+            tokio::spawn(pipe(server_in, client_out, frozen.clone()));
+        }
+    });
+    port
+}
+
+/// Copy `from` to `to` until either closes; once `frozen`, hold both open and copy nothing.
+async fn pipe(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Issue 18 on the real broker: a consumer that stops answering without closing its connection
+/// (its host froze, or the network cut it off) must not keep its unacknowledged messages for
+/// long. Method: a consumer reaches RabbitMQ through a relay, takes the only message and never
+/// acks; the relay then freezes, leaving the TCP connection open and silent. A healthy worker
+/// must complete the query within 20 s. With RabbitMQ's default 60 s heartbeat the message was
+/// still held after 120 s; with the consumers' 1 s heartbeat (`CONSUMER_HEARTBEAT_SECS`) it is
+/// handed over in a few seconds.
+#[tokio::test]
+async fn issue_18_a_silent_consumer_hands_its_unacked_messages_on_within_seconds() {
+    use shakedown::real::rabbit::{RabbitConfig, RabbitConsumers};
+    use shakedown::stack::ports::ConsumerFactory;
+    let cluster = cluster().await;
+    let queue = queue(10);
+    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
+    let sku = shelf(&cluster, 10).await;
+    let (status, id, _) = common::real::submit(&api, &unique("q"), &sku).await;
+    assert_eq!(status, 202);
+    let id = id.unwrap();
+    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let broker = queue.uri.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+    let port = freezable_relay(broker.clone(), frozen.clone()).await;
+    let relayed =
+        RabbitConfig { uri: queue.uri.replacen(&broker, &format!("127.0.0.1:{port}"), 1), ..queue.clone() };
+    let mut silent = RabbitConsumers::new(relayed).connect(5).await.unwrap();
+    assert_eq!(silent.next().await.unwrap().message.id, id, "the silent consumer holds the message");
+    frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    let worker = common::real::worker(&cluster, &queue, Bugs::default());
+    let started = std::time::Instant::now();
+    let limit = std::time::Duration::from_secs(20);
+    let what = "a healthy worker completes the silent consumer's message";
+    common::real::within(what, limit, async || completed(&cluster, id).await).await;
+    println!("handed over after {:.1} s", started.elapsed().as_secs_f64());
+    worker.abort();
+    drop(silent);
+}
+
 #[tokio::test]
 async fn bug_non_idempotent_worker_applies_a_redelivered_message_twice() {
     use shakedown::real::rabbit::RabbitConsumers;

@@ -99,13 +99,24 @@ pub fn verdict(results: &[CheckResult], scenario: &Scenario, generator: &Generat
     if behind {
         status = status.combine(Status::Unknown);
     }
-    let summary = match status {
-        Status::Fail => format!("FAIL: {}", failed.join(", ")),
-        Status::Unknown if behind && unknown.is_empty() => format!(
-            "UNKNOWN: the load generator fell behind (lag {} ms, {} ops dropped)",
+    // Failed and undecided checks are listed apart: an undecided check is never called failed,
+    // and it never turns a verdict into a failure on its own (Fail > Unknown > Pass above).
+    let mut parts = Vec::new();
+    if !failed.is_empty() {
+        parts.push(failed.join(", "));
+    }
+    if !unknown.is_empty() {
+        parts.push(format!("undecided: {}", unknown.join(", ")));
+    }
+    if behind {
+        parts.push(format!(
+            "the load generator fell behind (lag {} ms, {} ops dropped)",
             generator.lag_ms_max, generator.dropped_count
-        ),
-        Status::Unknown => format!("UNKNOWN: inconclusive checks: {}", unknown.join(", ")),
+        ));
+    }
+    let summary = match status {
+        Status::Fail => format!("FAIL: {}", parts.join("; ")),
+        Status::Unknown => format!("UNKNOWN: {}", parts.join("; ")),
         Status::Pass if results.is_empty() => "PASS: no checks configured".to_owned(),
         Status::Pass => {
             let demonstrated =
@@ -151,7 +162,32 @@ mod tests {
         assert_eq!((v.status, v.exit_code), (Status::Unknown, 2));
         let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Fail)], &s, &calm);
         assert_eq!((v.status, v.exit_code), (Status::Fail, 1));
-        assert_eq!(v.summary, "FAIL: saga");
+    }
+
+    /// Issue 18: an undecided check is named as undecided, apart from the failed ones, and on its
+    /// own it gives exit 2, never 1 — even when the scenario expected it to fail.
+    #[test]
+    fn undecided_checks_are_listed_apart_and_never_fail_a_run_alone() {
+        let s = scenario("");
+        let calm = GeneratorStats::default();
+        let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Fail)], &s, &calm);
+        assert_eq!(v.summary, "FAIL: saga; undecided: durability");
+        let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Pass)], &s, &calm);
+        assert_eq!(
+            (v.status, v.exit_code, v.summary.as_str()),
+            (Status::Unknown, 2, "UNKNOWN: undecided: durability")
+        );
+        let expecting = scenario("expect: { durability: fail }\n");
+        let v = verdict(
+            &[result("durability", Status::Unknown), result("saga", Status::Pass)],
+            &expecting,
+            &calm,
+        );
+        assert_eq!((v.status, v.exit_code), (Status::Unknown, 2), "{}", v.summary);
+        let behind = GeneratorStats { dropped_count: 3, ..Default::default() };
+        let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Pass)], &s, &behind);
+        assert_eq!(v.exit_code, 2);
+        assert!(v.summary.contains("undecided: durability; the load generator fell behind"), "{}", v.summary);
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub fn judge(results: &[CheckResult], generator: &GeneratorStats, slo: bool) -> 
         .map(|r| r.name.as_str())
         .collect();
     if !unknown.is_empty() {
-        return Judgement::Inconclusive { reason: format!("inconclusive checks: {}", unknown.join(", ")) };
+        return Judgement::Inconclusive { reason: format!("undecided: {}", unknown.join(", ")) };
     }
     if generator.dropped_count > 0 || generator.lag_ms_max > GENERATOR_LAG_MS_MAX {
         return Judgement::Inconclusive {

@@ -464,7 +464,9 @@ mod tests {
     fn every_shipped_scenario_survives_the_yaml_round_trip() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        files.extend(std::fs::read_dir(dir.join("bugs")).unwrap().map(|e| e.unwrap().path()));
+        for sub in ["bugs", "regressions"] {
+            files.extend(std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()));
+        }
         files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
         assert!(files.len() >= 14);
         for file in files {

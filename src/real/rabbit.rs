@@ -9,9 +9,11 @@
 //! - Consumers use manual acks and `basic_qos` prefetch; one AMQP connection per consumer, so
 //!   dropping a consumer (or killing its process) makes RabbitMQ redeliver what it had not acked.
 //!   A consumer's connection asks for a [`CONSUMER_HEARTBEAT_SECS`] heartbeat, so one that is cut
-//!   off (a partition, a frozen host) is declared dead — and its messages handed to another
-//!   consumer — after about two seconds, as the simulated broker's lease (`sim::broker::LEASE`);
-//!   with the server's default of 60 s a consumer cut off for under two minutes keeps them.
+//!   off or frozen (no FIN is sent) is declared dead — and its messages handed to another
+//!   consumer — within a few seconds, as the simulated broker's lease (`sim::broker::LEASE`);
+//!   at the server's default of 60 s a frozen consumer still held its message after two minutes
+//!   (`tests/real.rs`), and a 5 s partition redelivered nothing (`bugs/non-idempotent-worker`
+//!   on containers). Publishers keep the default: a publish waits for its confirm anyway.
 
 use std::time::Duration;
 
@@ -57,7 +59,9 @@ fn unavailable(error: lapin::Error) -> PortError {
 }
 
 /// The heartbeat a consumer's connection asks for, s: RabbitMQ closes a connection after two
-/// missed heartbeats and requeues what its consumers had not acknowledged.
+/// missed heartbeats and requeues what its consumers had not acknowledged. RabbitMQ warns that
+/// heartbeats under 5 s can close a connection that is only slow; here that costs a redelivery
+/// (the worker is idempotent), never a lost message.
 pub const CONSUMER_HEARTBEAT_SECS: u16 = 1;
 
 /// `uri` asking for a `secs` heartbeat, unless it names one already.

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::junit::escape;
-use super::model::Report;
+use super::model::{CheckEntry, Report};
 use crate::check::Status;
 use crate::scenario::model::Phase;
 
@@ -42,11 +42,18 @@ pub fn summary_line(report: &Report) -> String {
             |best: Option<(f64, &str)>, x| if best.is_none_or(|b| x.0 > b.0) { Some(x) } else { best },
         );
     let p99 = worst_p99.map_or(String::new(), |(p, op)| format!(", worst p99 {p:.0} ms ({op})"));
-    let failed: Vec<&str> =
-        report.checks.iter().filter(|c| !c.as_expected).map(|c| c.name.as_str()).collect();
-    let failed = if failed.is_empty() { String::new() } else { format!(", failed: {}", failed.join(" ")) };
+    // An undecided check is not a failed one (it did not meet its expectation either way):
+    // each list names only its own.
+    let names = |undecided: bool| -> Vec<&str> {
+        let listed = |c: &&CheckEntry| (c.status == Status::Unknown) == undecided && !c.as_expected;
+        report.checks.iter().filter(listed).map(|c| c.name.as_str()).collect()
+    };
+    let list = |label: &str, names: Vec<&str>| {
+        if names.is_empty() { String::new() } else { format!(", {label}: {}", names.join(" ")) }
+    };
+    let (failed, undecided) = (list("failed", names(false)), list("undecided", names(true)));
     format!(
-        "{:<7} {} (seed {}): {ops} ops, {errors} errors{p99}{failed}",
+        "{:<7} {} (seed {}): {ops} ops, {errors} errors{p99}{failed}{undecided}",
         status_text(report.verdict.status),
         report.scenario.name,
         report.seed

@@ -121,14 +121,13 @@ fn checks(page: &mut String, report: &Report) {
     page.push_str("<h2>Checks</h2>");
     for check in &report.checks {
         let class = status_class(check.status);
-        let expected = if check.expected == crate::scenario::model::Expectation::Fail {
-            if check.as_expected {
-                " — expected to fail: the planted bug was caught"
-            } else {
-                " — expected to fail, but it did not"
+        let expected = match (check.expected, check.status, check.as_expected) {
+            (crate::scenario::model::Expectation::Pass, _, _) => "",
+            (_, Status::Unknown, _) => {
+                " — expected to fail: undecided, so the bug was neither caught nor missed"
             }
-        } else {
-            ""
+            (_, _, true) => " — expected to fail: the planted bug was caught",
+            (_, _, false) => " — expected to fail, but it did not",
         };
         let _ = write!(
             page,

@@ -1,7 +1,9 @@
 //! `junit.xml`: one `<testsuite>` per scenario, one `<testcase>` per check and per SLO threshold,
 //! so CI systems show shakedown's verdicts natively. A check that failed *as expected* (a bug
-//! demonstration) is a passing test case; an inconclusive check is `<skipped>` with its reason, so
-//! it is visible without failing the build on its own (the process exit code still says 2).
+//! demonstration) is a passing test case; an undecided check is `<skipped>` with "undecided: " and
+//! its reason, so it is visible without failing the build on its own (the process exit code
+//! still says 2). The suite's `verdict` property carries the verdict's summary, which lists failed
+//! and undecided checks apart.
 
 use std::fmt::Write;
 
@@ -45,7 +47,8 @@ pub fn render_junit(report: &Report) -> String {
             );
         } else if check.status == Status::Unknown {
             skipped += 1;
-            let _ = writeln!(cases, "      <skipped message=\"{}\"/>", escape(&check.summary));
+            let message = format!("undecided: {}", check.summary);
+            let _ = writeln!(cases, "      <skipped message=\"{}\"/>", escape(&message));
         } else {
             let _ = writeln!(cases, "      <system-out>{}</system-out>", escape(&check.summary));
         }
@@ -67,7 +70,8 @@ pub fn render_junit(report: &Report) -> String {
     let tests = report.checks.len() + report.slo.len();
     let seconds = report.run.wall_ms as f64 / 1000.0;
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"shakedown\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\">\n  <testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{seconds:.3}\">\n    <properties>\n      <property name=\"seed\" value=\"{}\"/>\n      <property name=\"backend\" value=\"{}\"/>\n      <property name=\"replay\" value=\"{}\"/>\n    </properties>\n{cases}  </testsuite>\n</testsuites>\n",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"shakedown\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\">\n  <testsuite name=\"{name}\" tests=\"{tests}\" failures=\"{failures}\" skipped=\"{skipped}\" time=\"{seconds:.3}\">\n    <properties>\n      <property name=\"verdict\" value=\"{}\"/>\n      <property name=\"seed\" value=\"{}\"/>\n      <property name=\"backend\" value=\"{}\"/>\n      <property name=\"replay\" value=\"{}\"/>\n    </properties>\n{cases}  </testsuite>\n</testsuites>\n",
+        escape(&report.verdict.summary),
         report.seed,
         escape(&report.backend),
         escape(&report.replay)

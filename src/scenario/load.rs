@@ -34,15 +34,34 @@ pub struct Loaded {
 /// position.
 pub fn load_file(path: &Path, overrides: &[String]) -> Result<Loaded, Diagnostics> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic {
-            file: file.clone(),
-            position: Position::File,
-            message: format!("cannot read the scenario: {e}"),
-            hint: Some("check the path; `shakedown list` shows the shipped scenarios".into()),
-        }])
+    let one = |position: Position, message: String, hint: Option<String>| {
+        Diagnostics(vec![Diagnostic { file: file.clone(), position, message, hint }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        let hint = (e.kind() == std::io::ErrorKind::NotFound)
+            .then(|| "check the path; `shakedown list` shows the shipped scenarios".to_owned());
+        one(Position::File, format!("cannot read the scenario: {e}"), hint)
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let (position, message) = not_utf8(e.as_bytes(), e.utf8_error());
+        let hint = "a scenario is UTF-8 text; convert the file (e.g. `iconv -f latin1 -t utf-8`)";
+        one(position, message, Some(hint.into()))
     })?;
     load_str(&text, &file, overrides)
+}
+
+/// Where the first byte that is not UTF-8 is (line, and column in characters, from 1), and a
+/// message naming it.
+fn not_utf8(bytes: &[u8], error: std::str::Utf8Error) -> (Position, String) {
+    let offset = error.valid_up_to();
+    let good = std::str::from_utf8(&bytes[..offset]).expect("valid up to the error");
+    let line = good.matches('\n').count() as u64 + 1;
+    let col = good.rsplit('\n').next().unwrap_or_default().chars().count() as u64 + 1;
+    let message = format!(
+        "the file is not UTF-8 text: byte 0x{:02x} at line {line}, column {col} (byte offset {offset}) is not valid UTF-8",
+        bytes[offset]
+    );
+    (Position::At { line, col }, message)
 }
 
 /// Load a scenario from text; `file` names it in errors.
@@ -53,8 +72,9 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
         message,
         hint,
     };
-    let (mut value, mut index) =
-        tree::parse(text).map_err(|(message, at)| Diagnostics(vec![diagnostic(at, message, None)]))?;
+    let (mut value, mut index) = tree::parse(text).map_err(|found| {
+        Diagnostics(found.into_iter().map(|(at, message, hint)| diagnostic(at, message, hint)).collect())
+    })?;
     let mut errors = Vec::new();
     for text in overrides {
         if let Err((message, hint)) = apply_override(&mut value, &mut index, text) {
@@ -112,7 +132,7 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> Vec<Found> {
         match key.as_str() {
             "name" | "description" => check(key, try_as::<String>(section, key, index)),
             "seed" => check(key, try_as::<u64>(section, key, index)),
-            "duration" => check(key, try_as::<super::units::Span>(section, key, index)),
+            "duration" | "duration_max" => check(key, try_as::<super::units::Span>(section, key, index)),
             "stack" => check(key, try_as::<StackConfig>(section, key, index)),
             "phases" => check(key, try_as::<PhaseConfig>(section, key, index)),
             "expect" => {
@@ -145,6 +165,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "description",
     "seed",
     "duration",
+    "duration_max",
     "stack",
     "workload",
     "faults",

@@ -27,6 +27,11 @@ pub struct Scenario {
     pub seed: u64,
     /// How long load runs, in simulated (or real) time.
     pub duration: Span,
+    /// The longest `duration`, and op `timeout`, the file may ask for. Default 24h: a typo such
+    /// as `99999h` is refused rather than starting a run that would not end for months. Raise it
+    /// here or with `--set duration_max=48h` when a longer run is meant.
+    #[serde(default = "default_duration_max", skip_serializing_if = "is_default_duration_max")]
+    pub duration_max: Span,
     /// The stack under test.
     #[serde(default)]
     pub stack: StackConfig,
@@ -51,6 +56,17 @@ pub struct Scenario {
 
 fn default_seed() -> u64 {
     1
+}
+
+/// The default of [`Scenario::duration_max`]: one day.
+pub const DURATION_MAX_DEFAULT: Span = Span(std::time::Duration::from_secs(24 * 3600));
+
+fn default_duration_max() -> Span {
+    DURATION_MAX_DEFAULT
+}
+
+fn is_default_duration_max(span: &Span) -> bool {
+    *span == DURATION_MAX_DEFAULT
 }
 
 /// How the stack is built.

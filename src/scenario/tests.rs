@@ -162,3 +162,91 @@ fn a_missing_required_key_is_named() {
     let d = load_str("name: t\nworkload: []\n", "t.yaml", &[]).unwrap_err();
     assert!(d.to_string().contains("missing key `duration`"), "{d}");
 }
+
+/// Issue 18: `-5/s` was accepted by the unit parser and then reported as a zero rate.
+#[test]
+fn issue_18_a_negative_rate_is_called_negative() {
+    let text = BASE.replace("rate: 50/s", "rate: -5/s");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 4, col: 25 });
+    assert!(d.0[0].message.contains("the rate `-5/s` is negative"), "{d}");
+    assert!(!d.to_string().contains("zero"), "{d}");
+    let found = errors("", &["workload[0].timeout=-1s"]);
+    assert!(found[0].2.contains("the duration `-1s` is negative"), "{found:?}");
+    let found = errors("checks:\n  slo:\n    - { op: invest, availability: -5% }\n", &[]);
+    assert!(found[0].2.contains("the percentage `-5%` is negative"), "{found:?}");
+}
+
+/// Issue 18: a duplicate key was reported with the YAML library's own advice ("set
+/// DuplicateKeyPolicy in Options"); say which key, at its second occurrence, and where the first is.
+#[test]
+fn issue_18_a_duplicate_key_names_the_key_and_its_first_occurrence() {
+    let found = errors("duration: 30s\nstack:\n  workers: 2\n  workers: 3\n", &[]);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    let (line, col, message, hint) = &found[0];
+    assert_eq!((*line, *col), (6, 1), "{found:#?}");
+    assert_eq!(message, "duplicate key `duration`: it is already set at line 2, column 1");
+    assert!(hint.contains("a key may appear once in a mapping"), "{hint}");
+    let (line, col, message, _) = &found[1];
+    assert_eq!((*line, *col), (9, 3), "{found:#?}");
+    assert_eq!(message, "duplicate key `stack.workers`: it is already set at line 8, column 3");
+    let all = format!("{found:?}");
+    assert!(!all.contains("DuplicateKeyPolicy"), "{all}");
+}
+
+/// Issue 18: a file that is not UTF-8 got "check the path; `shakedown list` shows the shipped
+/// scenarios"; say what is wrong with it and where the first bad byte is.
+#[test]
+fn issue_18_a_file_that_is_not_utf8_says_where_the_first_bad_byte_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    let mut bytes = BASE.as_bytes().to_vec();
+    bytes.extend_from_slice(b"description: caf\xe9 cr\xe8me\n");
+    std::fs::write(&path, bytes).unwrap();
+    let d = super::load_file(&path, &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 6, col: 17 }, "{d}");
+    assert!(d.0[0].message.contains("not UTF-8 text"), "{d}");
+    assert!(d.0[0].message.contains("byte 0xe9"), "{d}");
+    assert!(!d.to_string().contains("shakedown list"), "{d}");
+    let missing = super::load_file(&dir.path().join("nope.yaml"), &[]).unwrap_err();
+    assert!(missing.to_string().contains("check the path"), "a missing file keeps its hint: {missing}");
+}
+
+/// Issue 18: an alias bomb was refused as "budget breached: Nodes { nodes: 250001 }"; say in
+/// words that the file expands to too many YAML nodes through its aliases.
+#[test]
+fn issue_18_an_alias_bomb_is_refused_in_words() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let aliases = vec![format!("*a{}", i - 1); 10].join(", ");
+        text.push_str(&format!("a{i}: &a{i} [{aliases}]\n"));
+    }
+    text.push_str(BASE);
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    let message = &d.0[0].message;
+    assert!(message.contains("expands to more than 250000 YAML nodes"), "{d}");
+    assert!(message.contains("aliases"), "{d}");
+    assert!(!message.contains("Nodes {") && !message.contains("budget breached"), "{d}");
+}
+
+/// Issue 18: `duration: 99999h` was accepted and would have run for months of simulated time.
+/// Durations (and op timeouts) above `duration_max` (default 24h) are refused; the file or
+/// `--set duration_max=…` raises the limit.
+#[test]
+fn issue_18_a_run_longer_than_duration_max_is_refused_unless_raised() {
+    let text = BASE.replace("duration: 60s", "duration: 99999h");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 2, col: 11 });
+    assert!(d.0[0].message.contains("`duration` (99999h) is longer than `duration_max` (24h)"), "{d}");
+    assert!(d.0[0].hint.as_deref().unwrap().contains("--set duration_max=99999h"), "{d}");
+    assert!(load_str(&text, "t.yaml", &["duration_max=100000h".into()]).is_ok());
+    assert!(load_str(&format!("{text}duration_max: 99999h\n"), "t.yaml", &[]).is_ok());
+    let long_timeout = errors("", &["workload[0].timeout=48h"]);
+    assert!(long_timeout[0].2.contains("timeout of `invest` (48h) is longer than `duration_max` (24h)"));
+    let lowered = errors("", &["duration_max=30s"]);
+    assert!(lowered[0].2.contains("`duration` (1m) is longer than `duration_max` (30s)"), "{lowered:?}");
+}

@@ -150,27 +150,81 @@ fn position(location: &serde_saphyr::Location) -> Position {
     Position::At { line: location.line(), col: location.column() }
 }
 
-/// Parse YAML text into a JSON value and the positions of everything in it. On a syntax error,
-/// the error's message and position.
-pub(crate) fn parse(text: &str) -> Result<(serde_json::Value, SpanIndex), (String, Position)> {
-    let root: Spanned<Tree> = serde_saphyr::from_str(text).map_err(|e| {
+/// One problem in the YAML text itself: where, what, and a hint.
+pub(crate) type Problem = (Position, String, Option<String>);
+
+/// Parse YAML text into a JSON value and the positions of everything in it. On failure, every
+/// problem found: a syntax error or a breached parser budget (one), or each duplicated key.
+///
+/// Duplicate keys are passed through by the parser and found here, so the message can name the
+/// key's path and where it was first set (the parser's own error names neither).
+pub(crate) fn parse(text: &str) -> Result<(serde_json::Value, SpanIndex), Vec<Problem>> {
+    let options = serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
+    };
+    let root: Spanned<Tree> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let at = e.location().map_or(Position::File, |l| position(&l));
-        let message = e.to_string();
-        // serde-saphyr prefixes "error: line L column C: " and appends a source snippet; keep the
-        // message itself, the position is printed by the diagnostic.
-        let first = message.lines().next().unwrap_or(&message);
-        let trimmed = first.split_once(": ").map_or(first, |(_, rest)| rest);
-        let trimmed =
-            trimmed.split_once(": ").filter(|(p, _)| p.starts_with("line ")).map_or(trimmed, |(_, r)| r);
-        (format!("invalid YAML: {trimmed}"), at)
+        let (message, hint) = in_words(&e);
+        vec![(at, message, hint)]
     })?;
     let mut index = SpanIndex::default();
     index.spots.insert(String::new(), Spot { key: None, value: Position::At { line: 1, col: 1 } });
-    let value = convert(root.value, "", &mut index);
-    Ok((value, index))
+    let mut duplicates = Vec::new();
+    let value = convert(root.value, "", &mut index, &mut duplicates);
+    if duplicates.is_empty() { Ok((value, index)) } else { Err(duplicates) }
 }
 
-fn convert(tree: Tree, path: &str, index: &mut SpanIndex) -> serde_json::Value {
+/// A parser error as a user should read it. Budget breaches (an alias bomb, say) are named in
+/// words; anything else keeps the parser's message without its "line L column C" prefix and
+/// source snippet (the diagnostic prints the position).
+fn in_words(error: &serde_saphyr::Error) -> (String, Option<String>) {
+    use serde_saphyr::Error;
+    use serde_saphyr::budget::BudgetBreach;
+    let mut inner = error;
+    while let Error::WithSnippet { error, .. } | Error::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    let aliases_hint = Some(
+        "an alias (`*name`) repeats everything its anchor (`&name`) holds, so nested aliases multiply; write the values out instead".to_owned(),
+    );
+    let limits = serde_saphyr::Budget::default();
+    let message = match inner {
+        Error::Budget { breach: BudgetBreach::Nodes { .. }, .. } => format!(
+            "the file expands to more than {} YAML nodes once its aliases are replayed; a scenario needs a few hundred",
+            limits.max_nodes
+        ),
+        Error::Budget { breach: BudgetBreach::Events { .. }, .. }
+        | Error::AliasReplayLimitExceeded { .. }
+        | Error::AliasExpansionLimitExceeded { .. } => {
+            "the file expands to too much YAML once its aliases are replayed".to_owned()
+        }
+        Error::Budget { breach: BudgetBreach::Aliases { .. }, .. } => {
+            format!("the file uses more than {} YAML aliases", limits.max_aliases)
+        }
+        Error::Budget { breach: BudgetBreach::Depth { .. }, .. }
+        | Error::AliasReplayStackDepthExceeded { .. } => {
+            format!("the YAML nests deeper than {} levels", limits.max_depth)
+        }
+        Error::Budget { breach, .. } => format!("the file is too large for a scenario ({breach:?})"),
+        _ => return (format!("invalid YAML: {}", parser_message(error)), None),
+    };
+    (message, aliases_hint)
+}
+
+/// The parser's message without its "error: line L column C: " prefix and source snippet.
+fn parser_message(error: &serde_saphyr::Error) -> String {
+    let message = error.to_string();
+    let first = message.lines().next().unwrap_or(&message);
+    let trimmed = first.split_once(": ").map_or(first, |(_, rest)| rest);
+    trimmed.split_once(": ").filter(|(p, _)| p.starts_with("line ")).map_or(trimmed, |(_, r)| r).to_owned()
+}
+
+fn convert(
+    tree: Tree,
+    path: &str,
+    index: &mut SpanIndex,
+    duplicates: &mut Vec<Problem>,
+) -> serde_json::Value {
     use serde_json::Value;
     match tree {
         Tree::Null => Value::Null,
@@ -184,17 +238,29 @@ fn convert(tree: Tree, path: &str, index: &mut SpanIndex) -> serde_json::Value {
             for (i, item) in items.into_iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
                 index.spots.insert(item_path.clone(), Spot { key: None, value: position(&item.referenced) });
-                out.push(convert(item.value, &item_path, index));
+                out.push(convert(item.value, &item_path, index, duplicates));
             }
             Value::Array(out)
         }
         Tree::Map(entries) => {
             let mut out = serde_json::Map::new();
+            let mut first_at: BTreeMap<String, Position> = BTreeMap::new();
             for (key, value) in entries {
                 let entry_path = child(path, &key.value);
-                let spot = Spot { key: Some(position(&key.referenced)), value: position(&value.referenced) };
+                let key_at = position(&key.referenced);
+                if let Some(Position::At { line, col }) = first_at.get(&key.value) {
+                    let message = format!(
+                        "duplicate key `{entry_path}`: it is already set at line {line}, column {col}"
+                    );
+                    let hint =
+                        "a key may appear once in a mapping; keep the value you mean and delete the other";
+                    duplicates.push((key_at, message, Some(hint.into())));
+                    continue;
+                }
+                first_at.insert(key.value.clone(), key_at.clone());
+                let spot = Spot { key: Some(key_at), value: position(&value.referenced) };
                 index.spots.insert(entry_path.clone(), spot);
-                out.insert(key.value, convert(value.value, &entry_path, index));
+                out.insert(key.value, convert(value.value, &entry_path, index, duplicates));
             }
             Value::Object(out)
         }
@@ -219,7 +285,7 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_a_position() {
-        let (message, at) = parse("name: [unclosed\n").unwrap_err();
+        let (at, message, _) = parse("name: [unclosed\n").unwrap_err().remove(0);
         assert_eq!(at, Position::At { line: 1, col: 7 });
         assert!(message.starts_with("invalid YAML"), "{message}");
     }

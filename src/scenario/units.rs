@@ -79,13 +79,24 @@ const SPAN_UNITS: [(&str, u128); 6] = [
     ("h", 3_600_000_000_000),
 ];
 
+/// `-5`, `-5/s`, `- 1s`: a minus sign before a number.
+fn negative(text: &str) -> bool {
+    text.trim()
+        .strip_prefix('-')
+        .is_some_and(|rest| rest.trim_start().starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+}
+
 fn split_number(text: &str) -> (&str, &str) {
     let end = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     text.split_at(end)
 }
 
+/// A plain decimal (`50`, `99.9`): digits with at most one point inside, as the JSON Schema's
+/// patterns say. A sign, an exponent or `inf` is malformed; callers say "negative" themselves
+/// before calling, since that is the likely mistake.
 fn parse_decimal(number: &str, what: &str, example: &str) -> Result<f64, UnitError> {
     let valid = !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && !number.starts_with('.')
         && !number.ends_with('.')
         && number.matches('.').count() <= 1;
@@ -121,6 +132,11 @@ impl FromStr for Span {
     type Err = UnitError;
     fn from_str(text: &str) -> Result<Self, UnitError> {
         let expected = "a duration with a unit (ns, us, ms, s, m, h) such as `250ms` or `1.5s`";
+        if negative(text) {
+            return Err(UnitError(format!(
+                "the duration `{text}` is negative: write a length such as `250ms`"
+            )));
+        }
         let (number, unit) = split_number(text.trim());
         if number.is_empty() {
             return Err(UnitError(format!("expected {expected}, found `{text}`")));
@@ -184,6 +200,11 @@ impl FromStr for Rate {
                 )));
             }
         };
+        if negative(number) {
+            return Err(UnitError(format!(
+                "the rate `{text}` is negative: a rate counts arrivals, such as `200/s`"
+            )));
+        }
         let count = parse_decimal(number, "a rate", "200/s")?;
         Ok(Rate { count, per })
     }
@@ -208,6 +229,9 @@ impl FromStr for Percent {
                 "expected a percentage such as `99.9%`, found `{text}` (the `%` is missing)"
             )));
         };
+        if negative(number) {
+            return Err(UnitError(format!("the percentage `{text}` is negative: use 0% to 100%")));
+        }
         let value = parse_decimal(number, "a percentage", "99.9%")?;
         if value > 100.0 {
             return Err(UnitError(format!("percentage `{text}` is over 100%")));
@@ -311,6 +335,17 @@ mod tests {
         assert!(("99.9%".parse::<Percent>().unwrap().fraction() - 0.999).abs() < 1e-12);
         assert!("99.9".parse::<Percent>().is_err());
         assert!("101%".parse::<Percent>().is_err());
+        for malformed in ["+5/s", "1e3/s", "inf/s"] {
+            assert!(malformed.parse::<Rate>().is_err(), "{malformed}");
+        }
+    }
+
+    /// Issue 18: a minus sign is named as such, for every unit form.
+    #[test]
+    fn negative_values_are_called_negative() {
+        assert!("-5/s".parse::<Rate>().unwrap_err().0.contains("the rate `-5/s` is negative"));
+        assert!("-1s".parse::<Span>().unwrap_err().0.contains("the duration `-1s` is negative"));
+        assert!("-5%".parse::<Percent>().unwrap_err().0.contains("the percentage `-5%` is negative"));
     }
 
     proptest! {

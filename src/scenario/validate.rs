@@ -34,6 +34,7 @@ pub(crate) fn validate(
     if duration.is_zero() {
         report.error("duration", "the run's `duration` is 0", Some("give it a length such as `60s`".into()));
     }
+    longer_than_allowed(scenario, "duration", "the run's `duration`", scenario.duration, &mut report);
     stack(scenario, &mut report);
     workload(scenario, duration, &mut report);
     let topology = Topology::new(&scenario.stack);
@@ -54,6 +55,18 @@ fn at_least_one(report: &mut Report, path: &str, value: u32, what: &str) {
 fn positive(report: &mut Report, path: &str, value: Span) {
     if value.get().is_zero() {
         report.error(path, format!("`{path}` is 0"), Some("give it a length such as `500ms`".into()));
+    }
+}
+
+/// Refuse a length over `duration_max`: most likely a typo (`99999h`), and a run that would not
+/// end for months of simulated time.
+fn longer_than_allowed(scenario: &Scenario, path: &str, what: &str, value: Span, report: &mut Report) {
+    let limit = scenario.duration_max;
+    if value > limit {
+        let hint = format!(
+            "is it a typo? if a run this long is meant, raise the limit: `duration_max: {value}` in the file, or `--set duration_max={value}`"
+        );
+        report.error(path, format!("{what} ({value}) is longer than `duration_max` ({limit})"), Some(hint));
     }
 }
 
@@ -91,10 +104,18 @@ fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
     for (i, load) in scenario.workload.iter().enumerate() {
         let path = format!("workload[{i}]");
         if load.rate.count <= 0.0 {
+            // The unit parser refuses a sign, so only a scenario built in code can be negative.
+            let what = if load.rate.count < 0.0 { "negative" } else { "zero" };
             let hint = Some("a rate must be positive, e.g. `50/s`; remove the entry to stop this op".into());
-            report.error(&format!("{path}.rate"), format!("the rate of `{}` is zero", load.op.name()), hint);
+            report.error(
+                &format!("{path}.rate"),
+                format!("the rate of `{}` is {what}", load.op.name()),
+                hint,
+            );
         }
         positive(report, &format!("{path}.timeout"), load.timeout);
+        let what = format!("the timeout of `{}`", load.op.name());
+        longer_than_allowed(scenario, &format!("{path}.timeout"), &what, load.timeout, report);
         let stop = load.stop.map_or(duration, Span::get);
         if load.start.get() >= stop {
             report.error(

@@ -2,13 +2,22 @@
 //! broker crash loses nothing that was confirmed), publisher confirms, reject-publish when full,
 //! and consumers with a prefetch window and manual acks.
 //!
-//! Consumers long-poll `POST /consume` over the simulated network. A consumer that stops polling
-//! for [`LEASE`] (its host crashed, or the network cut it off) is treated as a dead connection:
-//! every message it held unacknowledged goes back to the head of the queue, marked redelivered —
-//! RabbitMQ's behaviour when a channel closes with unacked deliveries.
+//! A consumer opens a connection with `POST /connect`, and the broker names it: the name comes
+//! from a counter in the broker's durable state, so no two connections of a run ever share one —
+//! as an AMQP channel belongs to one TCP connection, never to the host that opened it. It then
+//! long-polls `POST /consume` and acks with `POST /ack` under that name. A connection that stops
+//! polling for [`LEASE`] (its host crashed, or the network cut it off) is treated as dead — the
+//! heartbeat timeout of a real broker: every message it held unacknowledged goes back to the head
+//! of the queue, marked redelivered (RabbitMQ's behaviour when a channel closes with unacked
+//! deliveries), and the name is answered 410 Gone from then on, so its owner reconnects.
+//!
+//! Issue 18: consumers used to name themselves `host#n` with a counter that restarted at every
+//! boot of their host. A worker that crashed and came back inside the lease reconnected under its
+//! dead connection's name, inherited its unacknowledged messages (whose tags it never knew, and
+//! which filled its prefetch window) and kept that lease alive by polling: those messages were
+//! never delivered again, and their queries stayed pending for ever.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +39,8 @@ pub const LEASE: Duration = Duration::from_secs(2);
 const POLL_WAIT: Duration = Duration::from_millis(200);
 /// How often waiting calls and the lease sweeper look again.
 const TICK: Duration = Duration::from_millis(5);
+/// How long a consumer waits for the broker to open its connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One consumer's connection.
 #[derive(Debug, Default)]
@@ -44,6 +55,9 @@ pub struct BrokerState {
     /// Messages ready for delivery, with their redelivered flag.
     ready: VecDeque<(QueryMessage, bool)>,
     connections: BTreeMap<String, Connection>,
+    /// Connections opened so far in the run; names the next one. Never reset, not even by a
+    /// broker restart, so a name is never reused.
+    connections_opened_count: u64,
     next_tag: u64,
     /// Ready messages the queue holds before rejecting publishes.
     pub capacity: usize,
@@ -60,6 +74,16 @@ pub fn broker(capacity: usize) -> Broker {
 }
 
 impl BrokerState {
+    /// Open a connection for a consumer on `host`, under a name no other connection had.
+    fn open_connection(&mut self, host: &str) -> String {
+        self.connections_opened_count += 1;
+        let id = format!("{host}#{}", self.connections_opened_count);
+        let fresh = Connection { last_seen_ns: now_ns(), unacked: BTreeMap::new() };
+        let previous = self.connections.insert(id.clone(), fresh);
+        assert!(previous.is_none(), "broker: connection name {id} reused");
+        id
+    }
+
     /// Return a dead connection's unacked messages to the head of the queue, redelivered.
     fn drop_connection(&mut self, id: &str) {
         if let Some(connection) = self.connections.remove(id) {
@@ -68,6 +92,17 @@ impl BrokerState {
             }
         }
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConnectRequest {
+    /// The consumer's host, for the connection's name (logs only).
+    host: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Connected {
+    consumer: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +129,7 @@ pub async fn broker_host(state: Broker) -> turmoil::Result {
     crate::stack::spawn(sweep_leases(state.clone()));
     let router = Router::new()
         .route("/publish", post(publish))
+        .route("/connect", post(connect))
         .route("/consume", post(consume))
         .route("/ack", post(ack))
         .with_state(state);
@@ -128,13 +164,26 @@ async fn publish(State(state): State<Broker>, Json(message): Json<QueryMessage>)
     StatusCode::OK
 }
 
-async fn consume(State(state): State<Broker>, Json(request): Json<ConsumeRequest>) -> Json<Vec<Delivery>> {
+async fn connect(State(state): State<Broker>, Json(request): Json<ConnectRequest>) -> Json<Connected> {
+    let consumer = state.lock().expect("broker lock").open_connection(&request.host);
+    tracing::debug!(consumer, "consumer connected");
+    Json(Connected { consumer })
+}
+
+/// Deliveries for a live connection, waiting up to [`POLL_WAIT`] for one; 410 Gone for a
+/// connection the broker closed (its lease lapsed, or the broker restarted).
+async fn consume(
+    State(state): State<Broker>,
+    Json(request): Json<ConsumeRequest>,
+) -> Result<Json<Vec<Delivery>>, StatusCode> {
     let deadline = tokio::time::Instant::now() + POLL_WAIT;
     loop {
         {
             let mut broker = state.lock().expect("broker lock");
             let broker = &mut *broker;
-            let connection = broker.connections.entry(request.consumer.clone()).or_default();
+            let Some(connection) = broker.connections.get_mut(&request.consumer) else {
+                return Err(StatusCode::GONE);
+            };
             connection.last_seen_ns = now_ns();
             let room = (request.prefetch as usize).saturating_sub(connection.unacked.len());
             let mut deliveries = Vec::new();
@@ -145,7 +194,7 @@ async fn consume(State(state): State<Broker>, Json(request): Json<ConsumeRequest
                 deliveries.push(Delivery { tag: broker.next_tag, redelivered, message });
             }
             if !deliveries.is_empty() || tokio::time::Instant::now() >= deadline {
-                return Json(deliveries);
+                return Ok(Json(deliveries));
             }
         }
         tokio::time::sleep(TICK).await;
@@ -168,15 +217,13 @@ async fn ack(State(state): State<Broker>, Json(request): Json<AckRequest>) -> St
 #[derive(Clone)]
 pub struct SimBroker {
     http: SimHttp,
-    /// Names consumers uniquely within the run (deterministic: one counter per host process).
-    consumer_ids: Arc<AtomicU64>,
     host: String,
 }
 
 impl SimBroker {
     /// Ports for the services on `host`.
     pub fn new(http: SimHttp, host: &str) -> SimBroker {
-        SimBroker { http, consumer_ids: Arc::new(AtomicU64::new(0)), host: host.into() }
+        SimBroker { http, host: host.into() }
     }
 
     async fn post(&self, path: &str, body: Vec<u8>, timeout: Duration) -> Result<HttpResponse, PortError> {
@@ -222,8 +269,15 @@ impl Consumer for SimConsumer {
             let request = ConsumeRequest { consumer: self.id.clone(), prefetch: self.prefetch };
             let body = serde_json::to_vec(&request).expect("serialises");
             let response = self.broker.post("/consume", body, POLL_WAIT + Duration::from_millis(500)).await?;
-            if response.status != 200 {
-                return Err(PortError::Unavailable(format!("consume answered {}", response.status)));
+            match response.status {
+                200 => {}
+                410 => {
+                    return Err(PortError::Unavailable(format!(
+                        "the broker closed connection {} (its lease lapsed, or the broker restarted)",
+                        self.id
+                    )));
+                }
+                status => return Err(PortError::Unavailable(format!("consume answered {status}"))),
             }
             let deliveries: Vec<Delivery> =
                 serde_json::from_slice(&response.body).map_err(|e| PortError::Unavailable(e.to_string()))?;
@@ -244,8 +298,88 @@ impl Consumer for SimConsumer {
 #[async_trait]
 impl ConsumerFactory for SimBroker {
     async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
-        let n = self.consumer_ids.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}#{n}", self.host);
+        let body = serde_json::to_vec(&ConnectRequest { host: self.host.clone() }).expect("serialises");
+        let response = self.post("/connect", body, CONNECT_TIMEOUT).await?;
+        if response.status != 200 {
+            return Err(PortError::Unavailable(format!("connect answered {}", response.status)));
+        }
+        let Connected { consumer: id } =
+            serde_json::from_slice(&response.body).map_err(|e| PortError::Unavailable(e.to_string()))?;
         Ok(Box::new(SimConsumer { broker: self.clone(), id, prefetch, buffer: VecDeque::new() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::sim::net::NetCounters;
+
+    fn message(id: u64) -> QueryMessage {
+        QueryMessage { id, sku: "widget".into() }
+    }
+
+    /// Issue 18: a consumer host that crashes holding unacknowledged messages and comes back well
+    /// inside the lease must not keep them stranded. Method: five messages are queued; the worker
+    /// host's first boot takes all five (prefetch 5) and never acks; it is crashed and restarted
+    /// 100 ms later, and its second boot consumes and acks whatever it is given. Every message must
+    /// reach the second boot, marked redelivered, within a lease and a margin. Before the fix the
+    /// restarted host reconnected under its old consumer id, inherited the dead connection's five
+    /// unacked messages (so no room under its prefetch), kept that lease alive by polling, and got
+    /// nothing for ever.
+    #[test]
+    fn a_consumer_restarted_inside_the_lease_gets_the_dead_connections_messages() {
+        let state = broker(100);
+        state.lock().unwrap().ready.extend((1..=5).map(|id| (message(id), false)));
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(1)
+            .epoch(std::time::UNIX_EPOCH)
+            .tick_duration(Duration::from_millis(2))
+            .min_message_latency(Duration::from_micros(200))
+            .max_message_latency(Duration::from_millis(2))
+            .simulation_duration(LEASE * 4)
+            .build();
+        let broker_state = state.clone();
+        sim.host("broker", move || broker_host(broker_state.clone()));
+        let boots = Arc::new(AtomicU32::new(0));
+        let redelivered: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+        let (boots_in, seen) = (boots.clone(), redelivered.clone());
+        sim.host("worker", move || {
+            let boot = boots_in.fetch_add(1, Ordering::Relaxed);
+            let seen = seen.clone();
+            let consumers = SimBroker::new(SimHttp::new(Arc::new(NetCounters::default())), "worker");
+            async move {
+                let mut consumer = consumers.connect(5).await?;
+                loop {
+                    let delivery = consumer.next().await?;
+                    if boot > 0 {
+                        seen.lock().unwrap().push((delivery.message.id, delivery.redelivered));
+                        consumer.ack(delivery.tag).await?;
+                    }
+                }
+            }
+        });
+        let mut bounced = false;
+        // No client host, so `step`'s "done" means nothing here: run until the deadline.
+        while sim.elapsed() < LEASE * 3 {
+            sim.step().unwrap();
+            let now = sim.elapsed();
+            if !bounced && now >= Duration::from_millis(300) {
+                assert_eq!(state.lock().unwrap().ready.len(), 0, "the first boot took all five");
+                sim.crash("worker");
+                bounced = true;
+            }
+            if bounced && boots.load(Ordering::Relaxed) == 1 && now >= Duration::from_millis(400) {
+                sim.bounce("worker");
+            }
+            if redelivered.lock().unwrap().len() == 5 {
+                break;
+            }
+        }
+        assert_eq!(boots.load(Ordering::Relaxed), 2, "the worker host restarted once");
+        let seen = redelivered.lock().unwrap().clone();
+        assert_eq!(seen, (1..=5).map(|id| (id, true)).collect::<Vec<_>>(), "at {:?}", sim.elapsed());
+        assert!(sim.elapsed() <= LEASE + Duration::from_secs(1), "redelivered after {:?}", sim.elapsed());
     }
 }
