@@ -92,9 +92,13 @@ down() {
     if [ -d "$DIR/rabbit" ]; then
         rabbit_env
         /usr/lib/rabbitmq/bin/rabbitmqctl stop >/dev/null 2>&1 || true
-        # epmd outlives `rabbitmqctl stop`: kill the one this script started, by its port.
-        pkill -f "epmd.*-port $ERL_EPMD_PORT" 2>/dev/null || true
-        pkill -f "epmd -daemon" -u root 2>/dev/null || true
+        # epmd outlives `rabbitmqctl stop`: kill the one this script's broker started — it
+        # inherited our ERL_EPMD_PORT — and no other (another RabbitMQ's epmd is not ours).
+        for pid in $(pgrep -x epmd); do
+            if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "ERL_EPMD_PORT=$ERL_EPMD_PORT"; then
+                kill "$pid" 2>/dev/null || true
+            fi
+        done
     fi
 }
 
