@@ -126,6 +126,19 @@ async fn bug_ack_before_commit_acknowledges_a_write_the_database_refused() {
 }
 
 /// A SKU of its own per test, with `stock` on the shelf.
+/// The gateway on `queue` over a fresh shelf of 10, and one query it accepted (202):
+/// `(api, sku, id)`.
+async fn one_accepted_query(
+    cluster: &shakedown::real::PgCluster,
+    queue: &shakedown::real::rabbit::RabbitConfig,
+) -> (axum::Router, String, u64) {
+    let api = common::real::gateway_api(cluster, queue, Bugs::default()).await;
+    let sku = shelf(cluster, 10).await;
+    let (status, id, _) = common::real::submit(&api, &unique("q"), &sku).await;
+    assert_eq!(status, 202);
+    (api, sku, id.unwrap())
+}
+
 async fn shelf(cluster: &shakedown::real::PgCluster, stock: u64) -> String {
     let sku = unique("sku");
     cluster.set_stock(&[(&sku, stock)]).await.unwrap();
@@ -218,11 +231,7 @@ async fn a_worker_killed_mid_message_leads_to_exactly_one_effect_after_redeliver
     use shakedown::stack::ports::{ConsumerFactory, QueryStore};
     let cluster = cluster().await;
     let queue = queue(10);
-    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
-    let sku = shelf(&cluster, 10).await;
-    let (status, id, _) = common::real::submit(&api, &unique("q"), &sku).await;
-    assert_eq!(status, 202);
-    let id = id.unwrap();
+    let (api, sku, id) = one_accepted_query(&cluster, &queue).await;
     // Queued behind it: once this one completes, the first has been redelivered and processed.
     let barrier = common::real::submit(&api, &unique("barrier"), &sku).await.1.unwrap();
     // A worker takes the message, commits its effect, and dies before acknowledging it.
@@ -292,11 +301,7 @@ async fn issue_18_a_silent_consumer_hands_its_unacked_messages_on_within_seconds
     use shakedown::stack::ports::ConsumerFactory;
     let cluster = cluster().await;
     let queue = queue(10);
-    let api = common::real::gateway_api(&cluster, &queue, Bugs::default()).await;
-    let sku = shelf(&cluster, 10).await;
-    let (status, id, _) = common::real::submit(&api, &unique("q"), &sku).await;
-    assert_eq!(status, 202);
-    let id = id.unwrap();
+    let (_, _, id) = one_accepted_query(&cluster, &queue).await;
     let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let broker = queue.uri.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
     let port = freezable_relay(broker.clone(), frozen.clone()).await;

@@ -262,12 +262,14 @@ async fn stop(
         }
         let name = container.name.as_str();
         match how {
-            Stop::Crash => engine.kill(name).await.map_err(ManualError::Engine)?,
-            Stop::Pause => engine.pause(name).await.map_err(ManualError::Engine)?,
-        }
-        match how {
-            Stop::Crash => println!("crashed {name} (SIGKILL)"),
-            Stop::Pause => println!("paused {name} (cgroup freezer)"),
+            Stop::Crash => {
+                engine.kill(name).await.map_err(ManualError::Engine)?;
+                println!("crashed {name} (SIGKILL)");
+            }
+            Stop::Pause => {
+                engine.pause(name).await.map_err(ManualError::Engine)?;
+                println!("paused {name} (cgroup freezer)");
+            }
         }
         done.push(name);
     }
@@ -283,12 +285,14 @@ async fn stop(
     let held = wait(hold).await;
     for name in done {
         match how {
-            Stop::Crash => engine.restart(name).await.map_err(ManualError::Engine)?,
-            Stop::Pause => engine.unpause(name).await.map_err(ManualError::Engine)?,
-        }
-        match how {
-            Stop::Crash => println!("started {name} again after {held:.1?}"),
-            Stop::Pause => println!("unpaused {name} after {held:.1?}"),
+            Stop::Crash => {
+                engine.restart(name).await.map_err(ManualError::Engine)?;
+                println!("started {name} again after {held:.1?}");
+            }
+            Stop::Pause => {
+                engine.unpause(name).await.map_err(ManualError::Engine)?;
+                println!("unpaused {name} after {held:.1?}");
+            }
         }
     }
     Ok(())

@@ -66,14 +66,22 @@ impl Backend for Containers {
     }
 
     fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
-        let error = |message: String| BackendError { backend: "containers", message };
         let image = image::ensure(&self.binary, &mut |line| eprintln!("  {line}"))
             .map_err(|e| error(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| error(format!("a tokio runtime: {e}")))?;
-        runtime.block_on(runner::run(loaded, seed, image))
+        runtime()?.block_on(runner::run(loaded, seed, image))
     }
+}
+
+/// An error of this backend.
+fn error(message: impl Into<String>) -> BackendError {
+    BackendError { backend: "containers", message: message.into() }
+}
+
+/// The runtime a run (or `up`) drives the engine and the load on.
+fn runtime() -> Result<tokio::runtime::Runtime, BackendError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| error(format!("a tokio runtime: {e}")))
 }

@@ -23,6 +23,7 @@ use sqlx::postgres::PgPool;
 use tokio::time::Instant;
 
 use super::engine::{Engine, Running};
+use super::error;
 use super::faults::{FaultState, run_fault};
 use super::image::NodeImage;
 use super::layout::{ContainerSpec, LINKS_HOST, Links, Readiness, RunNames, containers};
@@ -48,10 +49,6 @@ const BROKER_POLL_EVERY: Duration = Duration::from_millis(500);
 const DRAIN: Duration = crate::sim::DRAIN;
 /// How often stock is snapshotted for the conservation check.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
-
-fn error(message: impl Into<String>) -> BackendError {
-    BackendError { backend: "containers", message: message.into() }
-}
 
 /// Run a validated scenario on containers started from `image`.
 pub(super) async fn run(loaded: &Loaded, seed: u64, image: NodeImage) -> Result<Observed, BackendError> {
@@ -133,6 +130,8 @@ pub(super) struct Stack {
     running: BTreeMap<String, Running>,
     /// Each host's port published on 127.0.0.1 (hosts with no port are absent).
     pub(super) ports: BTreeMap<String, u16>,
+    /// The links its proxy carries.
+    links: Links,
 }
 
 impl Stack {
@@ -167,20 +166,18 @@ pub(super) async fn bring_up(loaded: &Loaded, engine: &Engine) -> Result<(Stack,
     let scenario = &loaded.scenario;
     let links = Links::for_plan(&scenario.stack, &loaded.plan);
     let specs = containers(&scenario.stack, &links, &engine.names);
-    let volumes: Vec<String> = specs.iter().flat_map(|s| s.volumes.iter().map(|(v, _)| v.clone())).collect();
-    let mut volumes_unique = volumes.clone();
-    volumes_unique.sort();
-    volumes_unique.dedup();
+    let volumes: std::collections::BTreeSet<String> =
+        specs.iter().flat_map(|s| s.volumes.iter().map(|(v, _)| v.clone())).collect();
     let startup = Instant::now();
-    engine.create_network_and_volumes(&volumes_unique).await.map_err(error)?;
-    let stack = start_stages(engine, &specs).await?;
+    engine.create_network_and_volumes(&volumes.into_iter().collect::<Vec<_>>()).await.map_err(error)?;
+    let stack = start_stages(engine, &specs, links).await?;
     Ok((stack, startup.elapsed().as_millis() as u64))
 }
 
 /// Start every stage and wait for it; between the standby's stage and the router's, create the
 /// tables and stock the shelves once.
-async fn start_stages(engine: &Engine, specs: &[ContainerSpec]) -> Result<Stack, BackendError> {
-    let mut stack = Stack { running: BTreeMap::new(), ports: BTreeMap::new() };
+async fn start_stages(engine: &Engine, specs: &[ContainerSpec], links: Links) -> Result<Stack, BackendError> {
+    let mut stack = Stack { running: BTreeMap::new(), ports: BTreeMap::new(), links };
     for spec in specs.iter().filter(|s| s.port.is_some()) {
         stack.ports.insert(spec.host.clone(), free_port().map_err(error)?);
     }
@@ -323,9 +320,8 @@ async fn drive(
     let client: Arc<dyn HttpClient> = Arc::new(RealHttp::new(peers));
     let recorder = Recorder::new(history.clone());
     let start = recorder.start();
-    let links = Links::for_plan(&scenario.stack, &loaded.plan);
     let links_admin = format!("127.0.0.1:{}", stack.port(LINKS_HOST));
-    let faults = FaultState::new(&loaded.plan, links, links_admin, stack.ports.clone());
+    let faults = FaultState::new(&loaded.plan, stack.links.clone(), links_admin, stack.ports.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for fault in loaded.plan.faults.clone() {
         let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::engine::{Engine, list_labelled};
+use super::error;
 use super::image::NodeImage;
 use super::layout::{LINKS_HOST, RUN_LABEL};
 use super::runner::{self, Ended};
@@ -34,19 +35,10 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Consecutive failed listings (one per [`WATCH_EVERY`]) after which `up` gives up on the engine.
 const ENGINE_ERRORS_MAX: u32 = 30;
 
-fn error(message: impl Into<String>) -> BackendError {
-    BackendError { backend: "containers", message: message.into() }
-}
-
 /// Bring `loaded`'s stack up from `image`, print its endpoints, and keep it
 /// until a signal (or `shakedown down`); then remove it. Returns why it ended.
 pub fn up(loaded: &Loaded, image: NodeImage) -> Result<String, BackendError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| error(format!("a tokio runtime: {e}")))?;
-    runtime.block_on(async {
+    super::runtime()?.block_on(async {
         let engine = runner::start_run(loaded.scenario.seed, image).await?;
         let run = engine.names.run.clone();
         println!("shakedown up: run {run}: starting the stack of {} (Ctrl-C to stop)", loaded.scenario.name);
