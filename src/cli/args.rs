@@ -176,6 +176,10 @@ pub struct ServeArgs {
     /// Address to listen on (HTTP services; for `db-router`, the PostgreSQL proxy).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// This host's name in the stack (`api-1`, …): the saga orchestrator's name in the saga log.
+    /// Default: the `HOSTNAME` environment variable, else the service's name.
+    #[arg(long, value_name = "HOST")]
+    pub name: Option<String>,
     /// For `links` (the containers backend's link proxy): a proxied link
     /// `NAME=LISTEN_PORT:HOST:PORT`, e.g. `pg-replica~pg-primary=15432:pg-primary:5432` (repeat).
     #[arg(long = "link", value_name = "NAME=PORT:HOST:PORT")]
@@ -200,6 +204,13 @@ pub struct ServeArgs {
     /// one queue must agree: RabbitMQ refuses a redeclaration with another capacity.
     #[arg(long, value_name = "N")]
     pub queue_capacity: Option<u32>,
+}
+
+impl ServeArgs {
+    /// This host's name: `--name`, else `HOSTNAME`, else the service.
+    pub fn host_name(&self) -> String {
+        self.name.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| self.service.clone())
+    }
 }
 
 /// `shakedown up`.

@@ -198,7 +198,9 @@ mod real {
                     publisher: Arc::new(publisher(queue).await?),
                     saga_log: cluster,
                 };
-                api_host::router(api_host::ApiHostState::for_stack(stack, ports))
+                let state = api_host::ApiHostState::for_stack(stack, &args.host_name(), ports);
+                api_host::spawn_background(&state);
+                api_host::router(state)
             }
             "pricefeed" => pricefeed_router(pricefeed::PricefeedControl::default()),
             "inventory" => inventory::router(inventory::InventoryState::new(db().await?, pc())),
@@ -209,8 +211,10 @@ mod real {
                 with_health(invest::router(invest::InvestState::new(db().await?, Arc::new(http), config)))
             }
             "orders" => {
-                let config = orders::OrdersConfig::for_stack(stack);
-                with_health(orders::router(orders::OrdersState::new(Arc::new(http), db().await?, config)))
+                let config = orders::OrdersConfig::for_stack(stack, &args.host_name());
+                let state = orders::OrdersState::new(Arc::new(http), db().await?, config);
+                crate::stack::spawn(orders::recover(state.clone()));
+                with_health(orders::router(state))
             }
             "gateway" => {
                 let publisher = Arc::new(publisher(queue).await?);

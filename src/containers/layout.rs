@@ -314,7 +314,9 @@ pub fn containers(stack: &StackConfig, links: &Links, names: &RunNames) -> Vec<C
                 spec(serve("worker", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3)
             }
             api if api.starts_with("api-") => {
-                spec(serve("api", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3)
+                let mut cmd = serve("api", "0.0.0.0:80");
+                cmd.extend(["--name".into(), api.into()]);
+                spec(cmd, service_env, Some(80), Readiness::Http, 3)
             }
             other => spec(serve(other, "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3),
         };

@@ -1,14 +1,16 @@
-//! The orders saga's stores on PostgreSQL (`migrations/0002_saga.sql`): inventory reservations,
-//! order and report rows, and the saga's step log — all through the writer endpoint, each call
+//! The orders saga's stores on PostgreSQL (`migrations/0002_saga.sql`, `0004_saga_leases.sql`):
+//! inventory reservations, order and report rows, and the saga's log (a `sagas` row per saga with
+//! its lease on the database's clock, and the `saga_log` steps) — all through the writer endpoint, each call
 //! one transaction, with the tombstone rules of `stack::ports` (a restocked reservation or a
 //! cancelled row is kept, so a late or retried step can never undo a compensation).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::pg::{PgCluster, port_error};
-use crate::stack::ports::{InventoryStore, OrderStore, PortError, ReportStore, Reserved, Restocked, SagaLog};
+use crate::stack::ports::{InventoryStore, OrderStore, PortError, ReportStore, Reserved, Restocked, SagaLog, SagaRequest};
 
 impl PgCluster {
     /// Put `stock` of each SKU on the shelf (insert or overwrite), for tests and the harness.
@@ -190,16 +192,76 @@ impl ReportStore for PgCluster {
     }
 }
 
+/// A lease as a PostgreSQL interval, in milliseconds (bound as `$n * interval '1 millisecond'`).
+fn lease_ms(lease: Duration) -> f64 {
+    lease.as_secs_f64() * 1000.0
+}
+
 #[async_trait]
 impl SagaLog for PgCluster {
-    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError> {
-        sqlx::query("INSERT INTO saga_log (order_id, step) VALUES ($1, $2)")
-            .bind(order_id)
-            .bind(step)
-            .execute(self.pool(self.writer()))
-            .await
-            .map_err(port_error)?;
+    async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError> {
+        sqlx::query(
+            "INSERT INTO sagas (order_id, sku, qty, owner, lease_until, outcome) \
+             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', NULL) \
+             ON CONFLICT (order_id) DO UPDATE SET owner = $4, lease_until = EXCLUDED.lease_until, outcome = NULL",
+        )
+        .bind(&request.order_id)
+        .bind(&request.sku)
+        .bind(request.qty as i64)
+        .bind(owner)
+        .bind(lease_ms(lease))
+        .execute(self.pool(self.writer()))
+        .await
+        .map_err(port_error)?;
         Ok(())
+    }
+    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+        // One statement, one round trip: renew the lease if still held, and append the step.
+        sqlx::query(
+            "WITH renewed AS (UPDATE sagas SET lease_until = now() + $4 * interval '1 millisecond' \
+             WHERE order_id = $1 AND owner = $2 AND outcome IS NULL) \
+             INSERT INTO saga_log (order_id, step) VALUES ($1, $3)",
+        )
+        .bind(order_id)
+        .bind(owner)
+        .bind(step)
+        .bind(lease_ms(lease))
+        .execute(self.pool(self.writer()))
+        .await
+        .map_err(port_error)?;
+        Ok(())
+    }
+    async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError> {
+        let finished = sqlx::query(
+            "UPDATE sagas SET outcome = $3 WHERE order_id = $1 AND owner = $2 AND outcome IS NULL",
+        )
+        .bind(order_id)
+        .bind(owner)
+        .bind(outcome)
+        .execute(self.pool(self.writer()))
+        .await
+        .map_err(port_error)?
+        .rows_affected();
+        Ok(finished == 1)
+    }
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<SagaRequest>, PortError> {
+        // SKIP LOCKED: two orchestrators claiming at once take different sagas.
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "UPDATE sagas SET owner = $1, lease_until = now() + $2 * interval '1 millisecond' \
+             WHERE order_id IN (SELECT order_id FROM sagas WHERE outcome IS NULL AND lease_until < now() \
+             ORDER BY order_id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING order_id, sku, qty",
+        )
+        .bind(owner)
+        .bind(lease_ms(lease))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool(self.writer()))
+        .await
+        .map_err(port_error)?;
+        let mut claimed: Vec<SagaRequest> =
+            rows.into_iter().map(|(order_id, sku, qty)| SagaRequest { order_id, sku, qty: qty as u64 }).collect();
+        claimed.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+        Ok(claimed)
     }
     async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError> {
         sqlx::query_scalar("SELECT step FROM saga_log WHERE order_id = $1 ORDER BY id")

@@ -62,6 +62,8 @@ pub enum Read {
     QueryCompute { sku: String },
     /// An order's saga trace.
     SagaTrace { order_id: String },
+    /// How many unfinished sagas' leases ended before `now_ns`.
+    SagaClaimable { now_ns: u64 },
     /// Is the node writable?
     Probe,
 }
@@ -83,6 +85,8 @@ pub enum ReadAnswer {
     Trace(Vec<String>),
     /// Writable or not.
     Writable(bool),
+    /// A count.
+    Count(u64),
 }
 
 #[derive(Clone)]
@@ -178,6 +182,7 @@ async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<R
         Read::SagaTrace { order_id } => {
             ReadAnswer::Trace(tables.saga.get(&order_id).cloned().unwrap_or_default())
         }
+        Read::SagaClaimable { now_ns } => ReadAnswer::Count(tables.claimable(now_ns).count() as u64),
         Read::Probe => ReadAnswer::Writable(node.writable()),
     })
 }
@@ -491,10 +496,47 @@ impl ReportStore for SimDb {
     }
 }
 
+/// Simulated time `lease` from now, ns.
+fn lease_until(lease: Duration) -> u64 {
+    now_ns() + lease.as_nanos() as u64
+}
+
 #[async_trait]
 impl SagaLog for SimDb {
-    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError> {
-        self.write(Write::SagaAppend { order_id: order_id.into(), step: step.into() }).await.map(|_| ())
+    async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError> {
+        let write =
+            Write::SagaBegin { request: request.clone(), owner: owner.into(), lease_until_ns: lease_until(lease) };
+        self.write(write).await.map(|_| ())
+    }
+    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+        let write = Write::SagaAppend {
+            order_id: order_id.into(),
+            owner: owner.into(),
+            step: step.into(),
+            lease_until_ns: lease_until(lease),
+        };
+        self.write(write).await.map(|_| ())
+    }
+    async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError> {
+        let write = Write::SagaFinish { order_id: order_id.into(), owner: owner.into(), outcome: outcome.into() };
+        match self.write(write).await?.0 {
+            Outcome::Completed(finished) => Ok(finished),
+            _ => unexpected("finish"),
+        }
+    }
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<SagaRequest>, PortError> {
+        // Look before writing: a claim with nothing to take adds nothing to the WAL.
+        match self.read(None, Read::SagaClaimable { now_ns: now_ns() }).await? {
+            ReadAnswer::Count(0) => return Ok(Vec::new()),
+            ReadAnswer::Count(_) => {}
+            _ => return unexpected("claimable"),
+        }
+        let write =
+            Write::SagaClaim { owner: owner.into(), now_ns: now_ns(), lease_until_ns: lease_until(lease), limit };
+        match self.write(write).await?.0 {
+            Outcome::Claimed(claimed) => Ok(claimed),
+            _ => unexpected("claim"),
+        }
     }
     async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError> {
         match self.read(None, Read::SagaTrace { order_id: order_id.into() }).await? {

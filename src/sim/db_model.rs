@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stack::ports::{DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked};
+use crate::stack::ports::{
+    DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked, SagaRequest,
+};
 
 /// One committed write: the command, replayed on the standby.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +37,14 @@ pub enum Write {
     QueryCreate { key: String, sku: String },
     /// Complete a query and apply its effect.
     QueryComplete { id: u64, result: String, once: bool },
-    /// Append a saga step.
-    SagaAppend { order_id: String, step: String },
+    /// Record a saga held by `owner` until `lease_until_ns` (re-opens a finished one).
+    SagaBegin { request: SagaRequest, owner: String, lease_until_ns: u64 },
+    /// Append a saga step; renews the lease if `owner` holds the saga.
+    SagaAppend { order_id: String, owner: String, step: String, lease_until_ns: u64 },
+    /// Record a saga's outcome if `owner` holds it.
+    SagaFinish { order_id: String, owner: String, outcome: String },
+    /// Take over at most `limit` unfinished sagas whose lease ended before `now_ns`.
+    SagaClaim { owner: String, now_ns: u64, lease_until_ns: u64, limit: u32 },
 }
 
 /// What a write returned.
@@ -52,8 +60,10 @@ pub enum Outcome {
     Row(Result<bool, String>),
     /// A query row and whether it existed.
     Query(QueryRow, bool),
-    /// Whether a completion applied its effect.
+    /// Whether a completion applied its effect (or a saga's outcome was recorded).
     Completed(bool),
+    /// The sagas a claim took over.
+    Claimed(Vec<SagaRequest>),
     /// Nothing to return.
     Done,
 }
@@ -78,6 +88,19 @@ pub struct Reservation {
     pub qty: u64,
     /// Put back (or a tombstone when nothing was ever taken).
     pub restocked: bool,
+}
+
+/// A saga as its log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaEntry {
+    /// What it was asked to do.
+    pub request: SagaRequest,
+    /// The orchestrator holding it.
+    pub owner: String,
+    /// Until when, ns of simulated time.
+    pub lease_until_ns: u64,
+    /// Its outcome, once finished.
+    pub outcome: Option<String>,
 }
 
 /// Every service's tables (each service owns its own; they share one server, as in the source
@@ -106,6 +129,8 @@ pub struct Tables {
     pub effects: BTreeMap<u64, u32>,
     /// Saga traces by order id.
     pub saga: BTreeMap<String, Vec<String>>,
+    /// Sagas by order id.
+    pub sagas: BTreeMap<String, SagaEntry>,
 }
 
 impl Tables {
@@ -163,11 +188,55 @@ impl Tables {
                 *self.effects.entry(*id).or_default() += 1;
                 Outcome::Completed(true)
             }
-            Write::SagaAppend { order_id, step } => {
-                self.saga.entry(order_id.clone()).or_default().push(step.clone());
+            Write::SagaBegin { request, owner, lease_until_ns } => {
+                let entry = SagaEntry {
+                    request: request.clone(),
+                    owner: owner.clone(),
+                    lease_until_ns: *lease_until_ns,
+                    outcome: None,
+                };
+                self.sagas.insert(request.order_id.clone(), entry);
                 Outcome::Done
             }
+            Write::SagaAppend { order_id, owner, step, lease_until_ns } => {
+                self.saga.entry(order_id.clone()).or_default().push(step.clone());
+                if let Some(saga) = self.held(order_id, owner) {
+                    saga.lease_until_ns = *lease_until_ns;
+                }
+                Outcome::Done
+            }
+            Write::SagaFinish { order_id, owner, outcome } => {
+                let held = self.held(order_id, owner);
+                let finished = held.is_some();
+                if let Some(saga) = held {
+                    saga.outcome = Some(outcome.clone());
+                }
+                Outcome::Completed(finished)
+            }
+            Write::SagaClaim { owner, now_ns, lease_until_ns, limit } => {
+                let claimable: Vec<String> = self.claimable(*now_ns).take(*limit as usize).cloned().collect();
+                let claimed = claimable
+                    .iter()
+                    .map(|id| {
+                        let saga = self.sagas.get_mut(id).expect("claimable saga exists");
+                        saga.owner = owner.clone();
+                        saga.lease_until_ns = *lease_until_ns;
+                        saga.request.clone()
+                    })
+                    .collect();
+                Outcome::Claimed(claimed)
+            }
         }
+    }
+
+    /// The unfinished saga `owner` holds.
+    fn held(&mut self, order_id: &str, owner: &str) -> Option<&mut SagaEntry> {
+        self.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none())
+    }
+
+    /// Unfinished sagas whose lease ended before `now_ns`, by order id.
+    pub fn claimable(&self, now_ns: u64) -> impl Iterator<Item = &String> {
+        self.sagas.iter().filter(move |(_, s)| s.outcome.is_none() && s.lease_until_ns < now_ns).map(|(id, _)| id)
     }
 
     fn reserve(&mut self, order_id: &str, sku: &str, qty: u64) -> Reserved {

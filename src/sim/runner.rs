@@ -231,7 +231,11 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
                         publisher: Arc::new(SimBroker::new(http.clone(), &host)),
                         saga_log: store.clone(),
                     };
-                    super::net::serve(api_host::router(api_host::ApiHostState::for_stack(&stack, ports)))
+                    let state = api_host::ApiHostState::for_stack(&stack, &host, ports);
+                    async move {
+                        api_host::spawn_background(&state);
+                        super::net::serve(api_host::router(state)).await
+                    }
                 });
             }
         }

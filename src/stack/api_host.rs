@@ -39,14 +39,21 @@ pub struct ApiHostState {
 }
 
 impl ApiHostState {
-    /// The three services with their default configs and the stack's bug switches.
-    pub fn for_stack(stack: &StackConfig, ports: ApiPorts) -> ApiHostState {
+    /// The three services of the api host `host` (`api-1`, …) with their default configs and the
+    /// stack's bug switches.
+    pub fn for_stack(stack: &StackConfig, host: &str, ports: ApiPorts) -> ApiHostState {
         ApiHostState {
             invest: InvestState::new(ports.invest, ports.http.clone(), InvestConfig::for_stack(stack)),
-            orders: OrdersState::new(ports.http, ports.saga_log, OrdersConfig::for_stack(stack)),
+            orders: OrdersState::new(ports.http, ports.saga_log, OrdersConfig::for_stack(stack, host)),
             gateway: GatewayState::new(ports.queries, ports.publisher, GatewayConfig::for_stack(stack)),
         }
     }
+}
+
+/// What an api host runs beside its routes: the saga recovery ([`orders::recover`]). Call it on
+/// the host (it spawns with [`crate::stack::spawn`]).
+pub fn spawn_background(state: &ApiHostState) {
+    crate::stack::spawn(orders::recover(state.orders.clone()));
 }
 
 /// The merged router of an api host.
@@ -134,8 +141,8 @@ mod tests {
             publisher: Arc::new(broker.clone()),
             saga_log: Arc::new(MemSagaLog::default()),
         };
-        http.route("api-1:80", router(ApiHostState::for_stack(&stack, ports.clone())));
-        http.route("api-2:80", router(ApiHostState::for_stack(&stack, ports)));
+        http.route("api-1:80", router(ApiHostState::for_stack(&stack, "api-1", ports.clone())));
+        http.route("api-2:80", router(ApiHostState::for_stack(&stack, "api-2", ports)));
         let lb = balancer::router(balancer::BalancerState::new(
             http.clone(),
             balancer::LbConfig::for_stack(&stack),

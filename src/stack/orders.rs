@@ -18,6 +18,17 @@
 //! to the [`SagaLog`] port as the saga goes (best effort, bounded by `log_timeout`), and returned
 //! in the response's `reason` for non-completed orders.
 //!
+//! Crash safety: before its first step a saga is recorded in the log, held by this orchestrator
+//! (`owner`) for a `lease` that every appended step renews. [`recover`] runs beside the routes on
+//! every orchestrator: each `recovery_every` it claims sagas left unfinished with their lease run
+//! out — their orchestrator crashed, or is cut off from the log — and runs them again from the
+//! first step. Every step is idempotent and cancels leave tombstones, so a re-run (even beside a
+//! still-running original) converges: it completes an order whose steps all apply, or compensates
+//! one that cannot complete. A saga answers definitely only once its outcome is recorded
+//! by the orchestrator that still holds it; otherwise it answers 504 `unknown`, and a saga whose
+//! compensation gave up stays unfinished for recovery to finish. So no order stays in flight for
+//! ever, and no client is told an outcome a takeover could contradict.
+//!
 //! Bug planted here: `skip_compensation` (never restock, still answer `compensated`).
 
 use std::sync::Arc;
@@ -34,7 +45,7 @@ use tokio::time::{sleep, timeout};
 
 use super::api::OrderResponse;
 use super::bugs::Bugs;
-use super::ports::{HttpClient, HttpRequest, SagaLog};
+use super::ports::{HttpClient, HttpRequest, PortError, SagaLog};
 use super::wire::{self, Called, OrderRef, StepRequest};
 use crate::scenario::model::StackConfig;
 
@@ -59,8 +70,19 @@ pub struct OrdersConfig {
     /// Pause before compensation's first retry, doubled for each further one up to 2 s.
     /// Default 250 ms.
     pub compensation_retry_every: Duration,
-    /// How long appending one trace step may take before it is dropped. Default 200 ms.
+    /// How long one call to the saga log may take (a step appended after it is dropped). Default
+    /// 200 ms.
     pub log_timeout: Duration,
+    /// This orchestrator's name in the saga log: its host (`api-1`, …). Default `orders`.
+    pub owner: String,
+    /// How long a saga stays held by its orchestrator after its last logged step; past it, a
+    /// recovery may take it over. Longer than the longest pause between two steps (a compensation
+    /// pause plus a step's retries, under 4 s). Default 5 s.
+    pub lease: Duration,
+    /// How often recovery looks for sagas to take over. Default 1 s.
+    pub recovery_every: Duration,
+    /// Most sagas one recovery pass takes over. Default 16.
+    pub recovery_batch_max: u32,
     /// Planted bugs.
     pub bugs: Bugs,
 }
@@ -77,15 +99,19 @@ impl Default for OrdersConfig {
             log_timeout: Duration::from_millis(200),
             compensation_deadline: Duration::from_secs(30),
             compensation_retry_every: Duration::from_millis(250),
+            owner: "orders".into(),
+            lease: Duration::from_secs(5),
+            recovery_every: Duration::from_secs(1),
+            recovery_batch_max: 16,
             bugs: Bugs::default(),
         }
     }
 }
 
 impl OrdersConfig {
-    /// The defaults, with the stack's bug switches.
-    pub fn for_stack(stack: &StackConfig) -> OrdersConfig {
-        OrdersConfig { bugs: Bugs::from_list(&stack.bugs), ..OrdersConfig::default() }
+    /// The defaults, with the stack's bug switches, for the orchestrator on `host`.
+    pub fn for_stack(stack: &StackConfig, host: &str) -> OrdersConfig {
+        OrdersConfig { bugs: Bugs::from_list(&stack.bugs), owner: host.into(), ..OrdersConfig::default() }
     }
 }
 
@@ -135,15 +161,38 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
     // The saga runs in its own task: if the client gives up and its connection closes, axum drops
     // this handler, and a saga dropped between "stock taken" and "order created" would leave
     // stock decremented for an order that does not exist (the saga checker caught exactly that).
-    let saga = crate::stack::spawn(async move {
-        let mut saga = Saga { state: &state, step, trace: Vec::new() };
-        let (status, outcome) = saga.run().await;
-        let reason = (outcome != "completed").then(|| saga.trace.join(", "));
-        (status, OrderResponse { order_id: saga.step.order_id.clone(), status: outcome.into(), reason })
-    });
+    let saga = crate::stack::spawn(async move { Saga::new(&state, step).answer().await });
     match saga.await {
         Ok((status, answer)) => (status, axum::Json(answer)).into_response(),
         Err(e) => wire::error(StatusCode::INTERNAL_SERVER_ERROR, format!("the saga task failed: {e}")),
+    }
+}
+
+/// Take over, every `recovery_every`, the sagas whose orchestrator left them unfinished (see the
+/// module doc), and run each again in its own task. Runs for ever, beside the routes.
+pub async fn recover(state: OrdersState) {
+    let config = state.config.clone();
+    loop {
+        sleep(config.recovery_every).await;
+        let claim = state.log.claim(&config.owner, config.lease, config.recovery_batch_max);
+        let claimed = match timeout(config.log_timeout, claim).await {
+            Ok(Ok(claimed)) => claimed,
+            Ok(Err(err)) => {
+                tracing::debug!(owner = %config.owner, %err, "saga recovery: the log is unreachable");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for request in claimed {
+            tracing::info!(owner = %config.owner, order = %request.order_id, "saga recovery: taking over");
+            let state = state.clone();
+            crate::stack::spawn(async move {
+                let mut saga = Saga::new(&state, request);
+                saga.note(&format!("resumed by {}", state.config.owner)).await;
+                let (status, answer) = saga.finish().await;
+                tracing::info!(order = %answer.order_id, status = %status, outcome = %answer.status, "saga recovery: done");
+            });
+        }
     }
 }
 
@@ -178,7 +227,67 @@ impl StepOutcome {
     }
 }
 
-impl Saga<'_> {
+impl<'a> Saga<'a> {
+    fn new(state: &'a OrdersState, step: StepRequest) -> Saga<'a> {
+        Saga { state, step, trace: Vec::new() }
+    }
+
+    /// Record the saga in the log, run it, and answer. A saga the log could not record is not
+    /// run: 503 when it definitely was not recorded, 504 when it may have been (recovery may then
+    /// run it later, so the client must not be told it failed).
+    async fn answer(mut self) -> (StatusCode, OrderResponse) {
+        let config = &self.state.config;
+        let begin = self.state.log.begin(&self.step, &config.owner, config.lease);
+        let begun = match timeout(config.log_timeout, begin).await {
+            Ok(result) => result,
+            Err(_) => Err(PortError::Unavailable(format!("no answer within {:?}", config.log_timeout))),
+        };
+        match begun {
+            Ok(()) => self.finish().await,
+            Err(err @ PortError::Unavailable(_)) => {
+                self.trace.push(format!("saga log begin unknown: {err}"));
+                self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
+            }
+            Err(err) => {
+                self.trace.push(format!("saga log refused the saga: {err}"));
+                self.respond(StatusCode::SERVICE_UNAVAILABLE, "rejected")
+            }
+        }
+    }
+
+    /// Run the saga and record its outcome. A definite outcome is answered only once this
+    /// orchestrator recorded it while still holding the saga; an unknown one (a compensation that
+    /// gave up) is left unfinished for recovery.
+    async fn finish(&mut self) -> (StatusCode, OrderResponse) {
+        let (status, outcome) = self.run().await;
+        if status == StatusCode::GATEWAY_TIMEOUT {
+            return self.respond(status, outcome);
+        }
+        let config = &self.state.config;
+        let finish = self.state.log.finish(&self.step.order_id, &config.owner, outcome);
+        match timeout(config.log_timeout, finish).await {
+            Ok(Ok(true)) => self.respond(status, outcome),
+            Ok(Ok(false)) => {
+                self.trace.push(format!("{outcome}, but another orchestrator took the saga over"));
+                self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
+            }
+            Ok(Err(err)) => {
+                self.trace.push(format!("{outcome}, but the saga log did not record it: {err}"));
+                self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
+            }
+            Err(_) => {
+                self.trace.push(format!("{outcome}, but the saga log did not record it in time"));
+                self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
+            }
+        }
+    }
+
+    /// The answer: the trace is the reason for anything but `completed`.
+    fn respond(&self, status: StatusCode, outcome: &str) -> (StatusCode, OrderResponse) {
+        let reason = (outcome != "completed").then(|| self.trace.join(", "));
+        (status, OrderResponse { order_id: self.step.order_id.clone(), status: outcome.into(), reason })
+    }
+
     /// Run every step; the status and the `OrderResponse::status` to answer with.
     async fn run(&mut self) -> (StatusCode, &'static str) {
         let config = self.state.config.clone();
@@ -341,10 +450,11 @@ impl Saga<'_> {
         }
     }
 
-    /// Append a step to the trace and, best effort, to the saga log.
+    /// Append a step to the trace and, best effort, to the saga log (renewing the lease).
     async fn note(&mut self, step: &str) {
         self.trace.push(step.to_string());
-        let log = self.state.log.append(&self.step.order_id, step);
+        let config = &self.state.config;
+        let log = self.state.log.append(&self.step.order_id, &config.owner, step, config.lease);
         match timeout(self.state.config.log_timeout, log).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
@@ -358,7 +468,7 @@ impl Saga<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::ports::{HttpResponse, PortError, SagaLog};
+    use crate::stack::ports::{HttpResponse, InventoryStore, PortError, SagaLog};
     use crate::stack::testkit::{
         MemHttp, MemInventory, MemRows, MemSagaLog, RowState, json_request, oneshot,
     };
@@ -371,10 +481,16 @@ mod tests {
         orders: Arc<MemRows>,
         reports: Arc<MemRows>,
         log: Arc<MemSagaLog>,
+        state: OrdersState,
         router: Router,
     }
 
     fn fixture(bugs: Bugs) -> Fixture {
+        fixture_with(bugs, |log| log)
+    }
+
+    /// A fixture whose orchestrator `api-1` reaches the saga log through `wrap(log)`.
+    fn fixture_with(bugs: Bugs, wrap: impl FnOnce(Arc<MemSagaLog>) -> Arc<dyn SagaLog>) -> Fixture {
         let inventory_store = Arc::new(MemInventory::with_stock(&[("widget", 10)]));
         let orders_store = Arc::new(MemRows::default());
         let reports_store = Arc::new(MemRows::default());
@@ -387,9 +503,10 @@ mod tests {
         http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(orders_store.clone(), pc())));
         http.route("reports:80", reports::router(reports::ReportsState::new(reports_store.clone(), pc())));
         let log = Arc::new(MemSagaLog::default());
-        let config = OrdersConfig { bugs, ..OrdersConfig::default() };
-        let router = router(OrdersState::new(http, log.clone(), config));
-        Fixture { inventory: inventory_store, orders: orders_store, reports: reports_store, log, router }
+        let config = OrdersConfig { bugs, owner: "api-1".into(), ..OrdersConfig::default() };
+        let state = OrdersState::new(http, wrap(log.clone()), config);
+        let router = router(state.clone());
+        Fixture { inventory: inventory_store, orders: orders_store, reports: reports_store, log, state, router }
     }
 
     async fn order(f: &Fixture, key: &str, qty: u64) -> (u16, OrderResponse) {
@@ -499,6 +616,82 @@ mod tests {
         assert_eq!((status, answer.status.as_str()), (504, "unknown"));
         assert_eq!(f.orders.state("o1"), Some(RowState::Live));
         assert_eq!(f.inventory.on_hand("widget"), 7);
+    }
+
+    /// The orchestrator that began a saga died after taking stock: once its lease runs out, a live
+    /// orchestrator's recovery takes the saga over and runs it to the end, once.
+    #[tokio::test(start_paused = true)]
+    async fn a_saga_whose_orchestrator_died_is_taken_over_and_completed() {
+        let f = fixture(Bugs::default());
+        let request = StepRequest { order_id: "o1".into(), sku: "widget".into(), qty: 3 };
+        let lease = OrdersConfig::default().lease;
+        f.log.begin(&request, "api-dead", lease).await.unwrap();
+        f.inventory.reserve("o1", "widget", 3).await.unwrap();
+        f.log.append("o1", "api-dead", "reserve ok", lease).await.unwrap();
+        tokio::spawn(recover(f.state.clone()));
+        sleep(lease - Duration::from_millis(500)).await;
+        assert_eq!(f.log.holder("o1"), Some(("api-dead".into(), None)), "a live lease is not taken");
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
+        assert_eq!((f.orders.state("o1"), f.reports.state("o1")), (Some(RowState::Live), Some(RowState::Live)));
+        assert_eq!(f.inventory.on_hand("widget"), 7, "stock taken once");
+        let steps = trace(&f, "o1").await;
+        assert_eq!(steps, ["reserve ok", "resumed by api-1", "reserve ok", "order ok", "report ok"]);
+        sleep(lease * 3).await;
+        assert_eq!(trace(&f, "o1").await.len(), 5, "a finished saga is never taken again");
+    }
+
+    /// A compensation that gives up at its deadline answers 504 and leaves the saga unfinished;
+    /// once the participant is back, recovery settles it. Here the order row, which could never be
+    /// cancelled, is live, so the re-run completes the order rather than compensating it.
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_compensation_is_settled_by_recovery() {
+        let f = fixture(Bugs::default());
+        f.orders.fail_create(Some(PortError::Unavailable("timeout".into())));
+        f.orders.fail_cancel(Some(PortError::Unavailable("timeout".into())));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (504, "unknown"));
+        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), None)), "left for recovery");
+        f.orders.fail_create(None);
+        f.orders.fail_cancel(None);
+        tokio::spawn(recover(f.state.clone()));
+        sleep(OrdersConfig::default().lease + Duration::from_secs(2)).await;
+        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
+        assert_eq!((f.orders.state("o1"), f.reports.state("o1")), (Some(RowState::Live), Some(RowState::Live)));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+        assert_eq!(f.inventory.restocks("o1"), 0);
+    }
+
+    /// A saga log that says another orchestrator took the saga over when this one finishes it.
+    struct TakenOver(Arc<MemSagaLog>);
+
+    #[async_trait::async_trait]
+    impl SagaLog for TakenOver {
+        async fn begin(&self, request: &StepRequest, owner: &str, lease: Duration) -> Result<(), PortError> {
+            self.0.begin(request, owner, lease).await
+        }
+        async fn append(&self, id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+            self.0.append(id, owner, step, lease).await
+        }
+        async fn finish(&self, _: &str, _: &str, _: &str) -> Result<bool, PortError> {
+            Ok(false)
+        }
+        async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<StepRequest>, PortError> {
+            self.0.claim(owner, lease, limit).await
+        }
+        async fn trace(&self, id: &str) -> Result<Vec<String>, PortError> {
+            self.0.trace(id).await
+        }
+    }
+
+    /// An orchestrator that lost its saga to a takeover answers 504 `unknown`, never a definite
+    /// outcome the new holder could contradict.
+    #[tokio::test(start_paused = true)]
+    async fn a_saga_taken_over_answers_unknown() {
+        let f = fixture_with(Bugs::default(), |log| Arc::new(TakenOver(log)));
+        let (status, answer) = order(&f, "o1", 3).await;
+        assert_eq!((status, answer.status.as_str()), (504, "unknown"));
+        assert!(answer.reason.unwrap().contains("another orchestrator took the saga over"));
     }
 
     /// A read-only inventory refuses definitely: nothing is taken, the order is rejected.

@@ -178,21 +178,48 @@ pub trait ReportStore: Send + Sync + 'static {
     async fn cancel(&self, order_id: &str) -> Result<bool, PortError>;
 }
 
-/// The orders saga's step log, kept by the middleware (its own table): every step and its
-/// outcome in order, e.g. `reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`.
-/// Vocabulary: `reserve ok|unknown|out-of-stock|released|refused <status>`,
+/// The orders saga's log, kept by the middleware (its own tables): one entry per saga (the
+/// request, which orchestrator holds it and until when, and its outcome once finished) and every
+/// step in order, e.g. `reserve ok`, `order unknown`, `cancel-order ok`, `restock ok`.
+///
+/// Step vocabulary: `reserve ok|unknown|out-of-stock|released|refused <status>`,
 /// `order|report ok|fail|unknown`, `cancel-report|cancel-order ok|fail|unknown` or
 /// `… unconfirmed (the step never applied)`, `restock ok|fail|unknown`, `restock skipped` (the
-/// skip-compensation bug). The
-/// final-state reader copies it into `OrderRecord::trace`. Appends are best effort: the saga
-/// does not fail because its log is unreachable. A client retry of the same order appends its
-/// steps after the earlier run's (a retried compensated order adds `reserve released`).
+/// skip-compensation bug), `resumed by <owner>` (a recovery took the saga over). The final-state
+/// reader copies the steps into `OrderRecord::trace`. Appends are best effort: the saga does not
+/// fail because its log is unreachable. A client retry of the same order appends its steps after
+/// the earlier run's (a retried compensated order adds `reserve released`).
+///
+/// Leases: the orchestrator that [`begin`](SagaLog::begin)s a saga holds it for `lease`, renewed
+/// by every [`append`](SagaLog::append); a saga unfinished when its lease runs out (its
+/// orchestrator crashed or is cut off) is [`claim`](SagaLog::claim)ed by a live one — the
+/// restarted orchestrator itself or another replica — and run again, every step being idempotent. Only the holder can [`finish`](SagaLog::finish) it, so of
+/// two orchestrators running one saga at most one answers definitely. Lease times are the
+/// log's own clock (the database's `now()`).
 #[async_trait]
 pub trait SagaLog: Send + Sync + 'static {
-    /// Append one step to an order's trace.
-    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError>;
+    /// Record the saga of `request`, held by `owner` for `lease` (a retry re-opens a finished one).
+    async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError>;
+    /// Append one step to an order's trace, renewing `owner`'s lease if it still holds the saga.
+    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError>;
+    /// Record the saga's outcome if `owner` still holds it: false when another took it over.
+    async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError>;
+    /// Take over at most `limit` unfinished sagas whose lease ran out, holding each for `lease`;
+    /// their requests, by order id.
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<SagaRequest>, PortError>;
     /// An order's trace, oldest step first (empty if none).
     async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError>;
+}
+
+/// What a saga was asked to do: enough to run it again after its orchestrator is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaRequest {
+    /// The order id (the client's idempotency key).
+    pub order_id: String,
+    /// The product.
+    pub sku: String,
+    /// Quantity.
+    pub qty: u64,
 }
 
 /// A stored asynchronous query.

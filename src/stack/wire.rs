@@ -23,16 +23,8 @@ pub fn authority(host: &str) -> String {
 }
 
 /// A saga step for one order: `POST /reserve` (inventory), `POST /orders` (ordersvc),
-/// `POST /reports` (reports).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepRequest {
-    /// The order id (the client's idempotency key).
-    pub order_id: String,
-    /// The product.
-    pub sku: String,
-    /// Quantity.
-    pub qty: u64,
-}
+/// `POST /reports` (reports) — the same body the saga log keeps to run the saga again.
+pub type StepRequest = super::ports::SagaRequest;
 
 /// A compensation for one order: `POST /restock` (inventory).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

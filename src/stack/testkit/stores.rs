@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::stack::ports::{
     InventoryStore, OrderStore, PortError, QueryRow, QueryStore, ReportStore, Reserved, Restocked, SagaLog,
+    SagaRequest,
 };
 
 #[derive(Clone, Debug)]
@@ -296,21 +298,84 @@ impl QueryStore for MemQueries {
     }
 }
 
-/// The saga log.
+/// The saga log, its leases on tokio's clock.
 #[derive(Default)]
 pub struct MemSagaLog {
-    traces: Mutex<BTreeMap<String, Vec<String>>>,
+    inner: Mutex<MemSagaInner>,
+}
+
+#[derive(Default)]
+struct MemSagaInner {
+    traces: BTreeMap<String, Vec<String>>,
+    sagas: BTreeMap<String, MemSaga>,
+}
+
+struct MemSaga {
+    request: SagaRequest,
+    owner: String,
+    lease_until: tokio::time::Instant,
+    outcome: Option<String>,
+}
+
+impl MemSagaLog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemSagaInner> {
+        self.inner.lock().expect("saga log poisoned")
+    }
+
+    /// Who holds an order's saga and its outcome, if it was begun.
+    pub fn holder(&self, order_id: &str) -> Option<(String, Option<String>)> {
+        self.lock().sagas.get(order_id).map(|s| (s.owner.clone(), s.outcome.clone()))
+    }
 }
 
 #[async_trait]
 impl SagaLog for MemSagaLog {
-    async fn append(&self, order_id: &str, step: &str) -> Result<(), PortError> {
-        let mut traces = self.traces.lock().expect("saga log poisoned");
-        traces.entry(order_id.to_string()).or_default().push(step.to_string());
+    async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError> {
+        let saga = MemSaga {
+            request: request.clone(),
+            owner: owner.into(),
+            lease_until: tokio::time::Instant::now() + lease,
+            outcome: None,
+        };
+        self.lock().sagas.insert(request.order_id.clone(), saga);
         Ok(())
     }
 
+    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.traces.entry(order_id.to_string()).or_default().push(step.to_string());
+        if let Some(saga) = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none()) {
+            saga.lease_until = tokio::time::Instant::now() + lease;
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError> {
+        let mut inner = self.lock();
+        let held = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none());
+        let finished = held.is_some();
+        if let Some(saga) = held {
+            saga.outcome = Some(outcome.into());
+        }
+        Ok(finished)
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<SagaRequest>, PortError> {
+        let now = tokio::time::Instant::now();
+        let mut inner = self.lock();
+        let claimable = inner.sagas.values_mut().filter(|s| s.outcome.is_none() && s.lease_until < now);
+        Ok(claimable
+            .take(limit as usize)
+            .map(|saga| {
+                saga.owner = owner.into();
+                saga.lease_until = now + lease;
+                saga.request.clone()
+            })
+            .collect())
+    }
+
     async fn trace(&self, order_id: &str) -> Result<Vec<String>, PortError> {
-        Ok(self.traces.lock().expect("saga log poisoned").get(order_id).cloned().unwrap_or_default())
+        Ok(self.lock().traces.get(order_id).cloned().unwrap_or_default())
     }
 }
+
