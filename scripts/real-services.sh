@@ -95,7 +95,7 @@ down() {
         # epmd outlives `rabbitmqctl stop`: kill the one this script's broker started — it
         # inherited our ERL_EPMD_PORT — and no other (another RabbitMQ's epmd is not ours).
         for pid in $(pgrep -x epmd); do
-            if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "ERL_EPMD_PORT=$ERL_EPMD_PORT"; then
+            if tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qx "ERL_EPMD_PORT=$ERL_EPMD_PORT"; then
                 kill "$pid" 2>/dev/null || true
             fi
         done

@@ -192,6 +192,66 @@ async fn bug_skip_compensation_leaves_stock_taken_for_an_order_that_does_not_exi
     assert!(trace.iter().any(|s| s == "restock skipped"), "{trace:?}");
 }
 
+/// Issue 14: an orchestrator killed mid-saga (its runtime shut down after the order step, with
+/// the reports step hanging) leaves its saga unfinished in the log; once the lease runs out, a
+/// live orchestrator's recovery takes it over and completes it on the real stores, taking the
+/// stock exactly once.
+#[test]
+fn issue_14_a_saga_whose_orchestrator_is_killed_mid_way_is_taken_over_and_finished() {
+    use shakedown::stack::ports::SagaLog;
+    use std::time::Duration;
+    let lease = Duration::from_secs(1);
+    let key = unique("order");
+    let live = tokio::runtime::Runtime::new().expect("a runtime");
+    let (cluster, sku) = live.block_on(async {
+        let cluster = cluster().await;
+        let sku = shelf(&cluster, 100).await;
+        (cluster, sku)
+    });
+    // The doomed orchestrator runs on its own runtime; shutting it down kills every task it has.
+    let doomed = tokio::runtime::Runtime::new().expect("a runtime");
+    let doomed_cluster = doomed.block_on(common::real::cluster());
+    let api = shakedown::stack::orders::router(common::real::saga_state(
+        &doomed_cluster,
+        "api-doomed",
+        lease,
+        true,
+    ));
+    let (order_key, order_sku) = (key.clone(), sku.clone());
+    doomed.spawn(async move { common::real::order(&api, &order_key, &order_sku, 3).await });
+    live.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !cluster.trace(&key).await.unwrap().iter().any(|s| s == "order ok") {
+            assert!(tokio::time::Instant::now() < deadline, "the saga never reached its order step");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    doomed.shutdown_background();
+    assert_eq!(live.block_on(on_hand(&cluster, &sku)), 97, "the dead orchestrator took the stock");
+    live.block_on(async {
+        let state = common::real::saga_state(&cluster, "api-live", lease, false);
+        let recovery = tokio::spawn(shakedown::stack::orders::recover(state));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let trace = cluster.trace(&key).await.unwrap();
+            if trace.iter().filter(|s| *s == "report ok").count() == 1 {
+                assert!(trace.contains(&"resumed by api-live".to_string()), "{trace:?}");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no orchestrator finished the saga: {trace:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        recovery.abort();
+        assert_eq!(on_hand(&cluster, &sku).await, 97, "the stock was taken once");
+        let outcome: Option<String> = sqlx::query_scalar("SELECT outcome FROM sagas WHERE order_id = $1")
+            .bind(&key)
+            .fetch_one(cluster.pool(cluster.writer()))
+            .await
+            .unwrap();
+        assert_eq!(outcome.as_deref(), Some("completed"));
+    });
+}
+
 fn queue(capacity: u32) -> shakedown::real::rabbit::RabbitConfig {
     shakedown::real::rabbit::RabbitConfig::from_env(&unique("queries"), capacity)
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::pg::{PgCluster, port_error};
-use crate::stack::ports::{InventoryStore, OrderStore, PortError, ReportStore, Reserved, Restocked, SagaLog, SagaRequest};
+use crate::stack::ports::{
+    InventoryStore, OrderStore, PortError, ReportStore, Reserved, Restocked, SagaLog, SagaRequest,
+};
 
 impl PgCluster {
     /// Put `stock` of each SKU on the shelf (insert or overwrite), for tests and the harness.
@@ -215,7 +217,13 @@ impl SagaLog for PgCluster {
         .map_err(port_error)?;
         Ok(())
     }
-    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+    async fn append(
+        &self,
+        order_id: &str,
+        owner: &str,
+        step: &str,
+        lease: Duration,
+    ) -> Result<(), PortError> {
         // One statement, one round trip: renew the lease if still held, and append the step.
         sqlx::query(
             "WITH renewed AS (UPDATE sagas SET lease_until = now() + $4 * interval '1 millisecond' \
@@ -258,8 +266,10 @@ impl SagaLog for PgCluster {
         .fetch_all(self.pool(self.writer()))
         .await
         .map_err(port_error)?;
-        let mut claimed: Vec<SagaRequest> =
-            rows.into_iter().map(|(order_id, sku, qty)| SagaRequest { order_id, sku, qty: qty as u64 }).collect();
+        let mut claimed: Vec<SagaRequest> = rows
+            .into_iter()
+            .map(|(order_id, sku, qty)| SagaRequest { order_id, sku, qty: qty as u64 })
+            .collect();
         claimed.sort_by(|a, b| a.order_id.cmp(&b.order_id));
         Ok(claimed)
     }

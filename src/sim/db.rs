@@ -504,11 +504,20 @@ fn lease_until(lease: Duration) -> u64 {
 #[async_trait]
 impl SagaLog for SimDb {
     async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError> {
-        let write =
-            Write::SagaBegin { request: request.clone(), owner: owner.into(), lease_until_ns: lease_until(lease) };
+        let write = Write::SagaBegin {
+            request: request.clone(),
+            owner: owner.into(),
+            lease_until_ns: lease_until(lease),
+        };
         self.write(write).await.map(|_| ())
     }
-    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+    async fn append(
+        &self,
+        order_id: &str,
+        owner: &str,
+        step: &str,
+        lease: Duration,
+    ) -> Result<(), PortError> {
         let write = Write::SagaAppend {
             order_id: order_id.into(),
             owner: owner.into(),
@@ -518,7 +527,8 @@ impl SagaLog for SimDb {
         self.write(write).await.map(|_| ())
     }
     async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError> {
-        let write = Write::SagaFinish { order_id: order_id.into(), owner: owner.into(), outcome: outcome.into() };
+        let write =
+            Write::SagaFinish { order_id: order_id.into(), owner: owner.into(), outcome: outcome.into() };
         match self.write(write).await?.0 {
             Outcome::Completed(finished) => Ok(finished),
             _ => unexpected("finish"),
@@ -531,8 +541,12 @@ impl SagaLog for SimDb {
             ReadAnswer::Count(_) => {}
             _ => return unexpected("claimable"),
         }
-        let write =
-            Write::SagaClaim { owner: owner.into(), now_ns: now_ns(), lease_until_ns: lease_until(lease), limit };
+        let write = Write::SagaClaim {
+            owner: owner.into(),
+            now_ns: now_ns(),
+            lease_until_ns: lease_until(lease),
+            limit,
+        };
         match self.write(write).await?.0 {
             Outcome::Claimed(claimed) => Ok(claimed),
             _ => unexpected("claim"),

@@ -236,7 +236,10 @@ impl Tables {
 
     /// Unfinished sagas whose lease ended before `now_ns`, by order id.
     pub fn claimable(&self, now_ns: u64) -> impl Iterator<Item = &String> {
-        self.sagas.iter().filter(move |(_, s)| s.outcome.is_none() && s.lease_until_ns < now_ns).map(|(id, _)| id)
+        self.sagas
+            .iter()
+            .filter(move |(_, s)| s.outcome.is_none() && s.lease_until_ns < now_ns)
+            .map(|(id, _)| id)
     }
 
     fn reserve(&mut self, order_id: &str, sku: &str, qty: u64) -> Reserved {

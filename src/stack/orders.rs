@@ -506,7 +506,14 @@ mod tests {
         let config = OrdersConfig { bugs, owner: "api-1".into(), ..OrdersConfig::default() };
         let state = OrdersState::new(http, wrap(log.clone()), config);
         let router = router(state.clone());
-        Fixture { inventory: inventory_store, orders: orders_store, reports: reports_store, log, state, router }
+        Fixture {
+            inventory: inventory_store,
+            orders: orders_store,
+            reports: reports_store,
+            log,
+            state,
+            router,
+        }
     }
 
     async fn order(f: &Fixture, key: &str, qty: u64) -> (u16, OrderResponse) {
@@ -633,7 +640,10 @@ mod tests {
         assert_eq!(f.log.holder("o1"), Some(("api-dead".into(), None)), "a live lease is not taken");
         sleep(Duration::from_secs(2)).await;
         assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
-        assert_eq!((f.orders.state("o1"), f.reports.state("o1")), (Some(RowState::Live), Some(RowState::Live)));
+        assert_eq!(
+            (f.orders.state("o1"), f.reports.state("o1")),
+            (Some(RowState::Live), Some(RowState::Live))
+        );
         assert_eq!(f.inventory.on_hand("widget"), 7, "stock taken once");
         let steps = trace(&f, "o1").await;
         assert_eq!(steps, ["reserve ok", "resumed by api-1", "reserve ok", "order ok", "report ok"]);
@@ -657,7 +667,10 @@ mod tests {
         tokio::spawn(recover(f.state.clone()));
         sleep(OrdersConfig::default().lease + Duration::from_secs(2)).await;
         assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
-        assert_eq!((f.orders.state("o1"), f.reports.state("o1")), (Some(RowState::Live), Some(RowState::Live)));
+        assert_eq!(
+            (f.orders.state("o1"), f.reports.state("o1")),
+            (Some(RowState::Live), Some(RowState::Live))
+        );
         assert_eq!(f.inventory.on_hand("widget"), 7);
         assert_eq!(f.inventory.restocks("o1"), 0);
     }
@@ -676,7 +689,12 @@ mod tests {
         async fn finish(&self, _: &str, _: &str, _: &str) -> Result<bool, PortError> {
             Ok(false)
         }
-        async fn claim(&self, owner: &str, lease: Duration, limit: u32) -> Result<Vec<StepRequest>, PortError> {
+        async fn claim(
+            &self,
+            owner: &str,
+            lease: Duration,
+            limit: u32,
+        ) -> Result<Vec<StepRequest>, PortError> {
             self.0.claim(owner, lease, limit).await
         }
         async fn trace(&self, id: &str) -> Result<Vec<String>, PortError> {

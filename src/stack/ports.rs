@@ -201,7 +201,8 @@ pub trait SagaLog: Send + Sync + 'static {
     /// Record the saga of `request`, held by `owner` for `lease` (a retry re-opens a finished one).
     async fn begin(&self, request: &SagaRequest, owner: &str, lease: Duration) -> Result<(), PortError>;
     /// Append one step to an order's trace, renewing `owner`'s lease if it still holds the saga.
-    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError>;
+    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration)
+    -> Result<(), PortError>;
     /// Record the saga's outcome if `owner` still holds it: false when another took it over.
     async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError>;
     /// Take over at most `limit` unfinished sagas whose lease ran out, holding each for `lease`;

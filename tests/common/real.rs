@@ -59,6 +59,38 @@ pub async fn history(api: &Router, min_lsn: u64) -> HistoryResponse {
     serde_json::from_slice(&response.body).expect("a history page")
 }
 
+/// The orders saga middleware's state over `cluster` for the orchestrator `owner`, holding sagas
+/// for `lease` and looking for sagas to take over every 200 ms. With `reports_stalled`, the
+/// reports participant takes calls and never answers them, so a saga stops after its order step.
+pub fn saga_state(
+    cluster: &PgCluster,
+    owner: &str,
+    lease: std::time::Duration,
+    reports_stalled: bool,
+) -> shakedown::stack::orders::OrdersState {
+    use shakedown::stack::orders::{OrdersConfig, OrdersState};
+    use shakedown::stack::wire::ParticipantConfig;
+    use shakedown::stack::{inventory, ordersvc, reports};
+    let store = Arc::new(cluster.clone());
+    let http = Arc::new(MemHttp::default());
+    let pc = ParticipantConfig::default;
+    http.route("inventory:80", inventory::router(inventory::InventoryState::new(store.clone(), pc())));
+    http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(store.clone(), pc())));
+    if reports_stalled {
+        let stalled = Router::new().fallback(|| std::future::pending::<()>());
+        http.route("reports:80", stalled);
+    } else {
+        http.route("reports:80", reports::router(reports::ReportsState::new(store.clone(), pc())));
+    }
+    let config = OrdersConfig {
+        owner: owner.into(),
+        lease,
+        recovery_every: std::time::Duration::from_millis(200),
+        ..OrdersConfig::default()
+    };
+    OrdersState::new(http, store, config)
+}
+
 /// The orders saga over `cluster`: the middleware and its three participants (inventory,
 /// ordersvc, reports) on the real stores, wired in memory.
 pub fn saga_api(cluster: &PgCluster, bugs: Bugs) -> Router {

@@ -341,10 +341,17 @@ impl SagaLog for MemSagaLog {
         Ok(())
     }
 
-    async fn append(&self, order_id: &str, owner: &str, step: &str, lease: Duration) -> Result<(), PortError> {
+    async fn append(
+        &self,
+        order_id: &str,
+        owner: &str,
+        step: &str,
+        lease: Duration,
+    ) -> Result<(), PortError> {
         let mut inner = self.lock();
         inner.traces.entry(order_id.to_string()).or_default().push(step.to_string());
-        if let Some(saga) = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none()) {
+        if let Some(saga) = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none())
+        {
             saga.lease_until = tokio::time::Instant::now() + lease;
         }
         Ok(())
@@ -378,4 +385,3 @@ impl SagaLog for MemSagaLog {
         Ok(self.lock().traces.get(order_id).cloned().unwrap_or_default())
     }
 }
-
