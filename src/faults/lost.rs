@@ -32,7 +32,11 @@ const DATABASE_NODES: [&str; 2] = ["pg-primary", "pg-replica"];
 /// Set each fault's `writes_lost_count` (indexed by `PlannedFault::index`, as the backends
 /// return effects) from the acknowledgement times of the lost writes. A count a backend put there
 /// is replaced: this is the one place it is computed.
-pub fn attribute_lost_writes(effects: &mut [FaultEffect], plan: &Plan, acks_ns: impl IntoIterator<Item = u64>) {
+pub fn attribute_lost_writes(
+    effects: &mut [FaultEffect],
+    plan: &Plan,
+    acks_ns: impl IntoIterator<Item = u64>,
+) {
     for effect in effects.iter_mut() {
         effect.writes_lost_count = 0;
     }
@@ -64,7 +68,9 @@ fn could_lose_writes(fault: &PlannedFault) -> bool {
     match fault.kind {
         FaultKind::Crash { .. } => true,
         FaultKind::Pause { .. } | FaultKind::Partition { .. } => touches_database(),
-        FaultKind::Latency { .. } | FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => false,
+        FaultKind::Latency { .. } | FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => {
+            false
+        }
     }
 }
 
