@@ -416,7 +416,7 @@ fn shrink_group(
         format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
     let yaml_path = group_dir.join("shrunk.yaml");
     let header = format!(
-        "# Found by `shakedown explore {}`{}: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
+        "# Found by `shakedown explore {}{}`: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
         loaded.file,
         match options.swarm {
             None => "",
