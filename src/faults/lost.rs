@@ -55,11 +55,10 @@ pub fn culprit(plan: &Plan, ack: Duration) -> Option<&PlannedFault> {
     // `plan.faults` is in start order, so the last match started last.
     let lossy = || plan.faults.iter().filter(|f| could_lose_writes(f));
     lossy()
-        .filter(in_force)
-        .next_back()
+        .rfind(in_force)
         .or_else(|| lossy().find(|f| f.start > ack))
-        .or_else(|| lossy().filter(|f| f.start <= ack).next_back())
-        .or_else(|| plan.faults.iter().filter(in_force).next_back())
+        .or_else(|| lossy().rfind(|f| f.start <= ack))
+        .or_else(|| plan.faults.iter().rfind(in_force))
 }
 
 /// True for a crash of anything, and a pause or partition of a database node.

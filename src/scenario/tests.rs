@@ -257,7 +257,9 @@ fn issue_18_a_run_longer_than_duration_max_is_refused_unless_raised() {
 /// would need what was left out is skipped rather than guessed.
 #[test]
 fn issue_14_shape_and_semantic_errors_are_reported_together() {
-    let table: &[(&str, &str, &[(u64, &str)])] = &[
+    // (what the row shows, the snippet, every error: (line, part of its message))
+    type Row = (&'static str, &'static str, &'static [(u64, &'static str)]);
+    let table: &[Row] = &[
         (
             "an unknown op and a fault after the end",
             "  - { op: invset, rate: 5/s }\nfaults: [ { at: 90s, crash: lb, restart_after: 1s } ]\n",
