@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot image
+.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -29,6 +29,15 @@ chaos: build $(BACKEND_DEPS) ## run every shipped scenario [BACKEND=containers];
 
 explore: build ## explore a scenario over many seeds: make explore SCENARIO=... SEEDS=40 ARGS='--swarm'
 	$(BIN) explore $(SCENARIO) --seeds $(SEEDS) --out $(OUT) $(ARGS)
+
+# A campaign's seeds per scenario: SEEDS when given (make campaign SEEDS=50), else 200.
+CAMPAIGN_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),200)
+
+campaign: build ## every shipped scenario (not bugs/) explored with swarm schedules from every fault kind: make campaign [SEEDS=200]; reports under reports/campaign/
+	@status=0; for file in scenarios/*.yaml; do \
+		$(BIN) explore $$file --swarm all --seeds $(CAMPAIGN_SEEDS) --jobs 2 --out $(OUT)/campaign $(ARGS) \
+			|| { code=$$?; [ $$code -gt $$status ] && status=$$code; }; \
+	done; exit $$status
 
 test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets

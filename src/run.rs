@@ -4,7 +4,9 @@
 //! 2. run it on the backend (`sim::run`), which builds the stack, drives the workload, injects
 //!    the plan's faults and reads the final state;
 //! 3. write `history.jsonl` — before any checker runs;
-//! 4. run the checkers (`check::run_all`) and apply `expect` (`check::verdict`);
+//! 4. run the checkers (`check::run_all`) and apply `expect` (`check::verdict`); charge each
+//!    write the durability check found lost to a fault (`faults::attribute_lost_writes`), so
+//!    both backends' fault effects carry the same `writes_lost_count`;
 //! 5. build the `Report` and write `report.json`, `report.html`, `junit.xml`.
 //!
 //! Output goes to `OUT/<scenario>/<seed>/`, written into a temporary directory that is renamed
@@ -14,8 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::check::{FinalState, run_all, verdict};
-use crate::faults::FaultEffect;
+use crate::check::{Checked, FinalState, run_all, verdict};
+use crate::faults::{FaultEffect, Plan, attribute_lost_writes};
 use crate::history::History;
 use crate::report::{self, OutputDir, Report, RunFacts, WriteError};
 use crate::scenario::{Diagnostics, Loaded, load_file};
@@ -163,13 +165,14 @@ pub fn run_loaded(
     out.write_with("history.jsonl", |w| observed.history.write_jsonl(w))?;
     let checked = run_all(&observed.history, &observed.final_state, &loaded.plan, &loaded.scenario);
     let verdict = verdict(&checked.results, &loaded.scenario, &observed.generator);
+    let fault_effects = fault_effects(&observed, &checked, &loaded.plan);
     let speedup = observed.simulated_ms as f64 / wall_ms.max(1) as f64;
     let report = report::build(report::Inputs {
         loaded,
         seed,
         backend: backend.name(),
         history: &observed.history,
-        fault_effects: &observed.fault_effects,
+        fault_effects: &fault_effects,
         generator: &observed.generator,
         checked: &checked,
         verdict: &verdict,
@@ -195,6 +198,15 @@ pub fn run_loaded(
     }
     let dir = out.commit()?;
     Ok(RunOutcome { report, dir })
+}
+
+/// The backend's fault effects, completed with the lost writes each fault answers for.
+fn fault_effects(observed: &Observed, checked: &Checked, plan: &Plan) -> Vec<FaultEffect> {
+    let mut effects = observed.fault_effects.clone();
+    let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
+    assert_eq!(effects.len(), count, "the backend returned an effect per fault");
+    attribute_lost_writes(&mut effects, plan, checked.lost_writes.iter().map(|w| w.ack_ns));
+    effects
 }
 
 /// The first place two histories of the same seed differ, for `--check-determinism`.
@@ -235,42 +247,45 @@ mod tests {
     use crate::history::{EntryOp, EntryType, Process, Value};
     use crate::scenario::Loaded;
 
-    /// A backend that replays a fixed observation: one acknowledged write that the final state
-    /// lost, during a crash of the primary.
-    struct Scripted;
+    /// A backend that replays a fixed observation.
+    struct Scripted(Observed);
 
     impl Backend for Scripted {
         fn name(&self) -> &'static str {
             "scripted"
         }
         fn run(&self, _loaded: &Loaded, _seed: u64) -> Result<Observed, BackendError> {
-            let mut history = History::new();
-            let key = Value { key: Some("invest-000000".into()), ..Value::default() };
-            history.push(
-                21_000_000_000,
-                EntryType::Invoke,
-                Process::Client(0),
-                EntryOp::Invest,
-                key.clone(),
-                None,
-            );
-            history.push(
-                21_005_000_000,
-                EntryType::Ok,
-                Process::Client(0),
-                EntryOp::Invest,
-                Value { lsn: Some(9), ..key },
-                None,
-            );
-            Ok(Observed {
-                history,
-                final_state: FinalState { primary: "pg-replica".into(), ..FinalState::default() },
-                fault_effects: vec![FaultEffect { writes_lost_count: 1, ..FaultEffect::default() }],
-                generator: GeneratorStats { scheduled_count: 1, sent_count: 1, ..GeneratorStats::default() },
-                simulated_ms: 30_000,
-                startup_ms: None,
-            })
+            Ok(self.0.clone())
         }
+    }
+
+    /// An invest of `key` invoked 5 ms before `ack_ms` and answered `kind` then.
+    fn invest(history: &mut History, key: &str, ack_ms: u64, kind: EntryType) {
+        let process = Process::Client(history.entries().len() as u32);
+        let value = Value { key: Some(key.into()), ..Value::default() };
+        let ack_ns = ack_ms * 1_000_000;
+        history.push(ack_ns - 5_000_000, EntryType::Invoke, process, EntryOp::Invest, value.clone(), None);
+        history.push(ack_ns, kind, process, EntryOp::Invest, Value { lsn: Some(9), ..value }, None);
+    }
+
+    /// An observation of `history` ending on `final_state`, for a plan of `faults_count` faults
+    /// whose effects the backend left at zero.
+    fn observed(history: History, final_state: FinalState, faults_count: usize) -> Observed {
+        Observed {
+            history,
+            final_state,
+            fault_effects: vec![FaultEffect::default(); faults_count],
+            generator: GeneratorStats { scheduled_count: 1, sent_count: 1, ..GeneratorStats::default() },
+            simulated_ms: 30_000,
+            startup_ms: None,
+        }
+    }
+
+    /// One acknowledged write that the final state lost, during a crash of the primary.
+    fn one_lost_write() -> Scripted {
+        let mut history = History::new();
+        invest(&mut history, "invest-000000", 21_005, EntryType::Ok);
+        Scripted(observed(history, FinalState { primary: "pg-replica".into(), ..FinalState::default() }, 1))
     }
 
     #[test]
@@ -280,7 +295,7 @@ mod tests {
         let text = "name: lossy\nduration: 30s\nworkload: [ { op: invest, rate: 1/s } ]\nfaults: [ { at: 20s, crash: pg-primary, restart_after: 5s } ]\nchecks: { durability: {} }\n";
         std::fs::write(&scenario, text).unwrap();
         let options = RunOptions { out: dir.path().join("out"), seed: Some(42), ..RunOptions::default() };
-        let outcome = run_file(&scenario, &Scripted, &options).unwrap();
+        let outcome = run_file(&scenario, &one_lost_write(), &options).unwrap();
         assert_eq!(outcome.dir, dir.path().join("out/lossy/42"));
         assert_eq!(outcome.report.verdict.exit_code, crate::exit::FAIL);
         for file in ["history.jsonl", "report.json", "junit.xml", "final-state.json"] {
@@ -295,6 +310,7 @@ mod tests {
         );
         assert_eq!(back.checks[0].details["lost_count"], 1);
         assert!(!back.faults[0].vacuous);
+        assert_eq!(back.faults[0].effect.writes_lost_count, 1, "the backend counted none: the run did");
         let history = History::read_jsonl(
             std::fs::File::open(outcome.dir.join("history.jsonl")).map(std::io::BufReader::new).unwrap(),
         )
@@ -315,9 +331,52 @@ mod tests {
         let scenario = dir.path().join("s.yaml");
         std::fs::write(&scenario, "name: x\n").unwrap();
         let options = RunOptions { out: dir.path().join("out"), ..RunOptions::default() };
-        let error = run_file(&scenario, &Scripted, &options).unwrap_err();
+        let error = run_file(&scenario, &one_lost_write(), &options).unwrap_err();
         assert_eq!(error.exit_code(), crate::exit::BAD_INPUT);
         assert!(!dir.path().join("out").exists());
+    }
+
+    /// Goal: every write the durability check lists as lost is counted on the fault that
+    /// explains it, whatever the backend counted. Method: a hand-built history and final state
+    /// over three faults — latency on the replication link 5–8 s, a crash of the primary
+    /// 10–15 s, a pause of the standby 20–22 s — with lost writes acknowledged before, during and
+    /// between them, and one acknowledged during the pause that did survive.
+    #[test]
+    fn lost_writes_are_charged_to_the_fault_in_force_or_the_next_that_can_lose_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("s.yaml");
+        let text = indoc::indoc! {"
+            name: charged
+            duration: 30s
+            workload: [ { op: invest, rate: 1/s } ]
+            faults:
+              - { at: 5s, latency: { between: [[pg-primary], [pg-replica]], delay: 100ms }, for: 3s }
+              - { at: 10s, crash: pg-primary, restart_after: 5s }
+              - { at: 20s, pause: pg-replica, for: 2s }
+            checks: { durability: {} }
+        "};
+        std::fs::write(&scenario, text).unwrap();
+        let mut history = History::new();
+        invest(&mut history, "a", 2_000, EntryType::Ok); // calm: the crash that follows
+        invest(&mut history, "b", 6_000, EntryType::Ok); // latency cannot lose it: the crash
+        invest(&mut history, "c", 11_000, EntryType::Ok); // during the crash
+        invest(&mut history, "d", 16_000, EntryType::Ok); // after the crash: the pause
+        invest(&mut history, "e", 21_000, EntryType::Ok); // during the pause, but it survived
+        invest(&mut history, "f", 25_000, EntryType::Ok); // after every fault: the last, the pause
+        invest(&mut history, "g", 12_000, EntryType::Fail); // failed, absent: not lost
+        let final_state = FinalState {
+            primary: "pg-replica".into(),
+            investments: [("e".to_string(), 1)].into(),
+            ..FinalState::default()
+        };
+        let mut seen = observed(history, final_state, 3);
+        seen.fault_effects[0].writes_lost_count = 99; // a backend's own guess is replaced
+        let options = RunOptions { out: dir.path().join("out"), ..RunOptions::default() };
+        let report = run_file(&scenario, &Scripted(seen), &options).unwrap().report;
+        assert_eq!(report.checks[0].details["lost_count"], 5);
+        let counts: Vec<(&str, u64)> =
+            report.faults.iter().map(|f| (f.kind.as_str(), f.effect.writes_lost_count)).collect();
+        assert_eq!(counts, [("latency", 0), ("crash", 3), ("pause", 2)]);
     }
 
     #[test]

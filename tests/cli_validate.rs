@@ -89,6 +89,22 @@ fn two_semantic_errors_are_both_reported() {
     assert!(stderr.contains("hint: did you mean `lb`?"), "{stderr}");
 }
 
+/// Issue 14: a shape error (an unknown op) no longer hides the semantic ones elsewhere.
+#[test]
+fn issue_14_shape_and_semantic_errors_are_reported_together() {
+    let text = format!(
+        "{GOOD}  - {{ op: histroy, rate: 10/s }}\nfaults:\n  - {{ at: 5s, crash: lbb, restart_after: 1s }}\n  - {{ at: 50s, pause: lb, for: 1s }}\n"
+    );
+    let (code, stderr) = validate_text(&text);
+    assert_eq!(code, 254);
+    let located: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bad.yaml:")).collect();
+    assert_eq!(located.len(), 3, "{stderr}");
+    assert!(located[0].starts_with("bad.yaml:5:") && located[0].contains("`histroy`"), "{stderr}");
+    assert!(located[1].starts_with("bad.yaml:7:") && located[1].contains("`lbb`"), "{stderr}");
+    assert!(located[2].starts_with("bad.yaml:8:") && located[2].contains("end of the run"), "{stderr}");
+    assert!(stderr.contains("found 3 errors in bad.yaml"), "{stderr}");
+}
+
 #[test]
 fn overrides_apply_and_a_bad_one_points_at_the_flag() {
     let dir = tempfile::tempdir().unwrap();

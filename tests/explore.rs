@@ -60,6 +60,32 @@ fn explore_without_faults_cannot_swarm_and_says_why() {
     );
 }
 
+/// Issue 14: `--swarm all` needs no `faults:` list — it draws from every fault kind — and the
+/// summary records the vocabulary and each seed's drawn schedule.
+#[test]
+fn explore_swarm_all_draws_faults_for_a_scenario_that_lists_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        "name: calm\nduration: 10s\nworkload: [ { op: invest, rate: 10/s } ]\nchecks: { durability: {} }\n";
+    std::fs::write(dir.path().join("calm.yaml"), text).unwrap();
+    let args =
+        ["explore", "calm.yaml", "--swarm", "all", "--seeds", "2", "--jobs", "2", "--shrink-runs", "1"];
+    let out = shakedown(dir.path(), &[&args[..], &["--out", "out"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stderr}");
+    assert!(stderr.contains("with swarm fault schedules from every fault kind"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/calm/explore/summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["swarm"], "all");
+    for run in summary["runs"].as_array().unwrap() {
+        let schedule = run["schedule"].as_array().unwrap();
+        assert!((1..=4).contains(&schedule.len()), "{run}");
+        assert_eq!(run["faults_count"], schedule.len());
+    }
+}
+
 #[test]
 fn replay_repeats_a_run_exactly_and_refuses_an_edited_scenario() {
     let dir = tempfile::tempdir().unwrap();

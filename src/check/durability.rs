@@ -9,8 +9,47 @@ use super::{CheckResult, FinalState, Status, evidence, fault_context};
 use crate::faults::Plan;
 use crate::history::{EntryOp, EntryType, History};
 
+/// An acknowledged write the final primary does not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostWrite {
+    /// The investment's idempotency key.
+    pub key: String,
+    /// When the client got the acknowledgement, ns from the start of the run.
+    pub ack_ns: u64,
+}
+
+/// What the history and the final state say about each attempted write, before any judgement.
+pub struct Tally<'h> {
+    /// Distinct keys attempted.
+    attempted: usize,
+    /// Keys whose last attempt was acknowledged.
+    acknowledged: usize,
+    /// Keys whose last attempt definitely failed.
+    failed: usize,
+    /// Keys whose last attempt has no known outcome.
+    unknown: usize,
+    /// Acknowledged, absent from the final primary: (key, ack time), sorted by key.
+    lost: Vec<(&'h str, u64)>,
+    /// Present but never attempted, or definitely failed.
+    unexpected: Vec<&'h str>,
+    /// Unknown outcome, yet present.
+    recovered: usize,
+}
+
+impl Tally<'_> {
+    /// The lost writes, owned: what the run attributes to faults (`faults::attribute_lost_writes`).
+    pub fn lost_writes(&self) -> Vec<LostWrite> {
+        self.lost.iter().map(|&(key, ack_ns)| LostWrite { key: key.to_owned(), ack_ns }).collect()
+    }
+}
+
 /// Check acknowledged-write durability.
 pub fn check(history: &History, state: &FinalState, plan: &Plan) -> CheckResult {
+    judge(&tally(history, state), state, plan)
+}
+
+/// Walk every write's last outcome beside the final primary's investments.
+pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
     // (key, outcome, completion time), sorted by key so it can be walked beside the final
     // state's (also sorted) investments in one merge pass instead of a lookup per key.
     let mut outcomes: Vec<(&str, EntryType, u64)> = Vec::new();
@@ -44,18 +83,31 @@ pub fn check(history: &History, state: &FinalState, plan: &Plan) -> CheckResult 
         }
     }
     unexpected.extend(present.map(|(stored, _)| stored));
+    Tally {
+        attempted: outcomes.len(),
+        acknowledged: count(EntryType::Ok),
+        failed: count(EntryType::Fail),
+        unknown: count(EntryType::Info),
+        lost,
+        unexpected,
+        recovered,
+    }
+}
+
+/// The verdict on a tally.
+pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult {
+    let Tally { attempted, acknowledged, failed, unknown, ref lost, ref unexpected, recovered } = *tally;
     let duplicated: Vec<&str> =
         state.investments.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.as_str()).collect();
-    let acknowledged = count(EntryType::Ok);
     let lost_list: Vec<serde_json::Value> = lost
         .iter()
         .map(|(key, ack_ns)| json!({ "key": key, "ack_ms": ack_ns / 1_000_000, "context": fault_context(plan, *ack_ns) }))
         .collect();
     let details = json!({
-        "attempted_count": outcomes.len(),
+        "attempted_count": attempted,
         "acknowledged_count": acknowledged,
-        "failed_count": count(EntryType::Fail),
-        "unknown_count": count(EntryType::Info),
+        "failed_count": failed,
+        "unknown_count": unknown,
         "lost_count": lost.len(),
         "recovered_count": recovered,
         "unexpected_count": unexpected.len(),

@@ -24,6 +24,10 @@ pub struct Checked {
     pub latency: Vec<slo::LatencyRow>,
     /// Every SLO threshold, evaluated.
     pub slo: Vec<slo::SloEntry>,
+    /// The acknowledged writes missing from the final primary, as the durability check counts
+    /// them (found whether or not that check is configured): what the run attributes to faults
+    /// as their `writes_lost_count`.
+    pub lost_writes: Vec<durability::LostWrite>,
 }
 
 /// Run every check the scenario configures.
@@ -31,11 +35,12 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
     let checks = &scenario.checks;
     let latency = slo::latency_table(history, plan);
     let entries = slo::evaluate(&checks.slo, &latency);
+    let tally = durability::tally(history, state);
     let mut results = Vec::new();
     for name in CheckName::ALL {
         let result = match name {
             CheckName::Durability => {
-                checks.durability.as_ref().map(|_| durability::check(history, state, plan))
+                checks.durability.as_ref().map(|_| durability::judge(&tally, state, plan))
             }
             CheckName::Staleness => checks.staleness.as_ref().map(|c| staleness::check(history, plan, c)),
             CheckName::Saga => checks.saga.as_ref().map(|_| saga::check(history, state)),
@@ -45,7 +50,7 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
         };
         results.extend(result);
     }
-    Checked { results, latency, slo: entries }
+    Checked { results, latency, slo: entries, lost_writes: tally.lost_writes() }
 }
 
 /// The run's outcome.

@@ -60,6 +60,24 @@ pub enum BackendName {
     Containers,
 }
 
+/// What `explore --swarm` draws each seed's faults from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SwarmVocabulary {
+    /// The kinds, targets and parameters of the scenario's own `faults:` list (plain `--swarm`).
+    Scenario,
+    /// Every fault kind, over every host and group of the stack.
+    All,
+}
+
+impl From<SwarmVocabulary> for crate::explore::Vocabulary {
+    fn from(vocabulary: SwarmVocabulary) -> Self {
+        match vocabulary {
+            SwarmVocabulary::Scenario => crate::explore::Vocabulary::Scenario,
+            SwarmVocabulary::All => crate::explore::Vocabulary::All,
+        }
+    }
+}
+
 /// `shakedown run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -105,9 +123,10 @@ pub struct ExploreArgs {
     /// How many seeds, starting at the scenario's own.
     #[arg(long, default_value_t = 100)]
     pub seeds: u64,
-    /// Draw a fault schedule per seed from the scenario's vocabulary.
-    #[arg(long)]
-    pub swarm: bool,
+    /// Draw a fault schedule per seed: from the scenario's own faults (`--swarm`), or from every
+    /// fault kind over the whole stack (`--swarm all`).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "scenario", value_name = "VOCABULARY")]
+    pub swarm: Option<SwarmVocabulary>,
     /// Simulations in parallel (default: one per core).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -348,6 +367,29 @@ mod tests {
         assert!(bad_duration.contains("the unit is missing"), "{bad_duration}");
         assert!(parse(&["fault", "partition", "api"]).is_err());
         assert!(parse(&["fault", "explode", "api"]).is_err());
+    }
+
+    /// Goal: plain `--swarm` keeps its meaning, `--swarm all` widens it, and the file may come
+    /// before or after the flag.
+    #[test]
+    fn swarm_takes_an_optional_vocabulary() {
+        let swarm = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Explore(explore) => (explore.swarm, explore.file),
+            _ => panic!("not explore"),
+        };
+        let file = std::path::PathBuf::from("s.yaml");
+        assert_eq!(swarm(&["explore", "s.yaml"]), (None, file.clone()));
+        assert_eq!(swarm(&["explore", "s.yaml", "--swarm"]), (Some(SwarmVocabulary::Scenario), file.clone()));
+        assert_eq!(
+            swarm(&["explore", "s.yaml", "--swarm", "--seeds", "3"]).0,
+            Some(SwarmVocabulary::Scenario)
+        );
+        assert_eq!(
+            swarm(&["explore", "s.yaml", "--swarm", "all"]),
+            (Some(SwarmVocabulary::All), file.clone())
+        );
+        assert_eq!(swarm(&["explore", "--swarm", "all", "s.yaml"]), (Some(SwarmVocabulary::All), file));
+        assert!(parse(&["explore", "s.yaml", "--swarm", "everything"]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::ExploreArgs;
+use super::args::{ExploreArgs, SwarmVocabulary};
 use crate::exit;
 use crate::explore::{Judgement, Options, Outcome, Progress, SeedRun, Summary, explore, explore_dir};
 use crate::scenario::units::Span;
@@ -38,7 +38,7 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         .clamp(1, args.seeds as usize);
     let options = Options {
         seeds: args.seeds,
-        swarm: args.swarm,
+        swarm: args.swarm.map(Into::into),
         jobs,
         time_budget,
         out: args.out.clone(),
@@ -50,7 +50,11 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         args.file.display(),
         args.seeds,
         loaded.scenario.seed,
-        if args.swarm { " with swarm fault schedules" } else { "" },
+        match args.swarm {
+            None => "",
+            Some(SwarmVocabulary::Scenario) => " with swarm fault schedules from the scenario's faults",
+            Some(SwarmVocabulary::All) => " with swarm fault schedules from every fault kind",
+        },
         if args.slo { "every check" } else { "the invariant checks (add --slo for SLOs)" },
     );
     let bar = Bar::new(args.seeds);

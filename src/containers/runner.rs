@@ -29,7 +29,7 @@ use super::image::NodeImage;
 use super::layout::{ContainerSpec, LINKS_HOST, Links, Readiness, RunNames, containers};
 use super::{cleanup, progress};
 use crate::check::StockSnapshot;
-use crate::faults::{FaultKind, ops_failed_count, publishes_rejected_count};
+use crate::faults::{ops_failed_count, publishes_rejected_count};
 use crate::history::History;
 use crate::real::http::RealHttp;
 use crate::real::{NodeConfig, PgCluster};
@@ -357,7 +357,7 @@ async fn drive(
     final_state.stock_snapshots = stock_snapshots;
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
     let counted = faults.effects.lock().expect("fault effects").clone();
-    let fault_effects = fault_effects(loaded, counted, &history, stack, &final_state).await;
+    let fault_effects = fault_effects(loaded, counted, &history);
     Ok(Observed { history, final_state, fault_effects, generator, simulated_ms, startup_ms: None })
 }
 
@@ -413,34 +413,19 @@ async fn final_state(stack: &Stack) -> Result<crate::check::FinalState, BackendE
         .map_err(|e| error(format!("reading the final state from {}: {e}", node.host())))
 }
 
-/// Each fault's effect: what was counted while it was in force, plus operations that failed in
-/// its window, and for a crashed database node that is not the final primary, the investments
-/// it has that the final primary lacks.
-async fn fault_effects(
+/// Each fault's effect: what was counted while it was in force, plus the operations that failed
+/// and the publishes the queue turned away in its window. (The writes each fault lost are
+/// charged after the checks, for both backends: `faults::attribute_lost_writes`.)
+fn fault_effects(
     loaded: &Loaded,
     counted: Vec<crate::faults::FaultEffect>,
     history: &History,
-    stack: &Stack,
-    final_state: &crate::check::FinalState,
 ) -> Vec<crate::faults::FaultEffect> {
     let mut out = counted;
-    let cluster = PgCluster::new(stack.pg(DbNode::PgPrimary), stack.pg(DbNode::PgReplica)).ok();
     for fault in &loaded.plan.faults {
         let effect = &mut out[fault.index];
         effect.ops_failed_count = ops_failed_count(history, fault, loaded.plan.duration);
         effect.publishes_rejected_count = publishes_rejected_count(history, fault, loaded.plan.duration);
-        let (FaultKind::Crash { hosts } | FaultKind::Pause { hosts }) = &fault.kind else { continue };
-        for node in [DbNode::PgPrimary, DbNode::PgReplica] {
-            if node.host() == final_state.primary || !hosts.iter().any(|h| h == node.host()) {
-                continue;
-            }
-            if let Some(cluster) = &cluster
-                && let Ok(keys) = crate::real::state::investment_keys(cluster.pool(node)).await
-            {
-                effect.writes_lost_count +=
-                    keys.iter().filter(|k| !final_state.investments.contains_key(*k)).count() as u64;
-            }
-        }
     }
     out
 }

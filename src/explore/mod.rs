@@ -2,7 +2,7 @@
 //! failures grouped by signature; each group's first failure shrunk to a small concrete YAML.
 //!
 //! Data flow, one direction: the loaded scenario → per seed a *concrete* scenario (the seed set,
-//! and with `--swarm` its drawn fault timeline) → a simulation → the checkers → a [`Judgement`].
+//! and with `--swarm` or `--swarm all` its drawn fault timeline) → a simulation → the checkers → a [`Judgement`].
 //! Seeds run on `jobs` threads (each simulation is single-threaded and deterministic on its own
 //! thread: see `tests/determinism.rs`); results are collected in seed order, so groups, their
 //! first seeds and the shrunk scenarios do not depend on which thread finished first.
@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 pub use judge::{Judgement, Signature, judge};
+pub use swarm::Vocabulary;
 
 use crate::check::run_all;
 use crate::run::{Backend, RunOptions};
+use crate::scenario::model::FaultSpec;
 use crate::scenario::{Diagnostics, Loaded, Scenario, load_str};
 
 /// How to explore.
@@ -33,8 +35,8 @@ use crate::scenario::{Diagnostics, Loaded, Scenario, load_str};
 pub struct Options {
     /// How many seeds, starting at the scenario's own seed.
     pub seeds: u64,
-    /// Draw a fault timeline per seed from the scenario's vocabulary.
-    pub swarm: bool,
+    /// Draw a fault timeline per seed from this vocabulary (`None`: the scenario's own timeline).
+    pub swarm: Option<Vocabulary>,
     /// Simulations in parallel.
     pub jobs: usize,
     /// Stop starting seeds (and shrink runs) after this much wall time.
@@ -51,7 +53,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             seeds: 100,
-            swarm: false,
+            swarm: None,
             jobs: 1,
             time_budget: None,
             out: PathBuf::from("reports"),
@@ -71,6 +73,9 @@ pub struct SeedRun {
     pub outcome: Outcome,
     /// Faults in its timeline.
     pub faults_count: usize,
+    /// With a swarm, the timeline drawn for this seed (what `failing.yaml` holds, if it failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Vec<FaultSpec>>,
     /// Wall time of the run, ms.
     pub wall_ms: u64,
     /// The concrete scenario that ran (YAML).
@@ -126,8 +131,8 @@ pub struct ShrunkFailure {
 pub struct Summary {
     /// The scenario's name.
     pub scenario: String,
-    /// Swarm schedules or the scenario's own.
-    pub swarm: bool,
+    /// The swarm's vocabulary (`scenario` or `all`), or `null` for the scenario's own timeline.
+    pub swarm: Option<Vocabulary>,
     /// Every seed run, ascending.
     pub runs: Vec<SeedRun>,
     /// Failure groups, by first seed.
@@ -183,7 +188,7 @@ impl Progress for Quiet {
 pub enum ExploreError {
     /// `--swarm` on a scenario with no faults to draw from.
     #[error(
-        "{0}: --swarm draws each seed's faults from the scenario's `faults:` list, and it is empty; add the faults exploration may use (their kinds, targets and parameters), or drop --swarm"
+        "{0}: --swarm draws each seed's faults from the scenario's `faults:` list, and it is empty; add the faults exploration may use (their kinds, targets and parameters), use --swarm all (every fault kind, over the whole stack), or drop --swarm"
     )]
     NoVocabulary(String),
     /// Files could not be written.
@@ -204,7 +209,7 @@ pub fn explore(
     progress: &dyn Progress,
 ) -> Result<Summary, ExploreError> {
     let base = &loaded.scenario;
-    if options.swarm && base.faults.is_empty() {
+    if options.swarm == Some(Vocabulary::Scenario) && base.faults.is_empty() {
         return Err(ExploreError::NoVocabulary(loaded.file.clone()));
     }
     let started = Instant::now();
@@ -283,13 +288,18 @@ pub fn explore_dir(out: &Path, scenario: &str) -> PathBuf {
     out.join(scenario).join("explore")
 }
 
-/// The concrete scenario for `seed`: the seed set, and with `swarm` a drawn timeline whose every
-/// fault validates.
-pub fn concrete(loaded: &Loaded, seed: u64, swarm: bool) -> Scenario {
+/// The concrete scenario for `seed`: the seed set, and with a swarm a timeline drawn from its
+/// vocabulary whose every fault validates. With `all`, a draw none of whose faults validate is
+/// drawn again (from the seed's next stream, at most [`SWARM_DRAWS_MAX`] times), so every seed
+/// meets at least one fault.
+pub fn concrete(loaded: &Loaded, seed: u64, swarm: Option<Vocabulary>) -> Scenario {
     let mut scenario = loaded.scenario.clone();
     scenario.seed = seed;
-    if swarm {
-        let drawn = swarm::draw(&loaded.scenario, &mut crate::seed::stream(seed, "swarm"));
+    let Some(vocabulary) = swarm else { return scenario };
+    let draws = if vocabulary == Vocabulary::All { SWARM_DRAWS_MAX } else { 1 };
+    for attempt in 0..draws {
+        let stream = if attempt == 0 { "swarm".to_owned() } else { format!("swarm-{attempt}") };
+        let drawn = swarm::draw(&loaded.scenario, vocabulary, &mut crate::seed::stream(seed, &stream));
         scenario.faults.clear();
         for fault in drawn {
             scenario.faults.push(fault);
@@ -297,9 +307,15 @@ pub fn concrete(loaded: &Loaded, seed: u64, swarm: bool) -> Scenario {
                 scenario.faults.pop();
             }
         }
+        if !scenario.faults.is_empty() {
+            break;
+        }
     }
     scenario
 }
+
+/// Most draws of one seed's `all` schedule before it runs without faults.
+pub const SWARM_DRAWS_MAX: usize = 8;
 
 /// The scenario as YAML.
 pub fn to_yaml(scenario: &Scenario) -> String {
@@ -325,6 +341,7 @@ fn run_seed(loaded: &Loaded, backend: &dyn Backend, seed: u64, options: &Options
         seed,
         outcome,
         faults_count: scenario.faults.len(),
+        schedule: options.swarm.map(|_| scenario.faults.clone()),
         wall_ms: started.elapsed().as_millis() as u64,
         yaml,
     }
@@ -399,9 +416,13 @@ fn shrink_group(
         format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
     let yaml_path = group_dir.join("shrunk.yaml");
     let header = format!(
-        "# Found by `shakedown explore {}`{}: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
+        "# Found by `shakedown explore {}{}`: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
         loaded.file,
-        if options.swarm { " --swarm" } else { "" },
+        match options.swarm {
+            None => "",
+            Some(Vocabulary::Scenario) => " --swarm",
+            Some(Vocabulary::All) => " --swarm all",
+        },
         first.seed,
         shrunk.runs,
         failing.faults.len(),
@@ -482,12 +503,12 @@ mod tests {
     fn swarm_concrete_scenarios_validate_and_differ_by_seed() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/primary-crash.yaml");
         let loaded = crate::scenario::load_file(&file, &[]).unwrap();
-        let a = concrete(&loaded, 1, true);
-        let b = concrete(&loaded, 2, true);
+        let a = concrete(&loaded, 1, Some(Vocabulary::Scenario));
+        let b = concrete(&loaded, 2, Some(Vocabulary::Scenario));
         assert!(reload(&a, "a").is_ok() && reload(&b, "b").is_ok());
         assert!(!a.faults.is_empty());
         assert_ne!(to_yaml(&a), to_yaml(&b));
-        assert_eq!(to_yaml(&concrete(&loaded, 1, true)), to_yaml(&a));
-        assert_eq!(concrete(&loaded, 9, false).faults.len(), loaded.scenario.faults.len());
+        assert_eq!(to_yaml(&concrete(&loaded, 1, Some(Vocabulary::Scenario))), to_yaml(&a));
+        assert_eq!(concrete(&loaded, 9, None).faults.len(), loaded.scenario.faults.len());
     }
 }

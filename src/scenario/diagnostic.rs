@@ -64,12 +64,17 @@ impl fmt::Display for Diagnostics {
 
 /// "did you mean `x`?" for the known name closest to `found`, if any is close enough.
 pub(crate) fn did_you_mean<'a>(found: &str, known: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    nearest(found, known).map(|name| format!("did you mean `{name}`?"))
+}
+
+/// The known name closest to `found`, if any is close enough to be what was meant.
+pub(crate) fn nearest<'a>(found: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let best = known
         .into_iter()
         .map(|name| (strsim::damerau_levenshtein(found, name), name))
         .filter(|&(distance, name)| distance <= (name.len().max(found.len()) / 3).max(2))
         .min();
-    best.map(|(_, name)| format!("did you mean `{name}`?"))
+    best.map(|(_, name)| name)
 }
 
 /// A list of names for a hint: "`a`, `b` or `c`".

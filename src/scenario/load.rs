@@ -2,15 +2,17 @@
 //!
 //! Shape errors (unknown keys, wrong types, bad units) are found by deserialising each section
 //! and each list item on its own, so one typo does not hide the next; semantic errors come from
-//! `validate` once the shape is right.
+//! `validate`, on the whole scenario when the shape is right and otherwise on what `salvage`
+//! could still read, so a file with both kinds of error reports both.
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, one_of};
+use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, nearest, one_of};
 use super::model::Scenario;
+use super::salvage::{Broken, Gaps, LISTS, salvage};
 use super::tree::{self, SpanIndex};
 use super::validate;
 use crate::faults::{Plan, plan};
@@ -82,26 +84,19 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
         }
     }
     if errors.is_empty() {
-        errors.extend(shape_errors(&value, &index).into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
-    }
-    if errors.is_empty() {
-        match serde_path_to_error::deserialize::<_, Scenario>(&value) {
-            Ok(scenario) => {
-                let found = validate::validate(&scenario, &|path| index.value(path), &|path| index.key(path));
-                errors.extend(found.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
-                if errors.is_empty() {
-                    return Ok(Loaded {
-                        plan: plan(&scenario),
-                        scenario,
-                        file: file.to_owned(),
-                        source_sha256: hex(&Sha256::digest(text.as_bytes())),
-                        overrides: overrides.to_vec(),
-                    });
-                }
-            }
-            Err(error) => {
-                let (position, message, hint) = explain(&error, "", &index);
-                errors.push(diagnostic(position, message, hint));
+        let (shape, broken) = shape_errors(&value, &index);
+        errors.extend(shape.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
+        if let Some((scenario, gaps)) = readable(&value, &index, &broken, &mut errors, &diagnostic) {
+            let found = validate::validate(&scenario, &|path| index.value(path), &gaps);
+            errors.extend(found.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
+            if errors.is_empty() {
+                return Ok(Loaded {
+                    plan: plan(&scenario),
+                    scenario,
+                    file: file.to_owned(),
+                    source_sha256: hex(&Sha256::digest(text.as_bytes())),
+                    overrides: overrides.to_vec(),
+                });
             }
         }
     }
@@ -110,55 +105,96 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
     Err(Diagnostics(errors))
 }
 
+/// The scenario semantic validation can judge: the whole file when its shape is right (`errors`
+/// empty), else what [`salvage`] could read around the shape errors, with its gaps. `None` when
+/// nothing can be judged; the reason is in `errors`.
+fn readable(
+    value: &serde_json::Value,
+    index: &SpanIndex,
+    broken: &Broken,
+    errors: &mut Vec<Diagnostic>,
+    diagnostic: &dyn Fn(Position, String, Option<String>) -> Diagnostic,
+) -> Option<(Scenario, Gaps)> {
+    if !errors.is_empty() {
+        // If even the salvaged value does not read, the shape errors already say why.
+        let (salvaged, gaps) = salvage(value, broken)?;
+        return serde_json::from_value::<Scenario>(salvaged).ok().map(|scenario| (scenario, gaps));
+    }
+    match serde_path_to_error::deserialize::<_, Scenario>(value) {
+        Ok(scenario) => Some((scenario, Gaps::default())),
+        Err(error) => {
+            let (position, message, hint) = explain(&error, "", index);
+            errors.push(diagnostic(position, message, hint));
+            None
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 type Found = (Position, String, Option<String>);
 
-/// Deserialise each section (and each list item) alone, to report every shape error at once.
-fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> Vec<Found> {
+/// Deserialise each section (and each list item) alone, to report every shape error at once,
+/// and say which failed (for [`salvage`]).
+fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Broken) {
     use super::model::*;
     let mut found = Vec::new();
+    let mut broken = Broken::default();
     let Some(map) = value.as_object() else {
         let hint = Some("a scenario is a mapping with `name`, `duration`, `workload`, …".into());
-        return vec![(index.value(""), "expected a mapping of scenario keys".into(), hint)];
+        return (vec![(index.value(""), "expected a mapping of scenario keys".into(), hint)], broken);
     };
     for (key, section) in map {
-        let mut check = |path: &str, result: Option<Found>| {
-            let _ = path;
-            found.extend(result);
+        let mut whole = |result: Option<Found>| {
+            if let Some(error) = result {
+                found.push(error);
+                broken.sections.insert(key.clone());
+            }
         };
         match key.as_str() {
-            "name" | "description" => check(key, try_as::<String>(section, key, index)),
-            "seed" => check(key, try_as::<u64>(section, key, index)),
-            "duration" | "duration_max" => check(key, try_as::<super::units::Span>(section, key, index)),
-            "stack" => check(key, try_as::<StackConfig>(section, key, index)),
-            "phases" => check(key, try_as::<PhaseConfig>(section, key, index)),
+            "name" | "description" => whole(try_as::<String>(section, key, index)),
+            "seed" => whole(try_as::<u64>(section, key, index)),
+            "duration" | "duration_max" => whole(try_as::<super::units::Span>(section, key, index)),
+            "stack" => whole(try_as::<StackConfig>(section, key, index)),
+            "phases" => whole(try_as::<PhaseConfig>(section, key, index)),
             "expect" => {
-                check(key, try_as::<std::collections::BTreeMap<CheckName, Expectation>>(section, key, index))
+                whole(try_as::<std::collections::BTreeMap<CheckName, Expectation>>(section, key, index))
             }
-            "report" => check(key, try_as::<ReportOptions>(section, key, index)),
-            "workload" => found.extend(each::<Load>(section, key, index)),
-            "faults" => found.extend(each::<FaultSpec>(section, key, index)),
+            "report" => whole(try_as::<ReportOptions>(section, key, index)),
+            "workload" => each::<Load>(section, LISTS[0], index, &mut found, &mut broken),
+            "faults" => each::<FaultSpec>(section, LISTS[1], index, &mut found, &mut broken),
             "checks" => {
                 let mut without_slo = section.clone();
                 let slo = without_slo.as_object_mut().and_then(|m| m.remove("slo"));
-                found.extend(try_as::<Checks>(&without_slo, key, index));
+                whole(try_as::<Checks>(&without_slo, key, index));
                 if let Some(slo) = slo {
-                    found.extend(each::<SloRow>(&slo, "checks.slo", index));
+                    each::<SloRow>(&slo, LISTS[2], index, &mut found, &mut broken);
                 }
             }
             unknown => {
                 let known = TOP_LEVEL_KEYS;
+                let meant = nearest(unknown, known.iter().copied()).filter(|k| !map.contains_key(*k));
                 let hint = did_you_mean(unknown, known.iter().copied())
                     .unwrap_or_else(|| format!("the top-level keys are {}", one_of(known)));
                 found.push((index.key(unknown), format!("unknown key `{unknown}`"), Some(hint)));
+                broken.sections.insert(unknown.to_owned()); // so `salvage` leaves it out
+                // A misspelt section is one validation cannot see: `chekcs` hides the checks.
+                broken.misspelt.extend(meant.map(str::to_owned));
             }
         }
     }
-    found
+    let missing =
+        REQUIRED_KEYS.into_iter().filter(|k| !map.contains_key(*k) && !broken.misspelt.contains(*k));
+    for required in missing {
+        found.push((index.value(""), format!("missing key `{required}`"), None));
+    }
+    (found, broken)
 }
+
+/// The top-level keys without a default.
+const REQUIRED_KEYS: [&str; 3] = ["name", "duration", "workload"];
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "name",
@@ -179,14 +215,27 @@ fn try_as<T: DeserializeOwned>(value: &serde_json::Value, path: &str, index: &Sp
     serde_path_to_error::deserialize::<_, T>(value).err().map(|e| explain(&e, path, index))
 }
 
-fn each<T: DeserializeOwned>(value: &serde_json::Value, path: &str, index: &SpanIndex) -> Vec<Found> {
-    match value.as_array() {
-        Some(items) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| try_as::<T>(item, &format!("{path}[{i}]"), index))
-            .collect(),
-        None => try_as::<Vec<T>>(value, path, index).into_iter().collect(),
+/// Read each item of the list at `path` alone; a list that is not a list is broken as a whole.
+fn each<T: DeserializeOwned>(
+    value: &serde_json::Value,
+    path: &'static str,
+    index: &SpanIndex,
+    found: &mut Vec<Found>,
+    broken: &mut Broken,
+) {
+    let Some(items) = value.as_array() else {
+        if let Some(error) = try_as::<Vec<T>>(value, path, index) {
+            found.push(error);
+            // `checks.slo` is not a section of its own: its rows are what `checks` lacks then.
+            broken.sections.insert(path.split('.').next().expect("a path").to_owned());
+        }
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        if let Some(error) = try_as::<T>(item, &format!("{path}[{i}]"), index) {
+            found.push(error);
+            broken.items.entry(path).or_default().insert(i);
+        }
     }
 }
 

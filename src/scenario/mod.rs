@@ -3,13 +3,15 @@
 //!
 //! Loading runs in passes, each with its own type (STYLE.md 16): YAML text → spanned tree and
 //! JSON value (`tree`, syntax errors) → `--set` overrides → `model::Scenario` (shape errors, each
-//! section on its own so all are reported) → `validate` (semantic errors, all at once) →
+//! section on its own so all are reported) → `validate` (semantic errors, all at once; after
+//! shape errors, on what `salvage` could still read) →
 //! `faults::Plan` (absolute times, expanded hosts, phases). Later code never sees unvalidated
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod diagnostic;
 mod load;
 pub mod model;
+mod salvage;
 mod schema;
 mod tree;
 pub mod units;

@@ -250,3 +250,83 @@ fn issue_18_a_run_longer_than_duration_max_is_refused_unless_raised() {
     let lowered = errors("", &["duration_max=30s"]);
     assert!(lowered[0].2.contains("`duration` (1m) is longer than `duration_max` (30s)"), "{lowered:?}");
 }
+
+/// Issue 14: a file with a shape error and a semantic error reported only the first. Each row is
+/// a snippet after `BASE` and every error it must give, in file order: (line, part of the
+/// message). Shape errors leave their section or list item out of validation, and a rule that
+/// would need what was left out is skipped rather than guessed.
+#[test]
+fn issue_14_shape_and_semantic_errors_are_reported_together() {
+    // (what the row shows, the snippet, every error: (line, part of its message))
+    type Row = (&'static str, &'static str, &'static [(u64, &'static str)]);
+    let table: &[Row] = &[
+        (
+            "an unknown op and a fault after the end",
+            "  - { op: invset, rate: 5/s }\nfaults: [ { at: 90s, crash: lb, restart_after: 1s } ]\n",
+            &[(6, "unknown value `invset`"), (7, "at or after the end of the run")],
+        ),
+        (
+            "a typo in `stack` and an unknown host; `api-3` may exist, so it is not judged",
+            "stack: { api_replica: 3 }\nfaults:\n  - { at: 5s, crash: lbb, restart_after: 1s }\n  - { at: 5s, crash: api-3, restart_after: 1s }\n",
+            &[(6, "unknown key `api_replica` in `stack`"), (8, "unknown host or group `lbb`")],
+        ),
+        (
+            "a broken fault keeps the next one at its own path",
+            "faults:\n  - { at: 5s, crash: lb, restart_afterr: 1s }\n  - { at: 70s, pause: lb, for: 1s }\n",
+            &[(7, "unknown key `restart_afterr`"), (8, "at or after the end of the run")],
+        ),
+        (
+            "an overlap names the fault by its path in the file",
+            "faults:\n  - { at: 1x, crash: lb }\n  - { at: 5s, crash: pg-primary, restart_after: 10s }\n  - { at: 10s, crash: db, restart_after: 2s }\n",
+            &[(7, "duration"), (9, "already down or paused by faults[1]")],
+        ),
+        (
+            "an SLO on the op of an unreadable workload item is not called unissued",
+            "  - { op: order, rate: 5/s, timeot: 1s }\nchecks:\n  slo:\n    - { op: order, p99: 1s }\n    - { op: history }\n",
+            &[(6, "unknown key `timeot`"), (10, "sets no threshold")],
+        ),
+        (
+            "a misspelt `checks` hides the checks `expect` names; an unknown key elsewhere does not",
+            "chekcs: { durability: {} }\nexpect: { durability: fail }\n",
+            &[(6, "unknown key `chekcs`")],
+        ),
+        (
+            "an unknown top-level key beside an `expect` on an unconfigured check",
+            "tags: [a]\nexpect: { durability: fail }\n",
+            &[(6, "unknown key `tags`"), (7, "not configured under `checks`")],
+        ),
+    ];
+    for (what, extra, expected) in table {
+        let found = errors(extra, &[]);
+        let got: Vec<(u64, &str)> =
+            found.iter().map(|(line, _, message, _)| (*line, message.as_str())).collect();
+        assert_eq!(got.len(), expected.len(), "{what}: {found:#?}");
+        for ((line, message), (want_line, want)) in got.iter().zip(expected.iter()) {
+            assert_eq!(line, want_line, "{what}: {found:#?}");
+            assert!(message.contains(want), "{what}: {message:?} lacks {want:?}");
+        }
+    }
+    // With `duration` itself unreadable, a fault at 90s is not judged against it.
+    let text = BASE.replace("duration: 60s", "duration: 1 fortnight")
+        + "faults: [ { at: 90s, crash: lb, restart_after: 1s } ]\nchecks: { recovery: { rto: 0s } }\n";
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    let messages: Vec<&str> = d.0.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages.len(), 2, "{d}");
+    assert!(messages[0].contains("`duration`"), "{d}");
+    assert!(messages[1].contains("`checks.recovery.rto` is 0"), "{d}");
+    // A missing required key is named beside the other errors.
+    let d = load_str(
+        "name: t\nworkload: [ { op: invest, rate: 1/s } ]\nfaults: [ { at: 1s, crash: lbb } ]\n",
+        "t.yaml",
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(d.0.len(), 2, "{d}");
+    assert!(d.0[0].message.contains("missing key `duration`"), "{d}");
+    assert!(d.0[1].message.contains("unknown host or group `lbb`"), "{d}");
+    // A misspelt required key is one error, not also a missing one.
+    let d = load_str("name: t\nduration: 5s\nworklaod: [ { op: invest, rate: 1/s } ]\n", "t.yaml", &[])
+        .unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert!(d.0[0].hint.as_deref().unwrap_or("").contains("did you mean `workload`?"), "{d}");
+}

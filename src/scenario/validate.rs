@@ -1,11 +1,16 @@
 //! Semantic validation: what serde cannot check. Every rule reports at the position of the
 //! offending value, and every error is collected (none stops the others).
+//!
+//! It also runs on what a file with shape errors still holds ([`Gaps`] says what it lacks): a
+//! rule that would need a missing part is skipped rather than guessed, and a list item keeps the
+//! path it has in the file.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostic::{Position, did_you_mean, one_of};
 use super::model::{CheckName, FaultSpec, Phase, Scenario};
+use super::salvage::Gaps;
 use super::units::Span;
 use crate::stack::topology::{CLIENT, Topology};
 
@@ -15,6 +20,8 @@ type Found = (Position, String, Option<String>);
 struct Report<'a> {
     value_at: &'a dyn Fn(&str) -> Position,
     found: Vec<Found>,
+    /// What the scenario lacks (nothing, unless the file had shape errors).
+    gaps: &'a Gaps,
 }
 
 impl Report<'_> {
@@ -23,23 +30,23 @@ impl Report<'_> {
     }
 }
 
-/// Check a scenario whose shape is right; `value_at` maps a YAML path to its position.
-pub(crate) fn validate(
-    scenario: &Scenario,
-    value_at: &dyn Fn(&str) -> Position,
-    _key_at: &dyn Fn(&str) -> Position,
-) -> Vec<Found> {
-    let mut report = Report { value_at, found: Vec::new() };
-    let duration = scenario.duration.get();
-    if duration.is_zero() {
+/// Check a scenario read from the file; `value_at` maps a YAML path to its position, `gaps` says
+/// what could not be read (`Gaps::default()` when the shape was right).
+pub(crate) fn validate(scenario: &Scenario, value_at: &dyn Fn(&str) -> Position, gaps: &Gaps) -> Vec<Found> {
+    let mut report = Report { value_at, found: Vec::new(), gaps };
+    // `None` when `duration` could not be read: the rules that compare with it are skipped.
+    let duration = (!gaps.unread("duration")).then(|| scenario.duration.get());
+    if duration.is_some_and(|d| d.is_zero()) {
         report.error("duration", "the run's `duration` is 0", Some("give it a length such as `60s`".into()));
     }
-    longer_than_allowed(scenario, "duration", "the run's `duration`", scenario.duration, &mut report);
+    if duration.is_some() {
+        longer_than_allowed(scenario, "duration", "the run's `duration`", scenario.duration, &mut report);
+    }
     stack(scenario, &mut report);
     workload(scenario, duration, &mut report);
     let topology = Topology::new(&scenario.stack);
     for (i, fault) in scenario.faults.iter().enumerate() {
-        one_fault(fault, &format!("faults[{i}]"), duration, &topology, &mut report);
+        one_fault(fault, &gaps.item("faults", i), duration, &topology, &mut report);
     }
     overlapping_outages(scenario, &topology, &mut report);
     checks(scenario, &mut report);
@@ -62,7 +69,7 @@ fn positive(report: &mut Report, path: &str, value: Span) {
 /// end for months of simulated time.
 fn longer_than_allowed(scenario: &Scenario, path: &str, what: &str, value: Span, report: &mut Report) {
     let limit = scenario.duration_max;
-    if value > limit {
+    if value > limit && !report.gaps.unread("duration_max") {
         let hint = format!(
             "is it a typo? if a run this long is meant, raise the limit: `duration_max: {value}` in the file, or `--set duration_max={value}`"
         );
@@ -93,8 +100,8 @@ fn stack(scenario: &Scenario, report: &mut Report) {
     }
 }
 
-fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
-    if scenario.workload.is_empty() {
+fn workload(scenario: &Scenario, duration: Option<Duration>, report: &mut Report) {
+    if scenario.workload.is_empty() && !report.gaps.incomplete("workload") {
         report.error(
             "workload",
             "the workload is empty",
@@ -102,7 +109,7 @@ fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
         );
     }
     for (i, load) in scenario.workload.iter().enumerate() {
-        let path = format!("workload[{i}]");
+        let path = report.gaps.item("workload", i);
         if load.rate.count <= 0.0 {
             // The unit parser refuses a sign, so only a scenario built in code can be negative.
             let what = if load.rate.count < 0.0 { "negative" } else { "zero" };
@@ -116,7 +123,7 @@ fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
         positive(report, &format!("{path}.timeout"), load.timeout);
         let what = format!("the timeout of `{}`", load.op.name());
         longer_than_allowed(scenario, &format!("{path}.timeout"), &what, load.timeout, report);
-        let stop = load.stop.map_or(duration, Span::get);
+        let Some(stop) = load.stop.map(Span::get).or(duration) else { continue };
         if load.start.get() >= stop {
             report.error(
                 &format!("{path}.start"),
@@ -124,7 +131,7 @@ fn workload(scenario: &Scenario, duration: Duration, report: &mut Report) {
                 None,
             );
         }
-        if stop > duration {
+        if duration.is_some_and(|d| stop > d) {
             let message =
                 format!("`stop` ({}) is after the end of the run ({})", Span(stop), scenario.duration);
             report.error(&format!("{path}.stop"), message, None);
@@ -147,7 +154,13 @@ fn kinds(fault: &FaultSpec) -> Vec<&'static str> {
 
 const KINDS: [&str; 6] = ["crash", "pause", "partition", "latency", "backpressure", "pricefeed_outage"];
 
-fn one_fault(fault: &FaultSpec, path: &str, duration: Duration, topology: &Topology, report: &mut Report) {
+fn one_fault(
+    fault: &FaultSpec,
+    path: &str,
+    duration: Option<Duration>,
+    topology: &Topology,
+    report: &mut Report,
+) {
     let kinds = kinds(fault);
     match kinds.as_slice() {
         [] => {
@@ -165,7 +178,9 @@ fn one_fault(fault: &FaultSpec, path: &str, duration: Duration, topology: &Topol
         }
     }
     let start = fault.at.get();
-    if start >= duration {
+    if let Some(duration) = duration
+        && start >= duration
+    {
         let hint =
             Some(format!("the run lasts {}; move the fault earlier or lengthen `duration`", Span(duration)));
         report.error(
@@ -197,7 +212,10 @@ fn one_fault(fault: &FaultSpec, path: &str, duration: Duration, topology: &Topol
         if let Some(window) = window {
             if window.get().is_zero() {
                 report.error(&format!("{path}.{key}"), format!("`{key}` is 0"), None);
-            } else if start < duration && start + window.get() > duration {
+            } else if let Some(duration) = duration
+                && start < duration
+                && start + window.get() > duration
+            {
                 let message = format!(
                     "the fault runs from {} to {}, past the end of the run ({})",
                     fault.at,
@@ -232,6 +250,9 @@ fn check_target(name: &str, path: &str, topology: &Topology, report: &mut Report
     if let Some(hosts) = topology.resolve(name) {
         return Some(hosts);
     }
+    if report.gaps.unread("stack") && counted_host(name) {
+        return Some(Vec::new()); // `api-3` exists if the unread `stack` asks for 3 replicas
+    }
     let known = topology.target_names();
     if name == CLIENT {
         report.error(path, "the client runs the load generator and cannot be faulted", None);
@@ -241,6 +262,12 @@ fn check_target(name: &str, path: &str, topology: &Topology, report: &mut Report
         .unwrap_or_else(|| format!("known hosts and groups: {}", one_of(&known)));
     report.error(path, format!("unknown host or group `{name}`"), Some(hint));
     None
+}
+
+/// `api-N` or `worker-N`: a host whose existence depends on `stack.api_replicas` or `stack.workers`.
+fn counted_host(name: &str) -> bool {
+    let number = name.strip_prefix("api-").or_else(|| name.strip_prefix("worker-"));
+    number.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1))
 }
 
 fn targets(fault: &FaultSpec, path: &str, topology: &Topology, report: &mut Report) {
@@ -288,9 +315,11 @@ fn targets(fault: &FaultSpec, path: &str, topology: &Topology, report: &mut Repo
 
 /// Two crashes (or a crash and a pause) of one host whose windows overlap.
 fn overlapping_outages(scenario: &Scenario, topology: &Topology, report: &mut Report) {
-    let duration = scenario.duration.get();
-    let mut windows: BTreeMap<String, Vec<(Duration, Duration, usize)>> = BTreeMap::new();
+    // An outage without an end lasts the run, however long that is.
+    let duration = if report.gaps.unread("duration") { Duration::MAX } else { scenario.duration.get() };
+    let mut windows: BTreeMap<String, Vec<(Duration, Duration, String)>> = BTreeMap::new();
     for (i, fault) in scenario.faults.iter().enumerate() {
+        let i = report.gaps.item("faults", i);
         let (target, window) = match (&fault.crash, &fault.pause) {
             (Some(t), _) => (t, fault.restart_after),
             (None, Some(t)) => (t, fault.for_),
@@ -300,27 +329,26 @@ fn overlapping_outages(scenario: &Scenario, topology: &Topology, report: &mut Re
         let end = window.map_or(duration, |w| start + w.get());
         for host in topology.resolve(target).unwrap_or_default() {
             let earlier = windows.entry(host.clone()).or_default();
-            if let Some(&(_, _, j)) = earlier.iter().find(|(s, e, _)| start < *e && *s < end) {
+            if let Some((_, _, j)) = earlier.iter().find(|(s, e, _)| start < *e && *s < end) {
                 let key = if fault.crash.is_some() { "crash" } else { "pause" };
-                let message = format!("`{host}` is already down or paused by faults[{j}] at this time");
-                report.error(
-                    &format!("faults[{i}].{key}"),
-                    message,
-                    Some("make the windows disjoint".into()),
-                );
+                let message = format!("`{host}` is already down or paused by {j} at this time");
+                report.error(&format!("{i}.{key}"), message, Some("make the windows disjoint".into()));
             }
-            earlier.push((start, end, i));
+            earlier.push((start, end, i.clone()));
         }
     }
 }
 
 fn checks(scenario: &Scenario, report: &mut Report) {
     let used: Vec<&str> = scenario.workload.iter().map(|l| l.op.name()).collect();
-    let has_faults = !scenario.faults.is_empty();
+    let gaps = report.gaps;
+    // Unknown when a fault could not be read: the rules that need "no faults" are skipped.
+    let no_faults = scenario.faults.is_empty() && !gaps.incomplete("faults");
     for (i, row) in scenario.checks.slo.iter().enumerate() {
-        let path = format!("checks.slo[{i}]");
+        let path = gaps.item("checks.slo", i);
         if let Some(op) = row.op.op()
             && !used.contains(&op.name())
+            && !gaps.incomplete("workload")
         {
             let hint = Some(format!("the workload issues {}", one_of(&used)));
             report.error(
@@ -334,7 +362,7 @@ fn checks(scenario: &Scenario, report: &mut Report) {
             let hint = Some("add e.g. `p99: 700ms` or `availability: 99%`".into());
             report.error(&path, "this SLO row sets no threshold", hint);
         }
-        if matches!(row.phase, Phase::Fault | Phase::Recovery) && !has_faults {
+        if matches!(row.phase, Phase::Fault | Phase::Recovery) && no_faults {
             let message = format!("phase `{}` never happens: the scenario has no faults", row.phase.name());
             report.error(&format!("{path}.phase"), message, Some("use `steady` or `all`".into()));
         }
@@ -346,12 +374,13 @@ fn checks(scenario: &Scenario, report: &mut Report) {
     }
     if let Some(recovery) = &scenario.checks.recovery {
         positive(report, "checks.recovery.rto", recovery.rto);
-        if !has_faults {
+        if no_faults {
             report.error("checks.recovery", "a recovery check needs at least one fault", None);
         }
     }
     for name in scenario.expect.keys() {
-        if !configured(scenario, *name) {
+        let unknown = gaps.unread("checks") || (*name == CheckName::Slo && gaps.incomplete("checks.slo"));
+        if !configured(scenario, *name) && !unknown {
             let message = format!("`expect` names `{}`, which is not configured under `checks`", name.name());
             report.error(
                 &format!("expect.{}", name.name()),

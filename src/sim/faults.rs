@@ -17,7 +17,6 @@ use std::time::Duration;
 use super::runner::{LATENCY_MAX, LATENCY_MIN, World};
 use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, ops_failed_count, record_event};
 use crate::history::EntryOp;
-use crate::stack::ports::DbNode;
 use crate::stack::pricefeed::Outage;
 use crate::stack::worker::WorkerMode;
 
@@ -137,27 +136,15 @@ impl Scheduler {
         }
     }
 
-    /// The effects of every fault, completed with what only the end state can tell: ops that
-    /// failed during each window, and acknowledged commits a crashed or paused node never passed on.
+    /// The effects of every fault, completed with what only the finished history can tell:
+    /// the ops that failed during each window. (The writes each fault lost are charged after the
+    /// checks, for both backends: `faults::attribute_lost_writes`.)
     pub(super) fn effects(&self, world: &World) -> Vec<FaultEffect> {
         let history = world.history.lock().expect("history lock");
-        let cluster = world.cluster.lock().expect("cluster lock");
-        let final_keys = &cluster.nodes[&cluster.writer].tables.investment_keys;
         let mut out = vec![FaultEffect::default(); self.effects.len()];
         for fault in &self.faults {
             let mut effect = self.effects[fault.index].clone().unwrap_or_default();
             effect.ops_failed_count = ops_failed_count(&history, fault, self.duration);
-            let db_hosts = fault.kind.hosts();
-            for node in [DbNode::PgPrimary, DbNode::PgReplica] {
-                if node != cluster.writer
-                    && matches!(fault.kind, FaultKind::Crash { .. } | FaultKind::Pause { .. })
-                    && db_hosts.iter().any(|h| h == node.host())
-                {
-                    let tables = &cluster.nodes[&node].tables;
-                    effect.writes_lost_count +=
-                        tables.investment_keys.keys().filter(|k| !final_keys.contains_key(*k)).count() as u64;
-                }
-            }
             out[fault.index] = effect;
         }
         out
