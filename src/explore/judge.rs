@@ -1,5 +1,8 @@
 //! How exploration judges one run: only the invariant checkers by default (durability,
-//! staleness, saga, delivery), SLO and recovery checks too with `--slo`. The scenario's `expect`
+//! staleness, saga, delivery), SLO and recovery checks too with `--slo`. A check's performance
+//! targets count as SLOs: staleness's visibility-lag bound (a replica paused or cut off by a drawn
+//! fault lags as long as the fault lasts, by design) is judged only with `--slo`; its
+//! read-your-writes guarantee is an invariant. The scenario's `expect`
 //! is ignored — exploration reports what the checkers saw, so a bug-zoo scenario "fails" here.
 
 use std::collections::BTreeSet;
@@ -60,13 +63,23 @@ pub enum Judgement {
 /// Checks judged without `--slo`.
 pub const INVARIANT_CHECKS: [&str; 4] = ["durability", "staleness", "saga", "delivery"];
 
+/// Findings of an invariant check that are performance targets, judged only with `--slo`.
+pub const PERFORMANCE_FINDINGS: [(&str, &str); 1] = [("staleness", "lag bound exceeded")];
+
 /// Judge one run's check results.
 pub fn judge(results: &[CheckResult], generator: &GeneratorStats, slo: bool) -> Judgement {
     let judged = |name: &str| slo || INVARIANT_CHECKS.contains(&name);
     let failed: Vec<(String, Vec<String>)> = results
         .iter()
         .filter(|r| judged(&r.name) && r.status == Status::Fail)
-        .map(|r| (r.name.clone(), invariants(r)))
+        .map(|r| {
+            let mut broken = invariants(r);
+            if !slo {
+                broken.retain(|found| !PERFORMANCE_FINDINGS.contains(&(r.name.as_str(), found.as_str())));
+            }
+            (r.name.clone(), broken)
+        })
+        .filter(|(_, broken)| !broken.is_empty())
         .collect();
     if !failed.is_empty() {
         return Judgement::Fail { signature: Signature(failed) };
@@ -167,5 +180,19 @@ mod tests {
             judge(&[result("slo", Status::Fail, json!({}))], &GeneratorStats::default(), false),
             Judgement::Pass
         );
+    }
+
+    /// Staleness's lag bound is a performance target: judged with `--slo` only; a
+    /// read-your-writes violation is judged always.
+    #[test]
+    fn a_lag_bound_counts_only_with_slo_and_read_your_writes_always() {
+        let generator = GeneratorStats::default();
+        let lag = [result("staleness", Status::Fail, json!({ "read_your_writes_violation_count": 0 }))];
+        assert_eq!(judge(&lag, &generator, false), Judgement::Pass);
+        let Judgement::Fail { signature } = judge(&lag, &generator, true) else { panic!() };
+        assert_eq!(signature.to_string(), "staleness (lag bound exceeded)");
+        let ryw = [result("staleness", Status::Fail, json!({ "read_your_writes_violation_count": 2 }))];
+        let Judgement::Fail { signature } = judge(&ryw, &generator, false) else { panic!() };
+        assert_eq!(signature.to_string(), "staleness (read-your-writes violated)");
     }
 }
