@@ -34,6 +34,12 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 /// network latency, so message timing keeps its resolution; halving the ticks took primary-crash
 /// from 22x to 37x real time. Timers and latencies are multiples of the tick.
 pub const TICK: Duration = Duration::from_millis(2);
+/// Connections a listening socket may hold before they are accepted (and segments a connection
+/// may hold unread). A paused host receives, when it thaws, every connection attempt held for
+/// the whole pause at once — about 2,000 for the balancer after 12 s at 150 ops/s, more for the
+/// database hosts — and turmoil panics when a listener's queue overflows, where a kernel would
+/// drop the SYN. Set far above what a run can open (a semaphore bound, not an allocation).
+const TCP_CAPACITY: usize = 1 << 16;
 /// Network latency between any two hosts, uniform-ish in `[min, max]` (turmoil's exponential
 /// curve), as in one datacentre.
 pub const LATENCY_MIN: Duration = Duration::from_micros(200);
@@ -89,7 +95,7 @@ pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
         .min_message_latency(LATENCY_MIN)
         .max_message_latency(LATENCY_MAX)
         .simulation_duration(duration + longest_timeout + DRAIN + Duration::from_secs(30))
-        .tcp_capacity(1024)
+        .tcp_capacity(TCP_CAPACITY)
         .build();
     let world = world(loaded);
     hosts(&mut sim, loaded, &world);

@@ -3,9 +3,10 @@
 //! (`POST /reports`), each call retried a bounded number of times while its outcome is unknown.
 //!
 //! When a later step fails definitely, or stays unknown after its retries, the saga compensates
-//! in reverse: it cancels every later step it reached (`DELETE /reports/{id}`,
-//! `DELETE /orders/{id}`, which leave tombstones so a late create cannot resurrect them), and only
-//! once every row that *may* exist is confirmed cancelled does it restock (`POST /restock`). So
+//! in reverse: it cancels the report and the order (`DELETE /reports/{id}`, `DELETE /orders/{id}`,
+//! which leave tombstones so a late create cannot resurrect them) — both, whatever step this run
+//! reached, since another run of the same saga (a recovery, a client's retry) may have gone
+//! further — and only once both are confirmed cancelled does it restock (`POST /restock`). So
 //! stock is never put back while the order may still exist, and never left taken for an order
 //! known not to exist. A retry of a compensated order finds its reservation released (inventory
 //! answers 410) and answers `compensated` again without touching anything.
@@ -21,13 +22,16 @@
 //! Crash safety: before its first step a saga is recorded in the log, held by this orchestrator
 //! (`owner`) for a `lease` that every appended step renews. [`recover`] runs beside the routes on
 //! every orchestrator: each `recovery_every` it claims sagas left unfinished with their lease run
-//! out — their orchestrator crashed, or is cut off from the log — and runs them again from the
-//! first step. Every step is idempotent and cancels leave tombstones, so a re-run (even beside a
-//! still-running original) converges: it completes an order whose steps all apply, or compensates
-//! one that cannot complete. A saga answers definitely only once its outcome is recorded
-//! by the orchestrator that still holds it; otherwise it answers 504 `unknown`, and a saga whose
-//! compensation gave up stays unfinished for recovery to finish. So no order stays in flight for
-//! ever, and no client is told an outcome a takeover could contradict.
+//! out — their orchestrator crashed, or is paused or cut off from the log — and compensates them.
+//! Recovery never moves a saga forward: the original may still be running (a pause outlives a
+//! lease), and two runs that both only ever compensate after the first cancel cannot disagree —
+//! cancels leave tombstones, so the original's late creates fail, and restock waits for both
+//! cancels. (Recovery completing a saga beside a thawed original that then compensated half of it
+//! is exactly what the swarm campaign caught in a first version.) A saga answers definitely only
+//! once its outcome is recorded by the orchestrator that still holds it; otherwise it answers 504
+//! `unknown`, and a saga whose compensation gave up stays unfinished for recovery to finish. So
+//! no order stays in flight for ever, and no client is told an outcome a takeover could
+//! contradict.
 //!
 //! Bug planted here: `skip_compensation` (never restock, still answer `compensated`).
 
@@ -169,7 +173,7 @@ async fn create_order(State(state): State<OrdersState>, headers: HeaderMap, body
 }
 
 /// Take over, every `recovery_every`, the sagas whose orchestrator left them unfinished (see the
-/// module doc), and run each again in its own task. Runs for ever, beside the routes.
+/// module doc), and compensate each in its own task. Runs for ever, beside the routes.
 pub async fn recover(state: OrdersState) {
     let config = state.config.clone();
     loop {
@@ -189,7 +193,7 @@ pub async fn recover(state: OrdersState) {
             crate::stack::spawn(async move {
                 let mut saga = Saga::new(&state, request);
                 saga.note(&format!("resumed by {}", state.config.owner)).await;
-                let (status, answer) = saga.finish().await;
+                let (status, answer) = saga.finish(Run::Compensate).await;
                 tracing::info!(order = %answer.order_id, status = %status, outcome = %answer.status, "saga recovery: done");
             });
         }
@@ -199,13 +203,11 @@ pub async fn recover(state: OrdersState) {
 /// The longest pause between two compensation attempts.
 const COMPENSATION_PAUSE_MAX: Duration = Duration::from_secs(2);
 
-/// How far the saga got before a step failed: what compensation must undo. `may_exist` is
-/// whether the failed step's row may have been written (an attempt's outcome was unknown).
+/// What a run of a saga does: every step (a client's request), or only compensate (recovery).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Reached {
-    Reserve,
-    Order { may_exist: bool },
-    Report { may_exist: bool },
+enum Run {
+    Forward,
+    Compensate,
 }
 
 /// One run of the saga for one order.
@@ -218,13 +220,6 @@ struct Saga<'a> {
 /// What one step's calls came to.
 struct StepOutcome {
     last: Called,
-}
-
-impl StepOutcome {
-    /// Whether the step may have applied without confirming it.
-    fn unknown(&self) -> bool {
-        matches!(self.last, Called::Unknown(_))
-    }
 }
 
 impl<'a> Saga<'a> {
@@ -243,7 +238,7 @@ impl<'a> Saga<'a> {
             Err(_) => Err(PortError::Unavailable(format!("no answer within {:?}", config.log_timeout))),
         };
         match begun {
-            Ok(()) => self.finish().await,
+            Ok(()) => self.finish(Run::Forward).await,
             Err(err @ PortError::Unavailable(_)) => {
                 self.trace.push(format!("saga log begin unknown: {err}"));
                 self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
@@ -258,8 +253,11 @@ impl<'a> Saga<'a> {
     /// Run the saga and record its outcome. A definite outcome is answered only once this
     /// orchestrator recorded it while still holding the saga; an unknown one (a compensation that
     /// gave up) is left unfinished for recovery.
-    async fn finish(&mut self) -> (StatusCode, OrderResponse) {
-        let (status, outcome) = self.run().await;
+    async fn finish(&mut self, run: Run) -> (StatusCode, OrderResponse) {
+        let (status, outcome) = match run {
+            Run::Forward => self.run().await,
+            Run::Compensate => self.compensate().await,
+        };
         if status == StatusCode::GATEWAY_TIMEOUT {
             return self.respond(status, outcome);
         }
@@ -311,30 +309,25 @@ impl<'a> Saga<'a> {
             }
             Called::Unknown(_) => {
                 self.note("reserve unknown").await;
-                return self.compensate(Reached::Reserve).await;
+                return self.compensate().await;
             }
         }
         let order =
             self.call(http::Method::POST, &config.ordersvc_authority, "/orders", Some(body.clone())).await;
         if !self.judge("order", &order).await {
-            return self.compensate(Reached::Order { may_exist: order.unknown() }).await;
+            return self.compensate().await;
         }
         let report = self.call(http::Method::POST, &config.reports_authority, "/reports", Some(body)).await;
         if !self.judge("report", &report).await {
-            return self.compensate(Reached::Report { may_exist: report.unknown() }).await;
+            return self.compensate().await;
         }
         (StatusCode::CREATED, "completed")
     }
 
-    /// Cancel a row with `DELETE path`. A cancel is always attempted (it leaves a tombstone), but
-    /// it must be confirmed only when the row may exist; false if it had to be and was not.
-    async fn undo(&mut self, name: &str, authority: &str, path: &str, required: bool) -> bool {
+    /// Cancel a row with `DELETE path` (a tombstone when there is no row); true once confirmed.
+    async fn undo(&mut self, name: &str, authority: &str, path: &str) -> bool {
         let outcome = self.call(http::Method::DELETE, authority, path, None).await;
-        if required || matches!(outcome.last, Called::Ok(_)) {
-            return self.judge(name, &outcome).await;
-        }
-        self.note(&format!("{name} unconfirmed (the step never applied)")).await;
-        true
+        self.judge(name, &outcome).await
     }
 
     /// Record a step's outcome; true if it succeeded.
@@ -351,12 +344,12 @@ impl<'a> Saga<'a> {
     /// Undo every step reached, retrying the whole (idempotent) compensation with backoff until
     /// it is confirmed or `compensation_deadline` passes: a participant that is down for a while
     /// must not leave stock taken for an order that does not exist.
-    async fn compensate(&mut self, reached: Reached) -> (StatusCode, &'static str) {
+    async fn compensate(&mut self) -> (StatusCode, &'static str) {
         let config = self.state.config.clone();
         let deadline = tokio::time::Instant::now() + config.compensation_deadline;
         let mut pause = config.compensation_retry_every;
         loop {
-            if let Some(answer) = self.compensate_once(reached).await {
+            if let Some(answer) = self.compensate_once().await {
                 return answer;
             }
             if tokio::time::Instant::now() + pause >= deadline {
@@ -368,27 +361,16 @@ impl<'a> Saga<'a> {
         }
     }
 
-    /// One attempt at compensation, last step first; restock only once every row that may exist
-    /// is confirmed cancelled. `None` when a step could not be confirmed.
-    async fn compensate_once(&mut self, reached: Reached) -> Option<(StatusCode, &'static str)> {
+    /// One attempt at compensation, last step first: cancel the report and the order, then
+    /// restock once both are confirmed. `None` when a step could not be confirmed.
+    async fn compensate_once(&mut self) -> Option<(StatusCode, &'static str)> {
         let config = self.state.config.clone();
         let id = wire::encode(&self.step.order_id);
-        if let Reached::Report { may_exist } = reached {
-            let path = format!("/reports/{id}");
-            if !self.undo("cancel-report", &config.reports_authority, &path, may_exist).await {
-                return None;
-            }
+        if !self.undo("cancel-report", &config.reports_authority, &format!("/reports/{id}")).await {
+            return None;
         }
-        let order_may_exist = match reached {
-            Reached::Reserve => None,
-            Reached::Order { may_exist } => Some(may_exist),
-            Reached::Report { .. } => Some(true),
-        };
-        if let Some(may_exist) = order_may_exist {
-            let path = format!("/orders/{id}");
-            if !self.undo("cancel-order", &config.ordersvc_authority, &path, may_exist).await {
-                return None;
-            }
+        if !self.undo("cancel-order", &config.ordersvc_authority, &format!("/orders/{id}")).await {
+            return None;
         }
         let id = self.step.order_id.clone();
         if config.bugs.skip_compensation {
@@ -561,7 +543,10 @@ mod tests {
         assert_eq!((status, answer.status.as_str()), (409, "compensated"));
         assert_eq!(f.inventory.on_hand("widget"), 10);
         assert_eq!(f.inventory.reserved("o1"), 0);
-        assert_eq!(trace(&f, "o1").await, ["reserve ok", "order fail", "cancel-order ok", "restock ok"]);
+        assert_eq!(
+            trace(&f, "o1").await,
+            ["reserve ok", "order fail", "cancel-report ok", "cancel-order ok", "restock ok"]
+        );
         f.orders.fail_create(None);
         let creates = f.orders.create_calls();
         let (status, answer) = order(&f, "o1", 3).await;
@@ -573,21 +558,18 @@ mod tests {
         assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
     }
 
-    /// The order step failed definitely, so the order cannot exist: an unreachable cancel does
-    /// not block the restock.
+    /// Even when this run's order step failed definitely, restock waits until the order is
+    /// confirmed cancelled: another run of the saga (a recovery, a client's retry) may have
+    /// created it. Until then stock stays taken and the answer is 504.
     #[tokio::test(start_paused = true)]
-    async fn definite_order_failure_restocks_even_if_cancel_fails() {
+    async fn restock_waits_until_the_order_is_confirmed_cancelled() {
         let f = fixture(Bugs::default());
         f.orders.fail_create(Some(PortError::ReadOnly("fenced".into())));
         f.orders.fail_cancel(Some(PortError::ReadOnly("fenced".into())));
         let (status, answer) = order(&f, "o1", 3).await;
-        assert_eq!((status, answer.status.as_str()), (409, "compensated"));
-        assert_eq!(f.inventory.on_hand("widget"), 10);
-        let steps = trace(&f, "o1").await;
-        assert_eq!(
-            steps,
-            ["reserve ok", "order fail", "cancel-order unconfirmed (the step never applied)", "restock ok"]
-        );
+        assert_eq!((status, answer.status.as_str()), (504, "unknown"));
+        assert_eq!(f.inventory.on_hand("widget"), 7);
+        assert_eq!(f.inventory.restocks("o1"), 0);
     }
 
     /// The report step's outcome stays unknown (the row was written, the answer lost): the saga
@@ -626,9 +608,9 @@ mod tests {
     }
 
     /// The orchestrator that began a saga died after taking stock: once its lease runs out, a live
-    /// orchestrator's recovery takes the saga over and runs it to the end, once.
+    /// orchestrator's recovery takes the saga over and compensates it, once.
     #[tokio::test(start_paused = true)]
-    async fn a_saga_whose_orchestrator_died_is_taken_over_and_completed() {
+    async fn a_saga_whose_orchestrator_died_is_taken_over_and_compensated() {
         let f = fixture(Bugs::default());
         let request = StepRequest { order_id: "o1".into(), sku: "widget".into(), qty: 3 };
         let lease = OrdersConfig::default().lease;
@@ -639,23 +621,23 @@ mod tests {
         sleep(lease - Duration::from_millis(500)).await;
         assert_eq!(f.log.holder("o1"), Some(("api-dead".into(), None)), "a live lease is not taken");
         sleep(Duration::from_secs(2)).await;
-        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
-        assert_eq!(
-            (f.orders.state("o1"), f.reports.state("o1")),
-            (Some(RowState::Live), Some(RowState::Live))
-        );
-        assert_eq!(f.inventory.on_hand("widget"), 7, "stock taken once");
+        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("compensated".into()))));
+        let rows = (f.orders.state("o1"), f.reports.state("o1"));
+        assert_eq!(rows, (Some(RowState::Cancelled), Some(RowState::Cancelled)), "tombstones");
+        assert_eq!((f.inventory.on_hand("widget"), f.inventory.restocks("o1")), (10, 1));
         let steps = trace(&f, "o1").await;
-        assert_eq!(steps, ["reserve ok", "resumed by api-1", "reserve ok", "order ok", "report ok"]);
+        assert_eq!(
+            steps,
+            ["reserve ok", "resumed by api-1", "cancel-report ok", "cancel-order ok", "restock ok"]
+        );
         sleep(lease * 3).await;
         assert_eq!(trace(&f, "o1").await.len(), 5, "a finished saga is never taken again");
     }
 
     /// A compensation that gives up at its deadline answers 504 and leaves the saga unfinished;
-    /// once the participant is back, recovery settles it. Here the order row, which could never be
-    /// cancelled, is live, so the re-run completes the order rather than compensating it.
+    /// once the participant is back, recovery finishes the compensation.
     #[tokio::test(start_paused = true)]
-    async fn an_abandoned_compensation_is_settled_by_recovery() {
+    async fn an_abandoned_compensation_is_finished_by_recovery() {
         let f = fixture(Bugs::default());
         f.orders.fail_create(Some(PortError::Unavailable("timeout".into())));
         f.orders.fail_cancel(Some(PortError::Unavailable("timeout".into())));
@@ -666,13 +648,9 @@ mod tests {
         f.orders.fail_cancel(None);
         tokio::spawn(recover(f.state.clone()));
         sleep(OrdersConfig::default().lease + Duration::from_secs(2)).await;
-        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("completed".into()))));
-        assert_eq!(
-            (f.orders.state("o1"), f.reports.state("o1")),
-            (Some(RowState::Live), Some(RowState::Live))
-        );
-        assert_eq!(f.inventory.on_hand("widget"), 7);
-        assert_eq!(f.inventory.restocks("o1"), 0);
+        assert_eq!(f.log.holder("o1"), Some(("api-1".into(), Some("compensated".into()))));
+        assert_eq!(f.orders.state("o1"), Some(RowState::Cancelled));
+        assert_eq!((f.inventory.on_hand("widget"), f.inventory.restocks("o1")), (10, 1));
     }
 
     /// A saga log that says another orchestrator took the saga over when this one finishes it.
