@@ -88,6 +88,7 @@ async fn failover(bugs: Bugs) -> (Duration, bool, WatchdogState) {
         probe_every: Span(Duration::from_millis(200)),
         probe_timeout: Span(Duration::from_millis(200)),
         failures_to_promote: 3,
+        ..WatchdogConfig::default()
     };
     tokio::spawn(watchdog::run(Arc::new(cluster.clone()), config, bugs, state.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
