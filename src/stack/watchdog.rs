@@ -82,8 +82,10 @@ pub async fn run(admin: Arc<dyn DbAdmin>, config: WatchdogConfig, bugs: Bugs, st
             repoint(&*admin, &state, view.primary).await;
         }
         let probe_timeout = config.probe_timeout.get();
-        let healthy =
-            matches!(timeout(probe_timeout, admin.probe(view.primary, probe_timeout)).await, Ok(Ok(true)));
+        let healthy = matches!(
+            timeout(probe_timeout, admin.probe(view.primary, probe_timeout)).await,
+            Ok(Ok(status)) if status.writable
+        );
         if healthy {
             if view.failures > 0 {
                 tracing::info!(primary = view.primary.host(), "watchdog: primary answers again");
@@ -116,7 +118,7 @@ async fn failover(
         return;
     }
     let already_primary = match timeout(probe_timeout, admin.probe(standby, probe_timeout)).await {
-        Ok(Ok(is_primary)) => is_primary,
+        Ok(Ok(status)) => status.writable,
         Ok(Err(err)) => {
             tracing::warn!(standby = standby.host(), %err, "watchdog: standby unreachable; not failing over");
             return;
