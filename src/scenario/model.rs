@@ -249,6 +249,10 @@ pub enum Bug {
     /// The gateway answers 202 without waiting for the broker's publisher confirm, so a
     /// rejected publish is lost (caught by `delivery`).
     UnconfirmedPublish,
+    /// The watchdog promotes the standby whatever its replication state: a standby that was cut
+    /// off while a non-strict synchronous primary (or an async one) committed alone is promoted,
+    /// and what only the old primary had is lost (caught by `durability`).
+    PromoteLaggingStandby,
 }
 
 /// The operations the workload can issue.
