@@ -64,8 +64,15 @@ async fn a_retried_investment_is_stored_once() {
 async fn the_standby_refuses_writes_and_the_probe_tells_the_nodes_apart() {
     let cluster = cluster().await;
     let timeout = std::time::Duration::from_secs(2);
-    assert_eq!(cluster.probe(DbNode::PgPrimary, timeout).await, Ok(true));
-    assert_eq!(cluster.probe(DbNode::PgReplica, timeout).await, Ok(false));
+    let primary = cluster.probe(DbNode::PgPrimary, timeout).await.expect("the primary answers");
+    assert!(primary.writable);
+    // scripts/real-services.sh streams asynchronously: the primary reports its standby, not as
+    // synchronous, its flush lag in bytes of WAL (a few kB at most on an idle pair).
+    let standby = primary.standby.expect("the primary reports its standby (pg_stat_replication)");
+    assert_eq!((standby.node, standby.sync, standby.streaming), (DbNode::PgReplica, false, true));
+    assert!(standby.flush_lag_bytes < 1 << 20, "{standby:?}");
+    let replica = cluster.probe(DbNode::PgReplica, timeout).await.expect("the standby answers");
+    assert_eq!((replica.writable, replica.standby), (false, None));
     cluster.set_writer(DbNode::PgReplica).await.unwrap();
     let refused = cluster.record(new(&unique("on-standby"))).await;
     assert!(matches!(refused, Err(PortError::ReadOnly(_))), "{refused:?}");

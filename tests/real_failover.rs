@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::real::{cluster, unique};
 use shakedown::real::NodeConfig;
-use shakedown::scenario::model::WatchdogConfig;
+use shakedown::scenario::model::{Replication, WatchdogConfig};
 use shakedown::scenario::units::Span;
 use shakedown::stack::bugs::Bugs;
 use shakedown::stack::ports::{DbNode, InvestStore, NewInvestment};
@@ -88,8 +88,11 @@ async fn failover(bugs: Bugs) -> (Duration, bool, WatchdogState) {
         probe_every: Span(Duration::from_millis(200)),
         probe_timeout: Span(Duration::from_millis(200)),
         failures_to_promote: 3,
+        ..WatchdogConfig::default()
     };
-    tokio::spawn(watchdog::run(Arc::new(cluster.clone()), config, bugs, state.clone()));
+    // scripts/real-services.sh streams asynchronously; the standby is well within `max_lag`.
+    let settings = watchdog::Settings { config, replication: Replication::Async, bugs };
+    tokio::spawn(watchdog::run(Arc::new(cluster.clone()), settings, state.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed = Instant::now();
     Command::new("kill").args(["-KILL", &postmaster_pid(DbNode::PgPrimary).to_string()]).status().unwrap();

@@ -103,3 +103,44 @@ fn issue_18_a_worker_crashed_under_a_full_queue_strands_no_accepted_query() {
         assert!(report.faults.iter().all(|f| !f.vacuous), "each crash hit a worker: {:?}", report.faults);
     }
 }
+
+/// Issue 14: with synchronous replication, a standby cut off from the primary drops out of sync
+/// and the primary commits alone (non-strict synchronous mode, as Patroni's default); the
+/// watchdog then promoted that stale standby when the primary crashed, and every write
+/// acknowledged since the cut was lost. Method: the regression scenario as shipped (the watchdog
+/// refuses to promote: no write lost, and no writer until the old primary restarts, which is then
+/// still the primary); with the `promote-lagging-standby` switch, the old behaviour (hundreds
+/// lost); and the crash 50 ms after the primary counted its standby gone, before the watchdog's
+/// next probe — the simulated primary commits alone only once a probe has carried "not
+/// synchronous" to the watchdog (Patroni's order), without which that run lost 69 writes.
+#[test]
+fn issue_14_a_standby_cut_off_from_a_synchronous_primary_is_not_promoted_when_it_crashes() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios/regressions/cut-off-standby-primary-crash.yaml");
+    let runs: [&[&str]; 3] = [&[], &["stack.bugs=[promote-lagging-standby]"], &["faults[1].at=11.05s"]];
+    let [fixed, bug, race] = std::thread::scope(|scope| {
+        let handles = runs.map(|overrides| scope.spawn(|| run(&file, overrides)));
+        handles.map(|h| h.join().expect("a scenario run panicked"))
+    });
+    let durability =
+        |r: &shakedown::report::Report| r.checks.iter().find(|c| c.name == "durability").unwrap().clone();
+    let invest_in_fault = |r: &shakedown::report::Report| {
+        let row = r.latency.iter().find(|l| l.op == "invest" && l.phase.name() == "fault").unwrap();
+        row.availability
+    };
+
+    assert_eq!(fixed.verdict.status, Status::Pass, "{}", explain(&fixed));
+    let check = durability(&fixed);
+    assert_eq!(check.details["lost_count"], 0);
+    assert_eq!(check.details["final_primary"], "pg-primary", "nobody was promoted");
+    assert!(check.details["acknowledged_count"].as_u64().unwrap() > 1500);
+    assert!(invest_in_fault(&fixed) < 0.6, "no writer while the old primary was down: {}", explain(&fixed));
+
+    let check = durability(&bug);
+    assert_eq!(check.status, Status::Fail, "{}", explain(&bug));
+    assert!(check.details["lost_count"].as_u64().unwrap() > 300, "{}", check.summary);
+    assert_eq!(check.details["final_primary"], "pg-replica");
+
+    let check = durability(&race);
+    assert_eq!(check.status, Status::Pass, "{}", explain(&race));
+}

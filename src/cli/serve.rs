@@ -69,7 +69,6 @@ mod real {
     use crate::real::rabbit::{RabbitConfig, RabbitConsumers, RabbitPublisher};
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
-    use crate::stack::bugs::Bugs;
     use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
     use crate::stack::wire::{self, ParticipantConfig};
     use crate::stack::{
@@ -165,8 +164,8 @@ mod real {
                 // Straight to both nodes (no migrations: the primary may be down at startup).
                 let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
                 eprintln!("watchdog probing the PostgreSQL primary");
-                let (config, bugs) = (stack.watchdog.clone(), Bugs::from_list(&stack.bugs));
-                watchdog::run(Arc::new(cluster), config, bugs, watchdog::WatchdogState::default()).await;
+                let settings = watchdog::Settings::for_stack(stack);
+                watchdog::run(Arc::new(cluster), settings, watchdog::WatchdogState::default()).await;
                 return Ok(());
             }
             "db-router" => return serve_db_router(args).await,

@@ -11,6 +11,11 @@
 //!   row. `applied_lsn` is `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a
 //!   standby. Rows keep the WAL insert position at insert time; on real PostgreSQL `history`
 //!   treats `min_lsn` as the read-your-writes wait condition only and returns the newest rows.
+//! - The watchdog's probe asks a node whether it takes writes and, when it does, how its standby
+//!   replicates, in one query ([`PROBE`]): the standby's row of `pg_stat_replication`
+//!   (`sync_state`, and `pg_current_wal_lsn()` minus its `flush_lsn` and `replay_lsn` as lags in
+//!   bytes), or, while no standby is connected, the lag of the physical replication slot it
+//!   streams through (`restart_lsn`, which follows the standby's reported flush position).
 //! - Fencing acts on the node's storage, like a STONITH switch, so it works on a dead node: it
 //!   kills the postmaster if it runs (SIGKILL, from `postmaster.pid`) and writes `standby.signal`
 //!   plus `default_transaction_read_only = on` into its data directory. Restarted, the old
@@ -38,7 +43,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
 use crate::stack::ports::{
-    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, PortError,
+    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, NodeStatus, PortError,
+    StandbyView,
 };
 
 /// How to reach one node.
@@ -258,15 +264,74 @@ impl InvestStore for PgCluster {
     }
 }
 
+/// The watchdog's probe, one row: `writable`; then, on a primary, its best standby's
+/// `pg_stat_replication` row (a `sync` one first, then the most advanced) — `sync_state`, `state`,
+/// flush and replay lag in bytes — and the lag of its most advanced physical slot, for when no
+/// standby is connected. On a standby every other column is NULL: `pg_current_wal_lsn()` cannot be
+/// called during recovery, and the `WHERE` clauses keep it from being evaluated.
+pub const PROBE: &str = "
+WITH me AS (SELECT pg_is_in_recovery() AS recovering)
+SELECT NOT me.recovering AND current_setting('default_transaction_read_only') = 'off' AS writable,
+       r.sync_state, r.state, r.flush_lag, r.replay_lag, slot.slot_lag
+FROM me
+LEFT JOIN LATERAL (
+    SELECT s.sync_state::text AS sync_state, s.state::text AS state,
+           (pg_current_wal_lsn() - s.flush_lsn)::bigint AS flush_lag,
+           (pg_current_wal_lsn() - s.replay_lsn)::bigint AS replay_lag
+    FROM pg_stat_replication s
+    WHERE NOT me.recovering AND s.state <> 'backup'
+    ORDER BY s.sync_state = 'sync' DESC, s.flush_lsn DESC NULLS LAST
+    LIMIT 1
+) r ON true
+LEFT JOIN LATERAL (
+    SELECT (pg_current_wal_lsn() - sl.restart_lsn)::bigint AS slot_lag
+    FROM pg_replication_slots sl
+    WHERE NOT me.recovering AND sl.slot_type = 'physical' AND sl.restart_lsn IS NOT NULL
+    ORDER BY sl.restart_lsn DESC
+    LIMIT 1
+) slot ON true";
+
+/// One row of [`PROBE`].
+type ProbeRow = (bool, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<i64>);
+
+/// What a [`PROBE`] row says about `node` (whose standby can only be its peer).
+pub fn node_status(node: DbNode, row: ProbeRow) -> NodeStatus {
+    let (writable, sync_state, state, flush_lag, replay_lag, slot_lag) = row;
+    if !writable {
+        return NodeStatus { writable, standby: None };
+    }
+    let bytes = |lag: i64| lag.max(0) as u64;
+    let standby = match state {
+        // Connected: its row of pg_stat_replication. A lag is NULL until the standby reports it;
+        // then the slot's, or, with neither, "everything".
+        Some(state) => {
+            let flush_lag_bytes = flush_lag.or(slot_lag).map_or(u64::MAX, bytes);
+            Some(StandbyView {
+                node: node.peer(),
+                sync: sync_state.as_deref() == Some("sync"),
+                streaming: state == "streaming",
+                flush_lag_bytes,
+                replay_lag_bytes: replay_lag.map_or(flush_lag_bytes, bytes),
+            })
+        }
+        // Disconnected: what its slot last heard from it.
+        None => slot_lag.map(|lag| StandbyView {
+            node: node.peer(),
+            sync: false,
+            streaming: false,
+            flush_lag_bytes: bytes(lag),
+            replay_lag_bytes: bytes(lag),
+        }),
+    };
+    NodeStatus { writable, standby }
+}
+
 #[async_trait]
 impl DbAdmin for PgCluster {
-    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError> {
-        let query = sqlx::query_scalar::<_, bool>(
-            "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'",
-        )
-        .fetch_one(self.pool(node));
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<NodeStatus, PortError> {
+        let query = sqlx::query_as::<_, ProbeRow>(PROBE).fetch_one(self.pool(node));
         match tokio::time::timeout(timeout, query).await {
-            Ok(answer) => answer.map_err(port_error),
+            Ok(answer) => answer.map(|row| node_status(node, row)).map_err(port_error),
             Err(_) => {
                 Err(PortError::Unavailable(format!("{} did not answer the probe in time", node.host())))
             }
@@ -368,4 +433,33 @@ async fn read_only_online(url: &str) -> Result<(), sqlx::Error> {
     sqlx::query("ALTER SYSTEM SET default_transaction_read_only = on").execute(&mut conn).await?;
     sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
     conn.close().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_row_becomes_the_primarys_view_of_its_standby() {
+        let row = |state: Option<&str>, sync: &str, flush, replay, slot| {
+            (true, Some(sync.to_owned()), state.map(str::to_owned), flush, replay, slot)
+        };
+        let streaming =
+            node_status(DbNode::PgPrimary, row(Some("streaming"), "sync", Some(0), Some(120), Some(0)));
+        let view = streaming.standby.unwrap();
+        assert!(streaming.writable && view.sync && view.streaming);
+        assert_eq!((view.node, view.flush_lag_bytes, view.replay_lag_bytes), (DbNode::PgReplica, 0, 120));
+        let catching_up =
+            node_status(DbNode::PgPrimary, row(Some("catchup"), "potential", Some(9000), None, None));
+        let view = catching_up.standby.unwrap();
+        assert!(!view.sync && !view.streaming);
+        assert_eq!((view.flush_lag_bytes, view.replay_lag_bytes), (9000, 9000));
+        // Disconnected: no row, the slot remembers; neither: nothing known.
+        let gone = (true, None, None, None, None, Some(4096));
+        let view = node_status(DbNode::PgReplica, gone).standby.unwrap();
+        assert_eq!((view.node, view.sync, view.flush_lag_bytes), (DbNode::PgPrimary, false, 4096));
+        assert_eq!(node_status(DbNode::PgPrimary, (true, None, None, None, None, None)).standby, None);
+        let standby = node_status(DbNode::PgReplica, (false, None, None, None, None, None));
+        assert_eq!(standby, NodeStatus { writable: false, standby: None });
+    }
 }

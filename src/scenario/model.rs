@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::units::{Percent, Rate, Span};
+use super::units::{ByteSize, Percent, Rate, Span};
 
 /// One chaos experiment: the stack to bring up, the load to drive, the faults to inject on a
 /// timeline, and the checks that judge the run.
@@ -154,7 +154,14 @@ impl Default for QueueConfig {
     }
 }
 
-/// The failover watchdog's timing.
+/// The failover watchdog: its timing, and how much a failover may lose.
+///
+/// The watchdog promotes only a standby that is safe to promote, judged by the primary's own view
+/// of its standby (PostgreSQL's `pg_stat_replication`) at the last probe that found it healthy.
+/// With `replication: sync` or `remote_apply`, the standby must have been synchronous then
+/// (Patroni's synchronous mode); with `async`, its WAL lag must have been at most `max_lag`
+/// (Patroni's `maximum_lag_on_failover`). When the standby does not qualify, nobody is promoted:
+/// the stack has no writer until the old primary comes back, which is then still the primary.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WatchdogConfig {
@@ -167,6 +174,13 @@ pub struct WatchdogConfig {
     /// Consecutive failed probes before the replica is promoted. Default 3.
     #[serde(default = "default_failures")]
     pub failures_to_promote: u32,
+    /// With `replication: async`: the most WAL a failover may throw away. A standby whose flush
+    /// lag, as the primary last reported it, exceeds this is not promoted. Default `1MB`, the
+    /// default of Patroni's `maximum_lag_on_failover` (1048576 bytes). Ignored with `sync` and
+    /// `remote_apply`, which promote only a synchronous standby (a lag of zero acknowledged
+    /// commits).
+    #[serde(default = "default_max_lag")]
+    pub max_lag: ByteSize,
 }
 
 fn default_probe_every() -> Span {
@@ -178,6 +192,9 @@ fn default_probe_timeout() -> Span {
 fn default_failures() -> u32 {
     3
 }
+fn default_max_lag() -> ByteSize {
+    ByteSize(1 << 20)
+}
 
 impl Default for WatchdogConfig {
     fn default() -> Self {
@@ -185,6 +202,7 @@ impl Default for WatchdogConfig {
             probe_every: default_probe_every(),
             probe_timeout: default_probe_timeout(),
             failures_to_promote: default_failures(),
+            max_lag: default_max_lag(),
         }
     }
 }
@@ -231,6 +249,10 @@ pub enum Bug {
     /// The gateway answers 202 without waiting for the broker's publisher confirm, so a
     /// rejected publish is lost (caught by `delivery`).
     UnconfirmedPublish,
+    /// The watchdog promotes the standby whatever its replication state: a standby that was cut
+    /// off while a non-strict synchronous primary (or an async one) committed alone is promoted,
+    /// and what only the old primary had is lost (caught by `durability`).
+    PromoteLaggingStandby,
 }
 
 /// The operations the workload can issue.

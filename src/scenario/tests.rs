@@ -68,6 +68,17 @@ fn bad_units() {
     expect_one("faults: [ { at: 20 parsecs, crash: lb, restart_after: 1s } ]\n", 6, "duration", "");
     let found = errors("", &["workload[0].rate=50"]);
     assert!(found[0].2.contains("rate such as"), "{found:?}");
+    // Issue 14: `max_lag` takes PostgreSQL's memory units, and says so.
+    expect_one(
+        "stack: { watchdog: { max_lag: 16mb } }\n",
+        6,
+        "case-sensitive, as in postgresql.conf: `MB`",
+        "",
+    );
+    expect_one("stack: { watchdog: { max_lag: 1048576 } }\n", 6, "expected a size with a unit", "");
+    let loaded =
+        load_str(&format!("{BASE}stack: {{ watchdog: {{ max_lag: 16MB }} }}\n"), "t.yaml", &[]).unwrap();
+    assert_eq!(loaded.scenario.stack.watchdog.max_lag.bytes(), 16 << 20);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The unit forms people write in scenarios: durations (`250ms`, `1.5s`, `2m`), rates (`200/s`,
-//! `30/m`) and percentages (`99.9%`).
+//! `30/m`), percentages (`99.9%`) and sizes (`16MB`, PostgreSQL's memory units).
 //!
 //! Each type parses from and formats to the same text, so `format(parse(x)) == x` for every
 //! canonical `x` (property-tested below). Deserialisation accepts only the string form, with an
@@ -40,6 +40,12 @@ pub enum RateUnit {
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Percent(pub f64);
 
+/// An amount of data written with PostgreSQL's memory units: `512B`, `64kB`, `1MB`, `2GB`, `1TB`.
+/// As in `postgresql.conf`, the multiplier is 1024, not 1000 (`1kB` = 1024 bytes), and the units
+/// are case-sensitive; a fraction is allowed when it comes to whole bytes (`1.5MB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ByteSize(pub u64);
+
 /// Why a unit string did not parse. The message says what was expected, with an example.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -48,6 +54,13 @@ pub struct UnitError(pub String);
 impl Span {
     /// The duration.
     pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl ByteSize {
+    /// The size in bytes.
+    pub fn bytes(self) -> u64 {
         self.0
     }
 }
@@ -108,9 +121,9 @@ fn parse_decimal(number: &str, what: &str, example: &str) -> Result<f64, UnitErr
     }
 }
 
-/// `number` × `per` nanoseconds, computed exactly in integers: `None` if the number is malformed,
-/// `Some(Err)` if the result is not a whole number of nanoseconds or overflows.
-fn exact_nanos(number: &str, per: u128) -> Option<Result<u64, ()>> {
+/// `number` × `per` (nanoseconds, bytes), computed exactly in integers: `None` if the number is
+/// malformed, `Some(Err)` if the result is not a whole number of the base unit or overflows.
+fn exact_multiple(number: &str, per: u128) -> Option<Result<u64, ()>> {
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     let digits_ok = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     if !digits_ok(whole) || (number.contains('.') && !digits_ok(fraction)) {
@@ -149,7 +162,7 @@ impl FromStr for Span {
             };
             return Err(UnitError(format!("expected {expected}, found `{text}` ({hint})")));
         };
-        let nanos = exact_nanos(number, nanos_per_unit)
+        let nanos = exact_multiple(number, nanos_per_unit)
             .ok_or_else(|| UnitError(format!("expected a duration such as `250ms`, found `{text}`")))?;
         let nanos = nanos.map_err(|()| {
             UnitError(format!("duration `{text}` is finer than a nanosecond or too long; use another unit"))
@@ -180,6 +193,59 @@ impl fmt::Display for Span {
             }
         }
         write!(f, "{nanos}ns")
+    }
+}
+
+const SIZE_UNITS: [(&str, u128); 5] =
+    [("B", 1), ("kB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("TB", 1 << 40)];
+
+impl FromStr for ByteSize {
+    type Err = UnitError;
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        let expected = "a size with a unit (B, kB, MB, GB, TB; 1kB = 1024B) such as `16MB`";
+        if negative(text) {
+            return Err(UnitError(format!("the size `{text}` is negative: write an amount such as `16MB`")));
+        }
+        let (number, unit) = split_number(text.trim());
+        if number.is_empty() {
+            return Err(UnitError(format!("expected {expected}, found `{text}`")));
+        }
+        let Some(&(_, bytes_per_unit)) = SIZE_UNITS.iter().find(|(name, _)| *name == unit) else {
+            let hint = if unit.is_empty() {
+                "the unit is missing".to_string()
+            } else if let Some((name, _)) =
+                SIZE_UNITS.iter().find(|(name, _)| name.eq_ignore_ascii_case(unit))
+            {
+                format!("`{unit}` is not a unit; units are case-sensitive, as in postgresql.conf: `{name}`")
+            } else {
+                format!("`{unit}` is not a unit")
+            };
+            return Err(UnitError(format!("expected {expected}, found `{text}` ({hint})")));
+        };
+        let bytes = exact_multiple(number, bytes_per_unit)
+            .ok_or_else(|| UnitError(format!("expected a size such as `16MB`, found `{text}`")))?;
+        let bytes = bytes.map_err(|()| {
+            UnitError(format!(
+                "size `{text}` is not a whole number of bytes or is too large; use another unit"
+            ))
+        })?;
+        Ok(ByteSize(bytes))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    /// The largest unit that divides the size exactly (`1048576B` → `1MB`, `1.5MB` → `1536kB`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = u128::from(self.0);
+        if bytes == 0 {
+            return f.write_str("0B");
+        }
+        let (name, per) = SIZE_UNITS
+            .iter()
+            .rev()
+            .find(|(_, per)| bytes.is_multiple_of(*per))
+            .expect("every size is a whole number of bytes");
+        write!(f, "{}{name}", bytes / per)
     }
 }
 
@@ -292,6 +358,11 @@ string_serde!(
 );
 string_serde!(Rate, "a rate such as `200/s`, `30/m` or `10/h`", "^[0-9]+(\\.[0-9]+)?/(s|m|h)$");
 string_serde!(Percent, "a percentage such as `99.9%`", "^[0-9]+(\\.[0-9]+)?%$");
+string_serde!(
+    ByteSize,
+    "a size with a unit (B, kB, MB, GB, TB; 1kB = 1024B), such as `16MB`",
+    "^[0-9]+(\\.[0-9]+)?(B|kB|MB|GB|TB)$"
+);
 
 #[cfg(test)]
 mod tests {
@@ -340,6 +411,26 @@ mod tests {
         }
     }
 
+    #[test]
+    fn sizes_use_postgresqls_units_and_multiplier() {
+        for (text, bytes) in
+            [("0B", 0u64), ("512B", 512), ("64kB", 65_536), ("1MB", 1_048_576), ("2GB", 2 << 30)]
+        {
+            let size: ByteSize = text.parse().unwrap();
+            assert_eq!(size.bytes(), bytes, "{text}");
+            assert_eq!(size.to_string(), text);
+        }
+        assert_eq!("1.5MB".parse::<ByteSize>().unwrap().to_string(), "1536kB");
+        assert_eq!("1048576B".parse::<ByteSize>().unwrap().to_string(), "1MB");
+        let case = "16mb".parse::<ByteSize>().unwrap_err().0;
+        assert!(case.contains("units are case-sensitive, as in postgresql.conf: `MB`"), "{case}");
+        assert!("1048576".parse::<ByteSize>().unwrap_err().0.contains("the unit is missing"));
+        assert!("1KiB".parse::<ByteSize>().unwrap_err().0.contains("`KiB` is not a unit"));
+        assert!("0.1kB".parse::<ByteSize>().unwrap_err().0.contains("not a whole number of bytes"));
+        assert!("-1MB".parse::<ByteSize>().unwrap_err().0.contains("the size `-1MB` is negative"));
+        assert!("99999999999TB".parse::<ByteSize>().is_err(), "overflows u64");
+    }
+
     /// Issue 18: a minus sign is named as such, for every unit form.
     #[test]
     fn negative_values_are_called_negative() {
@@ -369,7 +460,15 @@ mod tests {
         }
 
         #[test]
+        fn size_round_trips(bytes in 0u64..u64::MAX) {
+            let size = ByteSize(bytes);
+            let text = size.to_string();
+            prop_assert_eq!(text.parse::<ByteSize>().unwrap(), size, "{}", text);
+        }
+
+        #[test]
         fn parsers_never_panic(text in "\\PC{0,16}") {
+            let _ = text.parse::<ByteSize>();
             let _ = text.parse::<Span>();
             let _ = text.parse::<Rate>();
             let _ = text.parse::<Percent>();

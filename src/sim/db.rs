@@ -6,8 +6,12 @@
 //! any node), `GET /wal?from=L` (a primary streams its WAL; the `from` its standby asks for
 //! confirms everything before it), `POST /promote`. With `sync`/`remote_apply` replication a
 //! commit is acknowledged only once the standby has confirmed it; a primary whose standby is gone
-//! waits, as PostgreSQL does. Fencing is out-of-band (the watchdog flips the node's durable
-//! state directly, as a STONITH power switch would), so it works against a dead or frozen node.
+//! waits until it has told the watchdog, then commits alone (Patroni's non-strict synchronous
+//! mode; see `db_model`). The watchdog's probe (`Read::Probe`) returns the primary's view of its
+//! standby (`pg_stat_replication`); the db-router's health check asks only whether a node takes
+//! writes (`Read::Writable`), which tells the watchdog nothing. Fencing is out-of-band (the
+//! watchdog flips the node's durable state directly, as a STONITH power switch would), so it
+//! works against a dead or frozen node.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -64,8 +68,10 @@ pub enum Read {
     SagaTrace { order_id: String },
     /// How many unfinished sagas' leases ended before `now_ns`.
     SagaClaimable { now_ns: u64 },
-    /// Is the node writable?
+    /// The watchdog's probe: is the node writable, and how does its standby replicate?
     Probe,
+    /// The db-router's health check: is the node writable?
+    Writable,
 }
 
 /// Answers to [`Read`]s.
@@ -87,6 +93,8 @@ pub enum ReadAnswer {
     Writable(bool),
     /// A count.
     Count(u64),
+    /// The watchdog's probe.
+    Status(NodeStatus),
 }
 
 #[derive(Clone)]
@@ -104,8 +112,13 @@ const REPLICATION_POLL: Duration = Duration::from_millis(1);
 const WAL_WAIT_MAX: Duration = Duration::from_millis(500);
 /// Pause between a standby's WAL requests after a failed one.
 const STANDBY_RETRY_EVERY: Duration = Duration::from_millis(20);
-/// A standby silent for this long no longer holds up synchronous commits.
+/// A standby silent for this long is no longer streaming: once the watchdog has been told, it no
+/// longer holds up synchronous commits.
 const STANDBY_GONE: Duration = Duration::from_secs(1);
+/// Longest a commit waits for its standby before the primary gives up on answering (the commit
+/// stays on the primary, its outcome unknown to the client, as when PostgreSQL's wait for a
+/// synchronous standby is cancelled). The db-router stops waiting after as long.
+const SYNC_WAIT_MAX: Duration = Duration::from_secs(10);
 /// Most WAL entries sent in one replication answer.
 const WAL_BATCH_MAX: usize = 512;
 
@@ -134,27 +147,68 @@ async fn write(
         let (outcome, lsn) = node.commit(command, now_ns()).map_err(|e| (StatusCode::CONFLICT, e))?;
         (outcome, lsn, replication != Replication::Async)
     };
-    // Non-strict synchronous replication (Patroni's default synchronous_mode): wait for the
-    // standby while one is streaming; a primary with no standby connected commits locally, so a
-    // failover leaves a writable stack rather than one that blocks until an operator steps in.
-    while wait && !confirmed_or_alone(&host, lsn) {
-        tokio::time::sleep(REPLICATION_POLL).await;
+    // Non-strict synchronous replication (Patroni's synchronous_mode): wait for the standby
+    // while one is streaming; a primary with no standby streaming commits alone once the watchdog
+    // knows, so a failover leaves a writable stack rather than one that blocks until an operator
+    // steps in.
+    if !wait {
+        return Ok(Json((outcome, lsn)));
+    }
+    let deadline = tokio::time::Instant::now() + SYNC_WAIT_MAX;
+    loop {
+        let why = match acknowledge(&host, lsn) {
+            Ack::Now => break,
+            Ack::Later if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(REPLICATION_POLL).await;
+                continue;
+            }
+            Ack::Later => format!("no standby confirmed LSN {lsn} within {SYNC_WAIT_MAX:?}: outcome unknown"),
+            Ack::Never => {
+                format!("{} stopped being a writable primary while LSN {lsn} waited", host.me.host())
+            }
+        };
+        return Err((StatusCode::SERVICE_UNAVAILABLE, why));
     }
     Ok(Json((outcome, lsn)))
 }
 
-/// Has the standby confirmed `lsn`, or is no standby streaming (so nobody will)?
-fn confirmed_or_alone(host: &NodeHost, lsn: Lsn) -> bool {
-    let cluster = host.cluster.lock().expect("cluster lock");
-    let node = &cluster.nodes[&host.me];
-    let streaming = node
-        .standby_seen_ns
-        .is_some_and(|seen| now_ns().saturating_sub(seen) < STANDBY_GONE.as_nanos() as u64);
-    node.standby_lsn >= lsn || !streaming
+/// When a synchronous commit may be acknowledged.
+enum Ack {
+    Now,
+    Later,
+    /// Not confirmed, and the node was fenced or rewound while it waited: as when PostgreSQL's
+    /// backend dies under a client, the outcome is unknown to it.
+    Never,
+}
+
+/// May the synchronous commit at `lsn` be acknowledged now?
+fn acknowledge(host: &NodeHost, lsn: Lsn) -> Ack {
+    let mut cluster = host.cluster.lock().expect("cluster lock");
+    let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+    let streaming = standby_streaming(node);
+    if node.standby_lsn >= lsn {
+        Ack::Now
+    } else if !node.writable() {
+        Ack::Never
+    } else if node.may_acknowledge(lsn, streaming) {
+        Ack::Now
+    } else {
+        Ack::Later
+    }
+}
+
+/// Has a standby asked this node for WAL within [`STANDBY_GONE`]?
+fn standby_streaming(node: &Node) -> bool {
+    node.standby_seen_ns.is_some_and(|seen| now_ns().saturating_sub(seen) < STANDBY_GONE.as_nanos() as u64)
 }
 
 async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<ReadAnswer> {
-    let cluster = host.cluster.lock().expect("cluster lock");
+    let mut cluster = host.cluster.lock().expect("cluster lock");
+    if let Read::Probe = request {
+        let replication = cluster.replication;
+        let node = cluster.nodes.get_mut(&host.me).expect("node exists");
+        return Json(ReadAnswer::Status(probe_status(node, replication)));
+    }
     let node = &cluster.nodes[&host.me];
     let tables = &node.tables;
     Json(match request {
@@ -183,8 +237,18 @@ async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<R
             ReadAnswer::Trace(tables.saga.get(&order_id).cloned().unwrap_or_default())
         }
         Read::SagaClaimable { now_ns } => ReadAnswer::Count(tables.claimable(now_ns).count() as u64),
-        Read::Probe => ReadAnswer::Writable(node.writable()),
+        Read::Writable => ReadAnswer::Writable(node.writable()),
+        Read::Probe => unreachable!("answered above"),
     })
+}
+
+/// The watchdog's probe of `node`: writable, and if so its standby as it sees it.
+fn probe_status(node: &mut Node, replication: Replication) -> NodeStatus {
+    if !node.writable() {
+        return NodeStatus { writable: false, standby: None };
+    }
+    let streaming = standby_streaming(node);
+    NodeStatus { writable: true, standby: node.report_standby(streaming, replication) }
 }
 
 #[derive(Deserialize)]
@@ -317,7 +381,7 @@ async fn health_checks(host: RouterHost) {
     loop {
         let mut route = None;
         for node in [DbNode::PgPrimary, DbNode::PgReplica] {
-            if matches!(probe.probe(node, ROUTER_CHECK_EVERY).await, Ok(true)) {
+            if matches!(probe.writable(node, ROUTER_CHECK_EVERY).await, Ok(true)) {
                 route = Some(node);
                 break;
             }
@@ -410,6 +474,25 @@ impl SimDb {
         match node {
             Some(node) => self.read_at(&format!("{}:80", node.host()), request).await,
             None => self.read_at("db-router:80", request).await,
+        }
+    }
+
+    /// `request` to `node`, bounded by `timeout`.
+    async fn ask(&self, node: DbNode, request: Read, timeout: Duration) -> Result<ReadAnswer, PortError> {
+        match tokio::time::timeout(timeout, self.read(Some(node), request)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                Err(PortError::Unavailable(format!("{} did not answer the probe in time", node.host())))
+            }
+        }
+    }
+
+    /// The db-router's health check: does `node` take writes? Unlike [`DbAdmin::probe`], it
+    /// leaves the node's report to the watchdog alone.
+    pub async fn writable(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError> {
+        match self.ask(node, Read::Writable, timeout).await? {
+            ReadAnswer::Writable(writable) => Ok(writable),
+            _ => unexpected("writable"),
         }
     }
 }
@@ -590,15 +673,10 @@ impl QueryStore for SimDb {
 
 #[async_trait]
 impl DbAdmin for SimDb {
-    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError> {
-        let probe = self.read(Some(node), Read::Probe);
-        match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(ReadAnswer::Writable(writable))) => Ok(writable),
-            Ok(Ok(_)) => unexpected("probe"),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
-                Err(PortError::Unavailable(format!("{} did not answer the probe in time", node.host())))
-            }
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<NodeStatus, PortError> {
+        match self.ask(node, Read::Probe, timeout).await? {
+            ReadAnswer::Status(status) => Ok(status),
+            _ => unexpected("probe"),
         }
     }
     async fn promote(&self, node: DbNode) -> Result<(), PortError> {

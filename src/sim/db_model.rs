@@ -7,14 +7,29 @@
 //! a primary takes writes unless fenced; a standby refuses them; promotion turns a standby into
 //! a primary. A fenced node refuses writes forever, even after a restart. An unfenced old primary
 //! that comes back keeps taking writes: split brain, as real PostgreSQL does.
+//!
+//! Synchronous replication is Patroni's non-strict synchronous mode, in Patroni's order. A
+//! commit is acknowledged once the standby confirms it; a primary whose standby stopped
+//! streaming acknowledges commits alone, but only after it has told the watchdog (the DCS in
+//! Patroni's terms) in a probe answer that its standby is no longer synchronous — Patroni removes
+//! a standby from the `/sync` key before it empties `synchronous_standby_names`, "so we only
+//! consider promoting standbys that were guaranteed to be replicating synchronously". The
+//! standby is reported synchronous again only once it streams and has every commit acknowledged
+//! without it ([`Node::report_standby`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::scenario::model::Replication;
 use crate::stack::ports::{
-    DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked, SagaRequest,
+    DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked, SagaRequest, StandbyView,
 };
+
+/// WAL bytes the model counts per commit, to express replication lag in bytes as PostgreSQL does
+/// (`max_lag` is in bytes). A small transaction of this stack — a heap insert, an index insert and
+/// the commit record — writes a few hundred bytes of WAL; the model takes 256 for every commit.
+pub const WAL_BYTES_PER_COMMIT: u64 = 256;
 
 /// One committed write: the command, replayed on the standby.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +336,13 @@ pub struct Node {
     pub promoted_at_ns: Option<u64>,
     /// For a primary: when a standby last asked it for WAL, ns.
     pub standby_seen_ns: Option<u64>,
+    /// For a primary: the last LSN it acknowledged without its standby's confirmation
+    /// (synchronous replication with no standby streaming). A standby that lacks it is not
+    /// synchronous.
+    pub acked_alone_lsn: Lsn,
+    /// For a primary: whether its last answer to the watchdog's probe named its standby
+    /// synchronous. While it did, the primary acknowledges nothing its standby has not confirmed.
+    pub sync_reported: bool,
     /// The tables before the first commit, to rebuild from when the node is rewound.
     pub initial: Tables,
 }
@@ -338,6 +360,8 @@ impl Node {
             standby_lsn: 0,
             promoted_at_ns: None,
             standby_seen_ns: None,
+            acked_alone_lsn: 0,
+            sync_reported: false,
         }
     }
 
@@ -349,6 +373,38 @@ impl Node {
     /// Does it take writes?
     pub fn writable(&self) -> bool {
         self.role == Role::Primary && !self.fenced
+    }
+
+    /// May the commit at `lsn` be acknowledged now, with synchronous replication? Yes once the
+    /// standby has confirmed it; or, with no standby `streaming`, once the watchdog has been told
+    /// the standby is not synchronous (the commit is then recorded as acknowledged alone).
+    pub fn may_acknowledge(&mut self, lsn: Lsn, streaming: bool) -> bool {
+        if self.standby_lsn >= lsn {
+            return true;
+        }
+        if streaming || self.sync_reported {
+            return false;
+        }
+        self.acked_alone_lsn = self.acked_alone_lsn.max(lsn);
+        true
+    }
+
+    /// The primary's view of its standby, as `pg_stat_replication` shows it, for the watchdog's
+    /// probe; remembers whether it said "synchronous" (see [`Node::may_acknowledge`]). The
+    /// standby is synchronous only while it streams and has every commit acknowledged without
+    /// it. `None` until a standby has ever asked this node for WAL.
+    pub fn report_standby(&mut self, streaming: bool, replication: Replication) -> Option<StandbyView> {
+        self.standby_seen_ns?;
+        let sync = replication != Replication::Async && streaming && self.standby_lsn >= self.acked_alone_lsn;
+        self.sync_reported = sync;
+        let lag_bytes = self.lsn().saturating_sub(self.standby_lsn) * WAL_BYTES_PER_COMMIT;
+        Some(StandbyView {
+            node: self.name.peer(),
+            sync,
+            streaming,
+            flush_lag_bytes: lag_bytes,
+            replay_lag_bytes: lag_bytes,
+        })
     }
 
     /// Commit a write on a writable node.
@@ -424,6 +480,33 @@ mod tests {
         assert_eq!(node.tables.stock["sku-1"], 10);
         node.fenced = true;
         assert!(node.commit(invest("x"), 3).unwrap_err().contains("fenced"));
+    }
+
+    /// Issue 14: the standby is synchronous only while it streams and has everything the primary
+    /// acknowledged, and the primary acknowledges alone only after reporting it out of sync.
+    #[test]
+    fn a_cut_off_standby_drops_out_of_sync_before_the_primary_commits_alone() {
+        let mut primary = Node::new(DbNode::PgPrimary, Role::Primary, Tables::default());
+        assert_eq!(primary.report_standby(false, Replication::Sync), None, "no standby ever seen");
+        primary.standby_seen_ns = Some(0);
+        primary.commit(invest("a"), 1).unwrap();
+        primary.standby_lsn = 1;
+        let view = primary.report_standby(true, Replication::Sync).unwrap();
+        assert_eq!((view.node, view.sync, view.flush_lag_bytes), (DbNode::PgReplica, true, 0));
+        // The standby is cut off: the next commit waits, even once it stopped streaming, until the
+        // watchdog has been told.
+        let (_, lsn) = primary.commit(invest("b"), 2).unwrap();
+        assert!(!primary.may_acknowledge(lsn, true));
+        assert!(!primary.may_acknowledge(lsn, false), "the watchdog still believes it is in sync");
+        let view = primary.report_standby(false, Replication::Sync).unwrap();
+        assert_eq!((view.sync, view.streaming, view.flush_lag_bytes), (false, false, WAL_BYTES_PER_COMMIT));
+        assert!(primary.may_acknowledge(lsn, false), "now it commits alone");
+        assert_eq!(primary.acked_alone_lsn, 2);
+        // Back and streaming, it is synchronous only once it has what was acknowledged alone.
+        assert!(!primary.report_standby(true, Replication::Sync).unwrap().sync);
+        primary.standby_lsn = 2;
+        assert!(primary.report_standby(true, Replication::Sync).unwrap().sync);
+        assert!(!primary.report_standby(true, Replication::Async).unwrap().sync, "async is never sync");
     }
 
     #[test]

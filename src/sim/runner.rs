@@ -21,9 +21,7 @@ use crate::stack::pricefeed::{PricefeedControl, PricefeedState};
 use crate::stack::topology::Topology;
 use crate::stack::watchdog::WatchdogState;
 use crate::stack::worker::{WorkerConfig, WorkerControl};
-use crate::stack::{
-    api_host, balancer, bugs::Bugs, inventory, ordersvc, pricefeed, reports, watchdog, wire, worker,
-};
+use crate::stack::{api_host, balancer, inventory, ordersvc, pricefeed, reports, watchdog, wire, worker};
 use crate::workload::{CATALOG, GeneratorStats, Recorder, Schedule};
 
 /// Simulated time the stack gets after load stops, for accepted queries and sagas to settle.
@@ -196,13 +194,11 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
             }
             "watchdog" => {
                 let db = db.clone();
-                let (config, bugs, state) =
-                    (stack.watchdog.clone(), Bugs::from_list(&stack.bugs), world.watchdog.clone());
+                let (settings, state) = (watchdog::Settings::for_stack(&stack), world.watchdog.clone());
                 sim.host(name, move || {
-                    let (admin, config, bugs, state) =
-                        (db(&http.for_host()), config.clone(), bugs, state.clone());
+                    let (admin, settings, state) = (db(&http.for_host()), settings.clone(), state.clone());
                     async move {
-                        watchdog::run(admin, config, bugs, state).await;
+                        watchdog::run(admin, settings, state).await;
                         Ok(())
                     }
                 });

@@ -20,6 +20,9 @@ pub struct Bugs {
     pub stale_read_your_writes: bool,
     /// `gateway`: answer 202 without waiting for the broker's publisher confirm.
     pub unconfirmed_publish: bool,
+    /// `watchdog`: promote the standby whatever its replication state (not synchronous, or
+    /// lagging past `max_lag`).
+    pub promote_lagging_standby: bool,
 }
 
 impl Bugs {
@@ -34,6 +37,7 @@ impl Bugs {
                 Bug::NoFencing => set.no_fencing = true,
                 Bug::StaleReadYourWrites => set.stale_read_your_writes = true,
                 Bug::UnconfirmedPublish => set.unconfirmed_publish = true,
+                Bug::PromoteLaggingStandby => set.promote_lagging_standby = true,
             }
         }
         set
@@ -61,8 +65,10 @@ mod tests {
             Bug::NoFencing,
             Bug::StaleReadYourWrites,
             Bug::UnconfirmedPublish,
+            Bug::PromoteLaggingStandby,
         ]);
         assert!(all.ack_before_commit && all.skip_compensation && all.non_idempotent_worker);
         assert!(all.no_fencing && all.stale_read_your_writes && all.unconfirmed_publish);
+        assert!(all.promote_lagging_standby);
     }
 }

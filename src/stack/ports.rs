@@ -345,12 +345,42 @@ pub trait HttpClient: Send + Sync + 'static {
     async fn send(&self, request: HttpRequest, timeout: Duration) -> Result<HttpResponse, PortError>;
 }
 
+/// A standby as its primary sees it: its row of PostgreSQL's `pg_stat_replication` (or, while it
+/// is disconnected, what its replication slot remembers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandbyView {
+    /// Which node the standby is.
+    pub node: DbNode,
+    /// `sync_state = 'sync'`: it streams, it has every commit the primary has acknowledged, and
+    /// the primary does not acknowledge a commit without it. Never true with async replication.
+    pub sync: bool,
+    /// It is connected and streaming now (`state = 'streaming'`).
+    pub streaming: bool,
+    /// WAL the primary has written that the standby has not flushed, in bytes
+    /// (`pg_current_wal_lsn() - flush_lsn`): at most what promoting it now would lose.
+    pub flush_lag_bytes: u64,
+    /// WAL the standby has not replayed yet, in bytes (`pg_current_wal_lsn() - replay_lsn`).
+    pub replay_lag_bytes: u64,
+}
+
+/// What a probe of one node found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Up, primary and not fenced: it takes writes. False for a standby or a fenced node.
+    pub writable: bool,
+    /// For a writable node, its standby as it sees it; `None` for a node that knows of no
+    /// standby, and for a node that is not writable.
+    pub standby: Option<StandbyView>,
+}
+
 /// The database's control plane, used by the watchdog: probe, promote, fence, and repoint the
 /// writer endpoint (the db-router).
 #[async_trait]
 pub trait DbAdmin: Send + Sync + 'static {
-    /// Is `node` up and accepting writes? `Ok(true)` primary, `Ok(false)` standby or fenced.
-    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<bool, PortError>;
+    /// Is `node` up and accepting writes, and (when it is) how does its standby replicate? `Err`
+    /// when it did not answer within `timeout`. Each probe is the watchdog's view of the node at
+    /// that moment: a primary may count on the watchdog having seen what its answer says.
+    async fn probe(&self, node: DbNode, timeout: Duration) -> Result<NodeStatus, PortError>;
     /// Promote a standby to primary (`pg_promote()`).
     async fn promote(&self, node: DbNode) -> Result<(), PortError>;
     /// Fence a node so it can never take writes again (even after a restart). Must succeed

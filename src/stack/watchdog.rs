@@ -1,15 +1,28 @@
 //! The failover watchdog (host `watchdog`): probe the current primary every `probe_every`
-//! (each probe bounded by `probe_timeout`); after `failures_to_promote` consecutive failed probes,
-//! fence the old primary, promote the standby and point the writer endpoint at it.
+//! (each probe bounded by `probe_timeout`) and keep the primary's view of its standby from every
+//! probe that finds it healthy; after `failures_to_promote` consecutive failed probes, fence the
+//! old primary, promote the standby if it is safe to, and point the writer endpoint at it.
+//!
+//! Which standby is safe to promote follows Patroni. With `replication: sync` or `remote_apply`,
+//! only one the primary named synchronous (`pg_stat_replication.sync_state = 'sync'`) when it was
+//! last seen healthy: a synchronous standby has every acknowledged commit. With `async`, only one
+//! whose WAL flush lag was then at most `max_lag` (Patroni's `maximum_lag_on_failover`): the
+//! failover loses at most that, plus what the primary committed after that probe. When the
+//! standby does not qualify, nothing is fenced or promoted: the stack stays without a writer —
+//! an outage the recovery and SLO checks report — rather than silently losing acknowledged
+//! writes. The watchdog keeps probing every tick; an old primary that answers again is simply
+//! still the primary.
 //!
 //! Order matters: the old primary is fenced *before* the standby is promoted, and the watchdog
 //! does not promote while fencing fails, so two nodes never take writes at once. A promotion
 //! whose `set_writer` failed is retried on every tick until the writer points at the new primary.
 //! Every decision is logged with `tracing`, and the watchdog's view (who is primary, where the
-//! writer points, the failure count) is kept in a [`WatchdogState`] the backend can read.
+//! writer points, the failure count, the last known standby) is kept in a [`WatchdogState`] the
+//! backend can read.
 //!
-//! Bug planted here: `no_fencing` (promote without fencing; the old primary takes writes again
-//! after a restart: split brain).
+//! Bugs planted here: `no_fencing` (promote without fencing; the old primary takes writes again
+//! after a restart: split brain) and `promote_lagging_standby` (promote the standby whatever its
+//! replication state: what only the old primary had is lost).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,11 +30,34 @@ use std::time::Duration;
 use tokio::time::{sleep, timeout};
 
 use super::bugs::Bugs;
-use super::ports::{DbAdmin, DbNode, PortError};
-use crate::scenario::model::WatchdogConfig;
+use super::ports::{DbAdmin, DbNode, NodeStatus, PortError, StandbyView};
+use crate::scenario::model::{Replication, StackConfig, WatchdogConfig};
 
 /// Upper bound on one fence, promote or set-writer call.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the watchdog runs with, from the scenario's `stack`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Timing and `max_lag`.
+    pub config: WatchdogConfig,
+    /// Which promotion rule applies: a synchronous standby (`sync`, `remote_apply`) or one
+    /// within `max_lag` (`async`).
+    pub replication: Replication,
+    /// Planted bugs.
+    pub bugs: Bugs,
+}
+
+impl Settings {
+    /// The watchdog's settings for a stack.
+    pub fn for_stack(stack: &StackConfig) -> Settings {
+        Settings {
+            config: stack.watchdog.clone(),
+            replication: stack.replication,
+            bugs: Bugs::from_list(&stack.bugs),
+        }
+    }
+}
 
 /// What the watchdog believes, for the backend to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +72,12 @@ pub struct WatchdogView {
     pub promotions: u32,
     /// Nodes fenced so far, in order.
     pub fenced: Vec<DbNode>,
+    /// The primary's view of its standby at the last probe that found it healthy (`None`: no
+    /// such probe yet, or the primary knew of no standby then).
+    pub standby: Option<StandbyView>,
+    /// Failovers that were due but refused because the standby was not safe to promote (one per
+    /// tick while the primary stays down).
+    pub refusals: u32,
 }
 
 impl Default for WatchdogView {
@@ -46,6 +88,8 @@ impl Default for WatchdogView {
             failures: 0,
             promotions: 0,
             fenced: vec![],
+            standby: None,
+            refusals: 0,
         }
     }
 }
@@ -73,7 +117,8 @@ impl WatchdogState {
 }
 
 /// Run the watchdog forever.
-pub async fn run(admin: Arc<dyn DbAdmin>, config: WatchdogConfig, bugs: Bugs, state: WatchdogState) {
+pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogState) {
+    let config = &settings.config;
     let threshold = config.failures_to_promote.max(1);
     loop {
         sleep(config.probe_every.get()).await;
@@ -82,41 +127,81 @@ pub async fn run(admin: Arc<dyn DbAdmin>, config: WatchdogConfig, bugs: Bugs, st
             repoint(&*admin, &state, view.primary).await;
         }
         let probe_timeout = config.probe_timeout.get();
-        let healthy =
-            matches!(timeout(probe_timeout, admin.probe(view.primary, probe_timeout)).await, Ok(Ok(true)));
-        if healthy {
+        let probe = timeout(probe_timeout, admin.probe(view.primary, probe_timeout)).await;
+        if let Ok(Ok(NodeStatus { writable: true, standby })) = probe {
             if view.failures > 0 {
                 tracing::info!(primary = view.primary.host(), "watchdog: primary answers again");
             }
-            state.update(|v| v.failures = 0);
+            if standby.map(|s| (s.sync, s.streaming)) != view.standby.map(|s| (s.sync, s.streaming)) {
+                tracing::info!(
+                    primary = view.primary.host(),
+                    ?standby,
+                    "watchdog: the standby's state changed"
+                );
+            }
+            state.update(|v| {
+                v.failures = 0;
+                v.standby = standby;
+            });
             continue;
         }
         let failures = view.failures + 1;
         state.update(|v| v.failures = failures);
         tracing::info!(primary = view.primary.host(), failures, threshold, "watchdog: probe failed");
         if failures >= threshold {
-            failover(&*admin, &state, view.primary, bugs, probe_timeout).await;
+            failover(&*admin, &state, view.primary, &settings).await;
         }
     }
 }
 
+/// May `standby` be promoted, judged by the old primary's last healthy view of it? `Err` says
+/// why not. A pure function of what the watchdog knows: the rules in the module doc.
+pub(crate) fn promotable(
+    standby: DbNode,
+    last_seen: Option<&StandbyView>,
+    replication: Replication,
+    config: &WatchdogConfig,
+) -> Result<(), String> {
+    let Some(seen) = last_seen.filter(|s| s.node == standby) else {
+        return Err(format!(
+            "{} was never reported as a standby by a healthy primary: what it lacks is unknown",
+            standby.host()
+        ));
+    };
+    match replication {
+        Replication::Sync | Replication::RemoteApply if seen.sync => Ok(()),
+        Replication::Sync | Replication::RemoteApply => Err(format!(
+            "{} was not synchronous when the primary was last seen healthy (streaming: {}, \
+             flush lag {} bytes): it may lack acknowledged commits",
+            standby.host(),
+            seen.streaming,
+            seen.flush_lag_bytes
+        )),
+        Replication::Async if seen.flush_lag_bytes <= config.max_lag.bytes() => Ok(()),
+        Replication::Async => Err(format!(
+            "{} lagged {} bytes of WAL when the primary was last seen healthy, over max_lag {} ({} bytes)",
+            standby.host(),
+            seen.flush_lag_bytes,
+            config.max_lag,
+            config.max_lag.bytes()
+        )),
+    }
+}
+
 /// Fence `old` (unless the bug skips it), promote its peer, repoint the writer. Nothing is done
-/// unless the peer is a reachable, unfenced standby: fencing the only primary with nothing to
-/// promote would turn a blip into a permanent outage.
-async fn failover(
-    admin: &dyn DbAdmin,
-    state: &WatchdogState,
-    old: DbNode,
-    bugs: Bugs,
-    probe_timeout: Duration,
-) {
+/// unless the peer is a reachable, unfenced standby that is safe to promote: fencing the only
+/// primary with nothing to promote would turn a blip into a permanent outage, and promoting a
+/// standby that lacks acknowledged commits would lose them.
+async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, settings: &Settings) {
     let standby = old.peer();
-    if state.view().fenced.contains(&standby) {
+    let view = state.view();
+    if view.fenced.contains(&standby) {
         tracing::warn!(standby = standby.host(), "watchdog: the peer is fenced; no standby to promote");
         return;
     }
+    let probe_timeout = settings.config.probe_timeout.get();
     let already_primary = match timeout(probe_timeout, admin.probe(standby, probe_timeout)).await {
-        Ok(Ok(is_primary)) => is_primary,
+        Ok(Ok(status)) => status.writable,
         Ok(Err(err)) => {
             tracing::warn!(standby = standby.host(), %err, "watchdog: standby unreachable; not failing over");
             return;
@@ -126,7 +211,31 @@ async fn failover(
             return;
         }
     };
-    if bugs.no_fencing {
+    if !already_primary
+        && let Err(why) = promotable(standby, view.standby.as_ref(), settings.replication, &settings.config)
+    {
+        if settings.bugs.promote_lagging_standby {
+            tracing::warn!(standby = standby.host(), %why, "watchdog: promoting anyway (promote-lagging-standby bug)");
+        } else {
+            tracing::warn!(
+                standby = standby.host(),
+                %why,
+                "watchdog: not promoting; the stack has no writer until the old primary answers"
+            );
+            state.update(|v| v.refusals += 1);
+            return;
+        }
+    }
+    // Fresh evidence before fencing: a watchdog that was itself paused or cut off saw every probe
+    // fail, and its first probe after it thawed may still time out. Now that the standby answers,
+    // the old primary must still be silent. (A pause of the watchdog alone fenced a healthy
+    // primary and promoted its async standby, losing a write: found by the swarm campaign.)
+    if answers(admin, old, probe_timeout).await {
+        tracing::info!(old = old.host(), "watchdog: the primary answers again; not failing over");
+        state.update(|v| v.failures = 0);
+        return;
+    }
+    if settings.bugs.no_fencing {
         tracing::warn!(old = old.host(), "watchdog: NOT fencing the old primary (no-fencing bug)");
     } else {
         if let Err(err) = admin_call(admin.fence(old)).await {
@@ -147,8 +256,14 @@ async fn failover(
         v.primary = standby;
         v.failures = 0;
         v.promotions += 1;
+        v.standby = None;
     });
     repoint(admin, state, standby).await;
+}
+
+/// Does `node` answer a probe within `probe_timeout` (whatever it says)?
+async fn answers(admin: &dyn DbAdmin, node: DbNode, probe_timeout: Duration) -> bool {
+    matches!(timeout(probe_timeout, admin.probe(node, probe_timeout)).await, Ok(Ok(_)))
 }
 
 async fn repoint(admin: &dyn DbAdmin, state: &WatchdogState, node: DbNode) {
@@ -173,27 +288,41 @@ async fn admin_call(call: impl std::future::Future<Output = Result<(), PortError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::units::ByteSize;
     use crate::stack::testkit::MemDbAdmin;
 
-    fn start(bugs: Bugs) -> (Arc<MemDbAdmin>, WatchdogState) {
+    fn settings(replication: Replication, bugs: Bugs) -> Settings {
+        Settings { config: WatchdogConfig::default(), replication, bugs }
+    }
+
+    fn start(settings: Settings) -> (Arc<MemDbAdmin>, WatchdogState) {
         let admin = Arc::new(MemDbAdmin::default());
         let state = WatchdogState::default();
-        tokio::spawn(run(admin.clone(), WatchdogConfig::default(), bugs, state.clone()));
+        tokio::spawn(run(admin.clone(), settings, state.clone()));
         (admin, state)
     }
 
-    /// Probes at 0.5 s, 1 s, 1.5 s fail: nothing happens after two, and after the third the old
-    /// primary is fenced, the standby promoted and the writer repointed, in that order. The old
-    /// primary restarted stays unwritable.
-    #[tokio::test(start_paused = true)]
-    async fn promotes_after_n_failures_and_fences_first() {
-        let (admin, state) = start(Bugs::default());
+    /// Let the first probe (at 0.5 s) find the primary healthy, then crash it at 0.6 s: probes at
+    /// 1 s, 1.5 s and 2 s fail, and a failover is due at 2 s.
+    async fn seen_healthy_then_crashed(admin: &MemDbAdmin) {
+        sleep(Duration::from_millis(600)).await;
         admin.set_down(DbNode::PgPrimary, true);
+    }
+
+    const FAILOVER: [&str; 3] = ["fence pg-primary", "promote pg-replica", "set-writer pg-replica"];
+
+    /// Two failed probes do nothing; after the third the old primary is fenced, the synchronous
+    /// standby promoted and the writer repointed, in that order. The old primary restarted stays
+    /// unwritable.
+    #[tokio::test(start_paused = true)]
+    async fn promotes_a_synchronous_standby_after_n_failures_and_fences_first() {
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        seen_healthy_then_crashed(&admin).await;
         sleep(Duration::from_millis(1200)).await;
         assert!(admin.calls().is_empty(), "two failures must not promote");
         assert_eq!(state.view().failures, 2);
         sleep(Duration::from_millis(400)).await;
-        assert_eq!(admin.calls(), ["fence pg-primary", "promote pg-replica", "set-writer pg-replica"]);
+        assert_eq!(admin.calls(), FAILOVER);
         assert_eq!((state.primary(), admin.writer()), (DbNode::PgReplica, DbNode::PgReplica));
         admin.set_down(DbNode::PgPrimary, false);
         assert_eq!(admin.writable(), [DbNode::PgReplica]);
@@ -206,24 +335,146 @@ mod tests {
         assert_eq!(state.primary(), DbNode::PgReplica);
     }
 
+    /// `remote_apply` follows the same rule as `sync`: a synchronous standby is promoted.
+    #[tokio::test(start_paused = true)]
+    async fn remote_apply_promotes_a_synchronous_standby() {
+        let (admin, state) = start(settings(Replication::RemoteApply, Bugs::default()));
+        seen_healthy_then_crashed(&admin).await;
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(admin.calls(), FAILOVER);
+        assert_eq!(state.view().refusals, 0);
+    }
+
+    /// Issue 14. The standby was cut off (not synchronous) when the primary was last seen healthy,
+    /// so it may lack commits the primary acknowledged alone: it is not promoted and the old
+    /// primary is not fenced. The stack has no writer while the primary is down; the refusal is
+    /// retried each tick, and the old primary, once back, simply stays the primary.
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_not_synchronous_when_the_primary_was_last_seen_is_not_promoted() {
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        admin.set_standby(false, 400 * 256);
+        seen_healthy_then_crashed(&admin).await;
+        // What the standby does after the primary's last healthy probe cannot change the verdict.
+        admin.set_standby(true, 0);
+        sleep(Duration::from_secs(5)).await;
+        assert!(admin.calls().is_empty(), "nothing fenced or promoted: {:?}", admin.calls());
+        assert!(admin.writable().is_empty(), "no writer while the old primary is down");
+        let view = state.view();
+        assert_eq!((view.primary, view.writer, view.promotions), (DbNode::PgPrimary, DbNode::PgPrimary, 0));
+        assert!(view.refusals >= 5, "retried every tick: {} refusals", view.refusals);
+        admin.set_down(DbNode::PgPrimary, false);
+        sleep(Duration::from_secs(2)).await;
+        assert!(admin.calls().is_empty());
+        assert_eq!(admin.writable(), [DbNode::PgPrimary]);
+        assert_eq!((state.primary(), state.view().failures), (DbNode::PgPrimary, 0));
+        assert_eq!(state.view().standby.map(|s| s.sync), Some(true), "the view is refreshed");
+    }
+
+    /// Only the last healthy probe counts: a standby that dropped out of sync and came back
+    /// before the crash is promoted; one that was in sync and then dropped out is not.
+    #[tokio::test(start_paused = true)]
+    async fn the_last_healthy_probe_decides() {
+        for (states, promoted) in [([false, true], true), ([true, false], false)] {
+            let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+            admin.set_standby(states[0], 0);
+            sleep(Duration::from_millis(600)).await; // probed at 0.5 s
+            admin.set_standby(states[1], 0);
+            seen_healthy_then_crashed(&admin).await; // probed at 1 s, crashed at 1.2 s
+            sleep(Duration::from_secs(3)).await;
+            assert_eq!(state.view().promotions == 1, promoted, "{states:?}: {:?}", admin.calls());
+        }
+    }
+
+    /// With async replication, `max_lag` bounds what a failover may lose: a standby that lagged
+    /// more than it at the last healthy probe is refused; one at or under it is promoted.
+    #[tokio::test(start_paused = true)]
+    async fn async_refuses_a_standby_lagging_over_max_lag_and_promotes_one_within_it() {
+        let max_lag = ByteSize(1 << 20);
+        for (lag_bytes, promoted) in [(max_lag.bytes() + 1, false), (max_lag.bytes(), true), (4096, true)] {
+            let config = WatchdogConfig { max_lag, ..WatchdogConfig::default() };
+            let (admin, state) =
+                start(Settings { config, replication: Replication::Async, bugs: Bugs::default() });
+            admin.set_standby(false, lag_bytes);
+            seen_healthy_then_crashed(&admin).await;
+            sleep(Duration::from_secs(3)).await;
+            let expected: &[&str] = if promoted { &FAILOVER } else { &[] };
+            assert_eq!(admin.calls(), expected, "lag {lag_bytes} bytes");
+            assert_eq!(state.view().refusals > 0, !promoted, "lag {lag_bytes} bytes");
+        }
+    }
+
+    /// A primary never seen healthy has said nothing about its standby: no promotion.
+    #[tokio::test(start_paused = true)]
+    async fn no_promotion_before_the_primary_was_ever_seen_healthy() {
+        let (admin, state) = start(settings(Replication::Async, Bugs::default()));
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_secs(3)).await;
+        assert!(admin.calls().is_empty());
+        assert!(state.view().refusals > 0);
+    }
+
+    /// Bug `promote_lagging_standby`: the old behaviour, whatever the standby's state.
+    #[tokio::test(start_paused = true)]
+    async fn bug_promote_lagging_standby_promotes_whatever_the_peer_is() {
+        let bugs = Bugs { promote_lagging_standby: true, ..Bugs::default() };
+        for (replication, sync, lag_bytes) in
+            [(Replication::Sync, false, 1 << 30), (Replication::Async, false, 1 << 30)]
+        {
+            let (admin, state) = start(settings(replication, bugs));
+            admin.set_standby(sync, lag_bytes);
+            seen_healthy_then_crashed(&admin).await;
+            sleep(Duration::from_secs(2)).await;
+            assert_eq!(admin.calls(), FAILOVER, "{replication:?}");
+            assert_eq!((state.view().promotions, state.view().refusals), (1, 0));
+        }
+        // Even a primary never seen healthy.
+        let (admin, _state) = start(settings(Replication::Sync, bugs));
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(admin.calls(), FAILOVER);
+    }
+
+    #[test]
+    fn promotable_says_why_not() {
+        let config = WatchdogConfig { max_lag: ByteSize(1000), ..WatchdogConfig::default() };
+        let view = |sync, lag| StandbyView {
+            node: DbNode::PgReplica,
+            sync,
+            streaming: sync,
+            flush_lag_bytes: lag,
+            replay_lag_bytes: lag,
+        };
+        let replica = DbNode::PgReplica;
+        assert_eq!(promotable(replica, Some(&view(true, 5000)), Replication::Sync, &config), Ok(()));
+        let not_sync = promotable(replica, Some(&view(false, 0)), Replication::Sync, &config).unwrap_err();
+        assert!(not_sync.contains("pg-replica was not synchronous"), "{not_sync}");
+        assert_eq!(promotable(replica, Some(&view(false, 1000)), Replication::Async, &config), Ok(()));
+        let lagging = promotable(replica, Some(&view(false, 1001)), Replication::Async, &config).unwrap_err();
+        assert!(lagging.contains("lagged 1001 bytes") && lagging.contains("max_lag 1000B"), "{lagging}");
+        let unknown = promotable(replica, None, Replication::Async, &config).unwrap_err();
+        assert!(unknown.contains("never reported as a standby"), "{unknown}");
+        let other = StandbyView { node: DbNode::PgPrimary, ..view(true, 0) };
+        assert!(promotable(replica, Some(&other), Replication::Sync, &config).is_err());
+    }
+
     /// With the standby unreachable too, the primary is not fenced: there is nothing to promote.
     #[tokio::test(start_paused = true)]
     async fn no_failover_without_a_reachable_standby() {
-        let (admin, state) = start(Bugs::default());
-        admin.set_down(DbNode::PgPrimary, true);
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        seen_healthy_then_crashed(&admin).await;
         admin.set_down(DbNode::PgReplica, true);
         sleep(Duration::from_secs(3)).await;
         assert!(admin.calls().is_empty());
         admin.set_down(DbNode::PgReplica, false);
         sleep(Duration::from_millis(500)).await;
-        assert_eq!(admin.calls(), ["fence pg-primary", "promote pg-replica", "set-writer pg-replica"]);
+        assert_eq!(admin.calls(), FAILOVER);
         assert_eq!(state.primary(), DbNode::PgReplica);
     }
 
     /// A primary that answers again before the threshold resets the count.
     #[tokio::test(start_paused = true)]
     async fn a_recovered_primary_is_not_replaced() {
-        let (admin, state) = start(Bugs::default());
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
         admin.set_down(DbNode::PgPrimary, true);
         sleep(Duration::from_millis(1200)).await;
         admin.set_down(DbNode::PgPrimary, false);
@@ -241,8 +492,8 @@ mod tests {
             (Bugs::default(), vec![DbNode::PgReplica]),
             (Bugs { no_fencing: true, ..Bugs::default() }, vec![DbNode::PgPrimary, DbNode::PgReplica]),
         ] {
-            let (admin, _state) = start(bugs);
-            admin.set_down(DbNode::PgPrimary, true);
+            let (admin, _state) = start(settings(Replication::Sync, bugs));
+            seen_healthy_then_crashed(&admin).await;
             sleep(Duration::from_millis(1600)).await;
             admin.set_down(DbNode::PgPrimary, false);
             assert_eq!(admin.writable(), writable);

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::stack::ports::{
-    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, PortError,
+    DbAdmin, DbNode, HistoryPage, InvestStore, Investment, Lsn, NewInvestment, NodeStatus, PortError,
+    StandbyView,
 };
 
 #[derive(Default)]
@@ -116,9 +117,13 @@ struct AdminInner {
     down: BTreeMap<DbNode, bool>,
     writer: DbNode,
     calls: Vec<String>,
+    standby_sync: bool,
+    standby_lag_bytes: u64,
 }
 
-/// Two database nodes whose liveness the test sets; records every control-plane call.
+/// Two database nodes whose liveness the test sets; records every control-plane call. A primary
+/// reports its peer as its standby, streaming, synchronous with no lag unless the test says
+/// otherwise ([`MemDbAdmin::set_standby`]).
 pub struct MemDbAdmin {
     inner: Mutex<AdminInner>,
 }
@@ -127,7 +132,15 @@ impl Default for MemDbAdmin {
     fn default() -> Self {
         let roles = BTreeMap::from([(DbNode::PgPrimary, Role::Primary), (DbNode::PgReplica, Role::Standby)]);
         let down = BTreeMap::from([(DbNode::PgPrimary, false), (DbNode::PgReplica, false)]);
-        MemDbAdmin { inner: Mutex::new(AdminInner { roles, down, writer: DbNode::PgPrimary, calls: vec![] }) }
+        let inner = AdminInner {
+            roles,
+            down,
+            writer: DbNode::PgPrimary,
+            calls: vec![],
+            standby_sync: true,
+            standby_lag_bytes: 0,
+        };
+        MemDbAdmin { inner: Mutex::new(inner) }
     }
 }
 
@@ -139,6 +152,14 @@ impl MemDbAdmin {
     /// Crash (`true`) or restart (`false`) a node.
     pub fn set_down(&self, node: DbNode, down: bool) {
         self.lock().down.insert(node, down);
+    }
+
+    /// What a primary reports about its standby from now on: synchronous or not, and its WAL
+    /// lag in bytes (flushed and replayed alike).
+    pub fn set_standby(&self, sync: bool, lag_bytes: u64) {
+        let mut inner = self.lock();
+        inner.standby_sync = sync;
+        inner.standby_lag_bytes = lag_bytes;
     }
 
     /// A node's role.
@@ -165,12 +186,21 @@ impl MemDbAdmin {
 
 #[async_trait]
 impl DbAdmin for MemDbAdmin {
-    async fn probe(&self, node: DbNode, _timeout: std::time::Duration) -> Result<bool, PortError> {
+    async fn probe(&self, node: DbNode, _timeout: std::time::Duration) -> Result<NodeStatus, PortError> {
         let inner = self.lock();
         if inner.down[&node] {
             return Err(PortError::Unavailable(format!("{} is down", node.host())));
         }
-        Ok(inner.roles[&node] == Role::Primary)
+        let writable = inner.roles[&node] == Role::Primary;
+        let peer_follows = inner.roles[&node.peer()] == Role::Standby;
+        let standby = (writable && peer_follows).then(|| StandbyView {
+            node: node.peer(),
+            sync: inner.standby_sync,
+            streaming: !inner.down[&node.peer()],
+            flush_lag_bytes: inner.standby_lag_bytes,
+            replay_lag_bytes: inner.standby_lag_bytes,
+        });
+        Ok(NodeStatus { writable, standby })
     }
 
     async fn promote(&self, node: DbNode) -> Result<(), PortError> {
