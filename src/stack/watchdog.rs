@@ -457,6 +457,18 @@ mod tests {
         assert!(promotable(replica, Some(&other), Replication::Sync, &config).is_err());
     }
 
+    /// Probes of a healthy primary lost three times in a row (the watchdog itself was paused):
+    /// when the standby answers, the primary is probed once more, answers, and nothing is fenced.
+    #[tokio::test(start_paused = true)]
+    async fn lost_probes_of_a_healthy_primary_do_not_fail_it_over() {
+        let (admin, state) = start(settings(Replication::Async, Bugs::default()));
+        sleep(Duration::from_millis(600)).await;
+        admin.lose_probes(DbNode::PgPrimary, 3);
+        sleep(Duration::from_secs(3)).await;
+        assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+        assert_eq!((state.primary(), state.view().failures), (DbNode::PgPrimary, 0));
+    }
+
     /// With the standby unreachable too, the primary is not fenced: there is nothing to promote.
     #[tokio::test(start_paused = true)]
     async fn no_failover_without_a_reachable_standby() {

@@ -119,6 +119,7 @@ struct AdminInner {
     calls: Vec<String>,
     standby_sync: bool,
     standby_lag_bytes: u64,
+    lost_probes: BTreeMap<DbNode, u32>,
 }
 
 /// Two database nodes whose liveness the test sets; records every control-plane call. A primary
@@ -139,6 +140,7 @@ impl Default for MemDbAdmin {
             calls: vec![],
             standby_sync: true,
             standby_lag_bytes: 0,
+            lost_probes: BTreeMap::new(),
         };
         MemDbAdmin { inner: Mutex::new(inner) }
     }
@@ -152,6 +154,12 @@ impl MemDbAdmin {
     /// Crash (`true`) or restart (`false`) a node.
     pub fn set_down(&self, node: DbNode, down: bool) {
         self.lock().down.insert(node, down);
+    }
+
+    /// The next `count` probes of `node` get no answer although it is up (the watchdog's own
+    /// links were held, say).
+    pub fn lose_probes(&self, node: DbNode, count: u32) {
+        self.lock().lost_probes.insert(node, count);
     }
 
     /// What a primary reports about its standby from now on: synchronous or not, and its WAL
@@ -187,9 +195,13 @@ impl MemDbAdmin {
 #[async_trait]
 impl DbAdmin for MemDbAdmin {
     async fn probe(&self, node: DbNode, _timeout: std::time::Duration) -> Result<NodeStatus, PortError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         if inner.down[&node] {
             return Err(PortError::Unavailable(format!("{} is down", node.host())));
+        }
+        if let Some(lost) = inner.lost_probes.get_mut(&node).filter(|n| **n > 0) {
+            *lost -= 1;
+            return Err(PortError::Unavailable(format!("no answer from {}", node.host())));
         }
         let writable = inner.roles[&node] == Role::Primary;
         let peer_follows = inner.roles[&node.peer()] == Role::Standby;
