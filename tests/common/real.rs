@@ -77,7 +77,7 @@ pub fn saga_state(
     http.route("inventory:80", inventory::router(inventory::InventoryState::new(store.clone(), pc())));
     http.route("ordersvc:80", ordersvc::router(ordersvc::OrderSvcState::new(store.clone(), pc())));
     if reports_stalled {
-        let stalled = Router::new().fallback(|| std::future::pending::<()>());
+        let stalled = Router::new().fallback(std::future::pending::<()>);
         http.route("reports:80", stalled);
     } else {
         http.route("reports:80", reports::router(reports::ReportsState::new(store.clone(), pc())));
