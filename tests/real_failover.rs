@@ -205,8 +205,9 @@ async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
     script(&["up"]);
     cluster().await;
     let (_router, url) = db_router(55850, 55851).await;
-    let stack =
-        r#"{"watchdog": {"probe_every": "200ms", "probe_timeout": "200ms", "failures_to_promote": 3}}"#;
+    // The pair `real-services.sh` starts streams asynchronously: the watchdog must be told so, or
+    // it rightly refuses to promote a standby that was never synchronous (issue 14).
+    let stack = r#"{"replication": "async", "watchdog": {"probe_every": "200ms", "probe_timeout": "200ms", "failures_to_promote": 3}}"#;
     let _watchdog = serve_with(
         &["watchdog"],
         &[
