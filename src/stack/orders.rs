@@ -45,10 +45,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
-use tokio::time::{sleep, timeout};
+use tokio::time::sleep;
 
 use super::api::OrderResponse;
 use super::bugs::Bugs;
+use super::invest::bounded;
 use super::ports::{HttpClient, HttpRequest, PortError, SagaLog};
 use super::wire::{self, Called, OrderRef, StepRequest};
 use crate::scenario::model::StackConfig;
@@ -179,13 +180,12 @@ pub async fn recover(state: OrdersState) {
     loop {
         sleep(config.recovery_every).await;
         let claim = state.log.claim(&config.owner, config.lease, config.recovery_batch_max);
-        let claimed = match timeout(config.log_timeout, claim).await {
-            Ok(Ok(claimed)) => claimed,
-            Ok(Err(err)) => {
+        let claimed = match bounded(config.log_timeout, claim).await {
+            Ok(claimed) => claimed,
+            Err(err) => {
                 tracing::debug!(owner = %config.owner, %err, "saga recovery: the log is unreachable");
                 continue;
             }
-            Err(_) => continue,
         };
         for request in claimed {
             tracing::info!(owner = %config.owner, order = %request.order_id, "saga recovery: taking over");
@@ -233,11 +233,7 @@ impl<'a> Saga<'a> {
     async fn answer(mut self) -> (StatusCode, OrderResponse) {
         let config = &self.state.config;
         let begin = self.state.log.begin(&self.step, &config.owner, config.lease);
-        let begun = match timeout(config.log_timeout, begin).await {
-            Ok(result) => result,
-            Err(_) => Err(PortError::Unavailable(format!("no answer within {:?}", config.log_timeout))),
-        };
-        match begun {
+        match bounded(config.log_timeout, begin).await {
             Ok(()) => self.finish(Run::Forward).await,
             Err(err @ PortError::Unavailable(_)) => {
                 self.trace.push(format!("saga log begin unknown: {err}"));
@@ -263,18 +259,14 @@ impl<'a> Saga<'a> {
         }
         let config = &self.state.config;
         let finish = self.state.log.finish(&self.step.order_id, &config.owner, outcome);
-        match timeout(config.log_timeout, finish).await {
-            Ok(Ok(true)) => self.respond(status, outcome),
-            Ok(Ok(false)) => {
+        match bounded(config.log_timeout, finish).await {
+            Ok(true) => self.respond(status, outcome),
+            Ok(false) => {
                 self.trace.push(format!("{outcome}, but another orchestrator took the saga over"));
                 self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 self.trace.push(format!("{outcome}, but the saga log did not record it: {err}"));
-                self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
-            }
-            Err(_) => {
-                self.trace.push(format!("{outcome}, but the saga log did not record it in time"));
                 self.respond(StatusCode::GATEWAY_TIMEOUT, "unknown")
             }
         }
@@ -437,12 +429,8 @@ impl<'a> Saga<'a> {
         self.trace.push(step.to_string());
         let config = &self.state.config;
         let log = self.state.log.append(&self.step.order_id, &config.owner, step, config.lease);
-        match timeout(self.state.config.log_timeout, log).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
-                tracing::warn!(order = %self.step.order_id, %step, %err, "saga log append failed")
-            }
-            Err(_) => tracing::warn!(order = %self.step.order_id, %step, "saga log append timed out"),
+        if let Err(err) = bounded(config.log_timeout, log).await {
+            tracing::warn!(order = %self.step.order_id, %step, %err, "saga log append failed");
         }
     }
 }

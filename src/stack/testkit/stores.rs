@@ -317,6 +317,13 @@ struct MemSaga {
     outcome: Option<String>,
 }
 
+impl MemSagaInner {
+    /// The unfinished saga `owner` holds.
+    fn held(&mut self, order_id: &str, owner: &str) -> Option<&mut MemSaga> {
+        self.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none())
+    }
+}
+
 impl MemSagaLog {
     fn lock(&self) -> std::sync::MutexGuard<'_, MemSagaInner> {
         self.inner.lock().expect("saga log poisoned")
@@ -350,8 +357,7 @@ impl SagaLog for MemSagaLog {
     ) -> Result<(), PortError> {
         let mut inner = self.lock();
         inner.traces.entry(order_id.to_string()).or_default().push(step.to_string());
-        if let Some(saga) = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none())
-        {
+        if let Some(saga) = inner.held(order_id, owner) {
             saga.lease_until = tokio::time::Instant::now() + lease;
         }
         Ok(())
@@ -359,7 +365,7 @@ impl SagaLog for MemSagaLog {
 
     async fn finish(&self, order_id: &str, owner: &str, outcome: &str) -> Result<bool, PortError> {
         let mut inner = self.lock();
-        let held = inner.sagas.get_mut(order_id).filter(|s| s.owner == owner && s.outcome.is_none());
+        let held = inner.held(order_id, owner);
         let finished = held.is_some();
         if let Some(saga) = held {
             saga.outcome = Some(outcome.into());
