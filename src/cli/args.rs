@@ -27,6 +27,9 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run a scenario over many seeds (and random fault schedules) and shrink failures.
     Explore(ExploreArgs),
+    /// Merge the shard summaries of an `explore --shard` campaign into one, and shrink each
+    /// failure group once.
+    Merge(MergeArgs),
     /// Re-run exactly the run that produced a report.
     Replay(ReplayArgs),
     /// Re-render HTML from report.json files (several files: one comparison page).
@@ -142,9 +145,38 @@ pub struct ExploreArgs {
     /// Most runs spent shrinking each failure group.
     #[arg(long, default_value_t = 40, value_name = "N")]
     pub shrink_runs: usize,
+    /// Group failures without shrinking them.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Run only the K-th of N disjoint slices of the seeds and write a shard summary for
+    /// `shakedown merge` (no shrinking here: the merge shrinks once). Without K/N: the shard from
+    /// JOB_COMPLETION_INDEX (from 0, as a Kubernetes Indexed Job sets it) and SHAKEDOWN_SHARDS.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "K/N")]
+    pub shard: Option<String>,
     /// Override a scenario field before validation (`--set seed=100` starts at seed 100).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
+}
+
+/// `shakedown merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Directories (searched recursively) or files holding the shards' summary.json.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Output directory: the merged summary and shrunk failures go where the unsharded run's
+    /// would (`OUT/<scenario>/explore/`).
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Most runs spent shrinking each failure group.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    pub shrink_runs: usize,
+    /// Merge without shrinking.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Simulations in parallel while shrinking (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 /// `shakedown replay`.

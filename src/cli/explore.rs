@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::{ExploreArgs, SwarmVocabulary};
 use crate::exit;
-use crate::explore::{Judgement, Options, Outcome, Progress, SeedRun, Summary, explore, explore_dir};
+use crate::explore::{Judgement, Options, Outcome, Progress, SeedRun, Shard, Summary, explore, explore_dir};
 use crate::scenario::units::Span;
 
 /// Run the exploration.
@@ -25,6 +25,17 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         eprintln!("shakedown explore: --seeds must be at least 1");
         return exit::BAD_INPUT;
     }
+    let shard = args.shard.as_deref().map(|text| match text {
+        "" => Shard::from_env(|name| std::env::var(name).ok()),
+        text => Shard::parse(text),
+    });
+    let shard = match shard.transpose() {
+        Ok(shard) => shard,
+        Err(error) => {
+            eprintln!("shakedown explore: --shard: {error}");
+            return exit::BAD_INPUT;
+        }
+    };
     let loaded = match crate::scenario::load_file(&args.file, &args.overrides) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
@@ -32,10 +43,11 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
+    let own_seeds = shard.map_or(args.seeds, |s| s.size(args.seeds));
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, args.seeds as usize);
+        .clamp(1, own_seeds.max(1) as usize);
     let options = Options {
         seeds: args.seeds,
         swarm: args.swarm.map(Into::into),
@@ -44,12 +56,15 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         out: args.out.clone(),
         slo: args.slo,
         shrink_runs: args.shrink_runs,
+        shrink: !args.no_shrink,
+        shard,
     };
     eprintln!(
-        "exploring {} over {} seeds from {}{} on {jobs} threads; judging {}",
+        "exploring {} over {} seeds from {}{}{} on {jobs} threads; judging {}",
         args.file.display(),
         args.seeds,
         loaded.scenario.seed,
+        shard.map_or(String::new(), |s| format!(" (shard {s}: its {own_seeds} seeds)")),
         match args.swarm {
             None => "",
             Some(SwarmVocabulary::Scenario) => " with swarm fault schedules from the scenario's faults",
@@ -57,7 +72,7 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         },
         if args.slo { "every check" } else { "the invariant checks (add --slo for SLOs)" },
     );
-    let bar = Bar::new(args.seeds);
+    let bar = Bar::new(own_seeds);
     let summary = match explore(&loaded, &crate::sim::Sim, &options, &bar) {
         Ok(summary) => summary,
         Err(error) => {
@@ -70,7 +85,16 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         }
     };
     bar.bar.finish_and_clear();
-    print_summary(&summary, &explore_dir(&args.out, &loaded.scenario.name));
+    let mut dir = explore_dir(&args.out, &loaded.scenario.name);
+    if let Some(shard) = shard {
+        dir = dir.join(shard.dir_name());
+    }
+    print_summary(&summary, &dir);
+    if shard.is_some() {
+        println!(
+            "  a shard: `shakedown merge` gathers every shard's summary.json and shrinks each group once"
+        );
+    }
     if summary.failed_count() > 0 {
         exit::FAIL
     } else if summary.error_count() > 0 {
@@ -82,14 +106,14 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
 
 /// The progress bar: seeds done, failures and inconclusive seeds found, seeds per second. It
 /// draws only on a terminal; failures are printed as lines either way.
-struct Bar {
-    bar: ProgressBar,
+pub(super) struct Bar {
+    pub(super) bar: ProgressBar,
     counts: Mutex<(u64, u64)>,
     started: Instant,
 }
 
 impl Bar {
-    fn new(seeds: u64) -> Bar {
+    pub(super) fn new(seeds: u64) -> Bar {
         let bar = ProgressBar::new(seeds);
         bar.set_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} seeds · {msg}")
@@ -136,7 +160,7 @@ impl Bar {
     }
 }
 
-fn print_summary(summary: &Summary, dir: &std::path::Path) {
+pub(super) fn print_summary(summary: &Summary, dir: &std::path::Path) {
     let ran = summary.runs.len();
     println!(
         "explored {}: {ran} seeds in {:.1} s on {} threads ({:.0} seeds/hour): {} failing, {} inconclusive, {} harness errors, {} passing{}",

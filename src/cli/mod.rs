@@ -6,6 +6,7 @@ mod explore;
 mod fault;
 mod image;
 mod list;
+mod merge;
 mod replay;
 mod report;
 mod run;
@@ -42,6 +43,7 @@ pub fn main() -> u8 {
         Command::List(args) => list::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Explore(args) => explore::run(&args),
+        Command::Merge(args) => merge::run(&args),
         Command::Replay(args) => replay::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Serve(args) => serve::run(&args),

@@ -8,14 +8,14 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::check::{CheckResult, GENERATOR_LAG_MS_MAX, Status};
 use crate::workload::GeneratorStats;
 
 /// What a failure broke: the failing checks and, per check, which invariants. Failures with the
 /// same signature are one group; only the group's first failure is shrunk.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Signature(pub Vec<(String, Vec<String>)>);
 
 impl Signature {
@@ -43,7 +43,7 @@ impl fmt::Display for Signature {
 }
 
 /// One run's outcome for exploration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Judgement {
     /// Every judged check passed.

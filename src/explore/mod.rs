@@ -12,6 +12,7 @@
 //! `<signature>/shrunk.yaml` and the shrunk run's full report beside it.
 
 pub mod judge;
+pub mod shard;
 pub mod shrink;
 pub mod swarm;
 
@@ -20,9 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use judge::{Judgement, Signature, judge};
+pub use shard::Shard;
 pub use swarm::Vocabulary;
 
 use crate::check::run_all;
@@ -47,6 +49,10 @@ pub struct Options {
     pub slo: bool,
     /// Most runs one shrink may spend.
     pub shrink_runs: usize,
+    /// Shrink each failure group's first failure (off: groups only).
+    pub shrink: bool,
+    /// Run only this slice of the seeds, and write a shard summary (never shrinks: `merge` does).
+    pub shard: Option<Shard>,
 }
 
 impl Default for Options {
@@ -59,12 +65,14 @@ impl Default for Options {
             out: PathBuf::from("reports"),
             slo: false,
             shrink_runs: 40,
+            shrink: true,
+            shard: None,
         }
     }
 }
 
 /// One seed's run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SeedRun {
     /// The seed.
     pub seed: u64,
@@ -84,7 +92,7 @@ pub struct SeedRun {
 }
 
 /// A seed's outcome.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Outcome {
     /// The run completed and was judged.
@@ -97,13 +105,14 @@ pub enum Outcome {
 }
 
 /// Failures that broke the same thing.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Group {
     /// What broke.
     pub signature: Signature,
     /// Every seed that broke it, ascending.
     pub seeds: Vec<u64>,
-    /// The shrunk first failure, when shrinking ran.
+    /// The shrunk first failure, when shrinking ran (never in a shard summary).
+    #[serde(skip_deserializing)]
     pub shrunk: Option<ShrunkFailure>,
 }
 
@@ -126,13 +135,24 @@ pub struct ShrunkFailure {
     pub still_fails: bool,
 }
 
-/// The whole exploration.
-#[derive(Clone, Debug, Serialize)]
+/// The whole exploration, or one shard of it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {
     /// The scenario's name.
     pub scenario: String,
+    /// The file explored.
+    pub file: String,
+    /// The scenario explored, after `--set` overrides (what `merge` shrinks from).
+    pub scenario_yaml: String,
     /// The swarm's vocabulary (`scenario` or `all`), or `null` for the scenario's own timeline.
     pub swarm: Option<Vocabulary>,
+    /// Whether SLO and recovery checks were judged.
+    pub slo: bool,
+    /// Seeds asked for, in the whole campaign.
+    pub seeds_count: u64,
+    /// The slice this summary covers, when it is a shard's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// Every seed run, ascending.
     pub runs: Vec<SeedRun>,
     /// Failure groups, by first seed.
@@ -214,6 +234,9 @@ pub fn explore(
     }
     let started = Instant::now();
     let deadline = options.time_budget.map(|budget| started + budget);
+    // The seed indices this run owns: all of them, or its shard's slice.
+    let indices: Vec<u64> =
+        (0..options.seeds).filter(|&i| options.shard.is_none_or(|s| s.holds(i))).collect();
     let next = AtomicUsize::new(0);
     let out_of_time = AtomicBool::new(false);
     let (sender, receiver) = mpsc::channel();
@@ -221,17 +244,16 @@ pub fn explore(
     std::thread::scope(|scope| {
         for _ in 0..options.jobs.max(1) {
             let sender = sender.clone();
-            let (next, out_of_time) = (&next, &out_of_time);
+            let (next, out_of_time, indices) = (&next, &out_of_time, &indices);
             scope.spawn(move || {
                 loop {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         out_of_time.store(true, Ordering::Relaxed);
                         return;
                     }
-                    let index = next.fetch_add(1, Ordering::Relaxed) as u64;
-                    if index >= options.seeds {
+                    let Some(&index) = indices.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         return;
-                    }
+                    };
                     let run = run_seed(loaded, backend, base.seed.wrapping_add(index), options);
                     if sender.send(run).is_err() {
                         return;
@@ -247,9 +269,36 @@ pub fn explore(
     });
     runs.sort_by_key(|r| r.seed);
     let wall_ms = started.elapsed().as_millis() as u64;
-    let skipped_count = options.seeds - runs.len() as u64;
+    let skipped_count = indices.len() as u64 - runs.len() as u64;
+    let mut dir = explore_dir(&options.out, &base.name);
+    if let Some(shard) = options.shard {
+        dir = dir.join(shard.dir_name());
+    }
+    let mut summary = Summary {
+        scenario: base.name.clone(),
+        file: loaded.file.clone(),
+        scenario_yaml: to_yaml(base),
+        swarm: options.swarm,
+        slo: options.slo,
+        seeds_count: options.seeds,
+        shard: options.shard,
+        groups: groups(&runs),
+        runs,
+        skipped_count,
+        wall_ms,
+        jobs: options.jobs.max(1),
+    };
+    if options.shrink && options.shard.is_none() {
+        shrink_groups(loaded, backend, options, progress, &mut summary, &dir, deadline)?;
+    }
+    write_summary(&summary, &dir)?;
+    Ok(summary)
+}
+
+/// Failing runs grouped by signature, in the order of each group's first seed (`runs` ascending).
+pub fn groups(runs: &[SeedRun]) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    for run in &runs {
+    for run in runs {
         if let Outcome::Judged(Judgement::Fail { signature }) = &run.outcome {
             match groups.iter_mut().find(|g| &g.signature == signature) {
                 Some(group) => group.seeds.push(run.seed),
@@ -259,28 +308,40 @@ pub fn explore(
             }
         }
     }
-    let dir = explore_dir(&options.out, &base.name);
-    for group in &mut groups {
+    groups
+}
+
+/// Shrink the first failure of each of `summary`'s groups, writing each under `dir`. The first
+/// failure's concrete scenario is drawn again from its seed (the same on every machine), so a
+/// merged campaign shrinks exactly what its unsharded run would have.
+pub fn shrink_groups(
+    loaded: &Loaded,
+    backend: &(dyn Backend + Sync),
+    options: &Options,
+    progress: &dyn Progress,
+    summary: &mut Summary,
+    dir: &Path,
+    deadline: Option<Instant>,
+) -> Result<(), ExploreError> {
+    for group in &mut summary.groups {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             progress.note(&format!("time budget spent: not shrinking {}", group.signature));
             continue;
         }
-        let first = runs.iter().find(|r| r.seed == group.seeds[0]).expect("the group's first seed ran");
+        let first =
+            summary.runs.iter().find(|r| r.seed == group.seeds[0]).expect("the group's first seed ran");
+        let yaml = to_yaml(&concrete(loaded, first.seed, options.swarm));
+        let first = SeedRun { yaml, ..first.clone() };
         group.shrunk =
-            Some(shrink_group(loaded, backend, options, progress, &dir, &group.signature, first, deadline)?);
+            Some(shrink_group(loaded, backend, options, progress, dir, &group.signature, &first, deadline)?);
     }
-    let summary = Summary {
-        scenario: base.name.clone(),
-        swarm: options.swarm,
-        runs,
-        groups,
-        skipped_count,
-        wall_ms,
-        jobs: options.jobs.max(1),
-    };
-    let json = serde_json::to_string_pretty(&summary).expect("the summary serialises");
-    write(&dir.join("summary.json"), &(json + "\n"))?;
-    Ok(summary)
+    Ok(())
+}
+
+/// Write `summary.json` under `dir`.
+pub fn write_summary(summary: &Summary, dir: &Path) -> Result<(), ExploreError> {
+    let json = serde_json::to_string_pretty(summary).expect("the summary serialises");
+    write(&dir.join("summary.json"), &(json + "\n"))
 }
 
 /// Where an exploration of `scenario` writes: `OUT/<scenario>/explore/`.

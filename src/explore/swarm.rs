@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scenario::model::{
     BackpressureFault, ConsumerMode, FaultSpec, LatencyFault, OutageFault, OutageMode, Scenario,
@@ -30,7 +30,7 @@ use crate::scenario::units::Span;
 use crate::stack::topology::Topology;
 
 /// Where a swarm draws its faults from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Vocabulary {
     /// The kinds, targets and parameters of the scenario's own `faults:` list.
