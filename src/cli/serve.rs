@@ -70,6 +70,7 @@ mod real {
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
+    use crate::stack::ports::{PublishError, Publisher, QueryMessage};
     use crate::stack::wire::{self, ParticipantConfig};
     use crate::stack::{
         api_host, balancer, gateway, inventory, invest, orders, ordersvc, pricefeed, reports, watchdog,
@@ -194,7 +195,7 @@ mod real {
                     http: Arc::new(http),
                     invest: cluster.clone(),
                     queries: cluster.clone(),
-                    publisher: Arc::new(publisher(queue).await?),
+                    publisher: publisher(queue).await?,
                     saga_log: cluster,
                 };
                 let state = api_host::ApiHostState::for_stack(stack, &args.host_name(), ports);
@@ -216,7 +217,7 @@ mod real {
                 with_health(orders::router(state))
             }
             "gateway" => {
-                let publisher = Arc::new(publisher(queue).await?);
+                let publisher = publisher(queue).await?;
                 let config = gateway::GatewayConfig::for_stack(stack);
                 with_health(gateway::router(gateway::GatewayState::new(db().await?, publisher, config)))
             }
@@ -320,8 +321,23 @@ mod real {
         Ok(Arc::new(cluster))
     }
 
-    async fn publisher(queue: &RabbitConfig) -> Result<RabbitPublisher, String> {
-        retry_startup("RabbitMQ", async || RabbitPublisher::connect(queue).await).await
+    /// RabbitMQ's publisher; with `SHAKEDOWN_AMQP_URL` set empty (a containers run whose
+    /// scenario sends no queries starts no broker), one that refuses every publish at once.
+    async fn publisher(queue: &RabbitConfig) -> Result<Arc<dyn Publisher>, String> {
+        if queue.uri.is_empty() {
+            return Ok(Arc::new(NoBroker));
+        }
+        Ok(Arc::new(retry_startup("RabbitMQ", async || RabbitPublisher::connect(queue).await).await?))
+    }
+
+    /// The publisher of a run without a broker: nothing is queued, so nothing is confirmed.
+    struct NoBroker;
+
+    #[async_trait::async_trait]
+    impl Publisher for NoBroker {
+        async fn publish(&self, _: QueryMessage, _: Duration) -> Result<(), PublishError> {
+            Err(PublishError::Unconfirmed("this run started no broker".into()))
+        }
     }
 
     /// Try `attempt` until it succeeds, for at most [`DB_WAIT_MAX`], logging each failure.

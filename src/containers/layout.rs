@@ -61,14 +61,13 @@ pub struct Links {
 }
 
 impl Links {
-    /// The links `plan`'s latency faults need on `stack`'s topology.
-    pub fn for_plan(stack: &StackConfig, plan: &Plan) -> Links {
-        let topology = Topology::new(stack);
+    /// The links `plan`'s latency faults need between the hosts of `topology` (the run's).
+    pub fn for_plan(topology: &Topology, plan: &Plan) -> Links {
         let mut paths = vec![("pg-replica".to_string(), "pg-primary".to_string(), 5432)];
         for fault in &plan.faults {
             let FaultKind::Latency { a, b, .. } = &fault.kind else { continue };
             for source in topology.hosts().iter().map(|h| h.name.as_str()) {
-                for (target, port) in dials(&topology, source) {
+                for (target, port) in dials(topology, source) {
                     let path = (source.to_string(), target, port);
                     if crosses(a, b, &path.0, &path.1) && !paths.contains(&path) {
                         paths.push(path);
@@ -217,11 +216,18 @@ fn pg_url((host, port): (String, u16)) -> String {
     format!("postgres://postgres@{host}:{port}/postgres")
 }
 
-/// Every container of a stack, in start order; each host dials its peers directly or, where
-/// `links` says so, through the link proxy.
-pub fn containers(stack: &StackConfig, links: &Links, names: &RunNames) -> Vec<ContainerSpec> {
+/// Every container of a stack, one per host of `topology` (the hosts the scenario uses,
+/// `Loaded::topology`), in start order; each host dials its peers directly or, where `links`
+/// says so, through the link proxy. Without a broker in the run, services are told so
+/// (`SHAKEDOWN_AMQP_URL` empty) and do not wait for one.
+pub fn containers(
+    stack: &StackConfig,
+    topology: &Topology,
+    links: &Links,
+    names: &RunNames,
+) -> Vec<ContainerSpec> {
     let stack_json = serde_json::to_string(stack).expect("the stack config serialises");
-    let topology = Topology::new(stack);
+    let has_broker = topology.hosts().iter().any(|h| h.name == "broker");
     let http_hosts: Vec<&str> =
         topology.hosts().iter().map(|h| h.name.as_str()).filter(|h| is_http_service(h)).collect();
     let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
@@ -260,8 +266,9 @@ pub fn containers(stack: &StackConfig, links: &Links, names: &RunNames) -> Vec<C
         };
         let mut service_env = db_env(host, false);
         let (broker, broker_port) = at(host, "broker", 5672);
-        service_env
-            .push(("SHAKEDOWN_AMQP_URL".into(), format!("amqp://guest:guest@{broker}:{broker_port}/%2f")));
+        let amqp =
+            if has_broker { format!("amqp://guest:guest@{broker}:{broker_port}/%2f") } else { String::new() };
+        service_env.push(("SHAKEDOWN_AMQP_URL".into(), amqp));
         service_env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
         service_env.push(("RUST_LOG".into(), "info".into()));
         let made = match host {
@@ -404,7 +411,13 @@ mod tests {
 
     fn layout_for(faults: Vec<FaultKind>) -> Vec<ContainerSpec> {
         let stack = stack();
-        containers(&stack, &Links::for_plan(&stack, &plan(faults)), &RunNames { run: "ab12".into() })
+        let topology = Topology::new(&stack);
+        containers(
+            &stack,
+            &topology,
+            &Links::for_plan(&topology, &plan(faults)),
+            &RunNames { run: "ab12".into() },
+        )
     }
 
     fn layout() -> Vec<ContainerSpec> {
@@ -516,7 +529,8 @@ mod tests {
     #[test]
     fn links_between_groups_either_way_and_touching_hosts() {
         let stack = stack();
-        let links = Links::for_plan(&stack, &plan(vec![latency(&["lb"], &["api-1", "api-2"])]));
+        let links =
+            Links::for_plan(&Topology::new(&stack), &plan(vec![latency(&["lb"], &["api-1", "api-2"])]));
         assert_eq!(
             links.between(&hosts(&["pg-primary"]), &hosts(&["pg-replica"])),
             ["pg-replica~pg-primary"]
@@ -535,7 +549,8 @@ mod tests {
     #[test]
     fn a_latency_fault_between_hosts_that_never_talk_adds_no_link() {
         let stack = stack();
-        let links = Links::for_plan(&stack, &plan(vec![latency(&["pricefeed"], &["broker"])]));
+        let links =
+            Links::for_plan(&Topology::new(&stack), &plan(vec![latency(&["pricefeed"], &["broker"])]));
         assert_eq!(links.all().len(), 1);
     }
 }

@@ -164,8 +164,9 @@ async fn run_stack(loaded: &Loaded, seed: u64, engine: Arc<Engine>) -> Result<Ob
 /// started and ready; the stack and `startup_ms`.
 pub(super) async fn bring_up(loaded: &Loaded, engine: &Engine) -> Result<(Stack, u64), BackendError> {
     let scenario = &loaded.scenario;
-    let links = Links::for_plan(&scenario.stack, &loaded.plan);
-    let specs = containers(&scenario.stack, &links, &engine.names);
+    let topology = loaded.topology();
+    let links = Links::for_plan(&topology, &loaded.plan);
+    let specs = containers(&scenario.stack, &topology, &links, &engine.names);
     let volumes: std::collections::BTreeSet<String> =
         specs.iter().flat_map(|s| s.volumes.iter().map(|(v, _)| v.clone())).collect();
     let startup = Instant::now();

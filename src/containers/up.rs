@@ -55,7 +55,7 @@ pub fn up(loaded: &Loaded, image: NodeImage) -> Result<String, BackendError> {
 /// Steps 1 to 3 inside the guard: up, printed, watched until every container is gone.
 async fn serve(loaded: &Loaded, engine: &Engine) -> Result<String, BackendError> {
     let (stack, startup_ms) = runner::bring_up(loaded, engine).await?;
-    let hosts = hosts_in_order(&Topology::new(&loaded.scenario.stack));
+    let hosts = hosts_in_order(&loaded.topology());
     let rows = endpoints(&hosts, &stack.ports, |host| engine.names.container(host));
     let header = format!(
         "{} containers healthy in {:.1} s (no load, no faults)",

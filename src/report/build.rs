@@ -52,6 +52,7 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         },
         seed: inputs.seed,
         backend: inputs.backend.into(),
+        hosts: loaded.topology().hosts().iter().map(|h| h.name.clone()).collect(),
         verdict: VerdictInfo {
             status: inputs.verdict.status,
             exit_code: inputs.verdict.exit_code,

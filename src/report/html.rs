@@ -380,15 +380,24 @@ fn facts(page: &mut String, report: &Report) {
     };
     let _ = write!(
         page,
-        "<h2>Reproduce</h2><pre><code>{}</code></pre><h2>Run</h2><dl><dt>backend</dt><dd>{}</dd><dt>wall time</dt><dd>{} ms</dd>{startup}<dt>{covered}</dt><dd>{} ms</dd><dt>speed-up</dt><dd>{}×</dd><dt>shakedown</dt><dd>{}</dd><dt>report schema</dt><dd>{}</dd></dl>",
+        "<h2>Reproduce</h2><pre><code>{}</code></pre><h2>Run</h2><dl><dt>backend</dt><dd>{}</dd><dt>hosts started</dt><dd>{}</dd><dt>wall time</dt><dd>{} ms</dd>{startup}<dt>{covered}</dt><dd>{} ms</dd><dt>speed-up</dt><dd>{}×</dd><dt>shakedown</dt><dd>{}</dd><dt>report schema</dt><dd>{}</dd></dl>",
         escape(&report.replay),
         escape(&report.backend),
+        hosts_started(report),
         r.wall_ms,
         r.simulated_ms,
         r.speedup,
         escape(&r.version),
         escape(&report.schema)
     );
+}
+
+/// The hosts the run started, or a note that a v1 report did not record them.
+fn hosts_started(report: &Report) -> String {
+    if report.hosts.is_empty() {
+        return "not recorded".into();
+    }
+    format!("{} ({})", report.hosts.len(), escape(&report.hosts.join(", ")))
 }
 
 #[cfg(test)]
@@ -424,6 +433,7 @@ mod tests {
             },
             seed: 7,
             backend: "sim".into(),
+            hosts: vec!["client".into(), "lb".into()],
             verdict: VerdictInfo { status: Status::Fail, exit_code: 1, summary: "FAIL: durability".into() },
             checks: vec![CheckEntry {
                 name: "durability".into(),

@@ -21,5 +21,6 @@ pub use compare::{IndexEntry, render_comparison, render_index, summary_line};
 pub use html::render_html;
 pub use junit::{escape, render_junit};
 pub use model::{
-    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, VerdictInfo,
+    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, SCHEMA_V1, ScenarioInfo,
+    VerdictInfo,
 };

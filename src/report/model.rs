@@ -1,4 +1,4 @@
-//! `report.json`: the versioned result of one run (`shakedown.report/v1`), the single source every
+//! `report.json`: the versioned result of one run (`shakedown.report/v2`), the single source every
 //! other sink (HTML, JUnit, the console line) renders from.
 //!
 //! Contract (DESIGN.md): everything that depends on the wall clock lives under `run`; for a `sim`
@@ -13,8 +13,10 @@ use crate::scenario::model::{Expectation, Phase};
 
 use super::timeline::Timeline;
 
-/// The schema tag of this version of the format.
-pub const SCHEMA: &str = "shakedown.report/v1";
+/// The schema tag of this version of the format. v2 added `hosts`.
+pub const SCHEMA: &str = "shakedown.report/v2";
+/// The previous version, still read (its `hosts` reads as empty: not recorded).
+pub const SCHEMA_V1: &str = "shakedown.report/v1";
 
 /// Which scenario ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +127,10 @@ pub struct Report {
     pub seed: u64,
     /// `sim` (or `containers`).
     pub backend: String,
+    /// The hosts the run started, in topology order (the client first): only those the
+    /// scenario's ops and faults use. Empty in a v1 report.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// The overall outcome.
     pub verdict: VerdictInfo,
     /// One entry per configured check, in report order.

@@ -16,6 +16,7 @@ use super::salvage::{Broken, Gaps, LISTS, salvage};
 use super::tree::{self, SpanIndex};
 use super::validate;
 use crate::faults::{Plan, plan};
+use crate::stack::topology::Topology;
 
 /// A scenario that loaded and validated, with its resolved plan.
 #[derive(Clone, Debug)]
@@ -30,6 +31,16 @@ pub struct Loaded {
     pub source_sha256: String,
     /// The `--set` overrides applied, in order.
     pub overrides: Vec<String>,
+}
+
+impl Loaded {
+    /// The hosts a run of this scenario starts, on either backend: what its workload's ops reach
+    /// and every host its faults name (`Topology::needed`). The report lists them.
+    pub fn topology(&self) -> Topology {
+        let ops: Vec<_> = self.scenario.workload.iter().map(|load| load.op).collect();
+        let named: Vec<String> = self.plan.faults.iter().flat_map(|f| f.kind.hosts()).collect();
+        Topology::needed(&self.scenario.stack, &ops, &named)
+    }
 }
 
 /// Load, override, validate and plan a scenario file. Every error is reported, each with its

@@ -96,9 +96,10 @@ pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
         .tcp_capacity(TCP_CAPACITY)
         .build();
     let world = world(loaded);
-    hosts(&mut sim, loaded, &world);
+    let topology = loaded.topology();
+    hosts(&mut sim, loaded, &topology, &world);
     client(&mut sim, loaded, seed, &world);
-    let hosts: Vec<String> = Topology::new(&scenario.stack).hosts().iter().map(|h| h.name.clone()).collect();
+    let hosts: Vec<String> = topology.hosts().iter().map(|h| h.name.clone()).collect();
     let mut scheduler = Scheduler::new(&loaded.plan, hosts, scenario.stack.queue.capacity as usize);
     let mut snapshots = Vec::new();
     let mut next_snapshot = Duration::ZERO;
@@ -136,9 +137,9 @@ fn snapshot(cluster: &Cluster, now: Duration) -> StockSnapshot {
 /// Store calls give up after this long; the services' own timeouts are shorter or equal.
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, world: &World) {
+/// One turmoil host per entry of `topology` (the hosts the scenario uses).
+fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world: &World) {
     let stack = loaded.scenario.stack.clone();
-    let topology = Topology::new(&stack);
     let cluster = world.cluster.clone();
     // Every host boot gets its own connection pool (`for_host`) and database client.
     let db = move |http: &SimHttp| Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));

@@ -2,8 +2,12 @@
 //!
 //! This is the one list every other module uses: validation suggests names from it, the
 //! backends start one host per entry, and faults expand a group into its hosts here.
+//!
+//! [`Topology::new`] is the whole stack (what a scenario may name); [`Topology::needed`] keeps
+//! only what one scenario uses, which is what the backends start: a run that never orders needs
+//! no saga participants, and on the simulation every idle host still costs a poll per tick.
 
-use crate::scenario::model::StackConfig;
+use crate::scenario::model::{Op, StackConfig};
 
 /// A host of the stack and the group it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +57,35 @@ impl Topology {
         Topology { hosts }
     }
 
+    /// The hosts a scenario uses: the ones every op goes through (`client`, `lb`, the API
+    /// replicas, the database group and the watchdog that fails it over), the ones its ops reach
+    /// (`invest` the price feed; `order` the three saga participants; `query` the broker and the
+    /// workers), and every host in `named` (what its faults hit), so a fault never names a host
+    /// that is not there. The broker and the workers come together: a queue without consumers,
+    /// or consumers without their queue, would only show a fault doing nothing. Order is that of
+    /// [`Topology::new`].
+    pub fn needed(stack: &StackConfig, ops: &[Op], named: &[String]) -> Topology {
+        let full = Topology::new(stack);
+        let mut groups = vec!["edge", "api", "db", "control"];
+        let mut hosts: Vec<&str> = named.iter().map(String::as_str).collect();
+        for op in ops {
+            match op {
+                Op::Invest => hosts.push("pricefeed"),
+                Op::History => {}
+                Op::Order => groups.push("apps"),
+                Op::Query => groups.extend(["queue", "workers"]),
+            }
+        }
+        let in_group =
+            |host: &str, group: &str| full.hosts.iter().any(|h| h.name == host && h.group == Some(group));
+        if hosts.iter().any(|h| in_group(h, "queue") || in_group(h, "workers")) {
+            groups.extend(["queue", "workers"]);
+        }
+        let keep =
+            |h: &HostEntry| h.group.is_none_or(|g| groups.contains(&g)) || hosts.contains(&h.name.as_str());
+        Topology { hosts: full.hosts.iter().filter(|h| keep(h)).cloned().collect() }
+    }
+
     /// Every host, the client first.
     pub fn hosts(&self) -> &[HostEntry] {
         &self.hosts
@@ -87,5 +120,26 @@ mod tests {
         assert_eq!(topology.resolve("pg-primary").unwrap(), ["pg-primary"]);
         assert!(topology.resolve("client").is_none());
         assert!(topology.resolve("pg-primray").is_none());
+    }
+
+    fn names(topology: &Topology) -> Vec<&str> {
+        topology.hosts().iter().map(|h| h.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_scenario_starts_only_the_hosts_its_ops_and_faults_use() {
+        let stack = StackConfig { api_replicas: 2, workers: 2, ..StackConfig::default() };
+        let base = ["client", "lb", "api-1", "api-2", "pg-primary", "pg-replica", "db-router", "watchdog"];
+        let only = Topology::needed(&stack, &[Op::History], &[]);
+        assert_eq!(names(&only), base);
+        let invest = Topology::needed(&stack, &[Op::Invest, Op::History], &[]);
+        assert_eq!(names(&invest).len(), base.len() + 1);
+        assert!(names(&invest).contains(&"pricefeed"));
+        let all = Topology::needed(&stack, &Op::ALL, &[]);
+        assert_eq!(names(&all), names(&Topology::new(&stack)));
+        // A fault keeps the host it names; a queue host brings its consumers (and they it).
+        let faulted = Topology::needed(&stack, &[Op::History], &["inventory".into(), "worker-2".into()]);
+        let extra: Vec<&str> = names(&faulted).into_iter().filter(|h| !base.contains(h)).collect();
+        assert_eq!(extra, ["inventory", "worker-1", "worker-2", "broker"]);
     }
 }
