@@ -140,8 +140,12 @@ pub struct ExploreArgs {
     #[arg(long)]
     pub slo: bool,
     /// Most runs spent shrinking each failure group.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    #[arg(long, default_value_t = crate::explore::SHRINK_RUNS_DEFAULT, value_name = "N")]
     pub shrink_runs: usize,
+    /// Seeds each shrink candidate is judged on (the failing seed and more derived from it): a
+    /// candidate that fails on any of them is kept, so timing-sensitive failures shrink too.
+    #[arg(long, default_value_t = crate::explore::SHRINK_SEEDS_DEFAULT, value_name = "N")]
+    pub shrink_seeds: usize,
     /// Override a scenario field before validation (`--set seed=100` starts at seed 100).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,

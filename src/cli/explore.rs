@@ -25,6 +25,10 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         eprintln!("shakedown explore: --seeds must be at least 1");
         return exit::BAD_INPUT;
     }
+    if args.shrink_seeds == 0 {
+        eprintln!("shakedown explore: --shrink-seeds must be at least 1 (the failing seed itself)");
+        return exit::BAD_INPUT;
+    }
     let loaded = match crate::scenario::load_file(&args.file, &args.overrides) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
@@ -44,6 +48,7 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         out: args.out.clone(),
         slo: args.slo,
         shrink_runs: args.shrink_runs,
+        shrink_seeds: args.shrink_seeds,
     };
     eprintln!(
         "exploring {} over {} seeds from {}{} on {jobs} threads; judging {}",
@@ -160,10 +165,8 @@ fn print_summary(summary: &Summary, dir: &std::path::Path) {
         println!("  FAIL {}: {} seeds ({}{more})", group.signature, group.seeds.len(), seeds.join(", "));
         if let Some(shrunk) = &group.shrunk {
             println!(
-                "       shrunk to {} faults (from {}) in {} runs{}: {}",
-                shrunk.faults_count.1,
-                shrunk.faults_count.0,
-                shrunk.runs,
+                "       shrunk: {}{}: {}",
+                shrunk.describe(),
                 if shrunk.still_fails { "" } else { " — but on its own it no longer fails" },
                 shrunk.yaml.display()
             );
