@@ -143,7 +143,7 @@ pub struct ExploreArgs {
     #[arg(long)]
     pub slo: bool,
     /// Most runs spent shrinking each failure group.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    #[arg(long, default_value_t = crate::explore::SHRINK_RUNS_DEFAULT, value_name = "N")]
     pub shrink_runs: usize,
     /// Group failures without shrinking them.
     #[arg(long)]
@@ -153,6 +153,10 @@ pub struct ExploreArgs {
     /// JOB_COMPLETION_INDEX (from 0, as a Kubernetes Indexed Job sets it) and SHAKEDOWN_SHARDS.
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "K/N")]
     pub shard: Option<String>,
+    /// Seeds each shrink candidate is judged on (the failing seed and more derived from it): a
+    /// candidate that fails on any of them is kept, so timing-sensitive failures shrink too.
+    #[arg(long, default_value_t = crate::explore::SHRINK_SEEDS_DEFAULT, value_name = "N")]
+    pub shrink_seeds: usize,
     /// Override a scenario field before validation (`--set seed=100` starts at seed 100).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
@@ -169,8 +173,11 @@ pub struct MergeArgs {
     #[arg(long, default_value = "reports", value_name = "DIR")]
     pub out: PathBuf,
     /// Most runs spent shrinking each failure group.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    #[arg(long, default_value_t = crate::explore::SHRINK_RUNS_DEFAULT, value_name = "N")]
     pub shrink_runs: usize,
+    /// Seeds each shrink candidate is judged on (as `explore --shrink-seeds`).
+    #[arg(long, default_value_t = crate::explore::SHRINK_SEEDS_DEFAULT, value_name = "N")]
+    pub shrink_seeds: usize,
     /// Merge without shrinking.
     #[arg(long)]
     pub no_shrink: bool,

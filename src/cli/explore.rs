@@ -36,6 +36,10 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
             return exit::BAD_INPUT;
         }
     };
+    if args.shrink_seeds == 0 {
+        eprintln!("shakedown explore: --shrink-seeds must be at least 1 (the failing seed itself)");
+        return exit::BAD_INPUT;
+    }
     let loaded = match crate::scenario::load_file(&args.file, &args.overrides) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
@@ -58,6 +62,7 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         shrink_runs: args.shrink_runs,
         shrink: !args.no_shrink,
         shard,
+        shrink_seeds: args.shrink_seeds,
     };
     eprintln!(
         "exploring {} over {} seeds from {}{}{} on {jobs} threads; judging {}",
@@ -184,10 +189,8 @@ pub(super) fn print_summary(summary: &Summary, dir: &std::path::Path) {
         println!("  FAIL {}: {} seeds ({}{more})", group.signature, group.seeds.len(), seeds.join(", "));
         if let Some(shrunk) = &group.shrunk {
             println!(
-                "       shrunk to {} faults (from {}) in {} runs{}: {}",
-                shrunk.faults_count.1,
-                shrunk.faults_count.0,
-                shrunk.runs,
+                "       shrunk: {}{}: {}",
+                shrunk.describe(),
                 if shrunk.still_fails { "" } else { " — but on its own it no longer fails" },
                 shrunk.yaml.display()
             );

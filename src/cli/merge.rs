@@ -47,6 +47,7 @@ pub(super) fn run(args: &MergeArgs) -> u8 {
             out: args.out.clone(),
             slo: summary.slo,
             shrink_runs: args.shrink_runs,
+            shrink_seeds: args.shrink_seeds.max(1),
             ..Options::default()
         };
         if let Err(error) =

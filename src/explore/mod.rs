@@ -25,12 +25,14 @@ use serde::{Deserialize, Serialize};
 
 pub use judge::{Judgement, Signature, judge};
 pub use shard::Shard;
+pub use shrink::Stop;
 pub use swarm::Vocabulary;
 
 use crate::check::run_all;
 use crate::run::{Backend, RunOptions};
 use crate::scenario::model::FaultSpec;
-use crate::scenario::{Diagnostics, Loaded, Scenario, load_str};
+use crate::scenario::units::Span;
+use crate::scenario::{Diagnostics, Loaded, Scenario, load_str, to_compact_yaml};
 
 /// How to explore.
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct Options {
     pub shrink: bool,
     /// Run only this slice of the seeds, and write a shard summary (never shrinks: `merge` does).
     pub shard: Option<Shard>,
+    /// Seeds each shrink candidate is judged on: the failing one and this many less one more.
+    pub shrink_seeds: usize,
 }
 
 impl Default for Options {
@@ -64,12 +68,20 @@ impl Default for Options {
             time_budget: None,
             out: PathBuf::from("reports"),
             slo: false,
-            shrink_runs: 40,
+            shrink_runs: SHRINK_RUNS_DEFAULT,
             shrink: true,
             shard: None,
+            shrink_seeds: SHRINK_SEEDS_DEFAULT,
         }
     }
 }
+
+/// The default of `--shrink-runs`: enough for a final pass over every reduction of a small
+/// scenario on every shrink seed, after the reductions that got it there.
+pub const SHRINK_RUNS_DEFAULT: usize = 400;
+
+/// The default of `--shrink-seeds`.
+pub const SHRINK_SEEDS_DEFAULT: usize = 4;
 
 /// One seed's run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,8 +141,22 @@ pub struct ShrunkFailure {
     pub replay: String,
     /// Faults before and after.
     pub faults_count: (usize, usize),
+    /// Workload streams before and after.
+    pub streams_count: (usize, usize),
+    /// The run's duration before and after.
+    pub duration: (Span, Span),
+    /// The seed the shrunk scenario names (one it fails on).
+    pub seed: u64,
+    /// The seeds each candidate was judged on, the failing seed first.
+    pub shrink_seeds: Vec<u64>,
     /// Runs the shrink spent.
     pub runs: usize,
+    /// Why it stopped: `minimal` (no single reduction still fails), `run_budget` or `time_budget`.
+    pub stop: Stop,
+    /// Whether the final pass showed it 1-minimal.
+    pub minimal: bool,
+    /// Lines of the written file, its header included.
+    pub lines_count: usize,
     /// Whether the written scenario, run on its own, still fails the same checks.
     pub still_fails: bool,
 }
@@ -452,50 +478,144 @@ fn shrink_group(
     let group_dir = dir.join(signature.slug());
     let failing_yaml = group_dir.join("failing.yaml");
     write(&failing_yaml, &first.yaml)?;
-    let failing = load_str(&first.yaml, &failing_yaml.display().to_string(), &[])
+    let mut failing = load_str(&first.yaml, &failing_yaml.display().to_string(), &[])
         .expect("the failing scenario loaded when it ran")
         .scenario;
+    // A regression test fails on `shakedown run`: drop `expect` (a bug-zoo scenario expects the
+    // failure), and give it its own name so its reports do not mix with the original's. Done
+    // before shrinking, so the written file is exactly the scenario the last kept run judged.
+    failing.expect.clear();
+    failing.name = format!("{}-shrunk", loaded.scenario.name);
+    failing.description =
+        format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
+    let seeds = shrink::seeds(first.seed, options.shrink_seeds);
     progress.note(&format!(
-        "shrinking {signature} from seed {} ({} faults, at most {} runs)…",
+        "shrinking {signature} from seed {} ({} faults, {} streams; each candidate on {} seeds, at most {} runs)…",
         first.seed,
         failing.faults.len(),
+        failing.workload.len(),
+        seeds.len(),
         options.shrink_runs
     ));
-    let shrunk = shrink::shrink(&failing, options.shrink_runs, options.jobs, |candidate| {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return None;
-        }
-        let candidate = reload(candidate, "shrink candidate").ok()?;
-        Some(fails_the_same(&judge_run(&candidate, backend, first.seed, options.slo), signature))
-    });
-    let mut scenario = shrunk.scenario;
-    // A regression test fails on `shakedown run`: drop `expect` (a bug-zoo scenario expects the
-    // failure), and give it its own name so its reports do not mix with the original's.
-    scenario.expect.clear();
-    scenario.name = format!("{}-shrunk", loaded.scenario.name);
-    scenario.description =
-        format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
+    let keep_checks: Vec<&str> = signature.checks().collect();
+    let shrunk =
+        shrink::shrink(&failing, &seeds, &keep_checks, options.shrink_runs, options.jobs, |candidate| {
+            shrink_trial(candidate, backend, signature, options.slo, deadline)
+        });
+    let scenario = shrunk.scenario;
     let yaml_path = group_dir.join("shrunk.yaml");
+    let text =
+        shrunk_file(loaded, options, signature, first.seed, &failing, &scenario, shrunk.runs, shrunk.stop);
+    write(&yaml_path, &text)?;
+    let replay = format!("shakedown run {}", yaml_path.display());
+    let (report_dir, still_fails) = run_alone(&yaml_path, backend, &group_dir, signature, progress);
+    let shrunk_failure = ShrunkFailure {
+        failing_yaml,
+        yaml: yaml_path,
+        report_dir,
+        replay,
+        faults_count: (failing.faults.len(), scenario.faults.len()),
+        streams_count: (failing.workload.len(), scenario.workload.len()),
+        duration: (failing.duration, scenario.duration),
+        seed: scenario.seed,
+        shrink_seeds: seeds,
+        runs: shrunk.runs,
+        stop: shrunk.stop,
+        minimal: shrunk.stop == Stop::Minimal,
+        lines_count: text.lines().count(),
+        still_fails,
+    };
+    progress.note(&format!(
+        "shrunk {signature}: {}; {}",
+        shrunk_failure.describe(),
+        if still_fails { "it still fails on its own" } else { "WARNING: on its own it no longer fails" }
+    ));
+    Ok(shrunk_failure)
+}
+
+impl ShrunkFailure {
+    /// `faults 3 → 1, streams 2 → 1, duration 30s → 12s, seed 24, 87 runs, 1-minimal`.
+    pub fn describe(&self) -> String {
+        format!(
+            "faults {} → {}, streams {} → {}, duration {} → {}, seed {}, {} runs, {}",
+            self.faults_count.0,
+            self.faults_count.1,
+            self.streams_count.0,
+            self.streams_count.1,
+            self.duration.0,
+            self.duration.1,
+            self.seed,
+            self.runs,
+            self.stop.describe()
+        )
+    }
+}
+
+/// Judge one shrink candidate (its `seed` set) as exploration judged the original.
+fn shrink_trial(
+    candidate: &Scenario,
+    backend: &dyn Backend,
+    signature: &Signature,
+    slo: bool,
+    deadline: Option<Instant>,
+) -> shrink::Trial {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return shrink::Trial::OutOfTime;
+    }
+    let Ok(candidate) = reload(candidate, "shrink candidate") else { return shrink::Trial::Invalid };
+    let seed = candidate.scenario.seed;
+    if fails_the_same(&judge_run(&candidate, backend, seed, slo), signature) {
+        shrink::Trial::Failed
+    } else {
+        shrink::Trial::Passed
+    }
+}
+
+/// The shrunk file's text: a header saying where it came from and how it was shrunk, then the
+/// scenario with only what differs from the defaults.
+#[allow(clippy::too_many_arguments)]
+fn shrunk_file(
+    loaded: &Loaded,
+    options: &Options,
+    signature: &Signature,
+    first_seed: u64,
+    failing: &Scenario,
+    shrunk: &Scenario,
+    runs: usize,
+    stop: Stop,
+) -> String {
+    let swarm = match options.swarm {
+        None => "",
+        Some(Vocabulary::Scenario) => " --swarm",
+        Some(Vocabulary::All) => " --swarm all",
+    };
+    let overrides: String = loaded.overrides.iter().map(|o| format!(" --set '{o}'")).collect();
     let header = format!(
-        "# Found by `shakedown explore {}{}`: seed {} failed {signature}.\n# Shrunk in {} runs from {} faults to {}. A concrete schedule: it replays on its own.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
+        "# Found by `shakedown explore {}{overrides}{swarm}`: seed {first_seed} failed {signature}.\n# Shrunk in {runs} runs ({}): faults {} → {}, streams {} → {}, duration {} → {}; fails at seed {}.\n# Keep it as a regression test; while the bug is open, `expect: {{ {}: fail }}` makes it pass.\n",
         loaded.file,
-        match options.swarm {
-            None => "",
-            Some(Vocabulary::Scenario) => " --swarm",
-            Some(Vocabulary::All) => " --swarm all",
-        },
-        first.seed,
-        shrunk.runs,
+        stop.describe(),
         failing.faults.len(),
-        scenario.faults.len(),
+        shrunk.faults.len(),
+        failing.workload.len(),
+        shrunk.workload.len(),
+        failing.duration,
+        shrunk.duration,
+        shrunk.seed,
         signature.checks().next().unwrap_or("check"),
     );
-    write(&yaml_path, &(header + &to_yaml(&scenario)))?;
-    let replay = format!("shakedown run {}", yaml_path.display());
-    // Run the written file as a user would, for its report and to confirm it still fails.
-    let run_options = RunOptions { out: group_dir.clone(), ..RunOptions::default() };
-    let outcome = crate::run::run_file(&yaml_path, backend, &run_options);
-    let (report_dir, still_fails) = match outcome {
+    header + &to_compact_yaml(shrunk)
+}
+
+/// Run the written file as a user would, for its report and to confirm it still fails.
+fn run_alone(
+    yaml_path: &Path,
+    backend: &dyn Backend,
+    group_dir: &Path,
+    signature: &Signature,
+    progress: &dyn Progress,
+) -> (PathBuf, bool) {
+    let run_options = RunOptions { out: group_dir.to_owned(), ..RunOptions::default() };
+    match crate::run::run_file(yaml_path, backend, &run_options) {
         Ok(outcome) => {
             let failed: Vec<&str> = outcome
                 .report
@@ -508,25 +628,9 @@ fn shrink_group(
         }
         Err(error) => {
             progress.note(&format!("the shrunk scenario did not run: {error}"));
-            (group_dir.clone(), false)
+            (group_dir.to_owned(), false)
         }
-    };
-    progress.note(&format!(
-        "shrunk {signature}: {} faults → {} in {} runs; {}",
-        failing.faults.len(),
-        scenario.faults.len(),
-        shrunk.runs,
-        if still_fails { "it still fails on its own" } else { "WARNING: on its own it no longer fails" }
-    ));
-    Ok(ShrunkFailure {
-        failing_yaml,
-        yaml: yaml_path,
-        report_dir,
-        replay,
-        faults_count: (failing.faults.len(), scenario.faults.len()),
-        runs: shrunk.runs,
-        still_fails,
-    })
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ExploreError> {
@@ -557,6 +661,72 @@ mod tests {
                 reload(&loaded.scenario, "round trip").unwrap_or_else(|d| panic!("{}: {d}", file.display()));
             assert_eq!(to_yaml(&again.scenario), to_yaml(&loaded.scenario), "{}", file.display());
             assert_eq!(format!("{:?}", again.plan), format!("{:?}", loaded.plan), "{}", file.display());
+        }
+    }
+
+    /// Goal: a timing-sensitive failure shrinks to a 1-minimal, short file that fails on its own.
+    /// Method: a skip-compensation saga with a reports crash (an order must be in flight at the
+    /// crash), padded with a second stream, a second fault and a second check, is explored on one
+    /// seed; the written `shrunk.yaml` is loaded back and must fail at the seed it names, and
+    /// removing any one of its faults or streams must make every shrink seed stop failing (a
+    /// removal that leaves no stream is invalid, which also counts).
+    #[test]
+    fn a_shrunk_file_is_one_minimal_and_fails_at_its_own_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "name: t\nseed: 23\nduration: 6s\nstack: { bugs: [skip-compensation] }\nworkload:\n  - { op: order, rate: 40/s }\n  - { op: invest, rate: 10/s }\nfaults:\n  - { at: 1s, pause: pricefeed, for: 1s }\n  - { at: 2s, crash: reports, restart_after: 2s }\nchecks: { saga: {}, durability: {} }\n";
+        let loaded = load_str(text, "t.yaml", &[]).unwrap();
+        let options =
+            Options { seeds: 1, jobs: 2, out: dir.path().to_owned(), shrink_runs: 300, ..Options::default() };
+        let summary = explore(&loaded, &crate::sim::Sim, &options, &Quiet).unwrap();
+        let group = &summary.groups[0];
+        assert_eq!(group.signature.checks().collect::<Vec<_>>(), ["saga"], "{}", group.signature);
+        let shrunk = group.shrunk.as_ref().unwrap();
+        assert!(shrunk.minimal && shrunk.still_fails, "{}", shrunk.describe());
+        assert_eq!((shrunk.faults_count, shrunk.streams_count), ((2, 1), (2, 1)), "{}", shrunk.describe());
+        let written = std::fs::read_to_string(&shrunk.yaml).unwrap();
+        assert!(written.lines().count() <= 25, "{written}");
+        let again = load_str(&written, "shrunk.yaml", &[]).unwrap();
+        assert_eq!(again.scenario.seed, shrunk.seed);
+        let body: String =
+            written.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        assert_eq!(
+            to_compact_yaml(&again.scenario),
+            body,
+            "the file is the compact form of what it loads to"
+        );
+        let fails_at = |scenario: &Scenario, seed: u64| {
+            let mut at_seed = scenario.clone();
+            at_seed.seed = seed;
+            match reload(&at_seed, "removal") {
+                Ok(candidate) => {
+                    fails_the_same(&judge_run(&candidate, &crate::sim::Sim, seed, false), &group.signature)
+                }
+                Err(_) => false,
+            }
+        };
+        assert!(fails_at(&again.scenario, shrunk.seed));
+        let s = &again.scenario;
+        let removals = (0..s.faults.len())
+            .map(|i| {
+                (
+                    format!("fault {i}"),
+                    s.faults.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, f)| f.clone()).collect(),
+                    s.workload.clone(),
+                )
+            })
+            .chain((0..s.workload.len()).map(|i| {
+                let workload =
+                    s.workload.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, l)| l.clone()).collect();
+                (format!("stream {i}"), s.faults.clone(), workload)
+            }));
+        for (what, faults, workload) in removals {
+            let removed = Scenario { faults, workload, ..s.clone() };
+            for &seed in &shrunk.shrink_seeds {
+                assert!(
+                    !fails_at(&removed, seed),
+                    "without {what} it still fails at seed {seed}:\n{written}"
+                );
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 //! `faults::Plan` (absolute times, expanded hosts, phases). Later code never sees unvalidated
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod compact;
 mod diagnostic;
 mod load;
 pub mod model;
@@ -17,11 +18,13 @@ mod tree;
 pub mod units;
 mod validate;
 
+pub use compact::to_compact_yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 #[cfg(feature = "containers")]
 pub(crate) use diagnostic::{did_you_mean, one_of};
 pub use load::{Loaded, load_file, load_str};
 pub use model::Scenario;
 pub use schema::json_schema;
+pub(crate) use validate::configured;
 #[cfg(test)]
 mod tests;
