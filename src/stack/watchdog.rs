@@ -43,7 +43,7 @@ use super::bugs::Bugs;
 use super::ports::{DbAdmin, DbNode, NodeStatus, PortError, StandbyView};
 use crate::scenario::model::{Replication, StackConfig, WatchdogConfig};
 
-/// Upper bound on one fence, promote or set-writer call.
+/// Upper bound on one fence, promote, set-writer, release-sync or require-sync call.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the watchdog runs with, from the scenario's `stack`.
