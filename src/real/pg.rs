@@ -23,6 +23,10 @@
 //!   answers, it is also made read-only online (`ALTER SYSTEM` + `pg_reload_conf()`, bounded by
 //!   [`FENCE_ONLINE_TIMEOUT`]), so a live old primary stops passing the db-router's health check
 //!   at once, as a fenced node in the simulation does.
+//! - Non-strict synchronous replication (Patroni's synchronous mode): the watchdog decides, and
+//!   [`DbAdmin::release_sync`] / [`DbAdmin::require_sync`] carry it out with `ALTER SYSTEM SET
+//!   synchronous_standby_names` (`''`, or [`SYNC_STANDBY_NAME`]) and `pg_reload_conf()`, each on
+//!   a connection of its own. An empty list releases every commit waiting for the standby.
 //! - In containers the watchdog runs in its own pid namespace and reaches the nodes' data
 //!   directories as mounted volumes (`SHAKEDOWN_REAL_DIR/primary`, `/standby`). The pid in a
 //!   node's `postmaster.pid` is then a pid of the node's namespace, which is never a `postgres`
@@ -395,6 +399,43 @@ impl DbAdmin for PgCluster {
         *self.writer.write().expect("writer lock") = node;
         self.tell_router("/set_writer", node).await
     }
+
+    /// `synchronous_standby_names = ''` and a reload: PostgreSQL releases every commit waiting
+    /// for the standby once the list is empty.
+    async fn release_sync(&self, primary: DbNode) -> Result<(), PortError> {
+        set_sync_names(&self.config(primary).url, "").await.map_err(port_error)?;
+        tracing::info!(primary = primary.host(), "synchronous_standby_names = '' (commits no longer wait)");
+        Ok(())
+    }
+
+    /// `synchronous_standby_names = 'standby'` (the standby's `cluster_name`, hence its
+    /// `application_name`, in `docker/node.sh` and `scripts/real-services.sh`) and a reload.
+    async fn require_sync(&self, primary: DbNode) -> Result<(), PortError> {
+        set_sync_names(&self.config(primary).url, SYNC_STANDBY_NAME).await.map_err(port_error)?;
+        tracing::info!(
+            primary = primary.host(),
+            "synchronous_standby_names = '{SYNC_STANDBY_NAME}' (commits wait for it again)"
+        );
+        Ok(())
+    }
+}
+
+/// The `application_name` a standby streams under (its `cluster_name`): what
+/// [`DbAdmin::require_sync`] puts in `synchronous_standby_names`.
+pub const SYNC_STANDBY_NAME: &str = "standby";
+
+/// Set `synchronous_standby_names` on the node at `url` and reload its configuration, on a
+/// connection of its own: the pool's may all be held by commits waiting for the standby, which
+/// are exactly what this releases.
+async fn set_sync_names(url: &str, names: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    assert!(names.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "a plain standby name");
+    let options: PgConnectOptions = url.parse()?;
+    let mut conn = options.disable_statement_logging().connect().await?;
+    let alter = format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'");
+    sqlx::raw_sql(&alter).execute(&mut conn).await?;
+    sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
+    conn.close().await
 }
 
 impl PgCluster {

@@ -7,7 +7,8 @@
 //! confirms everything before it), `POST /promote`. With `sync`/`remote_apply` replication a
 //! commit is acknowledged only once the standby has confirmed it; a primary whose standby is gone
 //! waits until it has told the watchdog, then commits alone (Patroni's non-strict synchronous
-//! mode; see `db_model`). The watchdog's probe (`Read::Probe`) returns the primary's view of its
+//! mode; see `db_model`): it decides by itself, so `DbAdmin::release_sync` and `require_sync`
+//! are no-ops here. The watchdog's probe (`Read::Probe`) returns the primary's view of its
 //! standby (`pg_stat_replication`); the db-router's health check asks only whether a node takes
 //! writes (`Read::Writable`), which tells the watchdog nothing. Fencing is out-of-band (the
 //! watchdog flips the node's durable state directly, as a STONITH power switch would), so it
@@ -693,5 +694,18 @@ impl DbAdmin for SimDb {
         self.call("db-router:80", "/set_writer", serde_json::to_vec(&node).expect("serialises"))
             .await
             .map(|_| ())
+    }
+    /// A no-op: the simulated primary already runs Patroni's non-strict mode by itself. It
+    /// commits alone only once a probe answer has told the watchdog its standby is not
+    /// synchronous (`Node::may_acknowledge`), which is the order this call enforces on a real
+    /// primary (the watchdog calls it after recording that answer). Obeying the call instead
+    /// would add a network round trip per decision and change every `sync` run's history.
+    async fn release_sync(&self, _primary: DbNode) -> Result<(), PortError> {
+        Ok(())
+    }
+    /// A no-op, as [`DbAdmin::release_sync`] here: the simulated primary waits for its standby
+    /// again by itself once it streams and has every commit acknowledged alone.
+    async fn require_sync(&self, _primary: DbNode) -> Result<(), PortError> {
+        Ok(())
     }
 }

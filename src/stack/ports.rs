@@ -389,4 +389,15 @@ pub trait DbAdmin: Send + Sync + 'static {
     async fn fence(&self, node: DbNode) -> Result<(), PortError>;
     /// Point the writer endpoint at `node`.
     async fn set_writer(&self, node: DbNode) -> Result<(), PortError>;
+    /// Non-strict synchronous replication, step two: let `primary` acknowledge commits without
+    /// waiting for its standby (real: `synchronous_standby_names = ''` and a reload, which
+    /// releases every commit waiting for it). The watchdog calls it only after its view records
+    /// the standby as not synchronous (Patroni updates `/sync` before it empties the list), so a
+    /// standby it would promote never lacks a commit acknowledged alone. Idempotent.
+    async fn release_sync(&self, primary: DbNode) -> Result<(), PortError>;
+    /// Make `primary` wait for its standby again (real: `synchronous_standby_names` names it
+    /// again, and a reload). The watchdog calls it once a probe shows the standby streaming and
+    /// caught up; it counts the standby synchronous only when a later probe reports it so.
+    /// Idempotent.
+    async fn require_sync(&self, primary: DbNode) -> Result<(), PortError>;
 }

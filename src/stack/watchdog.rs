@@ -13,6 +13,16 @@
 //! writes. The watchdog keeps probing every tick; an old primary that answers again is simply
 //! still the primary.
 //!
+//! Synchronous replication is Patroni's non-strict synchronous mode, and the watchdog owns it,
+//! as Patroni's `/sync` key in the DCS: when a healthy probe shows the standby not streaming (or
+//! absent), the view records it not synchronous *first*, and only then is the primary told to
+//! commit without it ([`DbAdmin::release_sync`]), so a standby the watchdog would promote never
+//! lacks a commit acknowledged alone. Once a probe shows it streaming with no flush lag, the
+//! primary is told to wait for it again ([`DbAdmin::require_sync`]); it counts as synchronous
+//! when a later probe reports it so, with no flush lag ([`SyncWait::Rejoining`]). A promoted
+//! standby waits for nobody. The simulated primary does this by itself (its calls are no-ops);
+//! real PostgreSQL obeys the calls.
+//!
 //! Order matters: the old primary is fenced *before* the standby is promoted, and the watchdog
 //! does not promote while fencing fails, so two nodes never take writes at once. A promotion
 //! whose `set_writer` failed is retried on every tick until the writer points at the new primary.
@@ -33,7 +43,7 @@ use super::bugs::Bugs;
 use super::ports::{DbAdmin, DbNode, NodeStatus, PortError, StandbyView};
 use crate::scenario::model::{Replication, StackConfig, WatchdogConfig};
 
-/// Upper bound on one fence, promote or set-writer call.
+/// Upper bound on one fence, promote, set-writer, release-sync or require-sync call.
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the watchdog runs with, from the scenario's `stack`.
@@ -78,6 +88,23 @@ pub struct WatchdogView {
     /// Failovers that were due but refused because the standby was not safe to promote (one per
     /// tick while the primary stays down).
     pub refusals: u32,
+    /// Whether the primary waits for its standby (`sync`, `remote_apply`; unused with `async`).
+    pub sync_wait: SyncWait,
+}
+
+/// Non-strict synchronous replication, as the watchdog last arranged it with the primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncWait {
+    /// The primary waits for its standby: how `docker/node.sh` creates a `sync` primary.
+    #[default]
+    Required,
+    /// The primary was told to commit without its standby ([`DbAdmin::release_sync`]); a
+    /// promoted standby starts so too (`docker/node.sh` gives it an empty list).
+    Released,
+    /// The primary was told to wait for its standby again ([`DbAdmin::require_sync`]); the
+    /// standby counts as synchronous once a probe reports it synchronous with no flush lag, so
+    /// every commit acknowledged alone before the change is on it.
+    Rejoining,
 }
 
 impl Default for WatchdogView {
@@ -90,6 +117,7 @@ impl Default for WatchdogView {
             fenced: vec![],
             standby: None,
             refusals: 0,
+            sync_wait: SyncWait::Required,
         }
     }
 }
@@ -132,6 +160,9 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
             if view.failures > 0 {
                 tracing::info!(primary = view.primary.host(), "watchdog: primary answers again");
             }
+            let waits = settings.replication != Replication::Async;
+            let (standby, sync_wait) =
+                if waits { recorded(standby, view.sync_wait) } else { (standby, view.sync_wait) };
             if standby.map(|s| (s.sync, s.streaming)) != view.standby.map(|s| (s.sync, s.streaming)) {
                 tracing::info!(
                     primary = view.primary.host(),
@@ -139,10 +170,15 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
                     "watchdog: the standby's state changed"
                 );
             }
+            // The view first: only then may the primary commit without its standby.
             state.update(|v| {
                 v.failures = 0;
                 v.standby = standby;
+                v.sync_wait = sync_wait;
             });
+            if waits {
+                steer_sync(&*admin, &state, view.primary, standby, sync_wait).await;
+            }
             continue;
         }
         let failures = view.failures + 1;
@@ -150,6 +186,51 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
         tracing::info!(primary = view.primary.host(), failures, threshold, "watchdog: probe failed");
         if failures >= threshold {
             failover(&*admin, &state, view.primary, &settings).await;
+        }
+    }
+}
+
+/// What the watchdog records of a healthy primary's report on its standby, and the new
+/// [`SyncWait`]: a pure function. While rejoining, "synchronous" needs no flush lag as well
+/// (commits acknowledged alone may still be in flight to it); a standby reported synchronous
+/// proves the primary waits for it.
+pub(crate) fn recorded(standby: Option<StandbyView>, wait: SyncWait) -> (Option<StandbyView>, SyncWait) {
+    match (standby, wait) {
+        (Some(s), SyncWait::Rejoining) if s.sync && s.flush_lag_bytes > 0 => {
+            (Some(StandbyView { sync: false, ..s }), wait)
+        }
+        (Some(s), SyncWait::Rejoining | SyncWait::Released) if s.sync => (standby, SyncWait::Required),
+        _ => (standby, wait),
+    }
+}
+
+/// Patroni's non-strict synchronous mode, run after the view records `standby` (a healthy
+/// probe's report): a primary whose standby does not stream is told to commit alone; once the
+/// standby streams with no flush lag, it is told to wait for it again. A failed call is logged
+/// and retried on the next tick (the view's [`SyncWait`] changes only when a call succeeds).
+async fn steer_sync(
+    admin: &dyn DbAdmin,
+    state: &WatchdogState,
+    primary: DbNode,
+    standby: Option<StandbyView>,
+    wait: SyncWait,
+) {
+    let streaming = standby.is_some_and(|s| s.streaming);
+    let caught_up = standby.is_some_and(|s| s.streaming && s.flush_lag_bytes == 0 && !s.sync);
+    let (next, call, what) = if !streaming && wait != SyncWait::Released {
+        (SyncWait::Released, admin.release_sync(primary), "commits no longer wait for the standby")
+    } else if caught_up && wait != SyncWait::Rejoining {
+        (SyncWait::Rejoining, admin.require_sync(primary), "commits wait for the caught-up standby again")
+    } else {
+        return;
+    };
+    match admin_call(call).await {
+        Ok(()) => {
+            tracing::info!(primary = primary.host(), ?standby, "watchdog: {what}");
+            state.update(|v| v.sync_wait = next);
+        }
+        Err(err) => {
+            tracing::warn!(primary = primary.host(), %err, ?next, "watchdog: changing synchronous replication failed; will retry")
         }
     }
 }
@@ -257,6 +338,7 @@ async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, setti
         v.failures = 0;
         v.promotions += 1;
         v.standby = None;
+        v.sync_wait = SyncWait::Released;
     });
     repoint(admin, state, standby).await;
 }
@@ -432,6 +514,110 @@ mod tests {
         admin.set_down(DbNode::PgPrimary, true);
         sleep(Duration::from_secs(2)).await;
         assert_eq!(admin.calls(), FAILOVER);
+    }
+
+    /// Patroni's order, on a standby that stops streaming and comes back: the view records it
+    /// not synchronous before the primary is told to commit alone; the primary is told to wait
+    /// for it again only once it streams with no flush lag, and the view counts it synchronous
+    /// only at a later probe that reports it so.
+    #[tokio::test(start_paused = true)]
+    async fn sync_is_released_after_the_view_and_required_again_once_caught_up() {
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        sleep(Duration::from_millis(600)).await; // probed at 0.5 s: synchronous
+        assert_eq!(state.view().standby.map(|s| s.sync), Some(true));
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_millis(500)).await; // probed at 1 s: not streaming
+        assert_eq!(admin.calls(), ["release-sync pg-primary"]);
+        let view = state.view();
+        assert_eq!(view.standby.map(|s| (s.sync, s.streaming)), Some((false, false)));
+        assert_eq!(view.sync_wait, SyncWait::Released);
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(admin.calls().len(), 1, "released once, not every tick");
+        // Back, but lagging: not required yet.
+        admin.set_standby(true, 4096);
+        admin.set_down(DbNode::PgReplica, false);
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(admin.calls().len(), 1, "{:?}", admin.calls());
+        assert_eq!(state.view().standby.map(|s| (s.sync, s.streaming)), Some((false, true)));
+        // Caught up: required again; reported synchronous at the next probe.
+        admin.set_standby(true, 0);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(admin.calls(), ["release-sync pg-primary", "require-sync pg-primary"]);
+        assert_eq!(state.view().standby.map(|s| s.sync), Some(false), "not before a probe says so");
+        assert_eq!(state.view().sync_wait, SyncWait::Rejoining);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(state.view().standby.map(|s| s.sync), Some(true));
+        assert_eq!(state.view().sync_wait, SyncWait::Required);
+        assert_eq!(admin.calls().len(), 2);
+    }
+
+    /// What the view records, at each step of the order above: a view that says "not
+    /// synchronous" is in place whenever the primary may commit alone.
+    #[test]
+    fn recorded_counts_a_rejoining_standby_synchronous_only_with_no_flush_lag() {
+        let view = |sync, lag| StandbyView {
+            node: DbNode::PgReplica,
+            sync,
+            streaming: true,
+            flush_lag_bytes: lag,
+            replay_lag_bytes: lag,
+        };
+        let (seen, wait) = recorded(Some(view(true, 256)), SyncWait::Rejoining);
+        assert_eq!((seen.map(|s| s.sync), wait), (Some(false), SyncWait::Rejoining));
+        let (seen, wait) = recorded(Some(view(true, 0)), SyncWait::Rejoining);
+        assert_eq!((seen.map(|s| s.sync), wait), (Some(true), SyncWait::Required));
+        // Steady synchronous replication under load has commits in flight: still synchronous.
+        let (seen, wait) = recorded(Some(view(true, 256)), SyncWait::Required);
+        assert_eq!((seen.map(|s| s.sync), wait), (Some(true), SyncWait::Required));
+        // A primary that reports it synchronous waits for it (the simulation rejoins by itself).
+        assert_eq!(recorded(Some(view(true, 256)), SyncWait::Released).1, SyncWait::Required);
+        assert_eq!(recorded(None, SyncWait::Released), (None, SyncWait::Released));
+    }
+
+    /// A release that fails (no answer within `ADMIN_TIMEOUT`, say) is retried on the next tick,
+    /// and the view says "released" only once it succeeded.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_release_sync_is_retried_on_the_next_tick() {
+        let (admin, state) = start(settings(Replication::RemoteApply, Bugs::default()));
+        sleep(Duration::from_millis(600)).await;
+        admin.fail_sync_calls(2);
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!((state.view().sync_wait, admin.sync_released()), (SyncWait::Required, false));
+        sleep(Duration::from_millis(1000)).await;
+        assert_eq!(admin.calls(), ["release-sync pg-primary"; 3]);
+        assert_eq!((state.view().sync_wait, admin.sync_released()), (SyncWait::Released, true));
+    }
+
+    /// With async replication the primary never waits: no calls.
+    #[tokio::test(start_paused = true)]
+    async fn async_replication_never_touches_synchronous_replication() {
+        let (admin, _state) = start(settings(Replication::Async, Bugs::default()));
+        sleep(Duration::from_millis(600)).await;
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_secs(2)).await;
+        assert!(admin.calls().is_empty(), "{:?}", admin.calls());
+    }
+
+    /// Bug `promote_lagging_standby` changes only the promotion rule: sync is released as
+    /// without it, the primary commits alone, and the lagging standby is promoted anyway.
+    #[tokio::test(start_paused = true)]
+    async fn bug_promote_lagging_standby_leaves_the_sync_steering_alone() {
+        let bugs = Bugs { promote_lagging_standby: true, ..Bugs::default() };
+        let (admin, state) = start(settings(Replication::Sync, bugs));
+        sleep(Duration::from_millis(600)).await;
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_millis(500)).await;
+        assert_eq!(admin.calls(), ["release-sync pg-primary"]);
+        admin.set_down(DbNode::PgReplica, false);
+        admin.set_standby(false, 1 << 20);
+        sleep(Duration::from_millis(300)).await;
+        admin.set_down(DbNode::PgPrimary, true);
+        sleep(Duration::from_secs(2)).await;
+        let mut expected = vec!["release-sync pg-primary"];
+        expected.extend(FAILOVER);
+        assert_eq!(admin.calls(), expected);
+        assert_eq!((state.view().promotions, state.view().sync_wait), (1, SyncWait::Released));
     }
 
     #[test]

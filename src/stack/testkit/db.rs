@@ -120,11 +120,14 @@ struct AdminInner {
     standby_sync: bool,
     standby_lag_bytes: u64,
     lost_probes: BTreeMap<DbNode, u32>,
+    failing_sync_calls: u32,
+    sync_released: bool,
 }
 
 /// Two database nodes whose liveness the test sets; records every control-plane call. A primary
 /// reports its peer as its standby, streaming, synchronous with no lag unless the test says
-/// otherwise ([`MemDbAdmin::set_standby`]).
+/// otherwise ([`MemDbAdmin::set_standby`]); a standby that is down, or one the primary was told
+/// not to wait for ([`DbAdmin::release_sync`]), is not synchronous, as in `pg_stat_replication`.
 pub struct MemDbAdmin {
     inner: Mutex<AdminInner>,
 }
@@ -141,6 +144,8 @@ impl Default for MemDbAdmin {
             standby_sync: true,
             standby_lag_bytes: 0,
             lost_probes: BTreeMap::new(),
+            failing_sync_calls: 0,
+            sync_released: false,
         };
         MemDbAdmin { inner: Mutex::new(inner) }
     }
@@ -170,6 +175,16 @@ impl MemDbAdmin {
         inner.standby_lag_bytes = lag_bytes;
     }
 
+    /// Fail the next `count` release-sync / require-sync calls (they are still recorded).
+    pub fn fail_sync_calls(&self, count: u32) {
+        self.lock().failing_sync_calls = count;
+    }
+
+    /// Did the last successful call ask the primary to commit without its standby?
+    pub fn sync_released(&self) -> bool {
+        self.lock().sync_released
+    }
+
     /// A node's role.
     pub fn role(&self, node: DbNode) -> Role {
         self.lock().roles[&node]
@@ -180,7 +195,8 @@ impl MemDbAdmin {
         self.lock().writer
     }
 
-    /// Every fence / promote / set-writer call, in order (`fence pg-primary`, …).
+    /// Every fence / promote / set-writer / release-sync / require-sync call, in order
+    /// (`fence pg-primary`, `release-sync pg-primary`, …).
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
     }
@@ -205,10 +221,12 @@ impl DbAdmin for MemDbAdmin {
         }
         let writable = inner.roles[&node] == Role::Primary;
         let peer_follows = inner.roles[&node.peer()] == Role::Standby;
+        // As pg_stat_replication: synchronous only while streaming and named in the list.
+        let streaming = !inner.down[&node.peer()];
         let standby = (writable && peer_follows).then(|| StandbyView {
             node: node.peer(),
-            sync: inner.standby_sync,
-            streaming: !inner.down[&node.peer()],
+            sync: inner.standby_sync && streaming && !inner.sync_released,
+            streaming,
             flush_lag_bytes: inner.standby_lag_bytes,
             replay_lag_bytes: inner.standby_lag_bytes,
         });
@@ -239,6 +257,31 @@ impl DbAdmin for MemDbAdmin {
         let mut inner = self.lock();
         inner.calls.push(format!("set-writer {}", node.host()));
         inner.writer = node;
+        Ok(())
+    }
+
+    async fn release_sync(&self, primary: DbNode) -> Result<(), PortError> {
+        self.sync_call("release-sync", primary)
+    }
+
+    async fn require_sync(&self, primary: DbNode) -> Result<(), PortError> {
+        self.sync_call("require-sync", primary)
+    }
+}
+
+impl MemDbAdmin {
+    /// Record a release-sync / require-sync call; fail it if the test asked for that.
+    fn sync_call(&self, what: &str, primary: DbNode) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("{what} {}", primary.host()));
+        if let Some(failing) = inner.failing_sync_calls.checked_sub(1) {
+            inner.failing_sync_calls = failing;
+            return Err(PortError::Unavailable(format!("{what}: {} did not answer", primary.host())));
+        }
+        if inner.down[&primary] {
+            return Err(PortError::Unavailable(format!("{} is down", primary.host())));
+        }
+        inner.sync_released = what == "release-sync";
         Ok(())
     }
 }
