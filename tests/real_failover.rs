@@ -233,3 +233,91 @@ async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
     assert_eq!(landed_on(&url).await.unwrap(), "standby");
     script(&["down"]);
 }
+
+/// `pg_ctl` on a node's data directory, as the postgres user.
+fn pg_ctl(node: DbNode, args: &[&str]) {
+    let dir = NodeConfig::from_env(node).data_dir;
+    let log = dir.with_file_name("logs").join(format!("{}-pg_ctl.log", node.host()));
+    let status = Command::new("runuser")
+        .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D"])
+        .arg(&dir)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "30"])
+        .args(args)
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?} on {} failed; see {}", dir.display(), log.display());
+}
+
+/// `SHOW synchronous_standby_names` on the primary.
+async fn sync_names(primary: &sqlx::PgPool) -> String {
+    sqlx::query_scalar("SHOW synchronous_standby_names").fetch_one(primary).await.expect("SHOW")
+}
+
+/// Non-strict synchronous replication on real PostgreSQL, in Patroni's order. The pair from
+/// `real-services.sh` is made synchronous (`synchronous_standby_names = 'standby'`, as
+/// `docker/node.sh` creates a `sync` primary), a `sync` watchdog runs, and the standby is
+/// stopped (`pg_ctl stop -m fast`). A strict primary would block every commit from then on;
+/// here the watchdog records the standby not synchronous, then empties the list, and a write
+/// issued right after the stop completes within a few seconds. Restarted, the standby streams
+/// and catches up; the watchdog names it again and counts it synchronous once a probe says so.
+#[tokio::test]
+async fn a_sync_primary_whose_standby_stops_commits_alone_once_the_watchdog_releases_it() {
+    use common::real::within;
+    use shakedown::stack::watchdog::SyncWait;
+    script(&["up"]);
+    let cluster = cluster().await;
+    let primary = sqlx::PgPool::connect(&NodeConfig::from_env(DbNode::PgPrimary).url).await.unwrap();
+    sqlx::query("ALTER SYSTEM SET synchronous_standby_names = 'standby'").execute(&primary).await.unwrap();
+    sqlx::query("SELECT pg_reload_conf()").execute(&primary).await.unwrap();
+    let state = WatchdogState::default();
+    let config = WatchdogConfig {
+        probe_every: Span(Duration::from_millis(200)),
+        probe_timeout: Span(Duration::from_millis(500)),
+        failures_to_promote: 3,
+        ..WatchdogConfig::default()
+    };
+    let settings = watchdog::Settings { config, replication: Replication::Sync, bugs: Bugs::default() };
+    let watchdog = tokio::spawn(watchdog::run(Arc::new(cluster.clone()), settings, state.clone()));
+    let synchronous = |state: &WatchdogState| {
+        let view = state.view();
+        view.sync_wait == SyncWait::Required && view.standby.is_some_and(|s| s.sync && s.streaming)
+    };
+    within("the watchdog sees a synchronous standby", Duration::from_secs(10), async || synchronous(&state))
+        .await;
+    cluster.record(new(unique("sync-before"))).await.expect("a synchronous commit");
+
+    pg_ctl(DbNode::PgReplica, &["-m", "fast", "stop"]);
+    let stopped = Instant::now();
+    let write = tokio::time::timeout(Duration::from_secs(5), cluster.record(new(unique("alone")))).await;
+    let committed = stopped.elapsed();
+    assert!(matches!(write, Ok(Ok(_))), "a write after the standby stopped: {write:?} after {committed:?}");
+    eprintln!(
+        "non-strict sync: standby stopped → a write committed alone after {} ms",
+        committed.as_millis()
+    );
+    let view = state.view();
+    assert_eq!(view.sync_wait, SyncWait::Released);
+    assert_eq!(view.standby.map(|s| s.sync), Some(false), "the view said 'not synchronous' first");
+    assert_eq!(sync_names(&primary).await, "");
+    assert_eq!((view.primary, view.promotions), (DbNode::PgPrimary, 0), "no failover");
+
+    pg_ctl(DbNode::PgReplica, &["start"]);
+    let restarted = Instant::now();
+    within("the standby is synchronous again", Duration::from_secs(15), async || synchronous(&state)).await;
+    eprintln!(
+        "non-strict sync: standby restarted → synchronous again after {} ms",
+        restarted.elapsed().as_millis()
+    );
+    assert_eq!(sync_names(&primary).await, "standby");
+    let sync_state: String =
+        sqlx::query_scalar("SELECT sync_state FROM pg_stat_replication WHERE application_name = 'standby'")
+            .fetch_one(&primary)
+            .await
+            .unwrap();
+    assert_eq!(sync_state, "sync");
+    cluster.record(new(unique("sync-after"))).await.expect("a synchronous commit again");
+    watchdog.abort();
+    script(&["down"]);
+}

@@ -403,7 +403,7 @@ impl DbAdmin for PgCluster {
     /// `synchronous_standby_names = ''` and a reload: PostgreSQL releases every commit waiting
     /// for the standby once the list is empty.
     async fn release_sync(&self, primary: DbNode) -> Result<(), PortError> {
-        set_sync_names(&self.config(primary).url, "").await.map_err(port_error)?;
+        set_sync_names(&self.config(primary).url, RELEASE_SYNC).await.map_err(port_error)?;
         tracing::info!(primary = primary.host(), "synchronous_standby_names = '' (commits no longer wait)");
         Ok(())
     }
@@ -411,7 +411,7 @@ impl DbAdmin for PgCluster {
     /// `synchronous_standby_names = 'standby'` (the standby's `cluster_name`, hence its
     /// `application_name`, in `docker/node.sh` and `scripts/real-services.sh`) and a reload.
     async fn require_sync(&self, primary: DbNode) -> Result<(), PortError> {
-        set_sync_names(&self.config(primary).url, SYNC_STANDBY_NAME).await.map_err(port_error)?;
+        set_sync_names(&self.config(primary).url, REQUIRE_SYNC).await.map_err(port_error)?;
         tracing::info!(
             primary = primary.host(),
             "synchronous_standby_names = '{SYNC_STANDBY_NAME}' (commits wait for it again)"
@@ -424,16 +424,19 @@ impl DbAdmin for PgCluster {
 /// [`DbAdmin::require_sync`] puts in `synchronous_standby_names`.
 pub const SYNC_STANDBY_NAME: &str = "standby";
 
-/// Set `synchronous_standby_names` on the node at `url` and reload its configuration, on a
+/// [`DbAdmin::release_sync`]'s statement.
+const RELEASE_SYNC: &str = "ALTER SYSTEM SET synchronous_standby_names = ''";
+/// [`DbAdmin::require_sync`]'s statement (names [`SYNC_STANDBY_NAME`]).
+const REQUIRE_SYNC: &str = "ALTER SYSTEM SET synchronous_standby_names = 'standby'";
+
+/// Run `alter` (one of the two above) on the node at `url` and reload its configuration, on a
 /// connection of its own: the pool's may all be held by commits waiting for the standby, which
 /// are exactly what this releases.
-async fn set_sync_names(url: &str, names: &str) -> Result<(), sqlx::Error> {
+async fn set_sync_names(url: &str, alter: &'static str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
-    assert!(names.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "a plain standby name");
     let options: PgConnectOptions = url.parse()?;
     let mut conn = options.disable_statement_logging().connect().await?;
-    let alter = format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'");
-    sqlx::raw_sql(&alter).execute(&mut conn).await?;
+    sqlx::query(alter).execute(&mut conn).await?;
     sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
     conn.close().await
 }
@@ -479,6 +482,11 @@ async fn read_only_online(url: &str) -> Result<(), sqlx::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_require_sync_statement_names_the_standby() {
+        assert!(REQUIRE_SYNC.ends_with(&format!("'{SYNC_STANDBY_NAME}'")));
+    }
 
     #[test]
     fn a_probe_row_becomes_the_primarys_view_of_its_standby() {
