@@ -1,7 +1,7 @@
 //! `shakedown merge DIR…`: an `explore --shard` campaign's shard summaries into the one summary
 //! its unsharded run would have written, each failure group shrunk once here. Exit codes as
 //! `explore`'s: 1 when a failure was found, 0 when none, 255 when only harness errors; bad or
-//! incomplete shards are bad input (2).
+//! incomplete shards are bad input (254).
 
 use super::args::MergeArgs;
 use super::explore::print_summary;
