@@ -100,6 +100,11 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
             "  a shard: `shakedown merge` gathers every shard's summary.json and shrinks each group once"
         );
     }
+    exit_code(&summary)
+}
+
+/// A campaign's exit code: 1 when a seed failed, 255 when only harness errors, else 0.
+pub(super) fn exit_code(summary: &Summary) -> u8 {
     if summary.failed_count() > 0 {
         exit::FAIL
     } else if summary.error_count() > 0 {

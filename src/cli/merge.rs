@@ -4,7 +4,7 @@
 //! incomplete shards are bad input (254).
 
 use super::args::MergeArgs;
-use super::explore::print_summary;
+use super::explore::{exit_code, print_summary};
 use crate::exit;
 use crate::explore::shard::{find, merge, merged_dir};
 use crate::explore::{Options, Progress, SeedRun, shrink_groups, write_summary};
@@ -62,13 +62,7 @@ pub(super) fn run(args: &MergeArgs) -> u8 {
         return exit::HARNESS_ERROR;
     }
     print_summary(&summary, &dir);
-    if summary.failed_count() > 0 {
-        exit::FAIL
-    } else if summary.error_count() > 0 {
-        exit::HARNESS_ERROR
-    } else {
-        exit::PASS
-    }
+    exit_code(&summary)
 }
 
 /// Shrinking's notes as lines on stderr (the merge has no seeds to count).

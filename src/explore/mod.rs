@@ -648,14 +648,7 @@ mod tests {
 
     #[test]
     fn every_shipped_scenario_survives_the_yaml_round_trip() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        for sub in ["bugs", "regressions"] {
-            files.extend(std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()));
-        }
-        files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
-        assert!(files.len() >= 14);
-        for file in files {
+        for file in crate::scenario::shipped_files() {
             let loaded = crate::scenario::load_file(&file, &[]).unwrap();
             let again =
                 reload(&loaded.scenario, "round trip").unwrap_or_else(|d| panic!("{}: {d}", file.display()));

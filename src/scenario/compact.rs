@@ -141,7 +141,6 @@ fn scalar(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
 
     use super::*;
     use crate::scenario::{load_file, load_str};
@@ -155,14 +154,7 @@ mod tests {
     /// `load_str`; the reloaded scenario and its plan must equal the original's.
     #[test]
     fn every_shipped_scenario_round_trips_through_the_compact_form() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-        for sub in ["bugs", "regressions"] {
-            files.extend(std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()));
-        }
-        files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
-        assert!(files.len() >= 14);
-        for file in files {
+        for file in crate::scenario::shipped_files() {
             let loaded = load_file(&file, &["stack.queue.prefetch=3".into()]).unwrap();
             let text = to_compact_yaml(&loaded.scenario);
             let again =

@@ -28,3 +28,18 @@ pub use schema::json_schema;
 pub(crate) use validate::configured;
 #[cfg(test)]
 mod tests;
+
+/// Every shipped scenario file (`scenarios/`, `bugs/`, `regressions/`), for tests that must
+/// hold for all of them.
+#[cfg(test)]
+pub(crate) fn shipped_files() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    for sub in ["bugs", "regressions"] {
+        files.extend(std::fs::read_dir(dir.join(sub)).unwrap().map(|e| e.unwrap().path()));
+    }
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    assert!(files.len() >= 14);
+    files
+}
