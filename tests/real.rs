@@ -238,25 +238,27 @@ fn issue_14_a_saga_whose_orchestrator_is_killed_mid_way_is_taken_over_and_compen
     live.block_on(async {
         let state = common::real::saga_state(&cluster, "api-live", lease, false);
         let recovery = tokio::spawn(shakedown::stack::orders::recover(state));
+        // The outcome is recorded after the last compensation step is traced: wait for the
+        // outcome itself, not for the trace line (reading it at "restock ok" raced the record).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let trace = cluster.trace(&key).await.unwrap();
-            if trace.iter().any(|s| s == "restock ok") {
-                assert!(trace.contains(&"resumed by api-live".to_string()), "{trace:?}");
-                break;
+        let outcome = loop {
+            let outcome: Option<String> = sqlx::query_scalar("SELECT outcome FROM sagas WHERE order_id = $1")
+                .bind(&key)
+                .fetch_one(cluster.pool(cluster.writer()))
+                .await
+                .unwrap();
+            if outcome.is_some() {
+                break outcome;
             }
+            let trace = cluster.trace(&key).await.unwrap();
             assert!(tokio::time::Instant::now() < deadline, "no orchestrator finished the saga: {trace:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
         recovery.abort();
-        assert_eq!(on_hand(&cluster, &sku).await, 100, "the stock was put back");
-        let outcome: Option<String> = sqlx::query_scalar("SELECT outcome FROM sagas WHERE order_id = $1")
-            .bind(&key)
-            .fetch_one(cluster.pool(cluster.writer()))
-            .await
-            .unwrap();
         assert_eq!(outcome.as_deref(), Some("compensated"));
+        assert_eq!(on_hand(&cluster, &sku).await, 100, "the stock was put back");
         let trace = cluster.trace(&key).await.unwrap();
+        assert!(trace.contains(&"resumed by api-live".to_string()), "{trace:?}");
         assert_eq!(trace.iter().filter(|s| *s == "restock ok").count(), 1, "{trace:?}");
     });
 }

@@ -262,10 +262,17 @@ pub struct QueryMessage {
     pub sku: String,
 }
 
+/// What the broker carries: a serialisable message. The broker ports are generic over it; the
+/// default is the query queue's [`QueryMessage`], the files' events are [`FileEvent`]s.
+pub trait Message: Clone + Send + Sync + Serialize + serde::de::DeserializeOwned + 'static {}
+
+impl<M: Clone + Send + Sync + Serialize + serde::de::DeserializeOwned + 'static> Message for M {}
+
 /// Why a publish failed. Every variant means the message is not known to be queued.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum PublishError {
-    /// The queue is at capacity and rejected the message (RabbitMQ `reject-publish`).
+    /// The queue is at capacity and rejected the message (RabbitMQ `reject-publish`); for a
+    /// fanout, at least one bound queue did.
     #[error("queue full")]
     Full,
     /// No confirm arrived in time: the message may or may not be queued.
@@ -275,21 +282,22 @@ pub enum PublishError {
 
 /// One delivery to a consumer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
+pub struct Delivery<M = QueryMessage> {
     /// The tag to acknowledge it with (unique per consumer connection).
     pub tag: u64,
     /// True when the broker delivered it before and it was not acknowledged.
     pub redelivered: bool,
     /// The message.
-    pub message: QueryMessage,
+    pub message: M,
 }
 
 /// The publishing side of the broker. `publish` returns only once the broker confirmed the
-/// message (publisher confirms), unless the caller chooses not to wait.
+/// message (publisher confirms), unless the caller chooses not to wait. One publisher publishes
+/// to one destination: the query queue, or the files' fanout exchange.
 #[async_trait]
-pub trait Publisher: Send + Sync + 'static {
+pub trait Publisher<M: Message = QueryMessage>: Send + Sync + 'static {
     /// Publish and wait for the confirm, at most `confirm_timeout`.
-    async fn publish(&self, message: QueryMessage, confirm_timeout: Duration) -> Result<(), PublishError>;
+    async fn publish(&self, message: M, confirm_timeout: Duration) -> Result<(), PublishError>;
 }
 
 /// The consuming side of the broker: manual acknowledgements, bounded prefetch. If the consumer's
@@ -297,18 +305,132 @@ pub trait Publisher: Send + Sync + 'static {
 /// Dropping a consumer closes its connection (the worker drops it to hand its unacknowledged
 /// messages back after it gives up on one).
 #[async_trait]
-pub trait Consumer: Send + 'static {
+pub trait Consumer<M: Message = QueryMessage>: Send + 'static {
     /// The next delivery; `Err` when the connection is lost (the caller reconnects).
-    async fn next(&mut self) -> Result<Delivery, PortError>;
+    async fn next(&mut self) -> Result<Delivery<M>, PortError>;
     /// Acknowledge a delivery (after the effect is committed).
     async fn ack(&mut self, tag: u64) -> Result<(), PortError>;
 }
 
-/// Opens consumers (one per worker connection).
+/// Opens consumers (one per worker connection) of one queue.
 #[async_trait]
-pub trait ConsumerFactory: Send + Sync + 'static {
+pub trait ConsumerFactory<M: Message = QueryMessage>: Send + Sync + 'static {
     /// Connect and start consuming with at most `prefetch` unacknowledged deliveries.
-    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError>;
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer<M>>, PortError>;
+}
+
+/// The fanout exchange the api publishes `file.uploaded` events on.
+pub const FILES_EXCHANGE: &str = "files";
+
+/// The subscriber groups bound to [`FILES_EXCHANGE`]: each has its own queue and gets every
+/// event; the consumers within a group compete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubscriberGroup {
+    /// Makes a derived object (`thumbs/<key>`) and records it on the file's row.
+    Thumbnails,
+    /// Appends the event to the audit table.
+    Audit,
+}
+
+impl SubscriberGroup {
+    /// Both groups, in a fixed order.
+    pub const ALL: [SubscriberGroup; 2] = [SubscriberGroup::Thumbnails, SubscriberGroup::Audit];
+
+    /// The group's name, and its queue's (`files.thumbnails`, `files.audit`) suffix.
+    pub fn name(self) -> &'static str {
+        match self {
+            SubscriberGroup::Thumbnails => "thumbnails",
+            SubscriberGroup::Audit => "audit",
+        }
+    }
+
+    /// The group's queue, bound to [`FILES_EXCHANGE`].
+    pub fn queue(self) -> String {
+        format!("{FILES_EXCHANGE}.{}", self.name())
+    }
+}
+
+/// The `file.uploaded` event: published once the object and its row are stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEvent {
+    /// The file's row id.
+    pub id: u64,
+    /// The client's idempotency key.
+    pub key: String,
+    /// Where the bytes are.
+    pub object_key: String,
+}
+
+/// One object as object storage holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// [`checksum`] of its bytes.
+    pub checksum: String,
+}
+
+/// The checksum the stack keeps with a file and the checks compare: SHA-256, lowercase hex.
+pub fn checksum(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// S3-shaped object storage (the `objects` host). A `put` that returns `Ok` is durable and
+/// immediately readable; one that fails with [`PortError::Unavailable`] may or may not have
+/// landed.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Store `bytes` under `key`, replacing what was there.
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), PortError>;
+    /// An object's bytes; `Ok(None)` when there is none.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PortError>;
+    /// Every object with its size and checksum, by key (the final-state reader's view).
+    async fn list(&self) -> Result<Vec<ObjectInfo>, PortError>;
+}
+
+/// A file to record: what the api stored and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewFile {
+    /// The client's idempotency key.
+    pub key: String,
+    /// Where the bytes are in object storage.
+    pub object_key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// [`checksum`] of the bytes.
+    pub checksum: String,
+}
+
+/// A file's metadata row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRow {
+    /// Its id.
+    pub id: u64,
+    /// What was recorded.
+    pub file: NewFile,
+    /// The derived object's key, once the thumbnails group made it.
+    pub thumbnail: Option<String>,
+}
+
+/// The files' metadata (PostgreSQL): one row per upload, the thumbnails group's mark on it, and
+/// the audit group's table.
+#[async_trait]
+pub trait FileStore: Send + Sync + 'static {
+    /// Insert the row, idempotently on `key`; returns the row and whether it existed.
+    async fn create(&self, file: &NewFile) -> Result<(FileRow, bool), PortError>;
+    /// Read a file's row.
+    async fn get(&self, id: u64) -> Result<Option<FileRow>, PortError>;
+    /// Record the derived object on the row; `Ok(false)` if it was already recorded (a
+    /// redelivery), `Rejected` if there is no such row.
+    async fn set_thumbnail(&self, id: u64, thumbnail_key: &str) -> Result<bool, PortError>;
+    /// Append `event` for file `id` to the audit table; when `once`, at most once per file and
+    /// event (`Ok(false)` if it was there already).
+    async fn audit(&self, id: u64, event: &str, once: bool) -> Result<bool, PortError>;
 }
 
 /// A plain HTTP response.
