@@ -253,6 +253,12 @@ pub enum Bug {
     /// off while a non-strict synchronous primary (or an async one) committed alone is promoted,
     /// and what only the old primary had is lost (caught by `durability`).
     PromoteLaggingStandby,
+    /// The files api commits a file's metadata row before its bytes are stored, so an upload
+    /// whose PUT fails leaves a row pointing at nothing (caught by `files`).
+    MetadataBeforeObject,
+    /// The audit subscriber acknowledges an event when it receives it, before its entry is
+    /// written, so an event whose write fails is never redelivered (caught by `files`).
+    AutoackSubscriber,
 }
 
 /// The operations the workload can issue.

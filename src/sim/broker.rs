@@ -42,62 +42,113 @@ const TICK: Duration = Duration::from_millis(5);
 /// How long a consumer waits for the broker to open its connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// One consumer's connection.
+/// A message as the broker holds it: the publisher's JSON, decoded by the consumer.
+type Payload = serde_json::Value;
+
+/// The query queue's name.
+pub const QUERIES: &str = "queries";
+
+/// One consumer's connection, consuming one queue.
 #[derive(Debug, Default)]
 struct Connection {
+    queue: String,
     last_seen_ns: u64,
-    unacked: BTreeMap<u64, QueryMessage>,
+    unacked: BTreeMap<u64, Payload>,
 }
 
-/// The queue's durable state.
+/// The broker's durable state: its queues (the query queue and one per subscriber group of the
+/// files' fanout exchange), each bounded by `capacity`.
 #[derive(Debug, Default)]
 pub struct BrokerState {
-    /// Messages ready for delivery, with their redelivered flag.
-    ready: VecDeque<(QueryMessage, bool)>,
+    /// Messages ready for delivery per queue, with their redelivered flag.
+    queues: BTreeMap<String, VecDeque<(Payload, bool)>>,
     connections: BTreeMap<String, Connection>,
     /// Connections opened so far in the run; names the next one. Never reset, not even by a
     /// broker restart, so a name is never reused.
     connections_opened_count: u64,
     next_tag: u64,
-    /// Ready messages the queue holds before rejecting publishes.
+    /// Ready messages each queue holds before rejecting publishes.
     pub capacity: usize,
-    /// Publishes rejected because the queue was full.
+    /// Publishes rejected because a queue was full.
     pub rejected_count: u64,
 }
 
 /// Shared handle to the broker's state.
 pub type Broker = Arc<Mutex<BrokerState>>;
 
-/// A new broker with `capacity`.
+/// A new broker with `capacity` per queue.
 pub fn broker(capacity: usize) -> Broker {
     Arc::new(Mutex::new(BrokerState { capacity, ..BrokerState::default() }))
 }
 
+/// The queues a publish to `to` reaches: the fanout exchange's bound queues, or the queue itself.
+fn routes(to: &str) -> Vec<String> {
+    if to == FILES_EXCHANGE {
+        SubscriberGroup::ALL.iter().map(|g| g.queue()).collect()
+    } else {
+        vec![to.to_owned()]
+    }
+}
+
 impl BrokerState {
-    /// Open a connection for a consumer on `host`, under a name no other connection had.
-    fn open_connection(&mut self, host: &str) -> String {
+    /// Open a connection consuming `queue` for a consumer on `host`, under a name no other
+    /// connection had.
+    fn open_connection(&mut self, host: &str, queue: &str) -> String {
         self.connections_opened_count += 1;
         let id = format!("{host}#{}", self.connections_opened_count);
-        let fresh = Connection { last_seen_ns: now_ns(), unacked: BTreeMap::new() };
+        let fresh = Connection { queue: queue.into(), last_seen_ns: now_ns(), unacked: BTreeMap::new() };
         let previous = self.connections.insert(id.clone(), fresh);
         assert!(previous.is_none(), "broker: connection name {id} reused");
         id
     }
 
-    /// Return a dead connection's unacked messages to the head of the queue, redelivered.
+    /// Return a dead connection's unacked messages to the head of its queue, redelivered.
     fn drop_connection(&mut self, id: &str) {
         if let Some(connection) = self.connections.remove(id) {
+            let ready = self.queues.entry(connection.queue).or_default();
             for message in connection.unacked.into_values().rev() {
-                self.ready.push_front((message, true));
+                ready.push_front((message, true));
             }
         }
     }
+
+    /// Queue `message` on every queue `to` routes to that has room; false (a nack) if any was
+    /// full — as RabbitMQ's `reject-publish`, the queues with room keep their copy.
+    fn publish(&mut self, to: &str, message: Payload) -> bool {
+        let mut confirmed = true;
+        for queue in routes(to) {
+            let ready = self.queues.entry(queue).or_default();
+            if ready.len() >= self.capacity {
+                confirmed = false;
+            } else {
+                ready.push_back((message.clone(), false));
+            }
+        }
+        if !confirmed {
+            self.rejected_count += 1;
+        }
+        confirmed
+    }
+
+    /// Messages ready on `queue`.
+    pub fn ready_count(&self, queue: &str) -> usize {
+        self.queues.get(queue).map_or(0, VecDeque::len)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct PublishRequest {
+    /// A queue, or the fanout exchange.
+    to: String,
+    message: Payload,
 }
 
 #[derive(Serialize, Deserialize)]
 struct ConnectRequest {
     /// The consumer's host, for the connection's name (logs only).
     host: String,
+    /// The queue it consumes.
+    queue: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -154,19 +205,16 @@ async fn sweep_leases(state: Broker) {
     }
 }
 
-async fn publish(State(state): State<Broker>, Json(message): Json<QueryMessage>) -> StatusCode {
-    let mut broker = state.lock().expect("broker lock");
-    if broker.ready.len() >= broker.capacity {
-        broker.rejected_count += 1;
-        return StatusCode::INSUFFICIENT_STORAGE;
+async fn publish(State(state): State<Broker>, Json(request): Json<PublishRequest>) -> StatusCode {
+    match state.lock().expect("broker lock").publish(&request.to, request.message) {
+        true => StatusCode::OK,
+        false => StatusCode::INSUFFICIENT_STORAGE,
     }
-    broker.ready.push_back((message, false));
-    StatusCode::OK
 }
 
 async fn connect(State(state): State<Broker>, Json(request): Json<ConnectRequest>) -> Json<Connected> {
-    let consumer = state.lock().expect("broker lock").open_connection(&request.host);
-    tracing::debug!(consumer, "consumer connected");
+    let consumer = state.lock().expect("broker lock").open_connection(&request.host, &request.queue);
+    tracing::debug!(consumer, queue = request.queue, "consumer connected");
     Json(Connected { consumer })
 }
 
@@ -175,7 +223,7 @@ async fn connect(State(state): State<Broker>, Json(request): Json<ConnectRequest
 async fn consume(
     State(state): State<Broker>,
     Json(request): Json<ConsumeRequest>,
-) -> Result<Json<Vec<Delivery>>, StatusCode> {
+) -> Result<Json<Vec<Delivery<Payload>>>, StatusCode> {
     let deadline = tokio::time::Instant::now() + POLL_WAIT;
     loop {
         {
@@ -186,9 +234,10 @@ async fn consume(
             };
             connection.last_seen_ns = now_ns();
             let room = (request.prefetch as usize).saturating_sub(connection.unacked.len());
+            let ready = broker.queues.entry(connection.queue.clone()).or_default();
             let mut deliveries = Vec::new();
             while deliveries.len() < room {
-                let Some((message, redelivered)) = broker.ready.pop_front() else { break };
+                let Some((message, redelivered)) = ready.pop_front() else { break };
                 broker.next_tag += 1;
                 connection.unacked.insert(broker.next_tag, message.clone());
                 deliveries.push(Delivery { tag: broker.next_tag, redelivered, message });
@@ -213,17 +262,31 @@ async fn ack(State(state): State<Broker>, Json(request): Json<AckRequest>) -> St
     }
 }
 
-/// The publishing and consuming ports over the simulated network.
+/// The publishing and consuming ports over the simulated network, for one destination: the
+/// query queue ([`SimBroker::new`]), the files' fanout exchange ([`SimBroker::files`]) or a
+/// subscriber group's queue ([`SimBroker::group`]).
 #[derive(Clone)]
 pub struct SimBroker {
     http: SimHttp,
     host: String,
+    /// Where publishes go and what consumers consume.
+    route: String,
 }
 
 impl SimBroker {
-    /// Ports for the services on `host`.
+    /// The query queue's ports for the services on `host`.
     pub fn new(http: SimHttp, host: &str) -> SimBroker {
-        SimBroker { http, host: host.into() }
+        SimBroker { http, host: host.into(), route: QUERIES.into() }
+    }
+
+    /// Publishing `file.uploaded` events on the fanout exchange, from `host`.
+    pub fn files(http: SimHttp, host: &str) -> SimBroker {
+        SimBroker { http, host: host.into(), route: FILES_EXCHANGE.into() }
+    }
+
+    /// Consuming `group`'s queue, from `host`.
+    pub fn group(http: SimHttp, host: &str, group: SubscriberGroup) -> SimBroker {
+        SimBroker { http, host: host.into(), route: group.queue() }
     }
 
     async fn post(&self, path: &str, body: Vec<u8>, timeout: Duration) -> Result<HttpResponse, PortError> {
@@ -239,9 +302,11 @@ impl SimBroker {
 }
 
 #[async_trait]
-impl Publisher for SimBroker {
-    async fn publish(&self, message: QueryMessage, confirm_timeout: Duration) -> Result<(), PublishError> {
-        let body = serde_json::to_vec(&message).expect("messages serialise");
+impl<M: Message> Publisher<M> for SimBroker {
+    async fn publish(&self, message: M, confirm_timeout: Duration) -> Result<(), PublishError> {
+        let message = serde_json::to_value(&message).expect("messages serialise");
+        let body =
+            serde_json::to_vec(&PublishRequest { to: self.route.clone(), message }).expect("serialises");
         match self.post("/publish", body, confirm_timeout).await {
             Ok(r) if r.status == 200 => Ok(()),
             Ok(r) if r.status == 507 => Err(PublishError::Full),
@@ -252,16 +317,16 @@ impl Publisher for SimBroker {
 }
 
 /// One consumer connection.
-struct SimConsumer {
+struct SimConsumer<M> {
     broker: SimBroker,
     id: String,
     prefetch: u32,
-    buffer: VecDeque<Delivery>,
+    buffer: VecDeque<Delivery<M>>,
 }
 
 #[async_trait]
-impl Consumer for SimConsumer {
-    async fn next(&mut self) -> Result<Delivery, PortError> {
+impl<M: Message> Consumer<M> for SimConsumer<M> {
+    async fn next(&mut self) -> Result<Delivery<M>, PortError> {
         loop {
             if let Some(delivery) = self.buffer.pop_front() {
                 return Ok(delivery);
@@ -279,9 +344,12 @@ impl Consumer for SimConsumer {
                 }
                 status => return Err(PortError::Unavailable(format!("consume answered {status}"))),
             }
-            let deliveries: Vec<Delivery> =
-                serde_json::from_slice(&response.body).map_err(|e| PortError::Unavailable(e.to_string()))?;
-            self.buffer.extend(deliveries);
+            let bad = |e: serde_json::Error| PortError::Unavailable(e.to_string());
+            let deliveries: Vec<Delivery<Payload>> = serde_json::from_slice(&response.body).map_err(bad)?;
+            for Delivery { tag, redelivered, message } in deliveries {
+                let message = serde_json::from_value(message).map_err(bad)?;
+                self.buffer.push_back(Delivery { tag, redelivered, message });
+            }
         }
     }
 
@@ -296,9 +364,10 @@ impl Consumer for SimConsumer {
 }
 
 #[async_trait]
-impl ConsumerFactory for SimBroker {
-    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
-        let body = serde_json::to_vec(&ConnectRequest { host: self.host.clone() }).expect("serialises");
+impl<M: Message> ConsumerFactory<M> for SimBroker {
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer<M>>, PortError> {
+        let request = ConnectRequest { host: self.host.clone(), queue: self.route.clone() };
+        let body = serde_json::to_vec(&request).expect("serialises");
         let response = self.post("/connect", body, CONNECT_TIMEOUT).await?;
         if response.status != 200 {
             return Err(PortError::Unavailable(format!("connect answered {}", response.status)));
@@ -331,7 +400,9 @@ mod tests {
     #[test]
     fn a_consumer_restarted_inside_the_lease_gets_the_dead_connections_messages() {
         let state = broker(100);
-        state.lock().unwrap().ready.extend((1..=5).map(|id| (message(id), false)));
+        for id in 1..=5 {
+            assert!(state.lock().unwrap().publish(QUERIES, serde_json::to_value(message(id)).unwrap()));
+        }
         let mut sim = turmoil::Builder::new()
             .rng_seed(1)
             .epoch(std::time::UNIX_EPOCH)
@@ -350,7 +421,7 @@ mod tests {
             let seen = seen.clone();
             let consumers = SimBroker::new(SimHttp::new(Arc::new(NetCounters::default())), "worker");
             async move {
-                let mut consumer = consumers.connect(5).await?;
+                let mut consumer = ConsumerFactory::<QueryMessage>::connect(&consumers, 5).await?;
                 loop {
                     let delivery = consumer.next().await?;
                     if boot > 0 {
@@ -366,7 +437,7 @@ mod tests {
             sim.step().unwrap();
             let now = sim.elapsed();
             if !bounced && now >= Duration::from_millis(300) {
-                assert_eq!(state.lock().unwrap().ready.len(), 0, "the first boot took all five");
+                assert_eq!(state.lock().unwrap().ready_count(QUERIES), 0, "the first boot took all five");
                 sim.crash("worker");
                 bounced = true;
             }

@@ -63,6 +63,8 @@ pub enum Read {
     Stock,
     /// One query.
     QueryGet { id: u64 },
+    /// One file's row.
+    FileGet { id: u64 },
     /// The statistics a worker computes for a product.
     QueryCompute { sku: String },
     /// An order's saga trace.
@@ -86,6 +88,8 @@ pub enum ReadAnswer {
     Stock(BTreeMap<String, u64>),
     /// A query row.
     Query(Option<QueryRow>),
+    /// A file's row.
+    File(Option<FileRow>),
     /// A computed answer.
     Text(String),
     /// A trace.
@@ -229,6 +233,7 @@ async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<R
         Read::QueryGet { id } => {
             ReadAnswer::Query(tables.queries.get((id as usize).wrapping_sub(1)).cloned())
         }
+        Read::FileGet { id } => ReadAnswer::File(tables.files.get((id as usize).wrapping_sub(1)).cloned()),
         Read::QueryCompute { sku } => {
             let on_hand = tables.stock.get(&sku).copied().unwrap_or(0);
             let orders = tables.orders.values().filter(|o| o.sku == sku && !o.cancelled).count();
@@ -668,6 +673,31 @@ impl QueryStore for SimDb {
         match self.write(Write::QueryComplete { id, result: result.into(), once }).await?.0 {
             Outcome::Completed(applied) => Ok(applied),
             _ => unexpected("complete"),
+        }
+    }
+}
+
+#[async_trait]
+impl FileStore for SimDb {
+    async fn create(&self, file: &NewFile) -> Result<(FileRow, bool), PortError> {
+        match self.write(Write::FileCreate(file.clone())).await?.0 {
+            Outcome::File(row, existed) => Ok((row, existed)),
+            _ => unexpected("create file"),
+        }
+    }
+    async fn get(&self, id: u64) -> Result<Option<FileRow>, PortError> {
+        match self.read(None, Read::FileGet { id }).await? {
+            ReadAnswer::File(row) => Ok(row),
+            _ => unexpected("get file"),
+        }
+    }
+    async fn set_thumbnail(&self, id: u64, thumbnail_key: &str) -> Result<bool, PortError> {
+        row(self.write(Write::FileThumbnail { id, thumbnail: thumbnail_key.into() }).await?.0)
+    }
+    async fn audit(&self, id: u64, event: &str, once: bool) -> Result<bool, PortError> {
+        match self.write(Write::FileAudit { id, event: event.into(), once }).await?.0 {
+            Outcome::Completed(applied) => Ok(applied),
+            _ => unexpected("audit"),
         }
     }
 }

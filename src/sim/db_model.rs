@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::model::Replication;
 use crate::stack::ports::{
-    DbNode, Investment, Lsn, NewInvestment, QueryRow, Reserved, Restocked, SagaRequest, StandbyView,
+    DbNode, FileRow, Investment, Lsn, NewFile, NewInvestment, QueryRow, Reserved, Restocked, SagaRequest,
+    StandbyView,
 };
 
 /// WAL bytes the model counts per commit, to express replication lag in bytes as PostgreSQL does
@@ -60,6 +61,12 @@ pub enum Write {
     SagaFinish { order_id: String, owner: String, outcome: String },
     /// Take over at most `limit` unfinished sagas whose lease ended before `now_ns`.
     SagaClaim { owner: String, now_ns: u64, lease_until_ns: u64, limit: u32 },
+    /// Insert a file's row (idempotent on its key).
+    FileCreate(NewFile),
+    /// Record a file's derived object, once.
+    FileThumbnail { id: u64, thumbnail: String },
+    /// Append an event to the audit table; at most once per file and event when `once`.
+    FileAudit { id: u64, event: String, once: bool },
 }
 
 /// What a write returned.
@@ -79,6 +86,8 @@ pub enum Outcome {
     Completed(bool),
     /// The sagas a claim took over.
     Claimed(Vec<SagaRequest>),
+    /// A file's row and whether it existed.
+    File(FileRow, bool),
     /// Nothing to return.
     Done,
 }
@@ -146,6 +155,14 @@ pub struct Tables {
     pub saga: BTreeMap<String, Vec<String>>,
     /// Sagas by order id.
     pub sagas: BTreeMap<String, SagaEntry>,
+    /// Files' rows (id = position + 1).
+    pub files: Vec<FileRow>,
+    /// File key → position.
+    pub file_keys: BTreeMap<String, usize>,
+    /// Times a thumbnail was recorded, per file id.
+    pub thumbnails_applied: BTreeMap<u64, u32>,
+    /// The audit table: events per file id, in order.
+    pub audit: BTreeMap<u64, Vec<String>>,
 }
 
 impl Tables {
@@ -240,6 +257,34 @@ impl Tables {
                     })
                     .collect();
                 Outcome::Claimed(claimed)
+            }
+            Write::FileCreate(new) => {
+                if let Some(&at) = self.file_keys.get(&new.key) {
+                    return Outcome::File(self.files[at].clone(), true);
+                }
+                let row = FileRow { id: self.files.len() as u64 + 1, file: new.clone(), thumbnail: None };
+                self.file_keys.insert(new.key.clone(), self.files.len());
+                self.files.push(row.clone());
+                Outcome::File(row, false)
+            }
+            Write::FileThumbnail { id, thumbnail } => {
+                let Some(row) = self.files.get_mut((*id as usize).wrapping_sub(1)) else {
+                    return Outcome::Row(Err(format!("no file with id {id}")));
+                };
+                if row.thumbnail.is_some() {
+                    return Outcome::Row(Ok(false));
+                }
+                row.thumbnail = Some(thumbnail.clone());
+                *self.thumbnails_applied.entry(*id).or_default() += 1;
+                Outcome::Row(Ok(true))
+            }
+            Write::FileAudit { id, event, once } => {
+                let events = self.audit.entry(*id).or_default();
+                if *once && events.contains(event) {
+                    return Outcome::Completed(false);
+                }
+                events.push(event.clone());
+                Outcome::Completed(true)
             }
         }
     }

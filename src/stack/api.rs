@@ -108,3 +108,29 @@ pub struct QueryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
 }
+
+/// `POST /files` answer (201): the stored file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAccepted {
+    /// The file's id.
+    pub id: u64,
+    /// Where the bytes are in object storage.
+    pub object_key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes, lowercase hex (`ports::checksum`).
+    pub checksum: String,
+}
+
+/// The bytes the load generator uploads for `key`: `size` bytes, different for every key (the
+/// key and a counter, repeated), so a file's checksum names its upload.
+pub fn upload_body(key: &str, size: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(size as usize);
+    let mut line = 0u64;
+    while (body.len() as u64) < size {
+        body.extend_from_slice(format!("{key} {line}\n").as_bytes());
+        line += 1;
+    }
+    body.truncate(size as usize);
+    body
+}

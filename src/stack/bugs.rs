@@ -23,6 +23,10 @@ pub struct Bugs {
     /// `watchdog`: promote the standby whatever its replication state (not synchronous, or
     /// lagging past `max_lag`).
     pub promote_lagging_standby: bool,
+    /// `files`: commit the metadata row before the object's PUT.
+    pub metadata_before_object: bool,
+    /// `subscribers`: the audit group acks an event on receipt, before writing its entry.
+    pub autoack_subscriber: bool,
 }
 
 impl Bugs {
@@ -38,6 +42,8 @@ impl Bugs {
                 Bug::StaleReadYourWrites => set.stale_read_your_writes = true,
                 Bug::UnconfirmedPublish => set.unconfirmed_publish = true,
                 Bug::PromoteLaggingStandby => set.promote_lagging_standby = true,
+                Bug::MetadataBeforeObject => set.metadata_before_object = true,
+                Bug::AutoackSubscriber => set.autoack_subscriber = true,
             }
         }
         set
@@ -66,9 +72,11 @@ mod tests {
             Bug::StaleReadYourWrites,
             Bug::UnconfirmedPublish,
             Bug::PromoteLaggingStandby,
+            Bug::MetadataBeforeObject,
+            Bug::AutoackSubscriber,
         ]);
         assert!(all.ack_before_commit && all.skip_compensation && all.non_idempotent_worker);
         assert!(all.no_fencing && all.stale_read_your_writes && all.unconfirmed_publish);
-        assert!(all.promote_lagging_standby);
+        assert!(all.promote_lagging_standby && all.metadata_before_object && all.autoack_subscriber);
     }
 }

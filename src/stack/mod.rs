@@ -26,6 +26,7 @@ pub mod api_host;
 pub mod balancer;
 pub mod bugs;
 pub mod control;
+pub mod files;
 pub mod gateway;
 pub mod inventory;
 pub mod invest;

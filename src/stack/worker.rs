@@ -18,12 +18,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::sleep;
 
 use super::bugs::Bugs;
 use super::invest::bounded;
-use super::ports::{Consumer, ConsumerFactory, Delivery, PortError, QueryStore};
+use super::ports::{Consumer, ConsumerFactory, Delivery, Message, PortError, QueryMessage, QueryStore};
 use crate::scenario::model::{ConsumerMode, StackConfig};
 
 /// What the workers are told to do by the backpressure fault.
@@ -121,10 +122,38 @@ impl WorkerConfig {
     }
 }
 
-/// Run one worker forever: connect, consume until the connection is lost, back off, reconnect.
+/// What a consumer does with each delivery: commit its effect, idempotently. The consume loop
+/// acks only once `handle` returned `Ok`, retrying it a bounded number of times
+/// (`process_attempts_max`) before giving up the connection so the broker redelivers.
+#[async_trait]
+pub trait Handler<M: Message>: Send + Sync + 'static {
+    /// Commit one delivery's effect. `Ok` also for a delivery that can never commit (dropped).
+    async fn handle(&self, delivery: &Delivery<M>) -> Result<(), PortError>;
+
+    /// Ack before handling (the `autoack_subscriber` bug): what the handler then fails to
+    /// commit is lost.
+    fn ack_on_receipt(&self) -> bool {
+        false
+    }
+}
+
+/// Run one worker of the query queue forever (see [`run_handler`]).
 pub async fn run(
     consumers: Arc<dyn ConsumerFactory>,
     store: Arc<dyn QueryStore>,
+    config: WorkerConfig,
+    control: WorkerControl,
+) {
+    let once = !config.bugs.non_idempotent_worker;
+    let handler = Arc::new(Queries { store, timeout: config.store_timeout, once });
+    run_handler(consumers, handler, config, control).await
+}
+
+/// Run one consumer forever: connect, consume with `handler` until the connection is lost,
+/// back off, reconnect.
+pub async fn run_handler<M: Message>(
+    consumers: Arc<dyn ConsumerFactory<M>>,
+    handler: Arc<dyn Handler<M>>,
     config: WorkerConfig,
     control: WorkerControl,
 ) {
@@ -133,7 +162,7 @@ pub async fn run(
         match consumers.connect(config.prefetch).await {
             Ok(consumer) => {
                 backoff = config.reconnect_backoff;
-                let why = consume(consumer, &*store, &config, &control).await;
+                let why = consume(consumer, &*handler, &config, &control).await;
                 tracing::info!(%why, "worker lost its consumer; reconnecting");
             }
             Err(err) => tracing::info!(%err, ?backoff, "worker could not connect to the broker"),
@@ -144,9 +173,9 @@ pub async fn run(
 }
 
 /// Consume until the connection is lost or a message cannot be committed; returns why.
-async fn consume(
-    mut consumer: Box<dyn Consumer>,
-    store: &dyn QueryStore,
+async fn consume<M: Message>(
+    mut consumer: Box<dyn Consumer<M>>,
+    handler: &dyn Handler<M>,
     config: &WorkerConfig,
     control: &WorkerControl,
 ) -> PortError {
@@ -165,7 +194,18 @@ async fn consume(
         if let WorkerMode::Slow(extra) = control.get() {
             sleep(extra).await;
         }
-        if let Err(err) = process(&delivery, store, config).await {
+        if handler.ack_on_receipt() {
+            // Bug: acknowledged before its effect; a failure below loses the message.
+            if let Err(err) = consumer.ack(delivery.tag).await {
+                return err;
+            }
+            if let Err(err) = process(&delivery, handler, config).await {
+                tracing::info!(%err, "worker: an acknowledged message was not processed");
+                return err;
+            }
+            continue;
+        }
+        if let Err(err) = process(&delivery, handler, config).await {
             return err;
         }
         if let Err(err) = consumer.ack(delivery.tag).await {
@@ -174,28 +214,44 @@ async fn consume(
     }
 }
 
-/// Compute and commit one delivery, retrying a bounded number of times. `Ok` once committed
-/// (or found already committed); the caller acks only then.
-async fn process(
-    delivery: &Delivery,
-    store: &dyn QueryStore,
+/// Handle one delivery, retrying a bounded number of times. `Ok` once committed (or found
+/// already committed); the caller acks only then.
+async fn process<M: Message>(
+    delivery: &Delivery<M>,
+    handler: &dyn Handler<M>,
     config: &WorkerConfig,
 ) -> Result<(), PortError> {
-    let message = &delivery.message;
-    let once = !config.bugs.non_idempotent_worker;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match bounded(config.store_timeout, store.compute(&message.sku)).await {
-            Ok(result) => Ok(result),
-            Err(PortError::Rejected(why)) => Ok(format!("error: {why}")),
-            Err(err) => Err(err),
+        match handler.handle(delivery).await {
+            Ok(()) => return Ok(()),
+            Err(err) if attempt >= config.process_attempts_max => return Err(err),
+            Err(err) => tracing::debug!(%err, attempt, "delivery not committed; retrying"),
+        }
+        sleep(config.process_retry_every).await;
+    }
+}
+
+/// The query queue's handler: compute the answer from the product table, mark the query
+/// completed and record its effect in one transaction.
+struct Queries {
+    store: Arc<dyn QueryStore>,
+    timeout: Duration,
+    /// Apply the effect at most once per query (false: the `non_idempotent_worker` bug).
+    once: bool,
+}
+
+#[async_trait]
+impl Handler<QueryMessage> for Queries {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), PortError> {
+        let message = &delivery.message;
+        let result = match bounded(self.timeout, self.store.compute(&message.sku)).await {
+            Ok(result) => result,
+            Err(PortError::Rejected(why)) => format!("error: {why}"),
+            Err(err) => return Err(err),
         };
-        let committed = match result {
-            Ok(result) => bounded(config.store_timeout, store.complete(message.id, &result, once)).await,
-            Err(err) => Err(err),
-        };
-        match committed {
+        match bounded(self.timeout, self.store.complete(message.id, &result, self.once)).await {
             Ok(applied) => {
                 tracing::debug!(
                     id = message.id,
@@ -203,24 +259,22 @@ async fn process(
                     redelivered = delivery.redelivered,
                     "query completed"
                 );
-                return Ok(());
+                Ok(())
             }
             Err(PortError::Rejected(why)) => {
                 // Nothing can ever commit it (an unknown id): drop it rather than loop forever.
                 tracing::warn!(id = message.id, %why, "query rejected by the store; dropping the message");
-                return Ok(());
+                Ok(())
             }
-            Err(err) if attempt >= config.process_attempts_max => return Err(err),
-            Err(err) => tracing::debug!(id = message.id, %err, attempt, "query not committed; retrying"),
+            Err(err) => Err(err),
         }
-        sleep(config.process_retry_every).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stack::ports::{Publisher, QueryMessage};
+    use crate::stack::ports::Publisher;
     use crate::stack::testkit::MemBroker;
     use crate::stack::testkit::MemQueries;
 

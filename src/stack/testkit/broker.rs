@@ -9,39 +9,45 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::stack::ports::{
-    Consumer, ConsumerFactory, Delivery, PortError, PublishError, Publisher, QueryMessage,
+    Consumer, ConsumerFactory, Delivery, Message, PortError, PublishError, Publisher, QueryMessage,
 };
 
-struct Connection {
+struct Connection<M> {
     alive: bool,
     next_tag: u64,
-    unacked: BTreeMap<u64, (QueryMessage, bool)>,
+    unacked: BTreeMap<u64, (M, bool)>,
 }
 
-struct BrokerInner {
-    ready: VecDeque<(QueryMessage, bool)>,
+struct BrokerInner<M> {
+    ready: VecDeque<(M, bool)>,
     capacity: usize,
-    connections: BTreeMap<u64, Connection>,
+    connections: BTreeMap<u64, Connection<M>>,
     next_connection: u64,
     publish_error: Option<PublishError>,
-    published: Vec<QueryMessage>,
+    published: Vec<M>,
     acks: u32,
 }
 
-struct Shared {
-    inner: Mutex<BrokerInner>,
+struct Shared<M> {
+    inner: Mutex<BrokerInner<M>>,
     changed: Notify,
 }
 
-/// The broker: implements [`Publisher`] and [`ConsumerFactory`]. Cheap to clone (shared).
-#[derive(Clone)]
-pub struct MemBroker {
-    shared: Arc<Shared>,
+/// The broker of one queue of `M`s: implements [`Publisher`] and [`ConsumerFactory`]. Cheap to
+/// clone (shared).
+pub struct MemBroker<M = QueryMessage> {
+    shared: Arc<Shared<M>>,
 }
 
-impl MemBroker {
+impl<M> Clone for MemBroker<M> {
+    fn clone(&self) -> Self {
+        MemBroker { shared: self.shared.clone() }
+    }
+}
+
+impl<M: Message> MemBroker<M> {
     /// A broker whose queue holds at most `capacity` ready messages.
-    pub fn new(capacity: usize) -> MemBroker {
+    pub fn new(capacity: usize) -> MemBroker<M> {
         let inner = BrokerInner {
             ready: VecDeque::new(),
             capacity,
@@ -54,7 +60,7 @@ impl MemBroker {
         MemBroker { shared: Arc::new(Shared { inner: Mutex::new(inner), changed: Notify::new() }) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BrokerInner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BrokerInner<M>> {
         self.shared.inner.lock().expect("broker poisoned")
     }
 
@@ -64,7 +70,7 @@ impl MemBroker {
     }
 
     /// Every message queued by a publish, in order.
-    pub fn published(&self) -> Vec<QueryMessage> {
+    pub fn published(&self) -> Vec<M> {
         self.lock().published.clone()
     }
 
@@ -108,8 +114,8 @@ impl MemBroker {
 }
 
 #[async_trait]
-impl Publisher for MemBroker {
-    async fn publish(&self, message: QueryMessage, _confirm_timeout: Duration) -> Result<(), PublishError> {
+impl<M: Message> Publisher<M> for MemBroker<M> {
+    async fn publish(&self, message: M, _confirm_timeout: Duration) -> Result<(), PublishError> {
         let mut inner = self.lock();
         if let Some(err) = inner.publish_error.clone() {
             return Err(err);
@@ -126,8 +132,8 @@ impl Publisher for MemBroker {
 }
 
 #[async_trait]
-impl ConsumerFactory for MemBroker {
-    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer>, PortError> {
+impl<M: Message> ConsumerFactory<M> for MemBroker<M> {
+    async fn connect(&self, prefetch: u32) -> Result<Box<dyn Consumer<M>>, PortError> {
         let mut inner = self.lock();
         let id = inner.next_connection;
         inner.next_connection += 1;
@@ -136,13 +142,13 @@ impl ConsumerFactory for MemBroker {
     }
 }
 
-struct MemConsumer {
-    broker: MemBroker,
+struct MemConsumer<M: Message> {
+    broker: MemBroker<M>,
     id: u64,
     prefetch: usize,
 }
 
-impl Drop for MemConsumer {
+impl<M: Message> Drop for MemConsumer<M> {
     /// Dropping a consumer closes its connection, as a real client does.
     fn drop(&mut self) {
         let id = self.id;
@@ -150,9 +156,9 @@ impl Drop for MemConsumer {
     }
 }
 
-impl MemConsumer {
+impl<M: Message> MemConsumer<M> {
     /// Take the next delivery if one is allowed now; `Err` if the connection is dead.
-    fn try_take(&self) -> Result<Option<Delivery>, PortError> {
+    fn try_take(&self) -> Result<Option<Delivery<M>>, PortError> {
         let mut inner = self.broker.lock();
         let BrokerInner { ready, connections, .. } = &mut *inner;
         let connection = connections.get_mut(&self.id).expect("connection exists");
@@ -171,8 +177,8 @@ impl MemConsumer {
 }
 
 #[async_trait]
-impl Consumer for MemConsumer {
-    async fn next(&mut self) -> Result<Delivery, PortError> {
+impl<M: Message> Consumer<M> for MemConsumer<M> {
+    async fn next(&mut self) -> Result<Delivery<M>, PortError> {
         loop {
             let changed = self.broker.shared.changed.notified();
             tokio::pin!(changed);

@@ -7,10 +7,12 @@
 
 mod broker;
 mod db;
+mod files;
 mod http;
 mod stores;
 
 pub use broker::MemBroker;
 pub use db::{MemDbAdmin, MemInvestStore, Role};
+pub use files::{MemFiles, MemObjects};
 pub use http::{MemHttp, body_json, json_request, oneshot};
 pub use stores::{MemInventory, MemQueries, MemRows, MemSagaLog, RowState};
