@@ -40,6 +40,8 @@ pub enum EntryOp {
     Order,
     /// `POST /queries` + polling.
     Query,
+    /// `POST /files`.
+    Upload,
     /// A fault began (process `nemesis`).
     FaultStart,
     /// A fault was reverted (process `nemesis`).
@@ -53,6 +55,7 @@ impl From<Op> for EntryOp {
             Op::History => EntryOp::History,
             Op::Order => EntryOp::Order,
             Op::Query => EntryOp::Query,
+            Op::Upload => EntryOp::Upload,
         }
     }
 }
@@ -65,6 +68,7 @@ impl EntryOp {
             EntryOp::History => Some(Op::History),
             EntryOp::Order => Some(Op::Order),
             EntryOp::Query => Some(Op::Query),
+            EntryOp::Upload => Some(Op::Upload),
             EntryOp::FaultStart | EntryOp::FaultStop => None,
         }
     }
@@ -137,13 +141,16 @@ pub struct Value {
     /// order: the product.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku: Option<String>,
-    /// order: how many; invest: amount in US cents.
+    /// order: how many; invest: amount in US cents; upload: size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qty: Option<u64>,
     /// order ok: `completed` or `compensated`; query ok: `completed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// query ok: the gateway's id for the query.
+    /// upload invoke: the SHA-256 of the bytes sent (`ports::checksum`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// query ok: the gateway's id for the query; upload ok: the file's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,
     /// fault events: the fault's index in the scenario.

@@ -11,12 +11,14 @@
 //! | `staleness.rs` | read-your-writes; visibility lag per phase |
 //! | `saga.rs` | stock conservation; every order completed or compensated, once |
 //! | `delivery.rs` | every accepted query completed; effects once |
+//! | `files.rs` | every acknowledged upload stored, recorded, thumbnailed and audited once |
 //! | `slo.rs` | latency / error rate / availability per op per phase (HdrHistogram) |
 //! | `recovery.rs` | time to sustained success after each fault |
 //! | `verdict.rs` | running the configured checks; `expect`; the verdict |
 
 pub mod delivery;
 pub mod durability;
+pub mod files;
 pub mod recovery;
 mod result;
 pub mod saga;
@@ -27,7 +29,7 @@ mod verdict;
 
 pub use result::{CheckResult, Status};
 pub use slo::{LatencyRow, SloEntry};
-pub use state::{FinalState, OrderRecord, QueryRecord, StockSnapshot};
+pub use state::{FileRecord, FinalState, OrderRecord, QueryRecord, StockSnapshot, StoredObject};
 pub use verdict::{Checked, GENERATOR_LAG_MS_MAX, Verdict, expectation, judged, run_all, verdict};
 
 use crate::faults::Plan;

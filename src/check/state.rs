@@ -24,6 +24,40 @@ pub struct FinalState {
     pub stock_snapshots: Vec<StockSnapshot>,
     /// Queries by the client's idempotency key.
     pub queries: BTreeMap<String, QueryRecord>,
+    /// Files' metadata rows by the client's idempotency key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileRecord>,
+    /// Every object in object storage, by key (read from the object store itself).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub objects: BTreeMap<String, StoredObject>,
+}
+
+/// One file's row and what the subscribers did for it, at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The row's id.
+    pub id: u64,
+    /// Where the row says the bytes are.
+    pub object_key: String,
+    /// The size the row records.
+    pub size: u64,
+    /// The checksum the row records.
+    pub checksum: String,
+    /// The derived object's key, once the thumbnails group recorded it.
+    pub thumbnail: Option<String>,
+    /// Times the thumbnails group recorded it (exactly 1 is right).
+    pub thumbnails_applied: u32,
+    /// Audit entries for the file (exactly 1 is right).
+    pub audits: u32,
+}
+
+/// One object as object storage holds it at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of its bytes, lowercase hex.
+    pub checksum: String,
 }
 
 /// One order as the three saga participants see it at the end.

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, FinalState, Status, delivery, durability, recovery, saga, slo, staleness};
+use super::{CheckResult, FinalState, Status, delivery, durability, files, recovery, saga, slo, staleness};
 use crate::exit;
 use crate::faults::Plan;
 use crate::history::History;
@@ -45,6 +45,7 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
             CheckName::Staleness => checks.staleness.as_ref().map(|c| staleness::check(history, plan, c)),
             CheckName::Saga => checks.saga.as_ref().map(|_| saga::check(history, state)),
             CheckName::Delivery => checks.delivery.as_ref().map(|_| delivery::check(history, state)),
+            CheckName::Files => checks.files.as_ref().map(|c| files::check(history, state, c)),
             CheckName::Slo => (!checks.slo.is_empty()).then(|| slo::check(&entries)),
             CheckName::Recovery => checks.recovery.as_ref().map(|c| recovery::check(history, plan, c)),
         };

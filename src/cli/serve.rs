@@ -197,6 +197,9 @@ mod real {
                     queries: cluster.clone(),
                     publisher: publisher(queue).await?,
                     saga_log: cluster,
+                    // Issue 16: the real object store and the files' fanout are not wired into
+                    // `serve` yet; POST /files answers 503 here.
+                    files: None,
                 };
                 let state = api_host::ApiHostState::for_stack(stack, &args.host_name(), ports);
                 api_host::spawn_background(&state);

@@ -303,6 +303,7 @@ fn drop_check(scenario: &mut Scenario, name: CheckName) {
         CheckName::Staleness => checks.staleness = None,
         CheckName::Saga => checks.saga = None,
         CheckName::Delivery => checks.delivery = None,
+        CheckName::Files => checks.files = None,
         CheckName::Slo => checks.slo.clear(),
         CheckName::Recovery => checks.recovery = None,
     }

@@ -273,11 +273,13 @@ pub enum Op {
     Order,
     /// `POST /queries`, then poll `GET /queries/{id}` until completed.
     Query,
+    /// `POST /files`: store a file's bytes, its metadata row and a `file.uploaded` event (a write).
+    Upload,
 }
 
 impl Op {
     /// Every op, in a fixed order.
-    pub const ALL: [Op; 4] = [Op::Invest, Op::History, Op::Order, Op::Query];
+    pub const ALL: [Op; 5] = [Op::Invest, Op::History, Op::Order, Op::Query, Op::Upload];
 
     /// The name used in YAML and reports.
     pub fn name(self) -> &'static str {
@@ -286,6 +288,7 @@ impl Op {
             Op::History => "history",
             Op::Order => "order",
             Op::Query => "query",
+            Op::Upload => "upload",
         }
     }
 }
@@ -308,6 +311,19 @@ pub struct Load {
     /// When this stream stops. Default: the end of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Span>,
+    /// `upload` only: the size of each file (`64kB`). Default `64kB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<ByteSize>,
+}
+
+/// An upload's size when its stream names none.
+pub const UPLOAD_SIZE_DEFAULT: u64 = 64 << 10;
+
+impl Load {
+    /// The size of each upload of this stream, in bytes.
+    pub fn upload_size(&self) -> u64 {
+        self.size.map_or(UPLOAD_SIZE_DEFAULT, |s| s.0)
+    }
 }
 
 fn default_timeout() -> Span {
@@ -480,12 +496,26 @@ pub struct Checks {
     /// Every accepted query completed, with its effect applied once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<Empty>,
+    /// Every acknowledged upload has its object, its row, a thumbnail and an audit entry; no row
+    /// points at a missing object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesCheck>,
     /// Latency, error-rate and availability objectives per op per phase.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slo: Vec<SloRow>,
     /// Time from each fault to sustained success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryCheck>,
+}
+
+/// The `files` check's options.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesCheck {
+    /// Most objects with no metadata row (orphans: a PUT whose row was never written) before the
+    /// check fails. Default: no bound (orphans are reported, not judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphans_max: Option<u64>,
 }
 
 /// A check with no options: written `{}`.
@@ -521,6 +551,8 @@ pub enum OpSelector {
     Order,
     /// `POST /queries` and its polling.
     Query,
+    /// `POST /files`.
+    Upload,
     /// Every op together.
     Any,
 }
@@ -533,6 +565,7 @@ impl OpSelector {
             OpSelector::History => Some(Op::History),
             OpSelector::Order => Some(Op::Order),
             OpSelector::Query => Some(Op::Query),
+            OpSelector::Upload => Some(Op::Upload),
             OpSelector::Any => None,
         }
     }
@@ -617,6 +650,8 @@ pub enum CheckName {
     Saga,
     /// See [`Checks::delivery`].
     Delivery,
+    /// See [`Checks::files`].
+    Files,
     /// See [`Checks::slo`].
     Slo,
     /// See [`Checks::recovery`].
@@ -625,11 +660,12 @@ pub enum CheckName {
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 6] = [
+    pub const ALL: [CheckName; 7] = [
         CheckName::Durability,
         CheckName::Staleness,
         CheckName::Saga,
         CheckName::Delivery,
+        CheckName::Files,
         CheckName::Slo,
         CheckName::Recovery,
     ];
@@ -641,6 +677,7 @@ impl CheckName {
             CheckName::Staleness => "staleness",
             CheckName::Saga => "saga",
             CheckName::Delivery => "delivery",
+            CheckName::Files => "files",
             CheckName::Slo => "slo",
             CheckName::Recovery => "recovery",
         }

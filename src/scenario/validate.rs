@@ -399,6 +399,7 @@ pub(crate) fn configured(scenario: &Scenario, name: CheckName) -> bool {
         CheckName::Staleness => checks.staleness.is_some(),
         CheckName::Saga => checks.saga.is_some(),
         CheckName::Delivery => checks.delivery.is_some(),
+        CheckName::Files => checks.files.is_some(),
         CheckName::Slo => !checks.slo.is_empty(),
         CheckName::Recovery => checks.recovery.is_some(),
     }

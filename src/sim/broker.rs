@@ -131,6 +131,7 @@ impl BrokerState {
     }
 
     /// Messages ready on `queue`.
+    #[cfg(test)]
     pub fn ready_count(&self, queue: &str) -> usize {
         self.queues.get(queue).map_or(0, VecDeque::len)
     }

@@ -8,11 +8,12 @@
 //! | `net.rs` | axum listener and `HttpClient` over turmoil TCP |
 //! | `db_model.rs` | the simulated PostgreSQL: WAL, LSNs, roles, fencing (pure logic) |
 //! | `db.rs` | database servers, replication, the writer endpoint, store and admin ports |
-//! | `broker.rs` | the bounded durable queue, confirms, prefetch, acks, redelivery |
+//! | `broker.rs` | the bounded durable queues, the files' fanout exchange, confirms, prefetch, acks, redelivery |
+//! | `objects.rs` | the object store (`objects`): S3's semantics, durable across crashes |
 //! | `state.rs` | reading the final state from the final primary |
 //! | `logs.rs` | log lines stamped with simulated time (turmoil's span names the host) |
 //!
-//! Durable state (database nodes, the queue) lives in memory created before the hosts, so it
+//! Durable state (database nodes, the queues, the objects) lives in memory created before the hosts, so it
 //! survives `sim.crash`; everything a host holds in its tasks dies with it.
 
 mod broker;
@@ -21,6 +22,7 @@ mod db_model;
 mod faults;
 mod logs;
 mod net;
+mod objects;
 mod runner;
 mod state;
 

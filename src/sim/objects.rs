@@ -27,10 +27,8 @@ pub type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 
 /// The `objects` host's server.
 pub async fn objects_host(objects: Objects) -> turmoil::Result {
-    let router = Router::new()
-        .route("/o/{*key}", get(read).put(write))
-        .route("/list", get(list))
-        .with_state(objects);
+    let router =
+        Router::new().route("/o/{*key}", get(read).put(write)).route("/list", get(list)).with_state(objects);
     super::net::serve(router).await
 }
 
@@ -72,7 +70,12 @@ impl SimObjects {
         SimObjects { http, timeout }
     }
 
-    async fn call(&self, method: Method, path: String, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), PortError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<Vec<u8>>,
+    ) -> Result<(u16, Vec<u8>), PortError> {
         let request = HttpRequest { method, authority: "objects:80".into(), path, body, headers: Vec::new() };
         let response = self.http.send(request, self.timeout).await?;
         Ok((response.status, response.body))

@@ -11,12 +11,14 @@ use super::db::{self, Cluster, ClusterState, SimDb};
 use super::db_model::{Node, Role, Tables};
 use super::faults::Scheduler;
 use super::net::{NetCounters, SimHttp};
+use super::objects::{self, Objects, SimObjects};
 use super::state::read_final_state;
 use crate::check::StockSnapshot;
 use crate::history::History;
 use crate::run::{BackendError, Observed};
 use crate::scenario::Loaded;
-use crate::stack::ports::DbNode;
+use crate::stack::files::{Audit, FilesPorts, Thumbnails};
+use crate::stack::ports::{DbNode, SubscriberGroup};
 use crate::stack::pricefeed::{PricefeedControl, PricefeedState};
 use crate::stack::topology::Topology;
 use crate::stack::watchdog::WatchdogState;
@@ -51,6 +53,7 @@ const EPOCH_SECS: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 pub(super) struct World {
     pub(super) cluster: Cluster,
     pub(super) broker: Broker,
+    pub(super) objects: Objects,
     pub(super) counters: Arc<NetCounters>,
     pub(super) pricefeed: PricefeedControl,
     pub(super) workers: Vec<WorkerControl>,
@@ -72,6 +75,7 @@ fn world(loaded: &Loaded) -> World {
             replication: stack.replication,
         })),
         broker: broker::broker(stack.queue.capacity as usize),
+        objects: Objects::default(),
         counters: Arc::new(NetCounters::default()),
         pricefeed: PricefeedControl::default(),
         workers: (0..stack.workers).map(|_| WorkerControl::default()).collect(),
@@ -141,6 +145,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world: &World) {
     let stack = loaded.scenario.stack.clone();
     let cluster = world.cluster.clone();
+    // Uploads need object storage; only then do the api hosts serve files and the workers run
+    // the subscriber groups.
+    let with_files = topology.hosts().iter().any(|h| h.name == "objects");
     // Every host boot gets its own connection pool (`for_host`) and database client.
     let db = move |http: &SimHttp| Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
     for entry in topology.hosts() {
@@ -184,6 +191,10 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
                 let state = world.broker.clone();
                 sim.host(name, move || broker::broker_host(state.clone()));
             }
+            "objects" => {
+                let state = world.objects.clone();
+                sim.host(name, move || objects::objects_host(state.clone()));
+            }
             "pg-primary" | "pg-replica" => {
                 let node = if name == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
                 let cluster = world.cluster.clone();
@@ -210,10 +221,30 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
                 let db = db.clone();
                 let config = WorkerConfig::for_stack(&stack);
                 let host = name.clone();
+                let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
                 sim.host(name, move || {
                     let http = http.for_host();
                     let consumers = Arc::new(SimBroker::new(http.clone(), &host));
                     let (store, config, control) = (db(&http), config.clone(), control.clone());
+                    if with_files {
+                        let objects = Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT));
+                        let timeout = config.store_timeout;
+                        let thumbnails = Thumbnails { objects, files: store.clone(), timeout };
+                        let audit = Audit { files: store.clone(), timeout, bugs };
+                        let group = |g| Arc::new(SimBroker::group(http.clone(), &host, g));
+                        crate::stack::spawn(worker::run_handler(
+                            group(SubscriberGroup::Thumbnails),
+                            Arc::new(thumbnails),
+                            config.clone(),
+                            control.clone(),
+                        ));
+                        crate::stack::spawn(worker::run_handler(
+                            group(SubscriberGroup::Audit),
+                            Arc::new(audit),
+                            config.clone(),
+                            control.clone(),
+                        ));
+                    }
                     async move {
                         worker::run(consumers, store, config, control).await;
                         Ok(())
@@ -233,6 +264,11 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
                         queries: store.clone(),
                         publisher: Arc::new(SimBroker::new(http.clone(), &host)),
                         saga_log: store.clone(),
+                        files: with_files.then(|| FilesPorts {
+                            objects: Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT)),
+                            files: store.clone(),
+                            events: Arc::new(SimBroker::files(http.clone(), &host)),
+                        }),
                     };
                     let state = api_host::ApiHostState::for_stack(&stack, &host, ports);
                     async move {

@@ -3,7 +3,7 @@
 //! after that node was promoted (split brain).
 
 use super::runner::World;
-use crate::check::{FinalState, OrderRecord, QueryRecord};
+use crate::check::{FileRecord, FinalState, OrderRecord, QueryRecord, StoredObject};
 use crate::faults::Plan;
 use crate::workload::CATALOG;
 
@@ -65,6 +65,22 @@ pub(super) fn read_final_state(world: &World, _plan: &Plan) -> FinalState {
         state
             .queries
             .insert(row.key.clone(), QueryRecord { id: row.id, status: row.status.clone(), effects });
+    }
+    for row in &tables.files {
+        let record = FileRecord {
+            id: row.id,
+            object_key: row.file.object_key.clone(),
+            size: row.file.size,
+            checksum: row.file.checksum.clone(),
+            thumbnail: row.thumbnail.clone(),
+            thumbnails_applied: tables.thumbnails_applied.get(&row.id).copied().unwrap_or(0),
+            audits: tables.audit.get(&row.id).map_or(0, |events| events.len() as u32),
+        };
+        state.files.insert(row.file.key.clone(), record);
+    }
+    let objects = world.objects.lock().expect("objects lock");
+    for info in super::objects::info(&objects) {
+        state.objects.insert(info.key, StoredObject { size: info.size, checksum: info.checksum });
     }
     state
 }

@@ -1,11 +1,13 @@
-//! What each `api-N` host serves: the investments API, the orders saga middleware and the query
-//! gateway merged into one router, plus `GET /health`.
+//! What each `api-N` host serves: the investments API, the orders saga middleware, the query
+//! gateway and the files API merged into one router, plus `GET /health`. A stack without object
+//! storage (no `objects` host) answers `POST /files` with 503.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 
+use super::files::{self, FilesConfig, FilesPorts, FilesState};
 use super::gateway::{self, GatewayConfig, GatewayState};
 use super::invest::{self, InvestConfig, InvestState};
 use super::orders::{self, OrdersConfig, OrdersState};
@@ -25,6 +27,9 @@ pub struct ApiPorts {
     pub publisher: Arc<dyn Publisher>,
     /// The saga's step log.
     pub saga_log: Arc<dyn SagaLog>,
+    /// Object storage, file rows and the files' events; `None` where the stack has no object
+    /// storage.
+    pub files: Option<FilesPorts>,
 }
 
 /// The states of the three public services an api host runs.
@@ -36,6 +41,8 @@ pub struct ApiHostState {
     pub orders: OrdersState,
     /// `POST /queries`, `GET /queries/{id}`.
     pub gateway: GatewayState,
+    /// `POST /files`, `GET /files/{id}`, when the stack has object storage.
+    pub files: Option<FilesState>,
 }
 
 impl ApiHostState {
@@ -46,6 +53,7 @@ impl ApiHostState {
             invest: InvestState::new(ports.invest, ports.http.clone(), InvestConfig::for_stack(stack)),
             orders: OrdersState::new(ports.http, ports.saga_log, OrdersConfig::for_stack(stack, host)),
             gateway: GatewayState::new(ports.queries, ports.publisher, GatewayConfig::for_stack(stack)),
+            files: ports.files.map(|p| FilesState::new(p, FilesConfig::for_stack(stack))),
         }
     }
 }
@@ -58,11 +66,20 @@ pub fn spawn_background(state: &ApiHostState) {
 
 /// The merged router of an api host.
 pub fn router(state: ApiHostState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(invest::router(state.invest))
         .merge(orders::router(state.orders))
         .merge(gateway::router(state.gateway))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(|| async { "ok" }));
+    match state.files {
+        Some(files) => router.merge(files::router(files)),
+        None => router.route("/files", axum::routing::post(no_object_storage)),
+    }
+}
+
+async fn no_object_storage() -> axum::response::Response {
+    let message = "this stack has no object storage (no `objects` host): POST /files is not served";
+    super::wire::error(axum::http::StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
 #[cfg(test)]
@@ -88,6 +105,7 @@ mod tests {
                 Arc::new(MemBroker::new(10)),
                 GatewayConfig::default(),
             ),
+            files: None,
         };
         let app = router(state);
         let get = |path: &str| json_request(http::Method::GET, path, None);
@@ -140,6 +158,7 @@ mod tests {
             queries: queries.clone(),
             publisher: Arc::new(broker.clone()),
             saga_log: Arc::new(MemSagaLog::default()),
+            files: None,
         };
         http.route("api-1:80", router(ApiHostState::for_stack(&stack, "api-1", ports.clone())));
         http.route("api-2:80", router(ApiHostState::for_stack(&stack, "api-2", ports)));

@@ -14,7 +14,8 @@ use crate::scenario::model::{Op, StackConfig};
 pub struct HostEntry {
     /// The host's name, e.g. `pg-primary` or `api-2`.
     pub name: String,
-    /// Its group (`edge`, `api`, `deps`, `apps`, `workers`, `queue`, `db`, `control`), or `None`
+    /// Its group (`edge`, `api`, `deps`, `apps`, `workers`, `queue`, `db`, `control`,
+    /// `storage`), or `None`
     /// for the client, which is never faulted.
     pub group: Option<&'static str>,
 }
@@ -29,7 +30,7 @@ pub struct Topology {
 pub const CLIENT: &str = "client";
 
 /// The groups a fault may name, in a fixed order.
-pub const GROUPS: [&str; 8] = ["edge", "api", "deps", "apps", "workers", "queue", "db", "control"];
+pub const GROUPS: [&str; 9] = ["edge", "api", "deps", "apps", "workers", "queue", "db", "control", "storage"];
 
 impl Topology {
     /// The topology for a stack configuration (`api_replicas` API hosts, `workers` workers).
@@ -54,6 +55,7 @@ impl Topology {
             add(name.into(), "db");
         }
         add("watchdog".into(), "control");
+        add("objects".into(), "storage");
         Topology { hosts }
     }
 
@@ -74,6 +76,8 @@ impl Topology {
                 Op::History => {}
                 Op::Order => groups.push("apps"),
                 Op::Query => groups.extend(["queue", "workers"]),
+                // The bytes go to the object store, the events to the subscribers on the workers.
+                Op::Upload => groups.extend(["storage", "queue", "workers"]),
             }
         }
         let in_group =

@@ -22,10 +22,10 @@ use super::schedule::{Schedule, ScheduledOp};
 use crate::history::{EntryOp, EntryType, History, Process, Value};
 use crate::scenario::model::Op;
 use crate::stack::api::{
-    HistoryResponse, InvestRequest, InvestResponse, OrderRequest, OrderResponse, QueryAccepted, QueryRequest,
-    QueryStatus,
+    FileAccepted, HistoryResponse, IDEMPOTENCY_HEADER, InvestRequest, InvestResponse, OrderRequest,
+    OrderResponse, QueryAccepted, QueryRequest, QueryStatus, upload_body,
 };
-use crate::stack::ports::{HttpClient, HttpRequest, HttpResponse};
+use crate::stack::ports::{HttpClient, HttpRequest, HttpResponse, checksum};
 
 /// Most client sessions open at once; past it, ops are dropped (and counted).
 pub const PROCESSES_MAX: usize = 4096;
@@ -178,6 +178,10 @@ impl Call {
             Op::Invest => invoke.qty = Some(self.op.amount),
             Op::Order => (invoke.sku, invoke.qty) = (Some(self.op.item.into()), Some(self.op.amount)),
             Op::Query => invoke.sku = Some(self.op.item.into()),
+            Op::Upload => {
+                invoke.qty = Some(self.op.amount);
+                invoke.checksum = Some(checksum(&upload_body(&self.op.key, self.op.amount)));
+            }
             Op::History => {
                 invoke.key = None;
                 if let Some(last) = &self.last_write {
@@ -237,6 +241,7 @@ impl Call {
             Op::History => self.history(deadline).await,
             Op::Order => self.order(deadline).await,
             Op::Query => self.query(deadline).await,
+            Op::Upload => self.upload(deadline).await,
         }
     }
 
@@ -307,6 +312,30 @@ impl Call {
                 (write_failure(r.status), value, Some(status_error(&r)))
             }
             Err(e) => (EntryType::Info, value, Some(e)),
+        }
+    }
+
+    async fn upload(&self, deadline: Instant) -> Outcome {
+        let body = upload_body(&self.op.key, self.op.amount);
+        let request = HttpRequest {
+            method: Method::POST,
+            authority: self.lb.clone(),
+            path: "/files".into(),
+            body: Some(body),
+            headers: vec![(IDEMPOTENCY_HEADER.into(), self.op.key.clone())],
+        };
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let mut value = self.key_value();
+        match self.client.send(request, timeout).await {
+            Ok(r) if r.status == 201 => match serde_json::from_slice::<FileAccepted>(&r.body) {
+                Ok(accepted) => {
+                    value.id = Some(accepted.id);
+                    (EntryType::Ok, value, None)
+                }
+                Err(e) => (EntryType::Info, value, Some(format!("201 with an unreadable body: {e}"))),
+            },
+            Ok(r) => (write_failure(r.status), value, Some(status_error(&r))),
+            Err(e) => (EntryType::Info, value, Some(e.to_string())),
         }
     }
 

@@ -29,7 +29,7 @@ pub struct ScheduledOp {
     pub key: String,
     /// invest: the coin; order and query: the SKU.
     pub item: &'static str,
-    /// invest: US cents; order: quantity.
+    /// invest: US cents; order: quantity; upload: size in bytes.
     pub amount: u64,
     /// How long it may take in total.
     pub timeout: Duration,
@@ -68,6 +68,7 @@ impl Schedule {
                     Op::Order => (CATALOG[rng.random_range(0..CATALOG.len())].0, rng.random_range(1..=3)),
                     Op::Query => (CATALOG[rng.random_range(0..CATALOG.len())].0, 0),
                     Op::History => ("", 0),
+                    Op::Upload => ("", load.upload_size()),
                 };
                 ops.push(ScheduledOp {
                     at,
