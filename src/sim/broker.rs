@@ -1,6 +1,9 @@
-//! The simulated message broker: a durable, bounded queue (its state lives outside the host, so a
-//! broker crash loses nothing that was confirmed), publisher confirms, reject-publish when full,
-//! and consumers with a prefetch window and manual acks.
+//! The simulated message broker: durable, bounded queues (their state lives outside the host, so
+//! a broker crash loses nothing that was confirmed) — the query queue, and one queue per files
+//! subscriber group bound to the `files` fanout exchange — publisher confirms, reject-publish
+//! when full (a fanout publish is nacked if any bound queue was full; the others keep their
+//! copy, as RabbitMQ does), and consumers of one queue each with a prefetch window and manual
+//! acks.
 //!
 //! A consumer opens a connection with `POST /connect`, and the broker names it: the name comes
 //! from a counter in the broker's durable state, so no two connections of a run ever share one —

@@ -11,9 +11,10 @@
 //! | `invest.rs` | `api-N` | `invest::router(InvestState)` |
 //! | `orders.rs` | `api-N` | `orders::router(OrdersState)` (the saga middleware) |
 //! | `gateway.rs` | `api-N` | `gateway::router(GatewayState)` |
-//! | `api_host.rs` | `api-N` | `api_host::router(ApiHostState)`: the three above + `/health` |
+//! | `api_host.rs` | `api-N` | `api_host::router(ApiHostState)`: the above + files + `/health` |
 //! | `inventory.rs`, `ordersvc.rs`, `reports.rs` | same names | the saga participants' routers |
-//! | `worker.rs` | `worker-M` | `worker::run(..)` + `WorkerControl` |
+//! | `files.rs` | `api-N`, `worker-M` | `files::router(FilesState)`; subscribers `Thumbnails`, `Audit` |
+//! | `worker.rs` | `worker-M` | `worker::run(..)`, `worker::run_handler(..)` + `WorkerControl` |
 //! | `balancer.rs` | `lb` | `balancer::router(BalancerState)` + `balancer::run_health_checks` |
 //! | `watchdog.rs` | `watchdog` | `watchdog::run(..)` + `WatchdogState` |
 //! | `bugs.rs` | — | `Bugs`, the bug-zoo switches |

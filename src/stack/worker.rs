@@ -9,8 +9,12 @@
 //! committed after `process_attempts_max` tries, the worker drops its connection so the broker
 //! redelivers everything it held to a healthier consumer.
 //!
+//! The same consume loop ([`run_handler`]) runs the files' subscriber groups on the workers
+//! (`files::Thumbnails`, `files::Audit`): a [`Handler`] commits one delivery's effect, the loop
+//! acks after it, retries, reconnects and obeys the [`WorkerControl`].
+//!
 //! A [`WorkerControl`] shared with the backend pauses or slows consumption (the `backpressure`
-//! fault).
+//! fault) — of the query queue and the subscribers alike.
 //!
 //! Bug planted here: `non_idempotent_worker` (`complete(.., once = false)`: every delivery
 //! applies the effect again).
