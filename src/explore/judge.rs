@@ -1,5 +1,5 @@
 //! How exploration judges one run: only the invariant checkers by default (durability,
-//! staleness, saga, delivery), SLO and recovery checks too with `--slo`. A check's performance
+//! staleness, saga, delivery, files), SLO and recovery checks too with `--slo`. A check's performance
 //! targets count as SLOs: staleness's visibility-lag bound (a replica paused or cut off by a drawn
 //! fault lags as long as the fault lasts, by design) is judged only with `--slo`; its
 //! read-your-writes guarantee is an invariant. The scenario's `expect`
@@ -61,7 +61,7 @@ pub enum Judgement {
 }
 
 /// Checks judged without `--slo`.
-pub const INVARIANT_CHECKS: [&str; 4] = ["durability", "staleness", "saga", "delivery"];
+pub const INVARIANT_CHECKS: [&str; 5] = ["durability", "staleness", "saga", "delivery", "files"];
 
 /// Findings of an invariant check that are performance targets, judged only with `--slo`.
 pub const PERFORMANCE_FINDINGS: [(&str, &str); 1] = [("staleness", "lag bound exceeded")];
@@ -123,6 +123,15 @@ fn invariants(result: &CheckResult) -> Vec<String> {
             ("unexpected_count", "query nobody sent"),
         ],
         "staleness" => &[("read_your_writes_violation_count", "read-your-writes violated")],
+        "files" => &[
+            ("missing_row_count", "acknowledged upload without a row"),
+            ("missing_object_count", "acknowledged upload without its object"),
+            ("corrupt_count", "other bytes stored"),
+            ("dangling_row_count", "row pointing at a missing object"),
+            ("missing_thumbnail_count", "acknowledged upload without a thumbnail"),
+            ("missed_audit_count", "missed event"),
+            ("applied_twice_count", "subscriber effect applied twice"),
+        ],
         _ => &[],
     };
     for (field, name) in counted {
@@ -133,6 +142,7 @@ fn invariants(result: &CheckResult) -> Vec<String> {
     if found.is_empty() {
         found.insert(match result.name.as_str() {
             "staleness" => "lag bound exceeded".to_owned(),
+            "files" => "orphans over orphans_max".to_owned(),
             other => other.to_owned(),
         });
     }
@@ -147,6 +157,16 @@ mod tests {
 
     fn result(name: &str, status: Status, details: serde_json::Value) -> CheckResult {
         CheckResult { name: name.into(), status, summary: String::new(), details }
+    }
+
+    #[test]
+    fn a_files_failure_is_an_invariant_named_by_what_broke() {
+        let results = [result("files", Status::Fail, json!({ "missed_audit_count": 2, "orphan_count": 5 }))];
+        let Judgement::Fail { signature } = judge(&results, &GeneratorStats::default(), false) else { panic!() };
+        assert_eq!(signature.0, vec![("files".to_owned(), vec!["missed event".to_owned()])]);
+        let orphans = [result("files", Status::Fail, json!({ "orphan_count": 5 }))];
+        let Judgement::Fail { signature } = judge(&orphans, &GeneratorStats::default(), false) else { panic!() };
+        assert_eq!(signature.0, vec![("files".to_owned(), vec!["orphans over orphans_max".to_owned()])]);
     }
 
     #[test]
