@@ -6,6 +6,7 @@
 //! | `pg` | `InvestStore`, `DbAdmin` (probe, `pg_promote()`, storage fencing, writer endpoint) | PostgreSQL primary + streaming hot standby |
 //! | `saga` | `InventoryStore`, `OrderStore`, `ReportStore`, `SagaLog` | the primary, through the writer endpoint |
 //! | `queries` | `QueryStore` | the primary |
+//! | `files` | `FileStore`, and `read_files` for the final state | the primary |
 //! | `objects` | `ObjectStore` (S3 through `object_store`, one bucket) | `s3s-fs`, or any S3 endpoint |
 //! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch) | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
@@ -16,6 +17,7 @@
 //! `tests/real.rs` and `tests/real_failover.rs`; `make test-real` starts the servers with
 //! `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod files;
 pub mod http;
 pub mod objects;
 pub mod pg;
