@@ -14,8 +14,8 @@
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
-//! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts the servers with
-//! `scripts/real-services.sh`, runs them and stops the servers.
+//! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts
+//! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
 pub mod files;
 pub mod http;
