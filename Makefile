@@ -42,10 +42,12 @@ campaign: build ## every shipped scenario (not bugs/) explored with swarm schedu
 test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets
 
-test-real: ## the real-adapter tests: start PostgreSQL primary + standby (installed if missing), run them, stop
+# real_failover last: each of its tests recreates the servers and a failover consumes them.
+test-real: ## the real-adapter tests: start PostgreSQL primary + standby, RabbitMQ and s3s-fs (installed if missing), run them, stop
 	scripts/real-services.sh up
 	status=0; \
 	$(CARGO) test --features real --test real -- --test-threads=1 || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_files -- --test-threads=1 --nocapture || status=$$?; \
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
@@ -54,12 +56,13 @@ test-containers: container-deps ## the containers tests: unit tests with the fea
 	target/release/shakedown image build
 	$(CARGO) test --release --features containers --lib --test containers -- --test-threads=1
 
-container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing)
+container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing), s3s-fs for the node image (built if missing)
 	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }
 	@command -v mmdebstrap >/dev/null || { \
 		[ "$$(id -u)" -eq 0 ] || { echo "mmdebstrap is missing; as root: apt-get install mmdebstrap" >&2; exit 1; }; \
 		echo "installing mmdebstrap (Debian package) to build the base image" >&2; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap >/dev/null; }
+	@scripts/real-services.sh s3s-fs >/dev/null
 
 up: container-deps ## a scenario's stack in containers, no load or faults, endpoints printed, until Ctrl-C: make up SCENARIO=...
 	$(CARGO) build --release --features containers --bin shakedown
@@ -81,7 +84,7 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) clippy --all-targets --features real -- -D warnings
 	$(CARGO) clippy --all-targets --features containers -- -D warnings
 
-real-up: ## install (if missing) and start PostgreSQL primary + standby and RabbitMQ on loopback
+real-up: ## install (if missing) and start PostgreSQL primary + standby, RabbitMQ and s3s-fs on loopback
 	scripts/real-services.sh up
 
 real-down: ## stop what real-up started

@@ -3,11 +3,18 @@
 #   PostgreSQL 15 primary          127.0.0.1:55432
 #   PostgreSQL 15 hot standby      127.0.0.1:55433  (pg_basebackup -R, streaming, slot `standby`)
 #   RabbitMQ 3.10 (AMQP)           127.0.0.1:55672
-# Usage: scripts/real-services.sh up | down | status
-# `up` installs the Debian packages when missing (CI starts on a fresh machine), recreates both
-# clusters from scratch, and waits until every server answers. `down` stops exactly what `up`
-# started. Logs live under $SHAKEDOWN_REAL_DIR (default /tmp/shakedown-real); on failure their
-# tail is printed.
+#   s3s-fs (S3 API, files on disk) 127.0.0.1:55900  (access key shakedown / shakedown-secret)
+# Usage: scripts/real-services.sh up | down | status | s3s-fs
+# `up` installs the Debian packages when missing (CI starts on a fresh machine), builds s3s-fs
+# when missing, recreates every server's data from scratch, and waits until every server answers.
+# `down` stops exactly what `up` started. Logs live under $SHAKEDOWN_REAL_DIR (default
+# /tmp/shakedown-real); on failure their tail is printed. `s3s-fs` only builds the S3 server (if
+# missing) and prints its path: the containers image takes it from there.
+#
+# s3s-fs is a Rust crate: `cargo install` builds it into $SHAKEDOWN_TOOLS_DIR (default target/tools
+# in this repository), pinned and --locked, about three minutes once. It keeps each object as a
+# file written to a temporary name and renamed into place, so a SIGKILL loses no acknowledged
+# object and never leaves half of one. The bucket is not made here: the adapter creates it.
 set -euo pipefail
 
 DIR=${SHAKEDOWN_REAL_DIR:-/tmp/shakedown-real}
@@ -15,9 +22,15 @@ PGBIN=/usr/lib/postgresql/15/bin
 PRIMARY_PORT=${SHAKEDOWN_PG_PRIMARY_PORT:-55432}
 STANDBY_PORT=${SHAKEDOWN_PG_STANDBY_PORT:-55433}
 AMQP_PORT=${SHAKEDOWN_AMQP_PORT:-55672}
+S3_PORT=${SHAKEDOWN_S3_PORT:-55900}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS=${SHAKEDOWN_TOOLS_DIR:-$ROOT/target/tools}
+# The newest s3s-fs that builds with the Rust toolchain here (1.95; 0.15 and later need 1.96).
+S3S_FS_VERSION=0.14.1
+S3S_FS=$TOOLS/bin/s3s-fs
 
 say() { printf 'real-services: %s\n' "$*" >&2; }
-die() { say "$*"; for f in "$DIR"/logs/*.log "$DIR"/rabbit/stdout.log; do [ -f "$f" ] && { say "--- tail $f"; tail -n 20 "$f" >&2; }; done; exit 1; }
+die() { say "$*"; for f in "$DIR"/logs/*.log "$DIR"/rabbit/stdout.log "$TOOLS"/s3s-fs-install.log; do [ -f "$f" ] && { say "--- tail $f"; tail -n 20 "$f" >&2; }; done; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 install() {
@@ -30,6 +43,33 @@ install() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
+}
+
+# Build s3s-fs into $TOOLS unless the pinned version is there. Its own temporary target dir
+# (CARGO_TARGET_DIR unset): the project's build cache is not mixed with a tool's.
+s3s_fs_install() {
+    if [ -x "$S3S_FS" ] && [ "$("$S3S_FS" --version 2>/dev/null)" = "s3s-fs $S3S_FS_VERSION" ]; then return; fi
+    command -v cargo >/dev/null || die "cargo is needed to build s3s-fs (the Rust toolchain)"
+    say "building s3s-fs $S3S_FS_VERSION into $TOOLS (cargo install, a few minutes, once)"
+    mkdir -p "$TOOLS"
+    local started=$SECONDS
+    env -u CARGO_TARGET_DIR cargo install s3s-fs --version "=$S3S_FS_VERSION" --features binary --locked \
+        --root "$TOOLS" >"$TOOLS/s3s-fs-install.log" 2>&1 || die "cargo install s3s-fs failed"
+    say "built s3s-fs in $((SECONDS - started)) s"
+}
+
+s3_up() {
+    rm -rf "${DIR:?}/s3"; mkdir -p "$DIR/s3/data" "$DIR/logs"
+    RUST_LOG=info setsid "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key shakedown --secret-key shakedown-secret \
+        "$DIR/s3/data" >"$DIR/logs/s3s-fs.log" 2>&1 &
+    echo $! >"$DIR/s3/s3s-fs.pid"
+    local try
+    for try in $(seq 100); do
+        if (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null; then return; fi
+        kill -0 "$(cat "$DIR/s3/s3s-fs.pid")" 2>/dev/null || die "s3s-fs exited"
+        sleep 0.1
+    done
+    die "s3s-fs did not listen on 127.0.0.1:$S3_PORT within 10 s"
 }
 
 rabbit_env() {
@@ -84,6 +124,13 @@ rabbit_up() {
 }
 
 down() {
+    # The pid file's process, only while it is still s3s-fs (a reused pid is not ours).
+    if [ -f "$DIR/s3/s3s-fs.pid" ]; then
+        local pid
+        pid=$(cat "$DIR/s3/s3s-fs.pid")
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = s3s-fs ]; then kill "$pid" 2>/dev/null || true; fi
+        rm -f "$DIR/s3/s3s-fs.pid"
+    fi
     for node in standby primary; do
         if [ -f "$DIR/$node/postmaster.pid" ]; then
             as_pg "$PGBIN/pg_ctl" -D "$DIR/$node" -m immediate -w stop >/dev/null 2>&1 || true
@@ -106,17 +153,21 @@ status() {
     psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -qAt -c "SELECT 'primary in_recovery=' || pg_is_in_recovery()" 2>/dev/null || echo "primary: down"
     psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -qAt -c "SELECT 'standby in_recovery=' || pg_is_in_recovery()" || echo "standby: down"
     if (exec 3<>/dev/tcp/127.0.0.1/"$AMQP_PORT") 2>/dev/null; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
+    if (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null; then echo "s3s-fs: up"; else echo "s3s-fs: down"; fi
 }
 
 case "${1:-}" in
     up)
         install
+        s3s_fs_install
         down
         pg_up
         rabbit_up
-        say "up: primary 127.0.0.1:$PRIMARY_PORT, standby 127.0.0.1:$STANDBY_PORT, AMQP 127.0.0.1:$AMQP_PORT (logs in $DIR)"
+        s3_up
+        say "up: primary 127.0.0.1:$PRIMARY_PORT, standby 127.0.0.1:$STANDBY_PORT, AMQP 127.0.0.1:$AMQP_PORT, S3 http://127.0.0.1:$S3_PORT (logs in $DIR)"
         ;;
     down) down; say "down" ;;
     status) status ;;
-    *) echo "usage: $0 up | down | status" >&2; exit 254 ;;
+    s3s-fs) s3s_fs_install; echo "$S3S_FS" ;;
+    *) echo "usage: $0 up | down | status | s3s-fs" >&2; exit 254 ;;
 esac

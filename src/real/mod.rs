@@ -6,16 +6,20 @@
 //! | `pg` | `InvestStore`, `DbAdmin` (probe, `pg_promote()`, storage fencing, writer endpoint) | PostgreSQL primary + streaming hot standby |
 //! | `saga` | `InventoryStore`, `OrderStore`, `ReportStore`, `SagaLog` | the primary, through the writer endpoint |
 //! | `queries` | `QueryStore` | the primary |
-//! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch) | RabbitMQ |
+//! | `files` | `FileStore`, and `read_files` for the final state | the primary |
+//! | `objects` | `ObjectStore` (S3 through `object_store`, one bucket) | `s3s-fs`, or any S3 endpoint |
+//! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch), for the query queue and the files' fanout exchange | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
-//! `tests/real.rs` and `tests/real_failover.rs`; `make test-real` starts the servers with
-//! `scripts/real-services.sh`, runs them and stops the servers.
+//! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts
+//! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod files;
 pub mod http;
+pub mod objects;
 pub mod pg;
 pub mod queries;
 pub mod rabbit;
