@@ -66,11 +66,13 @@ mod real {
     use crate::exit;
     use crate::real::PgCluster;
     use crate::real::http::RealHttp;
-    use crate::real::rabbit::{RabbitConfig, RabbitConsumers, RabbitPublisher};
+    use crate::real::objects::{S3Config, S3Objects};
+    use crate::real::rabbit::{Fanout, RabbitConfig, RabbitConsumers, RabbitPublisher};
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
-    use crate::stack::ports::{PublishError, Publisher, QueryMessage};
+    use crate::stack::files::{Audit, FilesPorts, Thumbnails};
+    use crate::stack::ports::{PublishError, Publisher, QueryMessage, SubscriberGroup};
     use crate::stack::wire::{self, ParticipantConfig};
     use crate::stack::{
         api_host, balancer, gateway, inventory, invest, orders, ordersvc, pricefeed, reports, watchdog,
@@ -196,10 +198,8 @@ mod real {
                     invest: cluster.clone(),
                     queries: cluster.clone(),
                     publisher: publisher(queue).await?,
-                    saga_log: cluster,
-                    // Issue 16: the real object store and the files' fanout are not wired into
-                    // `serve` yet; POST /files answers 503 here.
-                    files: None,
+                    saga_log: cluster.clone(),
+                    files: files_ports(cluster, queue).await?,
                 };
                 let state = api_host::ApiHostState::for_stack(stack, &args.host_name(), ports);
                 api_host::spawn_background(&state);
@@ -258,6 +258,9 @@ mod real {
         // wake-up: both branches yield at each await, so neither can starve the other and the
         // fairness would buy nothing. Either one ending ends the process, the consumer loop's end
         // (it has none today) as before, the admin server's with its error.
+        if let Some(files) = files_ports(store.clone(), &queue).await? {
+            spawn_subscribers(files, &queue, stack, &config, &control);
+        }
         tokio::select! {
             biased;
             () = worker::run(Arc::new(RabbitConsumers::new(queue)), store, config, control) => Ok(()),
@@ -311,6 +314,63 @@ mod real {
 
     fn with_health(router: Router) -> Router {
         Router::new().route("/health", get(|| async { "ok" })).merge(router)
+    }
+
+    /// Object storage, the file rows and the files' fanout, when `SHAKEDOWN_S3_URL` names an
+    /// object store (a containers run whose scenario uploads): `None` when it is unset or empty.
+    async fn files_ports(
+        cluster: Arc<PgCluster>,
+        queue: &RabbitConfig,
+    ) -> Result<Option<FilesPorts>, String> {
+        if std::env::var("SHAKEDOWN_S3_URL").unwrap_or_default().is_empty() {
+            return Ok(None);
+        }
+        let config = S3Config::from_env();
+        let objects = retry_startup("the object store", async || S3Objects::connect(&config).await).await?;
+        if queue.uri.is_empty() {
+            return Err(
+                "SHAKEDOWN_S3_URL is set but SHAKEDOWN_AMQP_URL is empty: the files' events need the broker"
+                    .into(),
+            );
+        }
+        let events =
+            retry_startup("RabbitMQ", async || RabbitPublisher::fanout(queue, &Fanout::files()).await)
+                .await?;
+        eprintln!("files: objects at {}, events on the `{}` fanout", config.url, Fanout::files().exchange);
+        Ok(Some(FilesPorts { objects: Arc::new(objects), files: cluster, events: Arc::new(events) }))
+    }
+
+    /// A worker's subscriber groups (thumbnails and audit), each on its own queue of the files'
+    /// fanout, under the same control as the query consumer.
+    fn spawn_subscribers(
+        files: FilesPorts,
+        queue: &RabbitConfig,
+        stack: &StackConfig,
+        config: &worker::WorkerConfig,
+        control: &worker::WorkerControl,
+    ) {
+        let timeout = config.store_timeout;
+        let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
+        let thumbnails = Thumbnails { objects: files.objects.clone(), files: files.files.clone(), timeout };
+        let audit = Audit { files: files.files, timeout, bugs };
+        let group = |g| Arc::new(RabbitConsumers::group(queue.clone(), &Fanout::files(), g));
+        tokio::spawn(worker::run_handler(
+            group(SubscriberGroup::Thumbnails),
+            Arc::new(thumbnails),
+            config.clone(),
+            control.clone(),
+        ));
+        tokio::spawn(worker::run_handler(
+            group(SubscriberGroup::Audit),
+            Arc::new(audit),
+            config.clone(),
+            control.clone(),
+        ));
+        eprintln!(
+            "worker subscribing to {} and {}",
+            SubscriberGroup::Thumbnails.queue(),
+            SubscriberGroup::Audit.queue()
+        );
     }
 
     /// The cluster through the writer endpoint, migrated and with the catalogue on the shelf.

@@ -136,17 +136,29 @@ pub fn dials(topology: &Topology, host: &str) -> Vec<(String, u16)> {
         "watchdog" => to(&[("pg-primary", 5432), ("pg-replica", 5432), ("db-router", 80)]),
         "pg-replica" => to(&[("pg-primary", 5432)]),
         api if api.starts_with("api-") => {
-            let peers =
-                [("pricefeed", 80), ("inventory", 80), ("ordersvc", 80), ("reports", 80), ("broker", 5672)];
+            let peers = [
+                ("pricefeed", 80),
+                ("inventory", 80),
+                ("ordersvc", 80),
+                ("reports", 80),
+                ("broker", 5672),
+                ("objects", OBJECTS_PORT),
+            ];
             to(&[&peers[..], &database[..]].concat())
         }
-        worker if worker.starts_with("worker-") => to(&[("broker", 5672), database[0], database[1]]),
+        worker if worker.starts_with("worker-") => {
+            to(&[("broker", 5672), ("objects", OBJECTS_PORT), database[0], database[1]])
+        }
         _ => Vec::new(),
     }
 }
 
 /// Where PostgreSQL keeps its data inside a database container (a volume).
 pub const PGDATA: &str = "/var/lib/shakedown/pg";
+/// Where the object store keeps its objects inside `objects` (a volume, so a crash keeps them).
+pub const OBJECTS_DIR: &str = "/var/lib/shakedown/objects";
+/// The object store's S3 port (`shakedown-node objects`: s3s-fs).
+pub const OBJECTS_PORT: u16 = 9000;
 
 /// How the harness decides a container is ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +173,9 @@ pub enum Readiness {
     Http,
     /// The container is running (services with no port: watchdog, workers).
     Running,
+    /// The object store answers an HTTP request on the published port (any status: an
+    /// unsigned request is refused, which is an answer).
+    ObjectStore,
 }
 
 /// One container to start.
@@ -228,6 +243,7 @@ pub fn containers(
 ) -> Vec<ContainerSpec> {
     let stack_json = serde_json::to_string(stack).expect("the stack config serialises");
     let has_broker = topology.hosts().iter().any(|h| h.name == "broker");
+    let has_objects = topology.hosts().iter().any(|h| h.name == "objects");
     let http_hosts: Vec<&str> =
         topology.hosts().iter().map(|h| h.name.as_str()).filter(|h| is_http_service(h)).collect();
     let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
@@ -271,6 +287,13 @@ pub fn containers(
         service_env.push(("SHAKEDOWN_AMQP_URL".into(), amqp));
         service_env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
         service_env.push(("RUST_LOG".into(), "info".into()));
+        let s3 = if has_objects {
+            let (objects, port) = at(host, "objects", OBJECTS_PORT);
+            format!("http://{objects}:{port}")
+        } else {
+            String::new()
+        };
+        service_env.push(("SHAKEDOWN_S3_URL".into(), s3));
         let made = match host {
             "pg-primary" => {
                 let env = vec![(
@@ -290,6 +313,12 @@ pub fn containers(
                 ];
                 let mut s = spec(node_cmd("pg-replica"), env, Some(5432), Readiness::Postgres, 1);
                 s.volumes.push((names.volume(host), PGDATA.into()));
+                s
+            }
+            "objects" => {
+                let mut s =
+                    spec(node_cmd("objects"), Vec::new(), Some(OBJECTS_PORT), Readiness::ObjectStore, 0);
+                s.volumes.push((names.volume(host), OBJECTS_DIR.into()));
                 s
             }
             "broker" => ContainerSpec {

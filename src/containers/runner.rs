@@ -52,14 +52,6 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
 /// Run a validated scenario on containers started from `image`.
 pub(super) async fn run(loaded: &Loaded, seed: u64, image: NodeImage) -> Result<Observed, BackendError> {
-    if loaded.topology().hosts().iter().any(|h| h.name == "objects") {
-        // Issue 16, partly done: the files run on the simulation; on containers the S3 server and
-        // the services' real files adapters are not wired in yet. Refuse before starting anything.
-        return Err(error(
-            "this scenario uploads files (host `objects`), which the containers backend does not run yet; \
-             run it on the simulation (--backend sim)",
-        ));
-    }
     let engine = start_run(seed, image).await?;
     match guarded(&engine, run_stack(loaded, seed, engine.clone())).await {
         Ended::Finished(outcome) => outcome,
@@ -261,6 +253,7 @@ async fn ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), String> {
             let status = get(stack.port(&spec.host), "/health", Duration::from_secs(1)).await?.status;
             if status == 200 { Ok(()) } else { Err(format!("GET /health answered {status}")) }
         }
+        Readiness::ObjectStore => get(stack.port(&spec.host), "/", Duration::from_secs(1)).await.map(|_| ()),
         Readiness::Postgres if spec.host == "pg-replica" => {
             let primary = connect(&stack.pg(DbNode::PgPrimary)).await?;
             let streaming: i64 =
@@ -417,9 +410,23 @@ async fn final_state(stack: &Stack) -> Result<crate::check::FinalState, BackendE
         })?;
     let cluster = PgCluster::new(stack.pg(DbNode::PgPrimary), stack.pg(DbNode::PgReplica))
         .map_err(|e| error(e.to_string()))?;
-    crate::real::state::read_final_state(cluster.pool(node), node, Some(cluster.pool(node.peer())))
-        .await
-        .map_err(|e| error(format!("reading the final state from {}: {e}", node.host())))
+    let mut state =
+        crate::real::state::read_final_state(cluster.pool(node), node, Some(cluster.pool(node.peer())))
+            .await
+            .map_err(|e| error(format!("reading the final state from {}: {e}", node.host())))?;
+    if stack.running.contains_key("objects") {
+        use crate::real::objects::{S3Config, S3Objects};
+        use crate::stack::ports::ObjectStore;
+        let config =
+            S3Config { url: format!("http://127.0.0.1:{}", stack.port("objects")), ..S3Config::from_env() };
+        let listed = async { S3Objects::new(&config)?.list().await };
+        for info in listed.await.map_err(|e| error(format!("listing the object store: {e}")))? {
+            state
+                .objects
+                .insert(info.key, crate::check::StoredObject { size: info.size, checksum: info.checksum });
+        }
+    }
+    Ok(state)
 }
 
 /// Each fault's effect: what was counted while it was in force, plus the operations that failed

@@ -162,10 +162,14 @@ mod tests {
     #[test]
     fn a_files_failure_is_an_invariant_named_by_what_broke() {
         let results = [result("files", Status::Fail, json!({ "missed_audit_count": 2, "orphan_count": 5 }))];
-        let Judgement::Fail { signature } = judge(&results, &GeneratorStats::default(), false) else { panic!() };
+        let Judgement::Fail { signature } = judge(&results, &GeneratorStats::default(), false) else {
+            panic!()
+        };
         assert_eq!(signature.0, vec![("files".to_owned(), vec!["missed event".to_owned()])]);
         let orphans = [result("files", Status::Fail, json!({ "orphan_count": 5 }))];
-        let Judgement::Fail { signature } = judge(&orphans, &GeneratorStats::default(), false) else { panic!() };
+        let Judgement::Fail { signature } = judge(&orphans, &GeneratorStats::default(), false) else {
+            panic!()
+        };
         assert_eq!(signature.0, vec![("files".to_owned(), vec!["orphans over orphans_max".to_owned()])]);
     }
 

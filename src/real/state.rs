@@ -24,6 +24,9 @@
 //!   cancelled (a tombstone does not exist); `compensations` is 1 when a real reservation was
 //!   restocked, else 0 (see `compensations()`); `trace` is the order's `saga_log` steps by id.
 //! - `queries`: key → id, status and `effects` from `queries`.
+//! - `files`: key → the row of `files` and its count of `audit` entries; `thumbnails_applied`
+//!   is 1 when the row has its mark (the table keeps one mark, so twice cannot show here).
+//! - `objects` is left empty: the backend lists the object store itself.
 //! - `stock_snapshots` is left empty: the backend takes them during the run
 //!   ([`stock_snapshot`]).
 
@@ -34,7 +37,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgConnection;
 
 use super::pg::port_error;
-use crate::check::{FinalState, OrderRecord, QueryRecord, StockSnapshot};
+use crate::check::{FileRecord, FinalState, OrderRecord, QueryRecord, StockSnapshot};
 use crate::stack::ports::{DbNode, PortError};
 use crate::workload::CATALOG;
 
@@ -73,6 +76,20 @@ pub async fn read_final_state(
             .map_err(port_error)?;
     for (id, key, status, effects) in queries {
         state.queries.insert(key, QueryRecord { id: id as u64, status, effects: effects as u32 });
+    }
+    for stored in crate::real::files::read_files(&mut tx).await? {
+        let row = stored.row;
+        let record = FileRecord {
+            id: row.id,
+            object_key: row.file.object_key,
+            size: row.file.size,
+            checksum: row.file.checksum,
+            // The mark is set at most once (`set_thumbnail` only fills an empty one).
+            thumbnails_applied: u32::from(row.thumbnail.is_some()),
+            thumbnail: row.thumbnail,
+            audits: stored.audit_count,
+        };
+        state.files.insert(row.file.key, record);
     }
     tx.commit().await.map_err(port_error)?;
     if let Some(other) = other {
