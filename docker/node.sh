@@ -54,6 +54,17 @@
 #                /var/lib/shakedown/redis.
 #                ready: redis-cli -h 127.0.0.1 ping   (prints PONG)
 #
+#   objects      s3s-fs (S3 API) on 0.0.0.0:9000, objects as files under /var/lib/shakedown/objects
+#                (mount a volume there: each object is written to a temporary name and renamed
+#                into place, so a SIGKILL loses no acknowledged object and leaves no half one).
+#                Needs the real /usr/local/bin/s3s-fs (`shakedown image build` puts in a stub
+#                that fails, saying so, when it did not find it: `scripts/real-services.sh s3s-fs`
+#                builds it). s3s-fs is PID 1 (exec).
+#                env:   SHAKEDOWN_S3_ACCESS_KEY (default shakedown),
+#                       SHAKEDOWN_S3_SECRET_KEY (default shakedown-secret): the one key it takes.
+#                       Buckets are directories; the adapter creates its bucket (CreateBucket).
+#                ready: bash -c 'exec 3<>/dev/tcp/127.0.0.1/9000'   (the port accepts)
+#
 #   anything else: exec'd as is, e.g. `shakedown-node shakedown serve gateway ...` or `bash`.
 set -euo pipefail
 
@@ -68,6 +79,7 @@ BASEBACKUP_CONNECT_TIMEOUT_S=5
 # The temporary server that creates the replication slot starts within seconds; allow slow disks.
 PG_CTL_TIMEOUT_S=120
 REDIS_DIR=/var/lib/shakedown/redis
+OBJECTS_DIR=/var/lib/shakedown/objects
 
 ROLE=${1:-}
 
@@ -84,7 +96,7 @@ as_user() {
 
 usage() {
     cat <<'EOF'
-usage: shakedown-node pg-primary | pg-replica | broker | redis | COMMAND [ARG...]
+usage: shakedown-node pg-primary | pg-replica | broker | redis | objects | COMMAND [ARG...]
 See the comment at the top of /usr/local/bin/shakedown-node for ports, environment and readiness.
 EOF
 }
@@ -263,11 +275,22 @@ redis_run() {
         --port 6379 --protected-mode no --appendonly yes --dir "$REDIS_DIR"
 }
 
+# --- Object storage (s3s-fs) ------------------------------------------------------------------
+
+objects_run() {
+    mkdir -p "$OBJECTS_DIR"
+    # s3s-fs logs nothing without RUST_LOG; at info, `docker logs` shows it start and listen.
+    RUST_LOG=${RUST_LOG:-info} exec /usr/local/bin/s3s-fs --host 0.0.0.0 --port 9000 \
+        --access-key "${SHAKEDOWN_S3_ACCESS_KEY:-shakedown}" \
+        --secret-key "${SHAKEDOWN_S3_SECRET_KEY:-shakedown-secret}" "$OBJECTS_DIR"
+}
+
 case "$ROLE" in
     pg-primary) pg_run primary ;;
     pg-replica) pg_run replica ;;
     broker) broker_run ;;
     redis) redis_run ;;
+    objects) objects_run ;;
     -h | --help)
         usage
         exit 0

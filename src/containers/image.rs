@@ -7,10 +7,12 @@
 //!    made by `mmdebstrap` from this host's own apt sources and streamed into `docker import`.
 //!    TAG hashes `packages.txt`'s text and the mmdebstrap recipe (`MMDEBSTRAP_RECIPE`).
 //!    About one to three minutes and ~470 MB.
-//! 2. **node** `shakedown-node:TAG`: the base plus the `shakedown` binary (debug info stripped)
-//!    and `docker/node.sh` as `/usr/local/bin/shakedown-node`, built from `docker/Dockerfile.node`
-//!    by Docker's legacy builder in a temporary context holding only those three files. TAG
-//!    hashes the base tag, node.sh, Dockerfile.node and the stripped binary. A few seconds.
+//! 2. **node** `shakedown-node:TAG`: the base plus the `shakedown` binary (debug info stripped),
+//!    `docker/node.sh` as `/usr/local/bin/shakedown-node` and `/usr/local/bin/s3s-fs`: the
+//!    `objects` host's S3 server when it is found ([`s3s_fs_source`]), else a stub that says how
+//!    to get it and fails. Built from `docker/Dockerfile.node` by Docker's legacy builder in a
+//!    temporary context holding only those files. TAG hashes the base tag, node.sh,
+//!    Dockerfile.node, the stripped binary and s3s-fs (or the stub). A few seconds.
 //!
 //! The three `docker/` files are compiled into the binary (`include_str!`), so it builds its
 //! images from anywhere. Everything this module creates carries the label
@@ -41,6 +43,16 @@ pub const NODE_NAME: &str = "shakedown-node";
 const PACKAGES_TXT: &str = include_str!("../../docker/packages.txt");
 const NODE_SH: &str = include_str!("../../docker/node.sh");
 const DOCKERFILE_NODE: &str = include_str!("../../docker/Dockerfile.node");
+
+/// Names the `s3s-fs` binary for the node image, overriding [`S3S_FS_DEFAULT`].
+pub const S3S_FS_ENV: &str = "SHAKEDOWN_S3S_FS";
+/// Where `scripts/real-services.sh s3s-fs` builds `s3s-fs` (`cargo install`, pinned): this
+/// repository's `target/tools`, fixed when this binary was compiled.
+pub const S3S_FS_DEFAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/s3s-fs");
+/// What the node image has as `s3s-fs` when none was found. Not an empty `tools/` instead: the
+/// legacy builder here fails to commit the image after a COPY of an empty directory ("failed to
+/// get layer … layer does not exist").
+const S3S_FS_STUB: &str = "#!/bin/sh\necho 'this image was built without s3s-fs: run scripts/real-services.sh s3s-fs, then shakedown image build' >&2\nexit 1\n";
 
 /// Hex digits of SHA-256 kept in a tag: 64 bits, ample for the handful of images on one machine.
 const TAG_HEX_LEN: usize = 16;
@@ -73,6 +85,9 @@ pub struct NodeImage {
     pub name: String,
     /// Content hash, 16 hex digits.
     pub tag: String,
+    /// Its `/usr/local/bin/s3s-fs` is the `objects` host's server (node.sh's `objects` role),
+    /// not the stub.
+    pub s3s_fs: bool,
 }
 
 impl NodeImage {
@@ -157,7 +172,10 @@ impl ImageError {
 pub fn ensure(binary: &Path, say: &mut dyn FnMut(&str)) -> Result<NodeImage, ImageError> {
     check_docker()?;
     // Before minutes of base build: a wrong path is the caller's mistake, not a failed build.
-    fs::File::open(binary).map_err(|source| ImageError::Binary { path: binary.to_owned(), source })?;
+    let s3s_fs = s3s_fs_source();
+    for path in std::iter::once(binary).chain(s3s_fs.as_deref()) {
+        fs::File::open(path).map_err(|source| ImageError::Binary { path: path.to_owned(), source })?;
+    }
     let base_hash = base_tag(PACKAGES_TXT);
     let base = format!("{BASE_NAME}:{base_hash}");
     if image_exists(&base)? {
@@ -169,9 +187,16 @@ pub fn ensure(binary: &Path, say: &mut dyn FnMut(&str)) -> Result<NodeImage, Ima
         build_base(&base)?;
         say(&format!("built {base} in {:.0?}", started.elapsed()));
     }
+    match &s3s_fs {
+        Some(path) => say(&format!("s3s-fs from {}", path.display())),
+        None => say(&format!(
+            "no s3s-fs at {S3S_FS_DEFAULT} ({S3S_FS_ENV} unset): the node image has no S3 server; `scripts/real-services.sh s3s-fs` builds it"
+        )),
+    }
     let context = BuildContext::create()?;
-    context.write_files(binary, say)?;
-    let node = NodeImage { name: NODE_NAME.to_owned(), tag: node_tag(&base_hash, &context.binary())? };
+    context.write_files(binary, s3s_fs.as_deref(), say)?;
+    let tag = node_tag(&base_hash, &context.binary(), &context.s3s_fs())?;
+    let node = NodeImage { name: NODE_NAME.to_owned(), tag, s3s_fs: s3s_fs.is_some() };
     if image_exists(&node.reference())? {
         say(&format!("node image {node} present"));
         return Ok(node);
@@ -181,6 +206,15 @@ pub fn ensure(binary: &Path, say: &mut dyn FnMut(&str)) -> Result<NodeImage, Ima
     build_node(&context, &base, &node)?;
     say(&format!("built {node} in {:.0?}", started.elapsed()));
     Ok(node)
+}
+
+/// The `s3s-fs` binary for the node image: the file [`S3S_FS_ENV`] names (a wrong path is then
+/// an error of [`ensure`]), else [`S3S_FS_DEFAULT`] when it exists, else none.
+pub fn s3s_fs_source() -> Option<PathBuf> {
+    match std::env::var_os(S3S_FS_ENV) {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ => Some(PathBuf::from(S3S_FS_DEFAULT)).filter(|path| path.is_file()),
+    }
 }
 
 /// The package names of a `packages.txt`: `#` starts a comment, blank lines are skipped.
@@ -203,16 +237,24 @@ pub(crate) fn base_tag(packages_txt: &str) -> String {
     tag_of(hasher)
 }
 
-/// The node tag: a hash of the base tag, node.sh, Dockerfile.node and the (stripped) binary.
-fn node_tag(base_tag: &str, binary: &Path) -> Result<String, ImageError> {
+/// The node tag: a hash of the base tag, node.sh, Dockerfile.node, the (stripped) binary and
+/// s3s-fs (or its stub).
+fn node_tag(base_tag: &str, binary: &Path, s3s_fs: &Path) -> Result<String, ImageError> {
     let mut hasher = Sha256::new();
     hash_node_inputs(&mut hasher, base_tag, NODE_SH, DOCKERFILE_NODE);
-    let read_error = |source| ImageError::Binary { path: binary.to_owned(), source };
-    let mut file = fs::File::open(binary).map_err(read_error)?;
+    hash_file(&mut hasher, binary)?;
+    hash_file(&mut hasher, s3s_fs)?;
+    Ok(tag_of(hasher))
+}
+
+/// A file's length and bytes.
+fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<(), ImageError> {
+    let read_error = |source| ImageError::Binary { path: path.to_owned(), source };
+    let mut file = fs::File::open(path).map_err(read_error)?;
     let length = file.metadata().map_err(read_error)?.len();
     hasher.update(length.to_le_bytes());
-    io::copy(&mut file, &mut hasher).map_err(read_error)?;
-    Ok(tag_of(hasher))
+    io::copy(&mut file, hasher).map_err(read_error)?;
+    Ok(())
 }
 
 /// The text inputs of the node tag, apart so the tests can vary each.
@@ -407,9 +449,30 @@ impl BuildContext {
         self.dir.join("shakedown")
     }
 
-    /// The stripped binary, node.sh (as `shakedown-node`, its name in the image) and
-    /// Dockerfile.node.
-    fn write_files(&self, binary: &Path, say: &mut dyn FnMut(&str)) -> Result<(), ImageError> {
+    /// Where s3s-fs (or its stub) goes: `tools/`, which Dockerfile.node copies whole.
+    fn s3s_fs(&self) -> PathBuf {
+        self.dir.join("tools").join("s3s-fs")
+    }
+
+    /// The stripped binary, node.sh (as `shakedown-node`, its name in the image),
+    /// Dockerfile.node, and `tools/s3s-fs`: the one given (built without debug info already), or
+    /// the stub.
+    fn write_files(
+        &self,
+        binary: &Path,
+        s3s_fs: Option<&Path>,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), ImageError> {
+        let tools = self.dir.join("tools");
+        fs::create_dir(&tools).map_err(|source| ImageError::Context { path: tools.clone(), source })?;
+        match s3s_fs {
+            Some(s3s_fs) => {
+                fs::copy(s3s_fs, self.s3s_fs())
+                    .map_err(|source| ImageError::Binary { path: s3s_fs.to_owned(), source })?;
+                write_file(&self.s3s_fs(), None, 0o755)?;
+            }
+            None => write_file(&self.s3s_fs(), Some(S3S_FS_STUB), 0o755)?,
+        }
         let target = self.binary();
         // Release builds carry debug info (profile.release debug = 1): stripping it makes the
         // copy several times smaller, and the image with it.
@@ -481,11 +544,12 @@ mod tests {
         let (one, other) = (dir.join("one"), dir.join("other"));
         fs::write(&one, b"binary 1").unwrap();
         fs::write(&other, b"binary 2").unwrap();
-        let tag = node_tag("base", &one).unwrap();
+        let tag = node_tag("base", &one, &other).unwrap();
         assert!(is_tag(&tag), "{tag}");
-        assert_eq!(tag, node_tag("base", &one).unwrap());
-        assert_ne!(tag, node_tag("base", &other).unwrap());
-        assert_ne!(tag, node_tag("base2", &one).unwrap());
+        assert_eq!(tag, node_tag("base", &one, &other).unwrap());
+        assert_ne!(tag, node_tag("base", &other, &other).unwrap());
+        assert_ne!(tag, node_tag("base2", &one, &other).unwrap());
+        assert_ne!(tag, node_tag("base", &one, &one).unwrap(), "s3s-fs's bytes count");
         let texts = |node_sh: &str, dockerfile: &str| {
             let mut hasher = Sha256::new();
             hash_node_inputs(&mut hasher, "base", node_sh, dockerfile);
@@ -495,7 +559,8 @@ mod tests {
         assert_ne!(texts(NODE_SH, DOCKERFILE_NODE), texts(NODE_SH, &format!("{DOCKERFILE_NODE}\n")));
         // Length prefixes: moving text from one input to the next is a different image.
         assert_ne!(texts("ab", "c"), texts("a", "bc"));
-        assert!(matches!(node_tag("base", &dir.join("missing")), Err(ImageError::Binary { .. })));
+        assert!(matches!(node_tag("base", &dir.join("missing"), &one), Err(ImageError::Binary { .. })));
+        assert!(matches!(node_tag("base", &one, &dir.join("missing")), Err(ImageError::Binary { .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
 
