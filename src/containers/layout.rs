@@ -466,10 +466,10 @@ mod tests {
     fn one_container_per_host_in_dependency_order() {
         let specs = layout();
         let hosts: Vec<&str> = specs.iter().map(|s| s.host.as_str()).collect();
-        assert_eq!(hosts.len(), 14, "{hosts:?}");
+        assert_eq!(hosts.len(), 15, "{hosts:?}");
         assert_eq!(
-            &hosts[..3],
-            ["broker", "pg-primary", "links"],
+            &hosts[..4],
+            ["broker", "pg-primary", "objects", "links"],
             "the broker boots longest: it starts first"
         );
         assert_eq!(*hosts.last().unwrap(), "lb");
@@ -480,6 +480,24 @@ mod tests {
         assert!(specs.iter().all(|s| s.name == format!("sd-ab12-{}", s.host)));
         let broker = specs.iter().find(|s| s.host == "broker").unwrap();
         assert!(broker.ready_stage < stage("api-1") && broker.ready_stage < stage("worker-1"));
+    }
+
+    /// The object store keeps its objects on a volume (a crash loses nothing it acknowledged),
+    /// and the api hosts and workers are told where it is; a stack without one is told so.
+    #[test]
+    fn the_object_store_has_a_volume_and_its_clients_its_address() {
+        let specs = layout();
+        let objects = get(&specs, "objects");
+        assert_eq!(objects.volumes, [("sd-ab12-objects".to_string(), OBJECTS_DIR.to_string())]);
+        assert_eq!((objects.port, objects.readiness), (Some(OBJECTS_PORT), Readiness::ObjectStore));
+        for host in ["api-1", "worker-1"] {
+            assert_eq!(env(&get(&specs, host), "SHAKEDOWN_S3_URL"), "http://sd-ab12-objects:9000");
+        }
+        let stack = StackConfig::default();
+        let without = Topology::needed(&stack, &[crate::scenario::model::Op::Invest], &[]);
+        let names = RunNames { run: "ab12".into() };
+        let specs = containers(&stack, &without, &Links::default(), &names);
+        assert_eq!(env(&get(&specs, "api-1"), "SHAKEDOWN_S3_URL"), "");
     }
 
     /// Services write through the router and read the standby directly; the watchdog goes to

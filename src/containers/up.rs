@@ -126,6 +126,9 @@ fn connect(host: &str, port: u16) -> Vec<String> {
             format!("curl '{http}/history?limit=5'"),
         ],
         LINKS_HOST => vec![format!("curl {http}/links   # the link proxy: links, toxics, counters")],
+        "objects" => vec![format!(
+            "S3 at {http}, bucket shakedown, key shakedown / shakedown-secret (e.g. aws --endpoint-url {http} s3 ls s3://shakedown --recursive)"
+        )],
         _ => vec![format!("curl {http}/health")],
     }
 }
@@ -250,7 +253,7 @@ mod tests {
         assert_eq!(hosts.first(), Some(&"lb"));
         assert_eq!(hosts.last(), Some(&"links"));
         assert!(!hosts.contains(&"client"));
-        assert_eq!(hosts.len(), 14, "{hosts:?}");
+        assert_eq!(hosts.len(), 15, "{hosts:?}");
         let row = |h: &str| rows.iter().find(|r| r.host == h).unwrap().clone();
         assert_eq!(row("pg-primary").address.as_deref(), Some("127.0.0.1:41001"));
         assert!(

@@ -107,12 +107,27 @@ pub fn router(state: FilesState) -> Router {
 /// Where a file's bytes go: its key and the start of its checksum, so a retry with other bytes
 /// never overwrites an acknowledged upload's object.
 pub fn object_key(key: &str, checksum: &str) -> String {
-    format!("files/{}-{}", wire::encode(key), &checksum[..checksum.len().min(12)])
+    format!("files/{}-{}", safe(key), &checksum[..checksum.len().min(12)])
 }
 
 /// Where the thumbnails group puts a file's derived object.
 pub fn thumbnail_key(key: &str) -> String {
-    format!("thumbs/{}", wire::encode(key))
+    format!("thumbs/{}", safe(key))
+}
+
+/// A client's key as one object-key segment every S3 server stores as is: ASCII letters,
+/// digits, `-` and `.` stay, every other byte becomes `_` and two hex digits (so `_` itself is
+/// `_5F`, and two keys never meet).
+fn safe(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("_{byte:02X}"));
+        }
+    }
+    out
 }
 
 async fn upload(State(state): State<FilesState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -314,6 +329,13 @@ mod tests {
         f.events.fail_publish(None);
         assert_eq!(oneshot(f.router.clone(), upload_request("f-1", b"bytes")).await.status, 201);
         assert_eq!(f.events.published().len(), 1);
+    }
+
+    #[test]
+    fn object_keys_keep_to_the_characters_every_s3_server_stores_as_is() {
+        assert_eq!(object_key("upload-000042", "abcdef0123456789"), "files/upload-000042-abcdef012345");
+        assert_eq!(thumbnail_key("a/b c_d"), "thumbs/a_2Fb_20c_5Fd");
+        assert_ne!(thumbnail_key("a_2F"), thumbnail_key("a/"));
     }
 
     #[tokio::test(start_paused = true)]
