@@ -231,6 +231,36 @@ fn bug_non_idempotent_worker_is_caught_on_containers() {
     assert_eq!(check(&ran.report, "delivery")["status"], "fail");
 }
 
+/// Files on real servers (s3s-fs on a volume, PostgreSQL, RabbitMQ's fanout): the object store
+/// SIGKILLed and restarted, then cut off from the api hosts, a worker killed and the broker
+/// frozen — every acknowledged upload has its object with the bytes sent, its row, a thumbnail
+/// and one audit entry, and no row points at a missing object.
+#[test]
+fn object_store_outage_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/object-store-outage.yaml");
+    let files = check(&ran.report, "files");
+    assert_eq!(files["status"], "pass", "{files:#}");
+    assert!(files["details"]["acknowledged_count"].as_u64().unwrap() > 100, "{files:#}");
+}
+
+/// Bug zoo on real servers — metadata before object: rows committed before their PUT, which
+/// fails while s3s-fs is down, point at nothing; the files check catches them.
+#[test]
+fn bug_metadata_before_object_is_caught_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/bugs/metadata-before-object.yaml");
+    let files = check(&ran.report, "files");
+    assert!(files["details"]["dangling_row_count"].as_u64().unwrap() > 0, "{files:#}");
+}
+
+/// Bug zoo on real servers — auto-ack subscriber: the audit group acks each event on receipt,
+/// so the events whose write fails while the workers are cut off from the database are gone.
+#[test]
+fn bug_autoack_subscriber_is_caught_on_containers() {
+    let ran = same_verdict_as_on_the_simulation("scenarios/bugs/autoack-subscriber.yaml");
+    let files = check(&ran.report, "files");
+    assert!(files["details"]["missed_audit_count"].as_u64().unwrap() > 0, "{files:#}");
+}
+
 /// A harness SIGKILLed mid-run cannot clean up; the next run sweeps what it left (its owner
 /// process is gone) and, when it ends, nothing of ours is left on the engine.
 #[test]

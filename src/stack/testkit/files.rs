@@ -7,10 +7,13 @@ use async_trait::async_trait;
 
 use crate::stack::ports::{FileRow, FileStore, NewFile, ObjectInfo, ObjectStore, PortError, checksum};
 
+/// The objects by key, and the failure every call answers with while one is set.
+type ObjectsInner = (BTreeMap<String, Vec<u8>>, Option<PortError>);
+
 /// Objects by key, with an injectable failure.
 #[derive(Default)]
 pub struct MemObjects {
-    inner: Mutex<(BTreeMap<String, Vec<u8>>, Option<PortError>)>,
+    inner: Mutex<ObjectsInner>,
 }
 
 impl MemObjects {
@@ -24,9 +27,7 @@ impl MemObjects {
         self.inner.lock().expect("objects poisoned").0.get(key).cloned()
     }
 
-    fn check(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, (BTreeMap<String, Vec<u8>>, Option<PortError>)>, PortError> {
+    fn check(&self) -> Result<std::sync::MutexGuard<'_, ObjectsInner>, PortError> {
         let inner = self.inner.lock().expect("objects poisoned");
         match &inner.1 {
             Some(err) => Err(err.clone()),
