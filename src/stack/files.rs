@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -169,9 +169,7 @@ async fn upload(State(state): State<FilesState>, headers: HeaderMap, body: Bytes
     }
     let event = FileEvent { id: row.id, key, object_key: row.file.object_key.clone() };
     if let Err(err) = ports.events.publish(event, config.confirm_timeout).await {
-        let mut resp = wire::error(StatusCode::SERVICE_UNAVAILABLE, format!("publishing {UPLOADED}: {err}"));
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(config.retry_after_secs));
-        return resp;
+        return wire::busy(config.retry_after_secs, format!("publishing {UPLOADED}: {err}"));
     }
     let accepted = FileAccepted {
         id: row.id,

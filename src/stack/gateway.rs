@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -127,9 +127,7 @@ async fn submit(State(state): State<GatewayState>, headers: HeaderMap, body: Byt
 
 /// 503 with `Retry-After`.
 fn busy(config: &GatewayConfig, message: String) -> Response {
-    let mut resp = wire::error(StatusCode::SERVICE_UNAVAILABLE, message);
-    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(config.retry_after_secs));
-    resp
+    wire::busy(config.retry_after_secs, message)
 }
 
 async fn status(State(state): State<GatewayState>, Path(id): Path<u64>) -> Response {

@@ -53,6 +53,15 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, Json(ErrorBody { error: message.into() })).into_response()
 }
 
+/// 503 with `Retry-After: retry_after_secs`: definitely not applied, worth retrying later (a full
+/// queue, a missing confirm).
+pub(crate) fn busy(retry_after_secs: u64, message: impl Into<String>) -> Response {
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    resp.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after_secs));
+    resp
+}
+
 /// The status for a failed store call: `504` unknown, `503` read-only, `422` rejected.
 pub(crate) fn port_status(err: &PortError) -> StatusCode {
     match err {
