@@ -71,7 +71,7 @@ mod real {
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
-    use crate::stack::files::{Audit, FilesPorts, Thumbnails};
+    use crate::stack::files::{self as stack_files, FilesPorts};
     use crate::stack::ports::{PublishError, Publisher, QueryMessage, SubscriberGroup};
     use crate::stack::wire::{self, ParticipantConfig};
     use crate::stack::{
@@ -259,7 +259,7 @@ mod real {
         // fairness would buy nothing. Either one ending ends the process, the consumer loop's end
         // (it has none today) as before, the admin server's with its error.
         if let Some(files) = files_ports(store.clone(), &queue).await? {
-            spawn_subscribers(files, &queue, stack, &config, &control);
+            spawn_subscribers(files, &queue, &config, &control);
         }
         tokio::select! {
             biased;
@@ -345,27 +345,13 @@ mod real {
     fn spawn_subscribers(
         files: FilesPorts,
         queue: &RabbitConfig,
-        stack: &StackConfig,
         config: &worker::WorkerConfig,
         control: &worker::WorkerControl,
     ) {
-        let timeout = config.store_timeout;
-        let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
-        let thumbnails = Thumbnails { objects: files.objects.clone(), files: files.files.clone(), timeout };
-        let audit = Audit { files: files.files, timeout, bugs };
-        let group = |g| Arc::new(RabbitConsumers::group(queue.clone(), &Fanout::files(), g));
-        tokio::spawn(worker::run_handler(
-            group(SubscriberGroup::Thumbnails),
-            Arc::new(thumbnails),
-            config.clone(),
-            control.clone(),
-        ));
-        tokio::spawn(worker::run_handler(
-            group(SubscriberGroup::Audit),
-            Arc::new(audit),
-            config.clone(),
-            control.clone(),
-        ));
+        for (group, handler) in stack_files::subscribers(files.objects, files.files, config) {
+            let consumers = Arc::new(RabbitConsumers::group(queue.clone(), &Fanout::files(), group));
+            tokio::spawn(worker::run_handler(consumers, handler, config.clone(), control.clone()));
+        }
         eprintln!(
             "worker subscribing to {} and {}",
             SubscriberGroup::Thumbnails.queue(),

@@ -32,7 +32,7 @@ use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore as _, ObjectStoreExt as _, RetryConfig};
 
 use super::http::RealHttp;
-use crate::stack::ports::{HttpClient, HttpRequest, ObjectInfo, ObjectStore, PortError, checksum};
+use crate::stack::ports::{HttpClient, HttpRequest, ObjectInfo, ObjectStore, PortError};
 
 /// Longest wait for one call (a put, a get, one page of a listing) by default.
 pub const S3_CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -230,11 +230,7 @@ impl ObjectStore for S3Objects {
         let objects: Vec<Option<ObjectInfo>> = futures::stream::iter(paths)
             .map(|path| async move {
                 let bytes = self.fetch(&path).await.map_err(port_error)?;
-                Ok::<_, PortError>(bytes.map(|bytes| ObjectInfo {
-                    key: path.to_string(),
-                    size: bytes.len() as u64,
-                    checksum: checksum(&bytes),
-                }))
+                Ok::<_, PortError>(bytes.map(|bytes| ObjectInfo::of(path.as_ref(), &bytes)))
             })
             .buffered(LIST_GETS_IN_FLIGHT_MAX)
             .try_collect()

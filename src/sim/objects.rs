@@ -20,7 +20,7 @@ use axum::routing::get;
 use http::Method;
 
 use super::net::SimHttp;
-use crate::stack::ports::{HttpClient, HttpRequest, ObjectInfo, ObjectStore, PortError, checksum};
+use crate::stack::ports::{HttpClient, HttpRequest, ObjectInfo, ObjectStore, PortError};
 
 /// The objects, by key: durable state created before the host.
 pub type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
@@ -50,12 +50,7 @@ async fn list(State(objects): State<Objects>) -> axum::Json<Vec<ObjectInfo>> {
 
 /// Every object's key, size and checksum.
 pub fn info(objects: &BTreeMap<String, Vec<u8>>) -> Vec<ObjectInfo> {
-    let one = |(key, bytes): (&String, &Vec<u8>)| ObjectInfo {
-        key: key.clone(),
-        size: bytes.len() as u64,
-        checksum: checksum(bytes),
-    };
-    objects.iter().map(one).collect()
+    objects.iter().map(|(key, bytes)| ObjectInfo::of(key, bytes)).collect()
 }
 
 /// The object-store port over the simulated network.

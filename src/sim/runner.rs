@@ -17,8 +17,8 @@ use crate::check::StockSnapshot;
 use crate::history::History;
 use crate::run::{BackendError, Observed};
 use crate::scenario::Loaded;
-use crate::stack::files::{Audit, FilesPorts, Thumbnails};
-use crate::stack::ports::{DbNode, SubscriberGroup};
+use crate::stack::files::{self, FilesPorts};
+use crate::stack::ports::DbNode;
 use crate::stack::pricefeed::{PricefeedControl, PricefeedState};
 use crate::stack::topology::Topology;
 use crate::stack::watchdog::WatchdogState;
@@ -221,29 +221,18 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
                 let db = db.clone();
                 let config = WorkerConfig::for_stack(&stack);
                 let host = name.clone();
-                let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
                 sim.host(name, move || {
                     let http = http.for_host();
                     let consumers = Arc::new(SimBroker::new(http.clone(), &host));
                     let (store, config, control) = (db(&http), config.clone(), control.clone());
                     if with_files {
                         let objects = Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT));
-                        let timeout = config.store_timeout;
-                        let thumbnails = Thumbnails { objects, files: store.clone(), timeout };
-                        let audit = Audit { files: store.clone(), timeout, bugs };
-                        let group = |g| Arc::new(SimBroker::group(http.clone(), &host, g));
-                        crate::stack::spawn(worker::run_handler(
-                            group(SubscriberGroup::Thumbnails),
-                            Arc::new(thumbnails),
-                            config.clone(),
-                            control.clone(),
-                        ));
-                        crate::stack::spawn(worker::run_handler(
-                            group(SubscriberGroup::Audit),
-                            Arc::new(audit),
-                            config.clone(),
-                            control.clone(),
-                        ));
+                        for (group, handler) in files::subscribers(objects, store.clone(), &config) {
+                            let consumers = Arc::new(SimBroker::group(http.clone(), &host, group));
+                            let run =
+                                worker::run_handler(consumers, handler, config.clone(), control.clone());
+                            crate::stack::spawn(run);
+                        }
                     }
                     async move {
                         worker::run(consumers, store, config, control).await;

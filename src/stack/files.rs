@@ -32,9 +32,11 @@ use axum::routing::{get, post};
 use super::api::FileAccepted;
 use super::bugs::Bugs;
 use super::invest::bounded;
-use super::ports::{Delivery, FileEvent, FileStore, NewFile, ObjectStore, PortError, Publisher, checksum};
+use super::ports::{
+    Delivery, FileEvent, FileStore, NewFile, ObjectStore, PortError, Publisher, SubscriberGroup, checksum,
+};
 use super::wire;
-use super::worker::Handler;
+use super::worker::{Handler, WorkerConfig};
 use crate::scenario::model::StackConfig;
 
 /// The event the api publishes and the audit table records.
@@ -186,6 +188,19 @@ async fn status(State(state): State<FilesState>, Path(id): Path<u64>) -> Respons
         Ok(None) => wire::error(StatusCode::NOT_FOUND, format!("no file with id {id}")),
         Err(err) => wire::port_error("reading the file", &err),
     }
+}
+
+/// Each subscriber group's handler, as a worker runs them (both backends build them here): the
+/// worker's store timeout bounds each call, its bug switches reach the audit group.
+pub fn subscribers(
+    objects: Arc<dyn ObjectStore>,
+    files: Arc<dyn FileStore>,
+    config: &WorkerConfig,
+) -> [(SubscriberGroup, Arc<dyn Handler<FileEvent>>); 2] {
+    let timeout = config.store_timeout;
+    let thumbnails = Thumbnails { objects, files: files.clone(), timeout };
+    let audit = Audit { files, timeout, bugs: config.bugs };
+    [(SubscriberGroup::Thumbnails, Arc::new(thumbnails)), (SubscriberGroup::Audit, Arc::new(audit))]
 }
 
 /// The thumbnails group: read the object, store the derived object, mark the row.

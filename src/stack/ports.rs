@@ -373,6 +373,13 @@ pub struct ObjectInfo {
     pub checksum: String,
 }
 
+impl ObjectInfo {
+    /// The info of `bytes` stored under `key`.
+    pub fn of(key: &str, bytes: &[u8]) -> ObjectInfo {
+        ObjectInfo { key: key.to_owned(), size: bytes.len() as u64, checksum: checksum(bytes) }
+    }
+}
+
 /// The checksum the stack keeps with a file and the checks compare: SHA-256, lowercase hex.
 pub fn checksum(bytes: &[u8]) -> String {
     use sha2::Digest;

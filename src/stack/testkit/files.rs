@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::stack::ports::{FileRow, FileStore, NewFile, ObjectInfo, ObjectStore, PortError, checksum};
+use crate::stack::ports::{FileRow, FileStore, NewFile, ObjectInfo, ObjectStore, PortError};
 
 /// The objects by key, and the failure every call answers with while one is set.
 type ObjectsInner = (BTreeMap<String, Vec<u8>>, Option<PortError>);
@@ -49,12 +49,7 @@ impl ObjectStore for MemObjects {
 
     async fn list(&self) -> Result<Vec<ObjectInfo>, PortError> {
         let inner = self.check()?;
-        let info = |(key, bytes): (&String, &Vec<u8>)| ObjectInfo {
-            key: key.clone(),
-            size: bytes.len() as u64,
-            checksum: checksum(bytes),
-        };
-        Ok(inner.0.iter().map(info).collect())
+        Ok(inner.0.iter().map(|(key, bytes)| ObjectInfo::of(key, bytes)).collect())
     }
 }
 
