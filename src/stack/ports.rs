@@ -530,3 +530,57 @@ pub trait DbAdmin: Send + Sync + 'static {
     /// Idempotent.
     async fn require_sync(&self, primary: DbNode) -> Result<(), PortError>;
 }
+
+/// What a backup catalogue entry describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    /// A full base backup (real: `pg_basebackup`).
+    Base,
+    /// One archived WAL segment (real: what `archive_command` copied).
+    Wal,
+}
+
+/// Where a backup is in its life. The catalogue says `done` only once the backup's bytes are
+/// stored whole and their checksum is recorded: a restore trusts nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    /// Being taken or copied.
+    Running,
+    /// Stored whole; `checksum` is the stored bytes'.
+    Done,
+}
+
+/// One entry of the backup catalogue (kept in Redis): a base backup or a WAL segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogueEntry {
+    /// Unique, sortable by when the backup started (`base-000042`, `wal-000000010-000000057`).
+    pub id: String,
+    /// Base backup or WAL segment.
+    pub kind: BackupKind,
+    /// First LSN it covers (a base backup: the LSN it starts consistent from).
+    pub start_lsn: Lsn,
+    /// Last LSN it covers.
+    pub stop_lsn: Lsn,
+    /// When it started, ns from the start of the run (real: Unix time, ns).
+    pub time_ns: u64,
+    /// Its stored size in bytes.
+    pub size: u64,
+    /// [`checksum`] of the stored bytes (empty while running).
+    pub checksum: String,
+    /// Running or done.
+    pub state: BackupState,
+}
+
+/// The backup catalogue (the `redis` host): one entry per base backup and WAL segment, by id.
+/// Calls are bounded; `Unavailable` means the call may or may not have taken effect.
+#[async_trait]
+pub trait Catalogue: Send + Sync + 'static {
+    /// Insert or replace the entry with `entry.id`.
+    async fn put(&self, entry: &CatalogueEntry) -> Result<(), PortError>;
+    /// Remove an entry (pruned backups, WAL of an abandoned timeline); `Ok` if it was not there.
+    async fn remove(&self, id: &str) -> Result<(), PortError>;
+    /// Every entry, by id.
+    async fn list(&self) -> Result<Vec<CatalogueEntry>, PortError>;
+}
