@@ -30,6 +30,8 @@ pub struct Tally<'h> {
     unknown: usize,
     /// Acknowledged, absent from the final primary: (key, ack time), sorted by key.
     lost: Vec<(&'h str, u64)>,
+    /// Acknowledged, absent, and rolled back by a restore (see `restore::rolled_back`).
+    rolled_back: Vec<(&'h str, u64)>,
     /// Present but never attempted, or definitely failed.
     unexpected: Vec<&'h str>,
     /// Unknown outcome, yet present.
@@ -67,7 +69,8 @@ pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
     outcomes.dedup_by_key(|(key, _, _)| *key);
     outcomes.reverse();
     let count = |kind: EntryType| outcomes.iter().filter(|(_, k, _)| *k == kind).count();
-    let (mut lost, mut unexpected, mut recovered) = (Vec::new(), Vec::new(), 0);
+    let (mut lost, mut rolled_back, mut unexpected, mut recovered) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let restores = state.backups.as_ref().map_or(&[][..], |b| &b.restores[..]);
     let mut present = state.investments.iter().map(|(k, n)| (k.as_str(), *n)).peekable();
     for &(key, kind, time_ns) in &outcomes {
         while let Some(&(stored, _)) = present.peek().filter(|(stored, _)| *stored < key) {
@@ -76,6 +79,9 @@ pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
         }
         let landed = present.next_if(|(stored, _)| *stored == key).is_some_and(|(_, n)| n > 0);
         match (kind, landed) {
+            (EntryType::Ok, false) if super::restore::rolled_back(restores, time_ns) => {
+                rolled_back.push((key, time_ns))
+            }
             (EntryType::Ok, false) => lost.push((key, time_ns)),
             (EntryType::Info, true) => recovered += 1,
             (EntryType::Fail, true) => unexpected.push(key), // stored, though it definitely failed
@@ -89,6 +95,7 @@ pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
         failed: count(EntryType::Fail),
         unknown: count(EntryType::Info),
         lost,
+        rolled_back,
         unexpected,
         recovered,
     }
@@ -96,7 +103,16 @@ pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
 
 /// The verdict on a tally.
 pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult {
-    let Tally { attempted, acknowledged, failed, unknown, ref lost, ref unexpected, recovered } = *tally;
+    let Tally {
+        attempted,
+        acknowledged,
+        failed,
+        unknown,
+        ref lost,
+        ref rolled_back,
+        ref unexpected,
+        recovered,
+    } = *tally;
     let duplicated: Vec<&str> =
         state.investments.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.as_str()).collect();
     let lost_list: Vec<serde_json::Value> = lost
@@ -109,6 +125,7 @@ pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult 
         "failed_count": failed,
         "unknown_count": unknown,
         "lost_count": lost.len(),
+        "rolled_back_count": rolled_back.len(),
         "recovered_count": recovered,
         "unexpected_count": unexpected.len(),
         "duplicated_count": duplicated.len(),
@@ -146,6 +163,16 @@ pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult 
         (Status::Fail, parts.join("; "))
     } else if acknowledged == 0 {
         (Status::Unknown, "no write was acknowledged: nothing to check".to_owned())
+    } else if !rolled_back.is_empty() {
+        let kept = acknowledged - rolled_back.len();
+        (
+            Status::Pass,
+            format!(
+                "all {kept} acknowledged writes a restore kept present on {}; {} acknowledged after its recovery point were rolled back (judged by `restore`)",
+                state.primary,
+                rolled_back.len()
+            ),
+        )
     } else {
         (
             Status::Pass,

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod durability;
 pub mod files;
 pub mod recovery;
+pub mod restore;
 mod result;
 pub mod saga;
 pub mod slo;
@@ -29,7 +30,10 @@ mod verdict;
 
 pub use result::{CheckResult, Status};
 pub use slo::{LatencyRow, SloEntry};
-pub use state::{FileRecord, FinalState, OrderRecord, QueryRecord, StockSnapshot, StoredObject};
+pub use state::{
+    BackupsState, FileRecord, FinalState, OrderRecord, QueryRecord, RestoreRecord, StockSnapshot,
+    StoredObject,
+};
 pub use verdict::{Checked, GENERATOR_LAG_MS_MAX, Verdict, expectation, judged, run_all, verdict};
 
 use crate::faults::Plan;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stack::ports::CatalogueEntry;
+
 /// What the checkers need from the stack's data after the run, read from the current primary.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalState {
@@ -30,6 +32,47 @@ pub struct FinalState {
     /// Every object in object storage, by key (read from the object store itself).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub objects: BTreeMap<String, StoredObject>,
+    /// The backups, when the stack takes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsState>,
+}
+
+/// The backups at the end: the catalogue as Redis holds it, what the backup storage holds, and
+/// every restore the run asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupsState {
+    /// The catalogue's entries, by id.
+    pub catalogue: Vec<CatalogueEntry>,
+    /// What the backup storage holds: backup id → checksum of its stored bytes.
+    pub stored: BTreeMap<String, String>,
+    /// The restores, in the order they were asked for.
+    pub restores: Vec<RestoreRecord>,
+}
+
+/// What one restore did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// When it was asked for, ns from the start of the run.
+    pub requested_ns: u64,
+    /// When the data it restores was lost: the last `disaster` before it (the request itself
+    /// when there was none), ns.
+    pub lost_at_ns: u64,
+    /// The recovery target, ns from the start; `None` for `latest`.
+    pub target_ns: Option<u64>,
+    /// The base backup it started from (`None`: it found no verified one and restored nothing).
+    pub base: Option<String>,
+    /// Base backups it skipped because they did not verify, with why.
+    pub skipped: Vec<String>,
+    /// WAL segments it replayed after the base.
+    pub segments: u32,
+    /// The last LSN it recovered.
+    pub recovered_lsn: u64,
+    /// Commit time of the last transaction it recovered, ns (the recovery point).
+    pub recovered_until_ns: u64,
+    /// Why it stopped replaying (end of archive, a gap, the target).
+    pub stopped: String,
+    /// When the rebuilt primary took writes, ns (`None`: it never did).
+    pub completed_ns: Option<u64>,
 }
 
 /// One file's row and what the subscribers did for it, at the end.

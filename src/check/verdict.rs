@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, FinalState, Status, delivery, durability, files, recovery, saga, slo, staleness};
+use super::{
+    CheckResult, FinalState, Status, delivery, durability, files, recovery, restore, saga, slo, staleness,
+};
 use crate::exit;
 use crate::faults::Plan;
 use crate::history::History;
@@ -48,6 +50,7 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
             CheckName::Files => checks.files.as_ref().map(|c| files::check(history, state, c)),
             CheckName::Slo => (!checks.slo.is_empty()).then(|| slo::check(&entries)),
             CheckName::Recovery => checks.recovery.as_ref().map(|c| recovery::check(history, plan, c)),
+            CheckName::Restore => checks.restore.as_ref().map(|c| restore::check(history, state, c)),
         };
         results.extend(result);
     }

@@ -306,6 +306,7 @@ fn drop_check(scenario: &mut Scenario, name: CheckName) {
         CheckName::Files => checks.files = None,
         CheckName::Slo => checks.slo.clear(),
         CheckName::Recovery => checks.recovery = None,
+        CheckName::Restore => checks.restore = None,
     }
 }
 

@@ -65,7 +65,8 @@ pub fn culprit(plan: &Plan, ack: Duration) -> Option<&PlannedFault> {
 fn could_lose_writes(fault: &PlannedFault) -> bool {
     let touches_database = || fault.kind.hosts().iter().any(|h| DATABASE_NODES.contains(&h.as_str()));
     match fault.kind {
-        FaultKind::Crash { .. } => true,
+        FaultKind::Crash { .. } | FaultKind::Disaster { .. } | FaultKind::Failback { .. } => true,
+        FaultKind::Restore { .. } => false,
         FaultKind::Pause { .. } | FaultKind::Partition { .. } => touches_database(),
         FaultKind::Latency { .. } | FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => {
             false

@@ -70,6 +70,21 @@ pub enum FaultKind {
         /// For slow answers: how late.
         delay: Duration,
     },
+    /// The database nodes and their storage are gone; they stay down until a restore.
+    Disaster {
+        /// The nodes.
+        hosts: Vec<String>,
+    },
+    /// Rebuild the database from backups: the backup agent does it, taking the time it takes.
+    Restore {
+        /// Replay archived WAL committed up to this time from the start; `None`: everything.
+        to: Option<Duration>,
+    },
+    /// A planned switchover back to `node`, run by the watchdog.
+    Failback {
+        /// The node to make primary again.
+        node: String,
+    },
 }
 
 impl FaultKind {
@@ -82,6 +97,9 @@ impl FaultKind {
             }
             FaultKind::Backpressure { .. } => vec!["broker".into()],
             FaultKind::PricefeedOutage { .. } => vec!["pricefeed".into()],
+            FaultKind::Disaster { hosts } => hosts.clone(),
+            FaultKind::Restore { .. } => vec!["backup".into()],
+            FaultKind::Failback { node } => vec![node.clone()],
         }
     }
 
@@ -94,6 +112,9 @@ impl FaultKind {
             FaultKind::Latency { .. } => "latency",
             FaultKind::Backpressure { .. } => "backpressure",
             FaultKind::PricefeedOutage { .. } => "pricefeed_outage",
+            FaultKind::Disaster { .. } => "disaster",
+            FaultKind::Restore { .. } => "restore",
+            FaultKind::Failback { .. } => "failback",
         }
     }
 }
@@ -197,11 +218,24 @@ pub fn plan(scenario: &Scenario) -> Plan {
                 mode: outage.mode,
                 delay: outage.delay.map_or(Duration::from_secs(2), |s| s.get()),
             }
+        } else if let Some(disaster) = &spec.disaster {
+            FaultKind::Disaster { hosts: hosts(&disaster.lose) }
+        } else if let Some(restore) = &spec.restore {
+            FaultKind::Restore { to: restore.to.time() }
+        } else if let Some(node) = &spec.failback {
+            FaultKind::Failback { node: node.clone() }
         } else {
             panic!("unvalidated fault #{index} has no kind");
         };
         let end = match &kind {
             FaultKind::Crash { .. } => spec.restart_after.map(|d| start + d.get()),
+            // Lasts until the next restore (the run's end without one).
+            FaultKind::Disaster { .. } => {
+                let restores = scenario.faults.iter().filter(|f| f.restore.is_some()).map(|f| f.at.get());
+                restores.filter(|&at| at >= start).min()
+            }
+            // Actions at one instant: what they start (a restore, a switchover) takes its own time.
+            FaultKind::Restore { .. } | FaultKind::Failback { .. } => Some(start),
             _ => window,
         };
         faults.push(PlannedFault { index, start, end: end.map(|e| e.min(duration)), kind });

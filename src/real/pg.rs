@@ -418,6 +418,29 @@ impl DbAdmin for PgCluster {
         );
         Ok(())
     }
+
+    /// `pg_current_wal_lsn()` on a primary, `pg_last_wal_replay_lsn()` on a standby, in bytes.
+    async fn wal_lsn(&self, node: DbNode) -> Result<Lsn, PortError> {
+        let lsn: i64 = sqlx::query_scalar(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn)::bigint",
+        )
+        .fetch_one(self.pool(node))
+        .await
+        .map_err(port_error)?;
+        Ok(lsn.max(0) as Lsn)
+    }
+
+    /// Not built on real PostgreSQL: a fenced node here is a stopped postmaster with
+    /// `standby.signal`, and bringing it back needs `pg_rewind` against the new primary and a
+    /// restart as its standby, which nothing in the real stack does yet. Refused, so a failback
+    /// on the real adapters fails loudly instead of promoting a diverged node.
+    async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
+        Err(PortError::Rejected(format!(
+            "{}: failback (pg_rewind and rejoin) is not built for real PostgreSQL",
+            node.host()
+        )))
+    }
 }
 
 /// The `application_name` a standby streams under (its `cluster_name`): what

@@ -142,6 +142,15 @@ pub fn describe(fault: &PlannedFault) -> String {
         FaultKind::PricefeedOutage { mode, .. } => {
             format!("price feed outage ({mode:?}) for {}", window.unwrap_or_default()).to_lowercase()
         }
+        FaultKind::Disaster { hosts } => match window {
+            Some(w) => {
+                format!("disaster: lose {} with their storage, restore requested after {w}", hosts.join(", "))
+            }
+            None => format!("disaster: lose {} with their storage (no restore)", hosts.join(", ")),
+        },
+        FaultKind::Restore { to: Some(to) } => format!("restore from backups to {}", span(*to)),
+        FaultKind::Restore { to: None } => "restore from backups to the latest archived WAL".into(),
+        FaultKind::Failback { node } => format!("failback: planned switchover to {node}"),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::units::{ByteSize, Percent, Rate, Span};
+use super::units::{ByteSize, Percent, Rate, RestoreTarget, Span};
 
 /// One chaos experiment: the stack to bring up, the load to drive, the faults to inject on a
 /// timeline, and the checks that judge the run.
@@ -95,6 +95,36 @@ pub struct StackConfig {
     /// Bug-zoo switches: each plants one realistic bug. Default none.
     #[serde(default)]
     pub bugs: Vec<Bug>,
+    /// Scheduled base backups and continuous WAL archiving (hosts `backup` and `redis`). Absent:
+    /// no backups are taken, and `disaster` / `restore` cannot be used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupConfig>,
+}
+
+/// Backups: a base backup every `every`, the newest `keep` kept, WAL archived continuously
+/// between them; a catalogue of both in Redis.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Time between the starts of two base backups; the first starts after `every`. Default `20s`.
+    #[serde(default = "default_backup_every")]
+    pub every: Span,
+    /// Base backups kept (older ones, and the WAL only they need, are pruned). Default 3.
+    #[serde(default = "default_backup_keep")]
+    pub keep: u32,
+}
+
+fn default_backup_every() -> Span {
+    Span(std::time::Duration::from_secs(20))
+}
+fn default_backup_keep() -> u32 {
+    3
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { every: default_backup_every(), keep: default_backup_keep() }
+    }
 }
 
 fn default_two() -> u32 {
@@ -111,6 +141,7 @@ impl Default for StackConfig {
             watchdog: WatchdogConfig::default(),
             balancer: BalancerConfig::default(),
             bugs: Vec::new(),
+            backup: None,
         }
     }
 }
@@ -259,6 +290,12 @@ pub enum Bug {
     /// The audit subscriber acknowledges an event when it receives it, before its entry is
     /// written, so an event whose write fails is never redelivered (caught by `files`).
     AutoackSubscriber,
+    /// The backup agent marks a base backup `done` in the catalogue before its bytes are stored,
+    /// so a backup interrupted while it copies is catalogued as good (caught by `restore`).
+    CatalogBeforeBackup,
+    /// The primary's WAL archiving ignores a failed archive command and moves on, leaving a gap
+    /// in the archive that no restore can replay past (caught by `restore`).
+    WalArchiveGap,
 }
 
 /// The operations the workload can issue.
@@ -364,6 +401,47 @@ pub struct FaultSpec {
     /// Make the price feed fail or answer slowly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pricefeed_outage: Option<OutageFault>,
+    /// Lose database nodes with their storage (needs `stack.backup`): they stay down, empty,
+    /// until a `restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disaster: Option<DisasterFault>,
+    /// Rebuild the primary from the newest verified base backup plus archived WAL, up to `to`,
+    /// then a standby from it (needs `stack.backup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreAction>,
+    /// A planned switchover back to this node (`pg-primary` or `pg-replica`) once it streams as
+    /// a caught-up standby: writes stop on the current primary, the node catches up, is
+    /// promoted, and the old primary follows it. Loses nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<String>,
+}
+
+/// Which nodes a disaster takes, storage and all.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisasterFault {
+    /// Database nodes or the `db` group: `[pg-primary, pg-replica]`.
+    pub lose: Vec<String>,
+}
+
+/// A restore from backups.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreAction {
+    /// The recovery target: `latest` (all archived WAL) or a time from the start of the run
+    /// (`38s`: point-in-time recovery, PostgreSQL's `recovery_target_time`). Default `latest`.
+    #[serde(default)]
+    pub to: RestoreTarget,
+}
+
+impl RestoreTarget {
+    /// The target time, `None` for `latest`.
+    pub fn time(self) -> Option<std::time::Duration> {
+        match self {
+            RestoreTarget::Latest => None,
+            RestoreTarget::At(span) => Some(span.get()),
+        }
+    }
 }
 
 /// Extra delay on the links between two lists of hosts or groups.
@@ -506,6 +584,37 @@ pub struct Checks {
     /// Time from each fault to sustained success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryCheck>,
+    /// After a restore: every write acknowledged before the recovery point is back; RPO and RTO
+    /// within bounds; every catalogued backup exists and verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreCheck>,
+}
+
+/// The `restore` check's objectives.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreCheck {
+    /// Recovery point objective: the most time between the last acknowledged write a restore
+    /// brought back and the disaster. Default `1s`.
+    #[serde(default = "default_rpo")]
+    pub rpo: Span,
+    /// Recovery time objective: the most time from the disaster to the first write acknowledged
+    /// after it. Default `60s`.
+    #[serde(default = "default_rto")]
+    pub rto: Span,
+}
+
+fn default_rpo() -> Span {
+    Span(std::time::Duration::from_secs(1))
+}
+fn default_rto() -> Span {
+    Span(std::time::Duration::from_secs(60))
+}
+
+impl Default for RestoreCheck {
+    fn default() -> Self {
+        RestoreCheck { rpo: default_rpo(), rto: default_rto() }
+    }
 }
 
 /// The `files` check's options.
@@ -656,11 +765,13 @@ pub enum CheckName {
     Slo,
     /// See [`Checks::recovery`].
     Recovery,
+    /// See [`Checks::restore`].
+    Restore,
 }
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 7] = [
+    pub const ALL: [CheckName; 8] = [
         CheckName::Durability,
         CheckName::Staleness,
         CheckName::Saga,
@@ -668,6 +779,7 @@ impl CheckName {
         CheckName::Files,
         CheckName::Slo,
         CheckName::Recovery,
+        CheckName::Restore,
     ];
 
     /// The name used in YAML and reports.
@@ -680,6 +792,7 @@ impl CheckName {
             CheckName::Files => "files",
             CheckName::Slo => "slo",
             CheckName::Recovery => "recovery",
+            CheckName::Restore => "restore",
         }
     }
 }

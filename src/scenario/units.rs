@@ -46,6 +46,17 @@ pub struct Percent(pub f64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct ByteSize(pub u64);
 
+/// How far a restore replays the archived WAL: `latest` (everything archived) or a time from the
+/// start of the run (`38s`, PostgreSQL's `recovery_target_time`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Everything archived.
+    #[default]
+    Latest,
+    /// Commits made up to this time from the start of the run.
+    At(Span),
+}
+
 /// Why a unit string did not parse. The message says what was expected, with an example.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -168,6 +179,27 @@ impl FromStr for Span {
             UnitError(format!("duration `{text}` is finer than a nanosecond or too long; use another unit"))
         })?;
         Ok(Span(Duration::from_nanos(nanos)))
+    }
+}
+
+impl FromStr for RestoreTarget {
+    type Err = UnitError;
+    fn from_str(text: &str) -> Result<Self, UnitError> {
+        if text.trim() == "latest" {
+            return Ok(RestoreTarget::Latest);
+        }
+        text.parse().map(RestoreTarget::At).map_err(|e: UnitError| {
+            UnitError(format!("expected `latest` or a time from the start of the run such as `38s`: {}", e.0))
+        })
+    }
+}
+
+impl fmt::Display for RestoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreTarget::Latest => f.write_str("latest"),
+            RestoreTarget::At(span) => span.fmt(f),
+        }
     }
 }
 
@@ -355,6 +387,11 @@ string_serde!(
     Span,
     "a duration with a unit, such as `250ms`, `1.5s` or `2m`",
     "^[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)$"
+);
+string_serde!(
+    RestoreTarget,
+    "`latest` or a time from the start of the run, such as `38s`",
+    "^(latest|[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))$"
 );
 string_serde!(Rate, "a rate such as `200/s`, `30/m` or `10/h`", "^[0-9]+(\\.[0-9]+)?/(s|m|h)$");
 string_serde!(Percent, "a percentage such as `99.9%`", "^[0-9]+(\\.[0-9]+)?%$");

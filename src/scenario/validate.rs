@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostic::{Position, did_you_mean, one_of};
-use super::model::{CheckName, FaultSpec, Phase, Scenario};
+use super::model::{Bug, CheckName, FaultSpec, Phase, Scenario};
 use super::salvage::Gaps;
 use super::units::Span;
 use crate::stack::topology::{CLIENT, Topology};
@@ -49,8 +49,43 @@ pub(crate) fn validate(scenario: &Scenario, value_at: &dyn Fn(&str) -> Position,
         one_fault(fault, &gaps.item("faults", i), duration, &topology, &mut report);
     }
     overlapping_outages(scenario, &topology, &mut report);
+    needs_backups(scenario, &mut report);
     checks(scenario, &mut report);
     report.found
+}
+
+/// Restores, the backup hosts, the `restore` check and the backup bugs need `stack.backup`.
+fn needs_backups(scenario: &Scenario, report: &mut Report) {
+    if scenario.stack.backup.is_some() || report.gaps.unread("stack") {
+        return;
+    }
+    let hint = || Some("add `backup: { every: 20s, keep: 3 }` under `stack`".into());
+    for (i, fault) in scenario.faults.iter().enumerate() {
+        let path = report.gaps.item("faults", i);
+        let named = [&fault.crash, &fault.pause].into_iter().flatten().chain(
+            fault.partition.iter().chain(fault.latency.as_ref().map(|l| &l.between)).flatten().flatten(),
+        );
+        let backup_host = named.into_iter().find(|n| ["backup", "redis", "meta"].contains(&n.as_str()));
+        let what = if fault.disaster.is_some() {
+            Some(("disaster", "a disaster without backups loses everything: nothing could restore it".into()))
+        } else if fault.restore.is_some() {
+            Some(("restore", "a restore needs backups to restore from".to_string()))
+        } else {
+            backup_host.map(|h| ("", format!("`{h}` runs only when backups are configured")))
+        };
+        if let Some((key, message)) = what {
+            let at = if key.is_empty() { path } else { format!("{path}.{key}") };
+            report.error(&at, message, hint());
+        }
+    }
+    if scenario.checks.restore.is_some() {
+        report.error("checks.restore", "the `restore` check needs backups", hint());
+    }
+    for (i, bug) in scenario.stack.bugs.iter().enumerate() {
+        if matches!(bug, Bug::CatalogBeforeBackup | Bug::WalArchiveGap) {
+            report.error(&format!("stack.bugs[{i}]"), "this bug lives in the backups, which are off", hint());
+        }
+    }
 }
 
 fn at_least_one(report: &mut Report, path: &str, value: u32, what: &str) {
@@ -93,6 +128,10 @@ fn stack(scenario: &Scenario, report: &mut Report) {
     positive(report, "stack.watchdog.probe_every", stack.watchdog.probe_every);
     positive(report, "stack.watchdog.probe_timeout", stack.watchdog.probe_timeout);
     positive(report, "stack.balancer.health_every", stack.balancer.health_every);
+    if let Some(backup) = &stack.backup {
+        positive(report, "stack.backup.every", backup.every);
+        at_least_one(report, "stack.backup.keep", backup.keep, "a restore");
+    }
     for (i, bug) in stack.bugs.iter().enumerate() {
         if stack.bugs[..i].contains(bug) {
             report.error(&format!("stack.bugs[{i}]"), "this bug switch is listed twice", None);
@@ -148,11 +187,27 @@ fn kinds(fault: &FaultSpec) -> Vec<&'static str> {
         ("latency", fault.latency.is_some()),
         ("backpressure", fault.backpressure.is_some()),
         ("pricefeed_outage", fault.pricefeed_outage.is_some()),
+        ("disaster", fault.disaster.is_some()),
+        ("restore", fault.restore.is_some()),
+        ("failback", fault.failback.is_some()),
     ];
     set.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
 }
 
-const KINDS: [&str; 6] = ["crash", "pause", "partition", "latency", "backpressure", "pricefeed_outage"];
+const KINDS: [&str; 9] = [
+    "crash",
+    "pause",
+    "partition",
+    "latency",
+    "backpressure",
+    "pricefeed_outage",
+    "disaster",
+    "restore",
+    "failback",
+];
+
+/// Actions that happen at one instant: they take no `for`.
+const INSTANT: [&str; 3] = ["disaster", "restore", "failback"];
 
 fn one_fault(
     fault: &FaultSpec,
@@ -204,7 +259,12 @@ fn one_fault(
             Some("write `restart_after: 15s`".into()),
         );
     }
-    if !is_crash && !kinds.is_empty() && fault.for_.is_none() {
+    let instant = kinds.iter().any(|k| INSTANT.contains(k));
+    if instant && fault.for_.is_some() {
+        let hint = Some("remove `for`: a disaster lasts until a `restore`".into());
+        report.error(&format!("{path}.for"), format!("`{}` happens at one instant", kinds[0]), hint);
+    }
+    if !is_crash && !instant && !kinds.is_empty() && fault.for_.is_none() {
         let hint = Some("add e.g. `for: 5s`; the fault is reverted when it ends".into());
         report.error(path, format!("a `{}` fault needs `for`", kinds[0]), hint);
     }
@@ -231,6 +291,7 @@ fn one_fault(
         }
     }
     targets(fault, path, topology, report);
+    backup_actions(fault, path, topology, report);
     if let Some(bp) = &fault.backpressure
         && let Some(capacity) = bp.capacity
         && capacity == 0
@@ -243,6 +304,41 @@ fn one_fault(
     }
     if let Some(latency) = &fault.latency {
         positive(report, &format!("{path}.latency.delay"), latency.delay);
+    }
+}
+
+/// `disaster` takes database nodes, `failback` names one; `restore`'s point in time is inside the run.
+fn backup_actions(fault: &FaultSpec, path: &str, topology: &Topology, report: &mut Report) {
+    let db_node = |name: &str| name == "pg-primary" || name == "pg-replica";
+    if let Some(disaster) = &fault.disaster {
+        if disaster.lose.is_empty() {
+            let hint = Some("write `lose: [pg-primary, pg-replica]`".into());
+            report.error(&format!("{path}.disaster.lose"), "a disaster loses at least one node", hint);
+        }
+        for (i, name) in disaster.lose.iter().enumerate() {
+            let at = format!("{path}.disaster.lose[{i}]");
+            let Some(hosts) = check_target(name, &at, topology, report) else { continue };
+            if let Some(other) = hosts.iter().find(|h| !db_node(h)) {
+                let hint = Some("a disaster loses database nodes: `pg-primary`, `pg-replica` or `db`".into());
+                report.error(&at, format!("`{other}` is not a database node"), hint);
+            }
+        }
+    }
+    if let Some(node) = &fault.failback
+        && !db_node(node)
+    {
+        let hint = did_you_mean(node, ["pg-primary", "pg-replica"].into_iter())
+            .unwrap_or_else(|| "name `pg-primary` or `pg-replica`".into());
+        report.error(&format!("{path}.failback"), format!("`{node}` is not a database node"), Some(hint));
+    }
+    if let Some(target) = fault.restore.as_ref().and_then(|r| r.to.time())
+        && target > fault.at.get()
+    {
+        report.error(
+            &format!("{path}.restore.to"),
+            format!("the restore at {} cannot recover to {}, which is later", fault.at, Span(target)),
+            Some("recover to a time before the restore, or `latest`".into()),
+        );
     }
 }
 
@@ -402,5 +498,6 @@ pub(crate) fn configured(scenario: &Scenario, name: CheckName) -> bool {
         CheckName::Files => checks.files.is_some(),
         CheckName::Slo => !checks.slo.is_empty(),
         CheckName::Recovery => checks.recovery.is_some(),
+        CheckName::Restore => checks.restore.is_some(),
     }
 }

@@ -42,6 +42,15 @@ pub struct ClusterState {
     pub writer: DbNode,
     /// When commits are acknowledged.
     pub replication: Replication,
+    /// WAL archiving to the `backup` host, when the stack takes backups.
+    pub archiving: Option<Archiving>,
+}
+
+/// How a primary archives its WAL.
+#[derive(Clone, Copy, Debug)]
+pub struct Archiving {
+    /// The `wal-archive-gap` bug: a failed archive push is treated as done.
+    pub ignore_failures: bool,
 }
 
 /// Shared handle to the cluster.
@@ -73,6 +82,8 @@ pub enum Read {
     SagaClaimable { now_ns: u64 },
     /// The watchdog's probe: is the node writable, and how does its standby replicate?
     Probe,
+    /// A base backup: the node's whole durable state (`pg_basebackup`).
+    BaseBackup,
     /// The db-router's health check: is the node writable?
     Writable,
 }
@@ -100,6 +111,8 @@ pub enum ReadAnswer {
     Count(u64),
     /// The watchdog's probe.
     Status(NodeStatus),
+    /// A base backup.
+    Base(Box<Node>),
 }
 
 #[derive(Clone)]
@@ -130,6 +143,10 @@ const WAL_BATCH_MAX: usize = 512;
 /// The server of one database node, plus (when it is a standby) its replication loop.
 pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::Result {
     let state = NodeHost { cluster: cluster.clone(), me };
+    let archiving = cluster.lock().expect("cluster lock").archiving;
+    if let Some(archiving) = archiving {
+        crate::stack::spawn(archive(cluster.clone(), me, http.clone(), archiving));
+    }
     crate::stack::spawn(replicate(cluster, me, http));
     let router = Router::new()
         .route("/write", post(write))
@@ -244,6 +261,7 @@ async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<R
         }
         Read::SagaClaimable { now_ns } => ReadAnswer::Count(tables.claimable(now_ns).count() as u64),
         Read::Writable => ReadAnswer::Writable(node.writable()),
+        Read::BaseBackup => ReadAnswer::Base(Box::new(node.clone())),
         Read::Probe => unreachable!("answered above"),
     })
 }
@@ -293,6 +311,8 @@ async fn promote(State(host): State<NodeHost>) -> StatusCode {
     if node.role == Role::Standby {
         node.role = Role::Primary;
         node.promoted_at_ns = Some(now_ns());
+        // A new timeline: archive it whole; the backup host keeps what it already has.
+        node.archived_lsn = 0;
         tracing::info!(node = host.me.host(), lsn = node.lsn(), "promoted");
     }
     StatusCode::OK
@@ -332,6 +352,67 @@ async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
         let node = cluster.nodes.get_mut(&me).expect("node exists");
         if node.role == Role::Standby && node.lsn() + 1 == from {
             node.replay(&entries);
+        }
+    }
+}
+
+/// How often a primary pushes its new WAL to the backup host (`archive_timeout`): at most this
+/// much committed WAL is only on the database nodes.
+pub const ARCHIVE_EVERY: Duration = Duration::from_millis(250);
+/// Most WAL entries in one archive push.
+const ARCHIVE_BATCH_MAX: usize = 2048;
+
+/// What a primary sends the backup host: its WAL entries from LSN `from` on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ArchivePush {
+    /// The LSN of the first entry.
+    pub from: Lsn,
+    /// The entries, with their commit times.
+    pub entries: Vec<(Write, u64)>,
+}
+
+/// A writable primary's `archive_command`: every [`ARCHIVE_EVERY`], the WAL past what the backup
+/// host has stored is pushed to it over the network, and counted archived once it answers 200.
+/// A failed push is retried from the same LSN — unless the `wal-archive-gap` bug ignores the
+/// failure and moves on, leaving a hole in the archive.
+async fn archive(cluster: Cluster, me: DbNode, http: SimHttp, archiving: Archiving) {
+    loop {
+        tokio::time::sleep(ARCHIVE_EVERY).await;
+        let push = {
+            let cluster = cluster.lock().expect("cluster lock");
+            let node = &cluster.nodes[&me];
+            if !node.writable() || node.archived_lsn >= node.lsn() {
+                continue;
+            }
+            let start = node.archived_lsn as usize;
+            let end = (start + ARCHIVE_BATCH_MAX).min(node.wal.len());
+            ArchivePush { from: start as Lsn + 1, entries: node.wal[start..end].to_vec() }
+        };
+        let last = push.from + push.entries.len() as Lsn - 1;
+        let request = HttpRequest {
+            method: Method::POST,
+            authority: "backup:80".into(),
+            path: "/archive".into(),
+            body: Some(serde_json::to_vec(&push).expect("WAL serialises")),
+            headers: Vec::new(),
+        };
+        let stored = matches!(http.send(request, Duration::from_secs(2)).await, Ok(r) if r.status == 200);
+        if !stored && !archiving.ignore_failures {
+            continue;
+        }
+        if !stored {
+            tracing::warn!(
+                node = me.host(),
+                from = push.from,
+                last,
+                "archive push failed; moving on anyway (wal-archive-gap bug)"
+            );
+        }
+        let mut cluster = cluster.lock().expect("cluster lock");
+        let node = cluster.nodes.get_mut(&me).expect("node exists");
+        // Unless the node was rewound or promoted meanwhile.
+        if node.archived_lsn + 1 == push.from {
+            node.archived_lsn = last;
         }
     }
 }
@@ -736,6 +817,23 @@ impl DbAdmin for SimDb {
     /// A no-op, as [`DbAdmin::release_sync`] here: the simulated primary waits for its standby
     /// again by itself once it streams and has every commit acknowledged alone.
     async fn require_sync(&self, _primary: DbNode) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn wal_lsn(&self, node: DbNode) -> Result<Lsn, PortError> {
+        match self.read(Some(node), Read::AppliedLsn).await? {
+            ReadAnswer::Lsn(lsn) => Ok(lsn),
+            _ => unexpected("wal_lsn"),
+        }
+    }
+    /// Out-of-band like [`DbAdmin::fence`], and only for a node already rewound into a standby.
+    async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
+        let mut cluster = self.cluster.lock().expect("cluster lock");
+        let state = cluster.nodes.get_mut(&node).expect("node exists");
+        if state.role != Role::Standby {
+            return Err(PortError::Rejected(format!("{} has not rejoined as a standby yet", node.host())));
+        }
+        state.fenced = false;
+        tracing::info!(node = node.host(), "unfenced");
         Ok(())
     }
 }

@@ -390,6 +390,8 @@ pub struct Node {
     pub sync_reported: bool,
     /// The tables before the first commit, to rebuild from when the node is rewound.
     pub initial: Tables,
+    /// For a primary that archives WAL: the last LSN the backup host has stored.
+    pub archived_lsn: Lsn,
 }
 
 impl Node {
@@ -407,6 +409,7 @@ impl Node {
             standby_seen_ns: None,
             acked_alone_lsn: 0,
             sync_reported: false,
+            archived_lsn: 0,
         }
     }
 
@@ -475,6 +478,7 @@ impl Node {
         self.tables = self.initial.clone();
         self.replay(&kept);
         self.role = Role::Standby;
+        self.archived_lsn = self.archived_lsn.min(common as Lsn);
         discarded
     }
 

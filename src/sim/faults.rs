@@ -10,15 +10,24 @@
 //! | latency | fixed link latency `delay + jitter/2` for every pair (jitter is approximated) | the normal latency range |
 //! | backpressure | workers paused or slowed; queue capacity lowered | workers running; capacity restored |
 //! | pricefeed outage | the price feed answers 503 or late | the price feed answers normally |
+//! | disaster | the nodes crash and their storage is emptied | — (a restore restarts them) |
+//! | restore | the backup agent is asked to restore; when it has rebuilt the storage, both nodes restart on it and the watchdog starts over | — |
+//! | failback | the watchdog is asked for a planned switchover | — |
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::backup::RestoreRequest;
+use super::db_model::{Node, Role, Tables};
 use super::runner::{LATENCY_MAX, LATENCY_MIN, World};
 use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, ops_failed_count, record_event};
 use crate::history::EntryOp;
+use crate::stack::ports::DbNode;
 use crate::stack::pricefeed::Outage;
 use crate::stack::worker::WorkerMode;
+
+/// The database nodes, restarted after a restore.
+const DATABASE_NODES: [&str; 2] = ["pg-primary", "pg-replica"];
 
 /// Counter readings when a fault started.
 #[derive(Clone, Copy, Default)]
@@ -52,6 +61,14 @@ impl Scheduler {
 
     /// Start and stop whatever is due at `now`.
     pub(super) fn advance(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration, world: &World) {
+        // A restore rebuilt the database nodes' storage: start them on it.
+        if std::mem::take(&mut world.backups.lock().expect("backups lock").rebuilt) {
+            tracing::info!("restore done: restarting the database nodes");
+            for node in DATABASE_NODES {
+                sim.bounce(node);
+            }
+            world.watchdog.reset_after_restore(DbNode::PgPrimary);
+        }
         for fault in self.faults.clone() {
             let i = fault.index;
             if self.started[i].is_none() && self.effects[i].is_none() && now >= fault.start {
@@ -104,6 +121,27 @@ impl Scheduler {
             FaultKind::PricefeedOutage { mode, delay } => {
                 world.pricefeed.set(Outage::from_fault(*mode, *delay))
             }
+            FaultKind::Disaster { hosts } => {
+                let mut cluster = world.cluster.lock().expect("cluster lock");
+                for host in hosts {
+                    sim.crash(host.as_str());
+                    let node = if host == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                    // The storage is gone: an empty node that takes no writes until a restore.
+                    cluster.nodes.insert(node, Node::new(node, Role::Standby, Tables::default()));
+                }
+                let at = sim.elapsed().as_nanos() as u64;
+                world.backups.lock().expect("backups lock").last_disaster_ns = Some(at);
+            }
+            FaultKind::Restore { to } => {
+                let requested_ns = sim.elapsed().as_nanos() as u64;
+                let target_ns = to.map(|t| t.as_nanos() as u64);
+                world.backups.lock().expect("backups lock").request =
+                    Some(RestoreRequest { requested_ns, target_ns });
+            }
+            FaultKind::Failback { node } => {
+                let node = if node == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                world.watchdog.request_switchover(node);
+            }
         }
     }
 
@@ -124,6 +162,8 @@ impl Scheduler {
                 world.broker.lock().expect("broker lock").capacity = self.capacity;
             }
             FaultKind::PricefeedOutage { .. } => world.pricefeed.set(Outage::None),
+            // A disaster ends with a restore (which restarts the nodes); the others are instants.
+            FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => {}
         }
     }
 

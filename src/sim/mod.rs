@@ -16,6 +16,7 @@
 //! Durable state (database nodes, the queues, the objects) lives in memory created before the hosts, so it
 //! survives `sim.crash`; everything a host holds in its tasks dies with it.
 
+mod backup;
 mod broker;
 mod db;
 mod db_model;
@@ -23,6 +24,7 @@ mod faults;
 mod logs;
 mod net;
 mod objects;
+mod redis;
 mod runner;
 mod state;
 

@@ -6,12 +6,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::backup::{self, Backups};
 use super::broker::{self, Broker, SimBroker};
-use super::db::{self, Cluster, ClusterState, SimDb};
+use super::db::{self, Archiving, Cluster, ClusterState, SimDb};
 use super::db_model::{Node, Role, Tables};
 use super::faults::Scheduler;
 use super::net::{NetCounters, SimHttp};
 use super::objects::{self, Objects, SimObjects};
+use super::redis::{self, RedisData};
 use super::state::read_final_state;
 use crate::check::StockSnapshot;
 use crate::history::History;
@@ -54,6 +56,8 @@ pub(super) struct World {
     pub(super) cluster: Cluster,
     pub(super) broker: Broker,
     pub(super) objects: Objects,
+    pub(super) backups: Backups,
+    pub(super) redis: RedisData,
     pub(super) counters: Arc<NetCounters>,
     pub(super) pricefeed: PricefeedControl,
     pub(super) workers: Vec<WorkerControl>,
@@ -73,9 +77,14 @@ fn world(loaded: &Loaded) -> World {
             nodes: nodes.into_iter().collect(),
             writer: DbNode::PgPrimary,
             replication: stack.replication,
+            archiving: stack.backup.as_ref().map(|_| Archiving {
+                ignore_failures: crate::stack::bugs::Bugs::from_list(&stack.bugs).wal_archive_gap,
+            }),
         })),
         broker: broker::broker(stack.queue.capacity as usize),
         objects: Objects::default(),
+        backups: Backups::default(),
+        redis: RedisData::default(),
         counters: Arc::new(NetCounters::default()),
         pricefeed: PricefeedControl::default(),
         workers: (0..stack.workers).map(|_| WorkerControl::default()).collect(),
@@ -194,6 +203,24 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
             "objects" => {
                 let state = world.objects.clone();
                 sim.host(name, move || objects::objects_host(state.clone()));
+            }
+            "redis" => {
+                let data = world.redis.clone();
+                sim.host(name, move || redis::redis_host(data.clone()));
+            }
+            "backup" => {
+                let (backups, cluster) = (world.backups.clone(), world.cluster.clone());
+                let config = stack.backup.clone().unwrap_or_default();
+                let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
+                sim.host(name, move || {
+                    backup::backup_host(
+                        backups.clone(),
+                        cluster.clone(),
+                        http.for_host(),
+                        config.clone(),
+                        bugs,
+                    )
+                });
             }
             "pg-primary" | "pg-replica" => {
                 let node = if name == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };

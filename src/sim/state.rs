@@ -22,6 +22,10 @@ pub(super) fn read_final_state(world: &World, _plan: &Plan) -> FinalState {
     for key in tables.investment_keys.keys() {
         *state.investments.entry(key.clone()).or_default() += 1;
     }
+    if cluster.archiving.is_some() {
+        let catalogue = world.redis.lock().expect("redis lock").values().cloned().collect();
+        state.backups = Some(world.backups.lock().expect("backups lock").state(catalogue));
+    }
     // Writes the other node committed after the final primary was promoted never reached it.
     if let Some(promoted_ns) = primary.promoted_at_ns {
         for (write, at_ns) in &other.wal {

@@ -27,6 +27,10 @@ pub struct Bugs {
     pub metadata_before_object: bool,
     /// `subscribers`: the audit group acks an event on receipt, before writing its entry.
     pub autoack_subscriber: bool,
+    /// `backup`: catalogue a base backup `done` before its bytes are stored.
+    pub catalog_before_backup: bool,
+    /// `pg` archiving: move past a WAL range whose archiving failed.
+    pub wal_archive_gap: bool,
 }
 
 impl Bugs {
@@ -44,6 +48,8 @@ impl Bugs {
                 Bug::PromoteLaggingStandby => set.promote_lagging_standby = true,
                 Bug::MetadataBeforeObject => set.metadata_before_object = true,
                 Bug::AutoackSubscriber => set.autoack_subscriber = true,
+                Bug::CatalogBeforeBackup => set.catalog_before_backup = true,
+                Bug::WalArchiveGap => set.wal_archive_gap = true,
             }
         }
         set
@@ -74,9 +80,12 @@ mod tests {
             Bug::PromoteLaggingStandby,
             Bug::MetadataBeforeObject,
             Bug::AutoackSubscriber,
+            Bug::CatalogBeforeBackup,
+            Bug::WalArchiveGap,
         ]);
         assert!(all.ack_before_commit && all.skip_compensation && all.non_idempotent_worker);
         assert!(all.no_fencing && all.stale_read_your_writes && all.unconfirmed_publish);
         assert!(all.promote_lagging_standby && all.metadata_before_object && all.autoack_subscriber);
+        assert!(all.catalog_before_backup && all.wal_archive_gap);
     }
 }

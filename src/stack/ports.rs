@@ -529,6 +529,14 @@ pub trait DbAdmin: Send + Sync + 'static {
     /// caught up; it counts the standby synchronous only when a later probe reports it so.
     /// Idempotent.
     async fn require_sync(&self, primary: DbNode) -> Result<(), PortError>;
+    /// The node's WAL position: the current LSN of a primary, the replayed LSN of a standby
+    /// (`pg_current_wal_lsn()` / `pg_last_wal_replay_lsn()`). Answers on a fenced node too.
+    async fn wal_lsn(&self, node: DbNode) -> Result<Lsn, PortError>;
+    /// Lift the fence from a node that has been resynchronised as a standby of the current
+    /// primary (pg_rewind, or a fresh base backup), so a planned switchover may promote it.
+    /// `Rejected` while it is not a standby yet: unfencing a diverged old primary would let it
+    /// take writes beside the current one.
+    async fn unfence(&self, node: DbNode) -> Result<(), PortError>;
 }
 
 /// What a backup catalogue entry describes.

@@ -15,7 +15,7 @@ pub struct HostEntry {
     /// The host's name, e.g. `pg-primary` or `api-2`.
     pub name: String,
     /// Its group (`edge`, `api`, `deps`, `apps`, `workers`, `queue`, `db`, `control`,
-    /// `storage`), or `None`
+    /// `storage`, `meta`, `backup`), or `None`
     /// for the client, which is never faulted.
     pub group: Option<&'static str>,
 }
@@ -30,7 +30,8 @@ pub struct Topology {
 pub const CLIENT: &str = "client";
 
 /// The groups a fault may name, in a fixed order.
-pub const GROUPS: [&str; 9] = ["edge", "api", "deps", "apps", "workers", "queue", "db", "control", "storage"];
+pub const GROUPS: [&str; 11] =
+    ["edge", "api", "deps", "apps", "workers", "queue", "db", "control", "storage", "meta", "backup"];
 
 impl Topology {
     /// The topology for a stack configuration (`api_replicas` API hosts, `workers` workers).
@@ -56,6 +57,8 @@ impl Topology {
         }
         add("watchdog".into(), "control");
         add("objects".into(), "storage");
+        add("redis".into(), "meta");
+        add("backup".into(), "backup");
         Topology { hosts }
     }
 
@@ -69,6 +72,10 @@ impl Topology {
     pub fn needed(stack: &StackConfig, ops: &[Op], named: &[String]) -> Topology {
         let full = Topology::new(stack);
         let mut groups = vec!["edge", "api", "db", "control"];
+        // Backups: the agent and its catalogue.
+        if stack.backup.is_some() {
+            groups.extend(["meta", "backup"]);
+        }
         let mut hosts: Vec<&str> = named.iter().map(String::as_str).collect();
         for op in ops {
             match op {
@@ -145,5 +152,9 @@ mod tests {
         let faulted = Topology::needed(&stack, &[Op::History], &["inventory".into(), "worker-2".into()]);
         let extra: Vec<&str> = names(&faulted).into_iter().filter(|h| !base.contains(h)).collect();
         assert_eq!(extra, ["inventory", "worker-1", "worker-2", "broker"]);
+        let backups = StackConfig { backup: Some(Default::default()), ..stack };
+        let with_backups = Topology::needed(&backups, &[Op::History], &[]);
+        let extra: Vec<&str> = names(&with_backups).into_iter().filter(|h| !base.contains(h)).collect();
+        assert_eq!(extra, ["redis", "backup"]);
     }
 }

@@ -90,6 +90,10 @@ pub struct WatchdogView {
     pub refusals: u32,
     /// Whether the primary waits for its standby (`sync`, `remote_apply`; unused with `async`).
     pub sync_wait: SyncWait,
+    /// A planned switchover (`failback`) asked for and not done yet: the node to make primary.
+    pub switchover: Option<DbNode>,
+    /// Completed planned switchovers.
+    pub switchovers: u32,
 }
 
 /// Non-strict synchronous replication, as the watchdog last arranged it with the primary.
@@ -118,6 +122,8 @@ impl Default for WatchdogView {
             standby: None,
             refusals: 0,
             sync_wait: SyncWait::Required,
+            switchover: None,
+            switchovers: 0,
         }
     }
 }
@@ -137,6 +143,26 @@ impl WatchdogState {
     /// The node the watchdog considers primary.
     pub fn primary(&self) -> DbNode {
         self.view().primary
+    }
+
+    /// Ask for a planned switchover to `node` (a `failback`): done once `node` streams as a
+    /// caught-up standby of the current primary; retried every probe tick until then.
+    pub fn request_switchover(&self, node: DbNode) {
+        self.update(|v| v.switchover = Some(node));
+    }
+
+    /// After a restore rebuilt both nodes: `primary` is the primary, the other its standby, and
+    /// nothing is fenced (they are new nodes). Counts are kept.
+    pub fn reset_after_restore(&self, primary: DbNode) {
+        self.update(|v| {
+            *v = WatchdogView {
+                promotions: v.promotions,
+                switchovers: v.switchovers,
+                refusals: v.refusals,
+                writer: v.writer,
+                ..WatchdogView { primary, ..WatchdogView::default() }
+            }
+        });
     }
 
     fn update(&self, change: impl FnOnce(&mut WatchdogView)) {
@@ -178,6 +204,9 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
             });
             if waits {
                 steer_sync(&*admin, &state, view.primary, standby, sync_wait).await;
+            }
+            if let Some(target) = view.switchover {
+                switchover(&*admin, &state, view.primary, target, standby, &settings).await;
             }
             continue;
         }
@@ -341,6 +370,97 @@ async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, setti
         v.sync_wait = SyncWait::Released;
     });
     repoint(admin, state, standby).await;
+}
+
+/// Longest a planned switchover waits for the target to replay the stopped primary's last commit
+/// before it gives up and lets the primary take writes again.
+pub const SWITCHOVER_CATCH_UP_MAX: Duration = Duration::from_secs(5);
+
+/// A planned switchover from the healthy `primary` to `target` (`failback`), losing nothing:
+/// only once `target` streams as `primary`'s standby (so it was resynchronised), writes stop on
+/// `primary` (fenced), `target` replays up to its last commit, then is unfenced, promoted and made
+/// the writer. The old primary, fenced, rejoins as the new one's standby as after a failover. If
+/// `target` does not catch up in time, the old primary is unfenced and keeps its role; the
+/// switchover is retried on the next tick.
+async fn switchover(
+    admin: &dyn DbAdmin,
+    state: &WatchdogState,
+    primary: DbNode,
+    target: DbNode,
+    standby: Option<StandbyView>,
+    settings: &Settings,
+) {
+    if target == primary {
+        tracing::info!(node = target.host(), "watchdog: switchover: already primary");
+        state.update(|v| v.switchover = None);
+        return;
+    }
+    if !standby.is_some_and(|s| s.node == target && s.streaming) {
+        tracing::info!(
+            target = target.host(),
+            ?standby,
+            "watchdog: switchover waits for the target to stream"
+        );
+        return;
+    }
+    if let Err(err) = admin_call(admin.fence(primary)).await {
+        tracing::warn!(primary = primary.host(), %err, "watchdog: switchover: stopping writes failed; will retry");
+        return;
+    }
+    let caught_up = caught_up(admin, primary, target, settings.config.probe_every.get()).await;
+    let promoted = match caught_up {
+        Ok(()) => match admin_call(admin.unfence(target)).await {
+            Ok(()) => admin_call(admin.promote(target)).await,
+            Err(err) => Err(err),
+        },
+        Err(err) => Err(err),
+    };
+    if let Err(err) = promoted {
+        tracing::warn!(target = target.host(), %err, "watchdog: switchover abandoned; the primary takes writes again");
+        if let Err(err) = admin_call(admin.unfence(primary)).await {
+            tracing::warn!(primary = primary.host(), %err, "watchdog: could not lift the switchover's fence");
+        }
+        return;
+    }
+    tracing::info!(old = primary.host(), new = target.host(), "watchdog: planned switchover done");
+    state.update(|v| {
+        v.primary = target;
+        v.failures = 0;
+        v.switchovers += 1;
+        v.switchover = None;
+        v.standby = None;
+        v.sync_wait = SyncWait::Released;
+        v.fenced.retain(|n| *n != target);
+        v.fenced.push(primary);
+    });
+    repoint(admin, state, target).await;
+}
+
+/// Wait until `target` has replayed everything the stopped `primary` wrote.
+async fn caught_up(
+    admin: &dyn DbAdmin,
+    primary: DbNode,
+    target: DbNode,
+    poll: Duration,
+) -> Result<(), PortError> {
+    let goal = timeout(ADMIN_TIMEOUT, admin.wal_lsn(primary))
+        .await
+        .map_err(|_| PortError::Unavailable("the primary's WAL position did not come".into()))??;
+    let deadline = tokio::time::Instant::now() + SWITCHOVER_CATCH_UP_MAX;
+    loop {
+        if let Ok(Ok(at)) = timeout(ADMIN_TIMEOUT, admin.wal_lsn(target)).await
+            && at >= goal
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PortError::Unavailable(format!(
+                "{} did not replay up to {goal} within {SWITCHOVER_CATCH_UP_MAX:?}",
+                target.host()
+            )));
+        }
+        sleep(poll.min(Duration::from_millis(50))).await;
+    }
 }
 
 /// Does `node` answer a probe within `probe_timeout` (whatever it says)?

@@ -122,6 +122,7 @@ struct AdminInner {
     lost_probes: BTreeMap<DbNode, u32>,
     failing_sync_calls: u32,
     sync_released: bool,
+    lsns: BTreeMap<DbNode, u64>,
 }
 
 /// Two database nodes whose liveness the test sets; records every control-plane call. A primary
@@ -146,6 +147,7 @@ impl Default for MemDbAdmin {
             lost_probes: BTreeMap::new(),
             failing_sync_calls: 0,
             sync_released: false,
+            lsns: BTreeMap::new(),
         };
         MemDbAdmin { inner: Mutex::new(inner) }
     }
@@ -188,6 +190,17 @@ impl MemDbAdmin {
     /// A node's role.
     pub fn role(&self, node: DbNode) -> Role {
         self.lock().roles[&node]
+    }
+
+    /// A fenced old primary rewound into a standby of the current primary (what the simulation's
+    /// node does by itself, and `pg_rewind` does for real).
+    pub fn resync(&self, node: DbNode) {
+        self.lock().roles.insert(node, Role::Standby);
+    }
+
+    /// The WAL position `node` reports from now on (0 until set).
+    pub fn set_lsn(&self, node: DbNode, lsn: u64) {
+        self.lock().lsns.insert(node, lsn);
     }
 
     /// Where the writer endpoint points.
@@ -266,6 +279,23 @@ impl DbAdmin for MemDbAdmin {
 
     async fn require_sync(&self, primary: DbNode) -> Result<(), PortError> {
         self.sync_call("require-sync", primary)
+    }
+
+    async fn wal_lsn(&self, node: DbNode) -> Result<u64, PortError> {
+        let inner = self.lock();
+        if inner.down[&node] {
+            return Err(PortError::Unavailable(format!("{} is down", node.host())));
+        }
+        Ok(inner.lsns.get(&node).copied().unwrap_or(0))
+    }
+
+    async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
+        let mut inner = self.lock();
+        inner.calls.push(format!("unfence {}", node.host()));
+        match inner.roles[&node] {
+            Role::Fenced => Err(PortError::Rejected(format!("{} is not resynchronised yet", node.host()))),
+            _ => Ok(()),
+        }
     }
 }
 
