@@ -1,7 +1,7 @@
 //! The simulated backup agent (host `backup`): base backups on a schedule, the WAL archive the
 //! primary pushes to, the catalogue in Redis kept in step with what is stored, and restores.
 //!
-//! - **Base backups**, every `stack.backup.every`: the catalogue entry goes in as `running`, the
+//! - **Base backups**, at every multiple of `stack.backup.every` from the start of the run: the catalogue entry goes in as `running`, the
 //!   agent takes the writer's whole durable state over the network (`pg_basebackup`), copies it
 //!   for [`BASE_COPY`], stores it, then marks the entry `done` with the stored bytes' checksum.
 //!   The `catalog-before-backup` bug writes `done` first, so a backup interrupted while it
@@ -203,7 +203,7 @@ async fn archive(State(agent): State<Agent>, Json(push): Json<ArchivePush>) -> S
     StatusCode::OK
 }
 
-/// Every `every`, one base backup.
+/// A base backup at every multiple of `every`.
 async fn base_backups(agent: Agent) {
     // Entries still `running` were abandoned by a crash of this host: nothing will finish them.
     if let Ok(entries) = agent.catalogue.list().await {
@@ -211,8 +211,11 @@ async fn base_backups(agent: Agent) {
             let _ = agent.catalogue.remove(&entry.id).await;
         }
     }
+    // On a fixed grid (a cron schedule): at every multiple of `every` from the start of the run.
+    let every = agent.config.every.get().as_nanos() as u64;
     loop {
-        tokio::time::sleep(agent.config.every.get()).await;
+        let now = now_ns();
+        tokio::time::sleep(Duration::from_nanos((now / every + 1) * every - now)).await;
         if let Err(why) = base_backup(&agent).await {
             tracing::warn!(%why, "base backup failed");
         }
