@@ -24,6 +24,16 @@ impl Signature {
         self.0.iter().map(|(check, _)| check.as_str())
     }
 
+    /// Does `other` fail every check this one fails, each with at least one of the same findings?
+    /// (A restore that found no backup at all is not the archive gap that was being shrunk.)
+    pub fn shared_by(&self, other: &Signature) -> bool {
+        self.0.iter().all(|(check, findings)| {
+            other.0.iter().any(|(c, found)| {
+                c == check && (findings.is_empty() || findings.iter().any(|f| found.contains(f)))
+            })
+        })
+    }
+
     /// A file-name-safe form: `durability-lost-acknowledged-write`.
     pub fn slug(&self) -> String {
         let text = self.0.iter().map(|(c, i)| format!("{c}-{}", i.join("-"))).collect::<Vec<_>>().join("--");
@@ -61,10 +71,11 @@ pub enum Judgement {
 }
 
 /// Checks judged without `--slo`.
-pub const INVARIANT_CHECKS: [&str; 5] = ["durability", "staleness", "saga", "delivery", "files"];
+pub const INVARIANT_CHECKS: [&str; 6] = ["durability", "staleness", "saga", "delivery", "files", "restore"];
 
 /// Findings of an invariant check that are performance targets, judged only with `--slo`.
-pub const PERFORMANCE_FINDINGS: [(&str, &str); 1] = [("staleness", "lag bound exceeded")];
+pub const PERFORMANCE_FINDINGS: [(&str, &str); 2] =
+    [("staleness", "lag bound exceeded"), ("restore", "RTO over the objective")];
 
 /// Judge one run's check results.
 pub fn judge(results: &[CheckResult], generator: &GeneratorStats, slo: bool) -> Judgement {
@@ -131,6 +142,14 @@ fn invariants(result: &CheckResult) -> Vec<String> {
             ("missing_thumbnail_count", "acknowledged upload without a thumbnail"),
             ("missed_audit_count", "missed event"),
             ("applied_twice_count", "subscriber effect applied twice"),
+        ],
+        // RPO is data loss, an invariant here; RTO is a performance target.
+        "restore" => &[
+            ("catalogue_broken_count", "catalogued backup missing or not verifying"),
+            ("missing_count", "write missing after a restore"),
+            ("no_base_count", "restore without a verified base backup"),
+            ("rpo_exceeded_count", "RPO over the objective"),
+            ("rto_exceeded_count", "RTO over the objective"),
         ],
         _ => &[],
     };

@@ -457,9 +457,7 @@ fn judge_run(loaded: &Loaded, backend: &dyn Backend, seed: u64, slo: bool) -> Ou
 /// The same checks still fail (invariant detail may differ).
 fn fails_the_same(outcome: &Outcome, signature: &Signature) -> bool {
     match outcome {
-        Outcome::Judged(Judgement::Fail { signature: now }) => {
-            signature.checks().all(|check| now.checks().any(|c| c == check))
-        }
+        Outcome::Judged(Judgement::Fail { signature: now }) => signature.shared_by(now),
         _ => false,
     }
 }

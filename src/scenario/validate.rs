@@ -319,7 +319,8 @@ fn backup_actions(fault: &FaultSpec, path: &str, topology: &Topology, report: &m
             let at = format!("{path}.disaster.lose[{i}]");
             let Some(hosts) = check_target(name, &at, topology, report) else { continue };
             if let Some(other) = hosts.iter().find(|h| !db_node(h)) {
-                let hint = Some("a disaster loses database nodes: write `lose: [pg-primary, pg-replica]`".into());
+                let hint =
+                    Some("a disaster loses database nodes: write `lose: [pg-primary, pg-replica]`".into());
                 report.error(&at, format!("`{other}` is not a database node"), hint);
             }
         }

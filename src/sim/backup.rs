@@ -344,15 +344,7 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
         target_ns: request.target_ns,
         ..RestoreRecord::default()
     };
-    let entries = loop {
-        match agent.catalogue.list().await {
-            Ok(entries) => break entries,
-            Err(e) => {
-                tracing::warn!(%e, "restore: the catalogue does not answer; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let entries = catalogue_list(agent).await;
     let target = request.target_ns.unwrap_or(u64::MAX);
     let mut bases: Vec<&CatalogueEntry> = entries
         .iter()
@@ -383,6 +375,9 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
         return;
     };
     tokio::time::sleep(RESTORE_COST).await;
+    // The WAL as catalogued now, once the base is in place (a restore_command fetches each
+    // segment when recovery needs it, so what was archived meanwhile counts too).
+    let entries = catalogue_list(agent).await;
     let catalogued: BTreeMap<&str, &CatalogueEntry> = entries
         .iter()
         .filter(|e| e.kind == BackupKind::Wal && e.state == BackupState::Done)
@@ -403,6 +398,19 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
     let mut volume = agent.backups.lock().expect("backups lock");
     volume.restores.push(record);
     volume.rebuilt = true;
+}
+
+/// The catalogue, asked until it answers.
+async fn catalogue_list(agent: &Agent) -> Vec<CatalogueEntry> {
+    loop {
+        match agent.catalogue.list().await {
+            Ok(entries) => return entries,
+            Err(e) => {
+                tracing::warn!(%e, "restore: the catalogue does not answer; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 /// Replay catalogued, verified segments after `node`'s LSN, up to `target`: how many segments were
