@@ -341,3 +341,52 @@ fn issue_14_shape_and_semantic_errors_are_reported_together() {
     assert_eq!(d.0.len(), 1, "{d}");
     assert!(d.0[0].hint.as_deref().unwrap_or("").contains("did you mean `workload`?"), "{d}");
 }
+
+/// Issue 15: backup actions need `stack.backup`, lose only database nodes, restore to an earlier
+/// time, and happen at one instant.
+#[test]
+fn backup_actions_are_checked_where_they_are_written() {
+    expect_one(
+        "faults:\n  - { at: 10s, disaster: { lose: [pg-primary] } }\n",
+        7,
+        "a disaster without backups loses everything",
+        "backup: { every: 20s",
+    );
+    expect_one(
+        "faults:\n  - { at: 10s, crash: backup }\n",
+        7,
+        "`backup` runs only when backups",
+        "under `stack`",
+    );
+    let with_backups = "stack: { backup: { every: 5s } }\nfaults:\n";
+    expect_one(
+        &format!("{with_backups}  - {{ at: 10s, disaster: {{ lose: [pg-primary, lb] }} }}\n"),
+        8,
+        "`lb` is not a database node",
+        "lose: [pg-primary, pg-replica]",
+    );
+    expect_one(
+        &format!("{with_backups}  - {{ at: 10s, restore: {{ to: 20s }} }}\n"),
+        8,
+        "cannot recover to 20s, which is later",
+        "`latest`",
+    );
+    expect_one(
+        &format!("{with_backups}  - {{ at: 10s, failback: pg-primray }}\n"),
+        8,
+        "not a database node",
+        "pg-primary",
+    );
+    expect_one(
+        &format!("{with_backups}  - {{ at: 10s, failback: pg-primary, for: 5s }}\n"),
+        8,
+        "happens at one instant",
+        "",
+    );
+    let restore = format!(
+        "{BASE}{with_backups}  - {{ at: 10s, disaster: {{ lose: [pg-primary] }} }}\n  - {{ at: 12s, restore: {{ to: latest }} }}\n"
+    );
+    let plan = load_str(&restore, "t.yaml", &[]).unwrap().plan;
+    let ends: Vec<_> = plan.faults.iter().map(|f| f.end.map(|e| e.as_secs())).collect();
+    assert_eq!(ends, [Some(12), Some(12)], "a disaster lasts until the restore; a restore is an instant");
+}

@@ -62,20 +62,15 @@ fn needs_backups(scenario: &Scenario, report: &mut Report) {
     let hint = || Some("add `backup: { every: 20s, keep: 3 }` under `stack`".into());
     for (i, fault) in scenario.faults.iter().enumerate() {
         let path = report.gaps.item("faults", i);
-        let named = [&fault.crash, &fault.pause].into_iter().flatten().chain(
-            fault.partition.iter().chain(fault.latency.as_ref().map(|l| &l.between)).flatten().flatten(),
-        );
-        let backup_host = named.into_iter().find(|n| ["backup", "redis", "meta"].contains(&n.as_str()));
         let what = if fault.disaster.is_some() {
             Some(("disaster", "a disaster without backups loses everything: nothing could restore it".into()))
         } else if fault.restore.is_some() {
             Some(("restore", "a restore needs backups to restore from".to_string()))
         } else {
-            backup_host.map(|h| ("", format!("`{h}` runs only when backups are configured")))
+            None
         };
         if let Some((key, message)) = what {
-            let at = if key.is_empty() { path } else { format!("{path}.{key}") };
-            report.error(&at, message, hint());
+            report.error(&format!("{path}.{key}"), message, hint());
         }
     }
     if scenario.checks.restore.is_some() {
@@ -344,13 +339,18 @@ fn backup_actions(fault: &FaultSpec, path: &str, topology: &Topology, report: &m
 }
 
 fn check_target(name: &str, path: &str, topology: &Topology, report: &mut Report) -> Option<Vec<String>> {
-    if let Some(hosts) = topology.resolve(name) {
+    if let Some(hosts) = topology.resolve(name).filter(|hosts| !hosts.is_empty()) {
         return Some(hosts);
     }
     if report.gaps.unread("stack") && counted_host(name) {
         return Some(Vec::new()); // `api-3` exists if the unread `stack` asks for 3 replicas
     }
     let known = topology.target_names();
+    if ["backup", "redis", "meta"].contains(&name) {
+        let hint = Some("add `backup: { every: 20s, keep: 3 }` under `stack`".into());
+        report.error(path, format!("`{name}` runs only when backups are configured"), hint);
+        return None;
+    }
     if name == CLIENT {
         report.error(path, "the client runs the load generator and cannot be faulted", None);
         return None;

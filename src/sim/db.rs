@@ -825,14 +825,15 @@ impl DbAdmin for SimDb {
             _ => unexpected("wal_lsn"),
         }
     }
-    /// Out-of-band like [`DbAdmin::fence`], and only for a node already rewound into a standby.
+    /// Out-of-band like [`DbAdmin::fence`]; refused for an old primary not yet rewound.
     async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
         let mut cluster = self.cluster.lock().expect("cluster lock");
-        let state = cluster.nodes.get_mut(&node).expect("node exists");
-        if state.role != Role::Standby {
+        // A fenced old primary beside a live one has not been rewound yet: unfencing it would
+        // let both take writes. (Lifting a switchover's own fence, with no other primary, is fine.)
+        if cluster.nodes[&node].role == Role::Primary && cluster.nodes[&node.peer()].writable() {
             return Err(PortError::Rejected(format!("{} has not rejoined as a standby yet", node.host())));
         }
-        state.fenced = false;
+        cluster.nodes.get_mut(&node).expect("node exists").fenced = false;
         tracing::info!(node = node.host(), "unfenced");
         Ok(())
     }

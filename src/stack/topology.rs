@@ -34,7 +34,8 @@ pub const GROUPS: [&str; 11] =
     ["edge", "api", "deps", "apps", "workers", "queue", "db", "control", "storage", "meta", "backup"];
 
 impl Topology {
-    /// The topology for a stack configuration (`api_replicas` API hosts, `workers` workers).
+    /// The topology for a stack configuration (`api_replicas` API hosts, `workers` workers; the
+    /// backup agent and its catalogue only with `backup`).
     pub fn new(stack: &StackConfig) -> Topology {
         let mut hosts = vec![HostEntry { name: CLIENT.into(), group: None }];
         let mut add = |name: String, group: &'static str| {
@@ -57,8 +58,10 @@ impl Topology {
         }
         add("watchdog".into(), "control");
         add("objects".into(), "storage");
-        add("redis".into(), "meta");
-        add("backup".into(), "backup");
+        if stack.backup.is_some() {
+            add("redis".into(), "meta");
+            add("backup".into(), "backup");
+        }
         Topology { hosts }
     }
 
@@ -72,10 +75,7 @@ impl Topology {
     pub fn needed(stack: &StackConfig, ops: &[Op], named: &[String]) -> Topology {
         let full = Topology::new(stack);
         let mut groups = vec!["edge", "api", "db", "control"];
-        // Backups: the agent and its catalogue.
-        if stack.backup.is_some() {
-            groups.extend(["meta", "backup"]);
-        }
+        groups.extend(["meta", "backup"]);
         let mut hosts: Vec<&str> = named.iter().map(String::as_str).collect();
         for op in ops {
             match op {
@@ -115,7 +115,8 @@ impl Topology {
     /// Every name a fault may use: the groups, then the faultable hosts.
     pub fn target_names(&self) -> Vec<String> {
         let hosts = self.hosts.iter().filter(|h| h.group.is_some()).map(|h| h.name.clone());
-        GROUPS.iter().map(|g| g.to_string()).chain(hosts).collect()
+        let groups = GROUPS.iter().filter(|g| self.hosts.iter().any(|h| h.group == Some(**g)));
+        groups.map(|g| g.to_string()).chain(hosts).collect()
     }
 }
 

@@ -817,4 +817,39 @@ mod tests {
             assert_eq!(admin.writable(), writable);
         }
     }
+
+    /// Issue 15: a failback waits until the old primary follows as a standby, then stops writes
+    /// on the current primary, waits until the target has everything, and promotes it; a target
+    /// that does not catch up leaves the current primary in charge.
+    #[tokio::test(start_paused = true)]
+    async fn a_failback_switches_over_only_to_a_caught_up_standby() {
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        seen_healthy_then_crashed(&admin).await;
+        sleep(Duration::from_millis(1600)).await;
+        assert_eq!(state.primary(), DbNode::PgReplica, "failed over");
+        admin.set_down(DbNode::PgPrimary, false);
+        state.request_switchover(DbNode::PgPrimary);
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(state.primary(), DbNode::PgReplica, "still fenced, not yet a standby: nothing happens");
+        assert!(!admin.calls().iter().any(|c| c.starts_with("promote pg-primary")));
+        // Rewound into a standby, but behind: the switchover is abandoned and the primary unfenced.
+        admin.resync(DbNode::PgPrimary);
+        admin.set_lsn(DbNode::PgReplica, 10);
+        sleep(Duration::from_secs(6)).await;
+        assert_eq!(state.primary(), DbNode::PgReplica);
+        assert!(admin.calls().contains(&"unfence pg-replica".to_string()), "{:?}", admin.calls());
+        // Caught up: switched over, the old primary fenced, the writer repointed.
+        admin.set_lsn(DbNode::PgPrimary, 10);
+        sleep(Duration::from_secs(7)).await;
+        let view = state.view();
+        assert_eq!((view.primary, view.switchovers, view.switchover), (DbNode::PgPrimary, 1, None));
+        assert_eq!(admin.writer(), DbNode::PgPrimary);
+        assert_eq!(view.fenced, [DbNode::PgReplica]);
+        let calls = admin.calls();
+        let tail: Vec<&str> = calls.iter().rev().take(4).rev().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            ["fence pg-replica", "unfence pg-primary", "promote pg-primary", "set-writer pg-primary"]
+        );
+    }
 }

@@ -292,8 +292,15 @@ impl DbAdmin for MemDbAdmin {
     async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
         let mut inner = self.lock();
         inner.calls.push(format!("unfence {}", node.host()));
-        match inner.roles[&node] {
-            Role::Fenced => Err(PortError::Rejected(format!("{} is not resynchronised yet", node.host()))),
+        match (inner.roles[&node], inner.roles[&node.peer()]) {
+            (Role::Fenced, Role::Primary) => {
+                Err(PortError::Rejected(format!("{} is not resynchronised yet", node.host())))
+            }
+            // A switchover's own fence on the primary, lifted: it takes writes again.
+            (Role::Fenced, _) => {
+                inner.roles.insert(node, Role::Primary);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
