@@ -80,7 +80,11 @@ impl FaultState {
         match kind {
             FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => self.links.between(a, b),
             FaultKind::Crash { hosts } | FaultKind::Pause { hosts } => self.links.touching(hosts),
-            FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => Vec::new(),
+            FaultKind::Backpressure { .. }
+            | FaultKind::PricefeedOutage { .. }
+            | FaultKind::Disaster { .. }
+            | FaultKind::Restore { .. }
+            | FaultKind::Failback { .. } => Vec::new(),
         }
     }
 }
@@ -173,6 +177,10 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
             };
             set_toxics(links_admin, &state.links.between(a, b), toxics).await
         }
+        // `ContainersBackend::check` refuses these before a run starts.
+        FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => {
+            Err(format!("`{}` is not built for containers yet", fault.kind.name()))
+        }
     }
 }
 
@@ -203,6 +211,7 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
             }
         }
         FaultKind::PricefeedOutage { .. } => set_outage(state, Outage::None).await,
+        FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => Ok(()),
     }
 }
 
