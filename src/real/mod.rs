@@ -10,6 +10,7 @@
 //! | `objects` | `ObjectStore` (S3 through `object_store`, one bucket) | `s3s-fs`, or any S3 endpoint |
 //! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch), for the query queue and the files' fanout exchange | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
+//! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
@@ -17,6 +18,7 @@
 //! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts
 //! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod catalogue;
 pub mod files;
 pub mod http;
 pub mod objects;
