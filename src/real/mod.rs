@@ -11,13 +11,15 @@
 //! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch), for the query queue and the files' fanout exchange | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
 //! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
+//! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying, restoring to a point in time) | the primary, its WAL archive, `pg_ctl` on a fresh data directory |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
-//! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts
+//! `tests/real.rs`, `tests/real_failover.rs`, `tests/real_files.rs` and `tests/real_backup.rs`; `make test-real` starts
 //! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod backup;
 pub mod catalogue;
 pub mod files;
 pub mod http;
