@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use common::real::{cluster, unique};
 use shakedown::real::NodeConfig;
-use shakedown::real::backup::{self, PgTools, RestoreTarget, Restored};
+use shakedown::real::backup::{self, PgTools};
 use shakedown::real::catalogue::RedisCatalogue;
+use shakedown::real::restore::{self, RestoreTarget, Restored};
 use shakedown::stack::ports::{BackupKind, BackupState, Catalogue, CatalogueEntry, DbNode, PortError};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 
@@ -83,7 +84,7 @@ impl RestoredGuard {
 impl Drop for RestoredGuard {
     fn drop(&mut self) {
         if self.data_dir().join("postmaster.pid").exists() {
-            backup::stop_blocking(&self.tools, &self.data_dir());
+            restore::stop_blocking(&self.tools, &self.data_dir());
         }
     }
 }
@@ -178,7 +179,8 @@ async fn check_wal_entries(catalogue: &dyn Catalogue, base: &CatalogueEntry, las
 /// archive, and the server's time T read between B and C. A restore to T must have A and B and
 /// no row of C; a restore to the latest archived WAL must have all three. The catalogue must hold
 /// the backup (`running`, then `done` with a checksum that verifies) and segments that verify,
-/// and a backup whose bytes changed must fail `verify`.
+/// and a backup whose bytes changed must fail `verify`; a restore to a time past the archive's end
+/// must fail, quoting the server's reason.
 #[tokio::test]
 async fn a_base_backup_and_the_wal_archive_restore_to_a_point_in_time_and_to_the_latest() {
     let started = Instant::now();
@@ -214,14 +216,31 @@ async fn a_base_backup_and_the_wal_archive_restore_to_a_point_in_time_and_to_the
     check_base_entry(&recording, &base, backups.path()).await;
     check_wal_entries(&recording, &base, &last).await;
 
-    let at_t = restore(&tools, &base, backups.path(), RestoreTarget::Time(t)).await;
+    let at_t = restore_to(&tools, &base, backups.path(), RestoreTarget::Time(t)).await;
     assert_eq!(batches(&at_t.1, &table).await, counts(&[("a", 100), ("b", 100)]), "A and B, no C at T");
     assert!(at_t.1.recovered_lsn > base.stop_lsn, "{:?} replayed past the backup", at_t.1);
     drop(at_t);
-    let latest = restore(&tools, &base, backups.path(), RestoreTarget::Latest).await;
+    let latest = restore_to(&tools, &base, backups.path(), RestoreTarget::Latest).await;
     let all = counts(&[("a", 100), ("b", 100), ("c", 100)]);
     assert_eq!(batches(&latest.1, &table).await, all, "A, B and C at the latest");
     drop(latest);
+    let beyond = RestoreTarget::Time(SystemTime::now() + Duration::from_secs(3600));
+    let guard = RestoredGuard::new(&tools);
+    let error = restore::restore(
+        &tools,
+        &base,
+        backups.path(),
+        &archive_dir(),
+        beyond,
+        &guard.data_dir(),
+        spare_port(),
+    )
+    .await
+    .expect_err("a target after the archive's end is never reached");
+    let error = error.to_string();
+    assert!(error.contains("recovery ended before configured recovery target was reached"), "{error}");
+    eprintln!("a restore past the archive's end fails: {}", error.lines().next().unwrap_or_default());
+    drop(guard);
 
     tamper(&backups.path().join(&base.id).join(backup::BASE_TAR));
     let refused = backup::verify(&base, backups.path()).expect_err("a changed backup fails verify");
@@ -231,7 +250,7 @@ async fn a_base_backup_and_the_wal_archive_restore_to_a_point_in_time_and_to_the
 }
 
 /// Restore `base` to `target` into a fresh guarded data directory on a spare port.
-async fn restore(
+async fn restore_to(
     tools: &PgTools,
     base: &CatalogueEntry,
     backups: &Path,
@@ -239,7 +258,7 @@ async fn restore(
 ) -> (RestoredGuard, Restored) {
     let guard = RestoredGuard::new(tools);
     let restored =
-        backup::restore(tools, base, backups, &archive_dir(), target, &guard.data_dir(), spare_port())
+        restore::restore(tools, base, backups, &archive_dir(), target, &guard.data_dir(), spare_port())
             .await
             .unwrap_or_else(|e| panic!("restore to {target:?}: {e}"));
     eprintln!("restored to {target:?} in {:?}: {restored:?}", restored.took);

@@ -11,7 +11,8 @@
 //! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch), for the query queue and the files' fanout exchange | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
 //! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
-//! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying, restoring to a point in time) | the primary, its WAL archive, `pg_ctl` on a fresh data directory |
+//! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying) | the primary, its WAL archive |
+//! | `restore` | — (a base backup + archived WAL to the latest or a point in time, on a fresh data directory and port) | `pg_ctl` |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
@@ -27,6 +28,7 @@ pub mod objects;
 pub mod pg;
 pub mod queries;
 pub mod rabbit;
+pub mod restore;
 pub mod router;
 pub mod saga;
 pub mod state;
