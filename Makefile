@@ -43,11 +43,12 @@ test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets
 
 # real_failover last: each of its tests recreates the servers and a failover consumes them.
-test-real: ## the real-adapter tests: start PostgreSQL primary + standby, RabbitMQ and s3s-fs (installed if missing), run them, stop
+test-real: ## the real-adapter tests: start PostgreSQL primary + standby (WAL archived), RabbitMQ, s3s-fs and Redis (installed if missing), run them, stop
 	scripts/real-services.sh up
 	status=0; \
 	$(CARGO) test --features real --test real -- --test-threads=1 || status=$$?; \
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_files -- --test-threads=1 --nocapture || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_backup -- --test-threads=1 --nocapture || status=$$?; \
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
@@ -84,7 +85,7 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) clippy --all-targets --features real -- -D warnings
 	$(CARGO) clippy --all-targets --features containers -- -D warnings
 
-real-up: ## install (if missing) and start PostgreSQL primary + standby, RabbitMQ and s3s-fs on loopback
+real-up: ## install (if missing) and start PostgreSQL primary + standby (WAL archived), RabbitMQ, s3s-fs and Redis on loopback
 	scripts/real-services.sh up
 
 real-down: ## stop what real-up started

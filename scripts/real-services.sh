@@ -4,6 +4,7 @@
 #   PostgreSQL 15 hot standby      127.0.0.1:55433  (pg_basebackup -R, streaming, slot `standby`)
 #   RabbitMQ 3.10 (AMQP)           127.0.0.1:55672
 #   s3s-fs (S3 API, files on disk) 127.0.0.1:55900  (access key shakedown / shakedown-secret)
+#   Redis 7 (the backup catalogue) 127.0.0.1:56379  (append-only file under $DIR/redis)
 # Usage: scripts/real-services.sh up | down | status | s3s-fs
 # `up` installs the Debian packages when missing (CI starts on a fresh machine), builds s3s-fs
 # when missing, recreates every server's data from scratch, and waits until every server answers.
@@ -15,6 +16,15 @@
 # in this repository), pinned and --locked, about three minutes once. It keeps each object as a
 # file written to a temporary name and renamed into place, so a SIGKILL loses no acknowledged
 # object and never leaves half of one. The bucket is not made here: the adapter creates it.
+#
+# The primary archives its WAL continuously (issue 15): each completed segment is copied into
+# $DIR/wal-archive by `archive_command`, first to a temporary name and then renamed, so a segment
+# under its final name is always whole (and synced to disk before the rename); an existing one is
+# never overwritten (the command fails, PostgreSQL keeps the segment and retries, and the server
+# log says why). `archive_timeout = 1s` closes a segment at least every
+# second while anything is written, so a point-in-time restore is never more than ~1 s behind.
+# The standby inherits the settings and archives nothing until it is promoted (then it archives
+# its new timeline into the same directory; segment names carry the timeline, so none collide).
 set -euo pipefail
 
 DIR=${SHAKEDOWN_REAL_DIR:-/tmp/shakedown-real}
@@ -23,6 +33,7 @@ PRIMARY_PORT=${SHAKEDOWN_PG_PRIMARY_PORT:-55432}
 STANDBY_PORT=${SHAKEDOWN_PG_STANDBY_PORT:-55433}
 AMQP_PORT=${SHAKEDOWN_AMQP_PORT:-55672}
 S3_PORT=${SHAKEDOWN_S3_PORT:-55900}
+REDIS_PORT=${SHAKEDOWN_REDIS_PORT:-56379}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=${SHAKEDOWN_TOOLS_DIR:-$ROOT/target/tools}
 # The newest s3s-fs that builds with the Rust toolchain here (1.95; 0.15 and later need 1.96).
@@ -30,13 +41,14 @@ S3S_FS_VERSION=0.14.1
 S3S_FS=$TOOLS/bin/s3s-fs
 
 say() { printf 'real-services: %s\n' "$*" >&2; }
-die() { say "$*"; for f in "$DIR"/logs/*.log "$DIR"/rabbit/stdout.log "$TOOLS"/s3s-fs-install.log; do [ -f "$f" ] && { say "--- tail $f"; tail -n 20 "$f" >&2; }; done; exit 1; }
+die() { say "$*"; for f in "$DIR"/logs/*.log "$DIR"/rabbit/stdout.log "$DIR"/redis/redis.log "$TOOLS"/s3s-fs-install.log; do [ -f "$f" ] && { say "--- tail $f"; tail -n 20 "$f" >&2; }; done; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 install() {
     local missing=()
     [ -x "$PGBIN/initdb" ] || missing+=(postgresql-15)
     [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    [ -x /usr/bin/redis-server ] && [ -x /usr/bin/redis-cli ] || missing+=(redis-server)
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]} (Debian packages)"
     if [ "$(id -u)" -ne 0 ]; then die "need root to apt-get install ${missing[*]}"; fi
@@ -85,8 +97,8 @@ rabbit_env() {
 
 pg_up() {
     mkdir -p "$DIR/logs" "$DIR/sock"
-    for node in primary standby; do rm -rf "${DIR:?}/$node"; mkdir -p "$DIR/$node"; chmod 700 "$DIR/$node"; done
-    chown -R postgres: "$DIR/logs" "$DIR/sock" "$DIR/primary" "$DIR/standby"
+    for node in primary standby wal-archive; do rm -rf "${DIR:?}/$node"; mkdir -p "$DIR/$node"; chmod 700 "$DIR/$node"; done
+    chown -R postgres: "$DIR/logs" "$DIR/sock" "$DIR/primary" "$DIR/standby" "$DIR/wal-archive"
     as_pg "$PGBIN/initdb" -D "$DIR/primary" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$DIR/logs/initdb.log" 2>&1 \
         || die "initdb failed"
     cat >>"$DIR/primary/postgresql.conf" <<CONF
@@ -102,6 +114,9 @@ wal_keep_size = '256MB'
 wal_retrieve_retry_interval = '100ms'
 cluster_name = 'primary'
 fsync = on
+archive_mode = on
+archive_command = 'test ! -f "$DIR/wal-archive/%f" && cp "%p" "$DIR/wal-archive/.%f.tmp" && sync "$DIR/wal-archive/.%f.tmp" && mv "$DIR/wal-archive/.%f.tmp" "$DIR/wal-archive/%f"'
+archive_timeout = 1s
 CONF
     as_pg "$PGBIN/pg_ctl" -D "$DIR/primary" -l "$DIR/logs/primary.log" -w -t 30 start >/dev/null || die "primary did not start"
     as_pg psql -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -qAt -c "SELECT pg_create_physical_replication_slot('standby')" >/dev/null
@@ -112,6 +127,32 @@ CONF
     local recovering
     recovering=$(psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -qAt -c "SELECT pg_is_in_recovery()")
     [ "$recovering" = t ] || die "the standby is not in recovery"
+}
+
+# Redis as the backup catalogue: one server, append-only file fsynced every second (Redis's
+# default), no RDB snapshots; the pid file's process is the one `down` stops.
+redis_up() {
+    rm -rf "${DIR:?}/redis"; mkdir -p "$DIR/redis/data"
+    cat >"$DIR/redis/redis.conf" <<CONF
+bind 127.0.0.1
+port $REDIS_PORT
+protected-mode yes
+daemonize no
+dir $DIR/redis/data
+appendonly yes
+appendfsync everysec
+save ""
+logfile $DIR/redis/redis.log
+CONF
+    setsid /usr/bin/redis-server "$DIR/redis/redis.conf" >/dev/null 2>&1 &
+    echo $! >"$DIR/redis/redis.pid"
+    local try
+    for try in $(seq 100); do
+        if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then return; fi
+        kill -0 "$(cat "$DIR/redis/redis.pid")" 2>/dev/null || die "redis-server exited"
+        sleep 0.1
+    done
+    die "redis-server did not answer on 127.0.0.1:$REDIS_PORT within 10 s"
 }
 
 rabbit_up() {
@@ -130,6 +171,16 @@ down() {
         pid=$(cat "$DIR/s3/s3s-fs.pid")
         if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = s3s-fs ]; then kill "$pid" 2>/dev/null || true; fi
         rm -f "$DIR/s3/s3s-fs.pid"
+    fi
+    # Likewise redis-server; waited for (at most 5 s), since `up` reuses its port at once.
+    if [ -f "$DIR/redis/redis.pid" ]; then
+        local pid try
+        pid=$(cat "$DIR/redis/redis.pid")
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ]; then
+            kill "$pid" 2>/dev/null || true
+            for try in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+        fi
+        rm -f "$DIR/redis/redis.pid"
     fi
     for node in standby primary; do
         if [ -f "$DIR/$node/postmaster.pid" ]; then
@@ -154,6 +205,8 @@ status() {
     psql -h 127.0.0.1 -p "$STANDBY_PORT" -U postgres -qAt -c "SELECT 'standby in_recovery=' || pg_is_in_recovery()" || echo "standby: down"
     if (exec 3<>/dev/tcp/127.0.0.1/"$AMQP_PORT") 2>/dev/null; then echo "rabbitmq: up"; else echo "rabbitmq: down"; fi
     if (exec 3<>/dev/tcp/127.0.0.1/"$S3_PORT") 2>/dev/null; then echo "s3s-fs: up"; else echo "s3s-fs: down"; fi
+    if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; then echo "redis: up"; else echo "redis: down"; fi
+    if [ -d "$DIR/wal-archive" ]; then echo "wal-archive: $(find "$DIR/wal-archive" -maxdepth 1 -name '[0-9A-F]*' | wc -l) files"; fi
 }
 
 case "${1:-}" in
@@ -164,7 +217,8 @@ case "${1:-}" in
         pg_up
         rabbit_up
         s3_up
-        say "up: primary 127.0.0.1:$PRIMARY_PORT, standby 127.0.0.1:$STANDBY_PORT, AMQP 127.0.0.1:$AMQP_PORT, S3 http://127.0.0.1:$S3_PORT (logs in $DIR)"
+        redis_up
+        say "up: primary 127.0.0.1:$PRIMARY_PORT (WAL archive $DIR/wal-archive), standby 127.0.0.1:$STANDBY_PORT, AMQP 127.0.0.1:$AMQP_PORT, S3 http://127.0.0.1:$S3_PORT, Redis 127.0.0.1:$REDIS_PORT (logs in $DIR)"
         ;;
     down) down; say "down" ;;
     status) status ;;

@@ -10,19 +10,25 @@
 //! | `objects` | `ObjectStore` (S3 through `object_store`, one bucket) | `s3s-fs`, or any S3 endpoint |
 //! | `rabbit` | `Publisher` (confirms, reject-publish, reconnects), `ConsumerFactory`/`Consumer` (manual acks, prefetch), for the query queue and the files' fanout exchange | RabbitMQ |
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
+//! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
+//! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying) | the primary, its WAL archive |
+//! | `restore` | — (a base backup + archived WAL to the latest or a point in time, on a fresh data directory and port) | `pg_ctl` |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
-//! `tests/real.rs`, `tests/real_failover.rs` and `tests/real_files.rs`; `make test-real` starts
+//! `tests/real.rs`, `tests/real_failover.rs`, `tests/real_files.rs` and `tests/real_backup.rs`; `make test-real` starts
 //! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod backup;
+pub mod catalogue;
 pub mod files;
 pub mod http;
 pub mod objects;
 pub mod pg;
 pub mod queries;
 pub mod rabbit;
+pub mod restore;
 pub mod router;
 pub mod saga;
 pub mod state;
