@@ -438,13 +438,17 @@ async fn shakedown_serve_runs_the_services_as_processes_that_call_each_other() {
     use shakedown::real::http::RealHttp;
     use shakedown::stack::ports::{HttpClient, HttpRequest};
     cluster().await;
-    let _feed = serve(&["pricefeed", "--listen", "127.0.0.1:55801"]);
-    let _invest = serve(&["invest", "--listen", "127.0.0.1:55802", "--peer", "pricefeed:80=127.0.0.1:55801"]);
+    let (feed, invest) = (
+        format!("127.0.0.1:{}", common::real::free_port()),
+        format!("127.0.0.1:{}", common::real::free_port()),
+    );
+    let _feed = serve(&["pricefeed", "--listen", &feed]);
+    let _invest = serve(&["invest", "--listen", &invest, "--peer", &format!("pricefeed:80={feed}")]);
     let http = RealHttp::new(Default::default());
     let key = unique("served");
     let request = HttpRequest {
         method: http::Method::POST,
-        authority: "127.0.0.1:55802".into(),
+        authority: invest.clone(),
         path: "/invest".into(),
         body: Some(
             serde_json::to_vec(&serde_json::json!({"key": key, "coin": "bitcoin", "amount_usd_cents": 1000}))
@@ -482,7 +486,8 @@ async fn serve_plays_every_host_of_the_stack_behind_the_balancer() {
     let queue = unique("served-queries");
     let stack = json!({"api_replicas": 1, "queue": {"capacity": 50}}).to_string();
     let env = [("SHAKEDOWN_STACK", stack.as_str())];
-    let port = |n: u16| format!("127.0.0.1:{}", 55810 + n);
+    let ports: Vec<u16> = (0..8).map(|_| common::real::free_port()).collect();
+    let port = |n: u16| format!("127.0.0.1:{}", ports[n as usize]);
     let peers = [
         "--peer".to_owned(),
         format!("pricefeed:80={}", port(1)),
@@ -588,8 +593,9 @@ async fn the_db_router_routes_to_the_writable_node_and_cuts_connections_when_it_
     use common::real::{call, db_router, landed_on, route, within};
     use sqlx::Connection;
     cluster().await;
-    let (_router, url) = db_router(55830, 55831).await;
-    let admin = "127.0.0.1:55831";
+    let (listen, admin_port) = (common::real::free_port(), common::real::free_port());
+    let (_router, url) = db_router(listen, admin_port).await;
+    let admin = &format!("127.0.0.1:{admin_port}");
     assert_eq!(call(http::Method::GET, admin, "/health", None).await.map(|(s, _)| s), Some(200));
     assert_eq!(landed_on(&url).await.unwrap(), "primary");
     let (_, changes) = route(admin).await.unwrap();

@@ -159,8 +159,9 @@ async fn the_db_router_moves_to_the_promoted_standby_once_the_old_primary_is_fen
     use sqlx::Connection;
     script(&["up"]);
     let cluster = cluster().await;
-    let (_router, url) = db_router(55840, 55841).await;
-    let admin = "127.0.0.1:55841";
+    let admin_port = common::real::free_port();
+    let (_router, url) = db_router(common::real::free_port(), admin_port).await;
+    let admin = &format!("127.0.0.1:{admin_port}");
     let mut held = sqlx::PgConnection::connect(&url).await.unwrap();
     cluster.promote(DbNode::PgReplica).await.expect("pg_promote() of the standby");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -204,7 +205,9 @@ async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
     use common::real::{call, db_router, landed_on, serve_with, within};
     script(&["up"]);
     cluster().await;
-    let (_router, url) = db_router(55850, 55851).await;
+    let admin_port = common::real::free_port();
+    let admin_url = format!("http://127.0.0.1:{admin_port}");
+    let (_router, url) = db_router(common::real::free_port(), admin_port).await;
     // The pair `real-services.sh` starts streams asynchronously: the watchdog must be told so, or
     // it rightly refuses to promote a standby that was never synchronous (issue 14).
     let stack = r#"{"replication": "async", "watchdog": {"probe_every": "200ms", "probe_timeout": "200ms", "failures_to_promote": 3}}"#;
@@ -212,14 +215,14 @@ async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
         &["watchdog"],
         &[
             ("SHAKEDOWN_STACK", stack),
-            ("SHAKEDOWN_DB_ROUTER_ADMIN", "http://127.0.0.1:55851"),
+            ("SHAKEDOWN_DB_ROUTER_ADMIN", admin_url.as_str()),
             ("RUST_LOG", "info"),
         ],
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let killed = Instant::now();
     Command::new("kill").args(["-KILL", &postmaster_pid(DbNode::PgPrimary).to_string()]).status().unwrap();
-    let admin = "127.0.0.1:55851";
+    let admin = &format!("127.0.0.1:{admin_port}");
     within("the db-router routes to the promoted standby", Duration::from_secs(15), async || {
         call(http::Method::GET, admin, "/route", None)
             .await

@@ -323,7 +323,7 @@ fn backup_actions(fault: &FaultSpec, path: &str, topology: &Topology, report: &m
     if let Some(node) = &fault.failback
         && !db_node(node)
     {
-        let hint = did_you_mean(node, ["pg-primary", "pg-replica"].into_iter())
+        let hint = did_you_mean(node, ["pg-primary", "pg-replica"])
             .unwrap_or_else(|| "name `pg-primary` or `pg-replica`".into());
         report.error(&format!("{path}.failback"), format!("`{node}` is not a database node"), Some(hint));
     }

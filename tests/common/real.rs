@@ -248,3 +248,10 @@ pub async fn db_router(proxy: u16, admin: u16) -> (Served, String) {
     .await;
     (served, format!("postgres://postgres@127.0.0.1:{proxy}/postgres"))
 }
+
+/// A loopback port free now, for a server a test starts. Fixed ports collided: ours lie in
+/// Linux's ephemeral range, where a test's own outgoing connections (a pool's, say) take them.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("its address").port()
+}
