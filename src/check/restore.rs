@@ -53,17 +53,30 @@ pub fn check(history: &History, state: &FinalState, options: &RestoreCheck) -> C
         restores.push(judged);
     }
     let count = |field: &str| restores.iter().filter(|r| r[field].as_bool() == Some(true)).count();
+    let counts = (count("no_base"), count("rpo_exceeded"), count("rto_exceeded"));
+    // The writes each restore lost or rolled back, as top-level evidence (a table in the HTML).
+    let mut listed = |field: &str| -> Value {
+        let items: Vec<Value> = restores
+            .iter_mut()
+            .filter_map(|r| r.as_object_mut().and_then(|o| o.remove(field)))
+            .flat_map(|evidence| evidence["items"].as_array().cloned().unwrap_or_default())
+            .collect();
+        evidence(items)
+    };
+    let (missing, rolled_back) = (listed("missing"), listed("rolled_back"));
     let done = backups.catalogue.iter().filter(|e| e.state == BackupState::Done).count();
     let details = json!({
         "catalogue_broken_count": catalogue_broken,
         "missing_count": restores.iter().map(|r| r["missing_count"].as_u64().unwrap_or(0)).sum::<u64>(),
-        "no_base_count": count("no_base"),
-        "rpo_exceeded_count": count("rpo_exceeded"),
-        "rto_exceeded_count": count("rto_exceeded"),
+        "no_base_count": counts.0,
+        "rpo_exceeded_count": counts.1,
+        "rto_exceeded_count": counts.2,
         "catalogue_count": backups.catalogue.len(),
         "catalogue_done_count": done,
         "stored_count": backups.stored.len(),
         "restores": restores,
+        "missing": missing,
+        "rolled_back": rolled_back,
         "problems": evidence(problems.iter().map(|p| json!(p)).collect()),
     });
     let (status, summary) = if !problems.is_empty() {
