@@ -97,7 +97,9 @@ fn fault_entry(fault: &PlannedFault, effect: Option<&FaultEffect>) -> FaultEntry
         hosts: fault.kind.hosts(),
         start_ms: fault.start.as_millis() as u64,
         end_ms: fault.end.map(|e| e.as_millis() as u64),
-        vacuous: effect.is_vacuous(),
+        // A restore or failback is an operator's action, not a fault: hitting nothing is its aim.
+        vacuous: effect.is_vacuous()
+            && !matches!(fault.kind, FaultKind::Restore { .. } | FaultKind::Failback { .. }),
         effect,
     }
 }
