@@ -160,7 +160,7 @@ fn judge_restore(
     if rpo_exceeded {
         problems.push(format!(
             "RPO {} over the objective {} (writes acknowledged from {} on were not brought back; data lost at {})",
-            ms_span(rpo_ns),
+            ms(rpo_ns),
             options.rpo,
             ms(first_lost.unwrap_or_default()),
             ms(reference)
@@ -172,7 +172,7 @@ fn judge_restore(
     let rto_exceeded = rto_ns.is_none_or(|rto| rto > options.rto.get().as_nanos() as u64);
     match rto_ns {
         Some(rto) if rto > options.rto.get().as_nanos() as u64 => {
-            problems.push(format!("RTO {} over the objective {}", ms_span(rto), options.rto))
+            problems.push(format!("RTO {} over the objective {}", ms(rto), options.rto))
         }
         None => {
             problems.push(format!("no write was acknowledged after the loss at {}", ms(restore.lost_at_ns)))
@@ -193,9 +193,9 @@ fn judge_restore(
         "recovery_point_ms": point / 1_000_000,
         "stopped": restore.stopped,
         "completed_ms": restore.completed_ns.map(|t| t / 1_000_000),
-        "rpo": ms_span(rpo_ns),
+        "rpo": ms(rpo_ns),
         "rpo_ms": rpo_ns / 1_000_000,
-        "rto": rto_ns.map(ms_span),
+        "rto": rto_ns.map(ms),
         "rto_ms": rto_ns.map(|n| n / 1_000_000),
         "rpo_exceeded": rpo_exceeded,
         "rto_exceeded": rto_exceeded,
@@ -247,10 +247,6 @@ pub fn rolled_back(restores: &[RestoreRecord], ack_ns: u64) -> bool {
 
 fn ms(ns: u64) -> String {
     format!("{}", Span(std::time::Duration::from_millis(ns / 1_000_000)))
-}
-
-fn ms_span(ns: u64) -> String {
-    ms(ns)
 }
 
 #[cfg(test)]

@@ -357,7 +357,7 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
         for entry in bases {
             match volume.bases.get(&entry.id) {
                 Some(stored) if stored.checksum == entry.checksum => {
-                    chosen = Some((entry.id.clone(), stored.node.clone(), entry.size));
+                    chosen = Some((entry.id.clone(), stored.node.clone()));
                     break;
                 }
                 Some(_) => {
@@ -368,7 +368,7 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
         }
         chosen
     };
-    let Some((base, mut node, _size)) = chosen else {
+    let Some((base, mut node)) = chosen else {
         record.stopped = "no verified base backup".into();
         tracing::warn!(skipped = ?record.skipped, "restore: no verified base backup; nothing restored");
         agent.backups.lock().expect("backups lock").restores.push(record);

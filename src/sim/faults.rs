@@ -125,7 +125,7 @@ impl Scheduler {
                 let mut cluster = world.cluster.lock().expect("cluster lock");
                 for host in hosts {
                     sim.crash(host.as_str());
-                    let node = if host == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                    let node = DbNode::named(host);
                     // The storage is gone: an empty node that takes no writes until a restore.
                     cluster.nodes.insert(node, Node::new(node, Role::Standby, Tables::default()));
                 }
@@ -139,7 +139,7 @@ impl Scheduler {
                     Some(RestoreRequest { requested_ns, target_ns });
             }
             FaultKind::Failback { node } => {
-                let node = if node == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                let node = DbNode::named(node);
                 world.watchdog.request_switchover(node);
             }
         }

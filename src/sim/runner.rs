@@ -223,7 +223,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
                 });
             }
             "pg-primary" | "pg-replica" => {
-                let node = if name == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica };
+                let node = DbNode::named(&name);
                 let cluster = world.cluster.clone();
                 sim.host(name, move || db::node_host(cluster.clone(), node, http.for_host()));
             }

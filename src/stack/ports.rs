@@ -49,6 +49,12 @@ impl DbNode {
         }
     }
 
+    /// The node of a database host name (`pg-primary`; anything else is `pg-replica`, so only
+    /// validated names belong here).
+    pub fn named(host: &str) -> DbNode {
+        if host == "pg-primary" { DbNode::PgPrimary } else { DbNode::PgReplica }
+    }
+
     /// The other node.
     pub fn peer(self) -> DbNode {
         match self {
