@@ -16,6 +16,15 @@
 #                ready: pg_isready -h 127.0.0.1 -p 5432 -U postgres
 #                       (TCP answers only once the final server runs: while the cluster is
 #                       being created its temporary server listens on the Unix socket only.)
+#                archive: with SHAKEDOWN_ARCHIVE_URL (the backup agent, `shakedown serve backup`)
+#                       the cluster is created with 1 MB WAL segments and archives each one with
+#                       `shakedown wal-push` (an HTTP PUT to the agent, so a partition from the
+#                       backup host fails it and PostgreSQL retries), archive_timeout = 1s
+#                       (a recovery point at most a second old). The standby cloned from it
+#                       inherits the settings and archives once promoted. The settings are
+#                       written only when the cluster is created; the URL and
+#                       SHAKEDOWN_ARCHIVE_IGNORE_FAILURES (1: the `wal-archive-gap` bug) are read
+#                       by wal-push from the server's environment at each call.
 #
 #   pg-replica   PostgreSQL 15 hot standby on 0.0.0.0:5432, data in /var/lib/shakedown/pg.
 #                An empty data dir is cloned with pg_basebackup (-R, slot `standby`), retried
@@ -146,8 +155,11 @@ pg_init_primary() {
         *) die "SHAKEDOWN_REPLICATION=$SHAKEDOWN_REPLICATION: expected async, sync or remote_apply" ;;
     esac
     log "creating the cluster (replication ${SHAKEDOWN_REPLICATION:-async})"
+    local segsize=()
+    # Archived segments are shipped whole: 1 MB each keeps a second's archive_timeout cheap.
+    [ -z "${SHAKEDOWN_ARCHIVE_URL:-}" ] || segsize=(--wal-segsize=1)
     as_user postgres "$PGBIN/initdb" -D "$PG_STAGING" -U postgres --auth=trust -E UTF8 \
-        --locale=C.UTF-8 >&2
+        --locale=C.UTF-8 "${segsize[@]}" >&2
     cat >>"$PG_STAGING/postgresql.conf" <<EOF
 
 # shakedown-node pg-primary
@@ -167,6 +179,13 @@ fsync = on
 synchronous_standby_names = $sync_names
 synchronous_commit = $commit
 EOF
+    if [ -n "${SHAKEDOWN_ARCHIVE_URL:-}" ]; then
+        cat >>"$PG_STAGING/postgresql.conf" <<'EOF'
+archive_mode = on
+archive_timeout = '1s'
+archive_command = '/usr/local/bin/shakedown wal-push %p %f'
+EOF
+    fi
     cat >>"$PG_STAGING/pg_hba.conf" <<'EOF'
 
 # shakedown-node: every container of the run's private network may connect.
@@ -176,7 +195,7 @@ EOF
     # The slot is created on a temporary server reachable only on its Unix socket, so a replica
     # cannot clone the cluster before the slot exists; it must not wait for a standby either.
     as_user postgres "$PGBIN/pg_ctl" -D "$PG_STAGING" -w -t "$PG_CTL_TIMEOUT_S" \
-        -o "-c listen_addresses='' -c synchronous_standby_names=''" start >&2
+        -o "-c listen_addresses='' -c synchronous_standby_names='' -c archive_mode=off" start >&2
     as_user postgres "$PGBIN/psql" -X -q -h /var/run/postgresql -U postgres -d postgres \
         -v ON_ERROR_STOP=1 -c "SELECT pg_create_physical_replication_slot('standby')" >&2
     as_user postgres "$PGBIN/pg_ctl" -D "$PG_STAGING" -w -t "$PG_CTL_TIMEOUT_S" -m fast stop >&2

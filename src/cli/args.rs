@@ -51,6 +51,10 @@ pub enum Command {
     /// Remove the containers, networks and volumes of every containers run, or of one (ours
     /// only, by label); a `shakedown up` whose stack is removed ends.
     Down(DownArgs),
+    /// A database node's `archive_command` in a containers run: send one WAL file to the backup
+    /// agent (`SHAKEDOWN_ARCHIVE_URL`). Exits 0 once the agent stored it.
+    #[command(hide = true)]
+    WalPush(WalPushArgs),
 }
 
 /// Where a scenario runs.
@@ -229,7 +233,7 @@ pub struct ListArgs {
                              (http://HOST:PORT) [unset: not told]")]
 pub struct ServeArgs {
     /// Which service: api, pricefeed, invest, inventory, ordersvc, reports, orders, gateway,
-    /// worker, balancer, watchdog, db-router, links.
+    /// worker, balancer, watchdog, db-router, links, backup.
     pub service: String,
     /// Address to listen on (HTTP services; for `db-router`, the PostgreSQL proxy).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -327,6 +331,15 @@ pub enum FaultAction {
     },
     /// Undo every fault: unpause, start what was killed, delete every partition rule.
     Heal,
+}
+
+/// `shakedown wal-push PATH NAME` (`archive_command = 'shakedown wal-push %p %f'`).
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The file (`%p`, relative to the data directory).
+    pub path: std::path::PathBuf,
+    /// Its name in the archive (`%f`).
+    pub name: String,
 }
 
 /// `shakedown down`.

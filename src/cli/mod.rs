@@ -51,6 +51,7 @@ pub fn main() -> u8 {
         Command::Up(args) => up::up(&args),
         Command::Fault(args) => fault::run(&args),
         Command::Down(args) => up::down(&args),
+        Command::WalPush(args) => serve::wal_push(&args),
     }
 }
 

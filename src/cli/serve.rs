@@ -13,7 +13,8 @@
 //! | `pricefeed`, `inventory`, `ordersvc`, `reports` | the host of that name | PostgreSQL (not `pricefeed`) |
 //! | `balancer` | `lb` over `api-1:80` … `api-N:80` (or `--upstream`) | peers `api-N:80` |
 //! | `worker` | `worker-M`, plus `GET /health` and its mode switch on `--listen` | PostgreSQL, RabbitMQ |
-//! | `watchdog` | `watchdog` | both nodes directly, their data directories, the db-router's admin |
+//! | `watchdog` | `watchdog`, plus `GET /health` and `POST /control/reset` (after a restore) on `--listen` | both nodes directly, their data directories, the db-router's admin |
+//! | `backup` | `backup`: the backup agent (`real::agent`: WAL archive, base backups, catalogue, restores) | the writer (`SHAKEDOWN_BACKUP_CONNINFO`), Redis (`SHAKEDOWN_REDIS_URL`), the backup volume and both data volumes |
 //! | `db-router` | `db-router`: TCP proxy on `--listen` to the node that takes writes, admin on `--admin` | both nodes directly |
 //! | `invest`, `orders`, `gateway` | one api service alone (kept for the loopback tests) | as `api` |
 //!
@@ -29,6 +30,19 @@
 use super::args::ServeArgs;
 #[cfg(not(feature = "real"))]
 use crate::exit;
+
+/// `shakedown wal-push`: send one WAL file to the backup agent.
+pub(super) fn wal_push(args: &super::args::WalPushArgs) -> u8 {
+    #[cfg(feature = "real")]
+    {
+        real::wal_push(args)
+    }
+    #[cfg(not(feature = "real"))]
+    {
+        eprintln!("shakedown wal-push {}: this binary was built without the real adapters", args.name);
+        exit::BAD_INPUT
+    }
+}
 
 /// Serve until interrupted.
 pub(super) fn run(args: &ServeArgs) -> u8 {
@@ -70,7 +84,10 @@ mod real {
     use crate::real::rabbit::{Fanout, RabbitConfig, RabbitConsumers, RabbitPublisher};
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
-    use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
+    use crate::stack::control::{
+        OUTAGE_PATH, OutageRequest, WATCHDOG_RESET_PATH, WORKER_MODE_PATH, WatchdogResetRequest,
+        WorkerModeRequest,
+    };
     use crate::stack::files::{self as stack_files, FilesPorts};
     use crate::stack::ports::{PublishError, Publisher, QueryMessage, SubscriberGroup};
     use crate::stack::wire::{self, ParticipantConfig};
@@ -80,8 +97,9 @@ mod real {
     };
     use crate::workload::CATALOG;
 
-    const SERVICES: [&str; 13] = [
+    const SERVICES: [&str; 14] = [
         "api",
+        "backup",
         "pricefeed",
         "invest",
         "inventory",
@@ -163,14 +181,8 @@ mod real {
         let queue = RabbitConfig::from_env(&args.queue, args.queue_capacity.unwrap_or(stack.queue.capacity));
         let router = match args.service.as_str() {
             "worker" => return serve_worker(args, stack, queue).await,
-            "watchdog" => {
-                // Straight to both nodes (no migrations: the primary may be down at startup).
-                let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
-                eprintln!("watchdog probing the PostgreSQL primary");
-                let settings = watchdog::Settings::for_stack(stack);
-                watchdog::run(Arc::new(cluster), settings, watchdog::WatchdogState::default()).await;
-                return Ok(());
-            }
+            "watchdog" => return serve_watchdog(args, stack).await,
+            "backup" => return serve_backup(args, stack).await,
             "db-router" => return serve_db_router(args).await,
             "links" => return serve_links(args).await,
             _ => http_router(args, stack, http, &queue).await?,
@@ -180,6 +192,122 @@ mod real {
             .map_err(|e| format!("listen on {}: {e}", args.listen))?;
         eprintln!("{} listening on http://{}", args.service, args.listen);
         axum::serve(listener, router).await.map_err(|e| e.to_string())
+    }
+
+    /// The watchdog, probing both nodes directly (no migrations: the primary may be down at
+    /// startup), and its control routes on `--listen`: `GET /health`, `POST /control/reset`.
+    async fn serve_watchdog(args: &ServeArgs, stack: &StackConfig) -> Result<(), String> {
+        let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("listen on {}: {e}", args.listen))?;
+        eprintln!("watchdog probing the PostgreSQL primary; control on http://{}", args.listen);
+        let settings = watchdog::Settings::for_stack(stack);
+        let state = watchdog::WatchdogState::default();
+        let control = with_health(
+            Router::new().route(WATCHDOG_RESET_PATH, post(reset_watchdog)).with_state(state.clone()),
+        );
+        tokio::select! {
+            biased;
+            () = watchdog::run(Arc::new(cluster), settings, state) => Ok(()),
+            served = axum::serve(listener, control) => served.map_err(|e| format!("watchdog control on {}: {e}", args.listen)),
+        }
+    }
+
+    async fn reset_watchdog(
+        State(state): State<watchdog::WatchdogState>,
+        body: Result<Json<WatchdogResetRequest>, JsonRejection>,
+    ) -> Response {
+        match body {
+            Ok(Json(request)) => {
+                state.reset_after_restore(request.primary);
+                tracing::info!(primary = request.primary.host(), "watchdog reset after a restore");
+                Json(request).into_response()
+            }
+            Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+        }
+    }
+
+    /// The backup agent (`real::agent`): its routes on `--listen`, WAL cataloguing and base
+    /// backups. Needs `SHAKEDOWN_BACKUP_CONNINFO` (the writer, libpq form) and
+    /// `SHAKEDOWN_REDIS_URL` (the catalogue).
+    async fn serve_backup(args: &ServeArgs, stack: &StackConfig) -> Result<(), String> {
+        use crate::real::agent::{Agent, AgentConfig};
+        use crate::real::catalogue::RedisCatalogue;
+        let conninfo = std::env::var("SHAKEDOWN_BACKUP_CONNINFO").map_err(|_| {
+            "SHAKEDOWN_BACKUP_CONNINFO must name the writer, e.g. `host=db-router port=5432 user=postgres`"
+                .to_string()
+        })?;
+        let catalogue = Arc::new(RedisCatalogue::from_env().map_err(|e| e.to_string())?);
+        let agent = Agent::new(AgentConfig::for_stack(stack, conninfo), catalogue)?;
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .map_err(|e| format!("listen on {}: {e}", args.listen))?;
+        eprintln!("backup agent listening on http://{}", args.listen);
+        tokio::select! {
+            biased;
+            served = axum::serve(listener, agent.router()) => served.map_err(|e| format!("backup agent on {}: {e}", args.listen)),
+            () = agent.clone().catalogue_loop() => Ok(()),
+            () = agent.clone().base_backup_loop() => Ok(()),
+        }
+    }
+
+    /// How long one `wal-push` waits for the agent: a 1 MB segment takes milliseconds on the run's
+    /// network, and a push that hangs (a partition drops its packets) must fail before the
+    /// partition ends, or PostgreSQL's archiver, which pushes one file at a time, would just wait.
+    const WAL_PUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// `shakedown wal-push`: exit 0 once the agent stored the file; otherwise 1, and PostgreSQL
+    /// retries — unless `SHAKEDOWN_ARCHIVE_IGNORE_FAILURES=1` (the `wal-archive-gap` bug), which
+    /// reports success and so loses the segment to the archive.
+    pub(super) fn wal_push(args: &super::super::args::WalPushArgs) -> u8 {
+        let ignore = std::env::var("SHAKEDOWN_ARCHIVE_IGNORE_FAILURES").is_ok_and(|v| v == "1");
+        match push_wal(args) {
+            Ok(()) => exit::PASS,
+            Err(error) if ignore => {
+                eprintln!(
+                    "shakedown wal-push {}: {error}; ignored (the wal-archive-gap bug): the archive will miss it",
+                    args.name
+                );
+                exit::PASS
+            }
+            Err(error) => {
+                eprintln!("shakedown wal-push {}: {error}; PostgreSQL retries", args.name);
+                exit::FAIL
+            }
+        }
+    }
+
+    fn push_wal(args: &super::super::args::WalPushArgs) -> Result<(), String> {
+        use crate::stack::ports::{HttpClient as _, HttpRequest};
+        let url = std::env::var("SHAKEDOWN_ARCHIVE_URL").map_err(|_| {
+            "SHAKEDOWN_ARCHIVE_URL is not set (the backup agent's http://HOST:PORT)".to_string()
+        })?;
+        let authority = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("SHAKEDOWN_ARCHIVE_URL={url}: expected http://HOST:PORT"))?
+            .trim_end_matches('/')
+            .to_string();
+        let body = std::fs::read(&args.path).map_err(|e| format!("reading {}: {e}", args.path.display()))?;
+        let request = HttpRequest {
+            method: http::Method::PUT,
+            authority,
+            path: format!("{}{}", crate::real::agent::WAL_PATH, args.name),
+            body: Some(body),
+            headers: Vec::new(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("a tokio runtime: {e}"))?;
+        let response = runtime
+            .block_on(RealHttp::new(BTreeMap::new()).send(request, WAL_PUSH_TIMEOUT))
+            .map_err(|e| format!("PUT to {url}: {e}"))?;
+        if response.status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{url} answered {}: {}", response.status, String::from_utf8_lossy(&response.body)))
+        }
     }
 
     /// The router of an HTTP service, every one answering `GET /health` with 200.

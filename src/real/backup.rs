@@ -148,7 +148,7 @@ pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BackupErro
 }
 
 /// Nanoseconds since the Unix epoch.
-fn unix_ns(time: SystemTime) -> u64 {
+pub fn unix_ns(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
@@ -210,7 +210,7 @@ pub(super) fn tail(text: &str) -> String {
 // Checksums and LSNs
 
 /// The SHA-256 of a file, streamed (the same hex as [`checksum`] of its bytes), and its size.
-fn file_checksum(path: &Path) -> Result<(String, u64), BackupError> {
+pub fn file_checksum(path: &Path) -> Result<(String, u64), BackupError> {
     use sha2::Digest as _;
     let mut file = std::fs::File::open(path).map_err(io_error(path))?;
     let mut hasher = sha2::Sha256::new();
@@ -228,7 +228,7 @@ fn file_checksum(path: &Path) -> Result<(String, u64), BackupError> {
 }
 
 /// A base backup directory's checksum (of its `sha256sum`-style listing) and total size.
-fn directory_checksum(dir: &Path) -> Result<(String, u64), BackupError> {
+pub fn directory_checksum(dir: &Path) -> Result<(String, u64), BackupError> {
     let mut names = BTreeSet::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
@@ -268,12 +268,12 @@ fn manifest_wal_range(path: &Path) -> Result<(Lsn, Lsn), BackupError> {
 }
 
 /// Whether `name` is a WAL segment file's name (timeline, log, segment: 24 uppercase hex digits).
-fn is_segment_name(name: &str) -> bool {
+pub fn is_segment_name(name: &str) -> bool {
     name.len() == 24 && name.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
 /// The LSN range of segment `name` of `size` bytes: `[start, start + size)`.
-fn segment_range(name: &str, size: u64) -> Option<(Lsn, Lsn)> {
+pub fn segment_range(name: &str, size: u64) -> Option<(Lsn, Lsn)> {
     if !is_segment_name(name) || !size.is_power_of_two() || size > 1 << 32 {
         return None;
     }
@@ -295,6 +295,29 @@ pub async fn base_backup(
     dest_dir: &Path,
     catalogue: &dyn Catalogue,
 ) -> Result<CatalogueEntry, BackupError> {
+    base_backup_with(tools, conninfo, dest_dir, catalogue, BaseBackupOptions::default()).await
+}
+
+/// How [`base_backup_with`] takes a base backup.
+#[derive(Clone, Debug, Default)]
+pub struct BaseBackupOptions {
+    /// `pg_basebackup --max-rate` (e.g. `32M`): how fast the primary is read, so a backup does not
+    /// starve its disk. `None`: as fast as it goes.
+    pub max_rate: Option<String>,
+    /// The `catalog-before-backup` bug: the entry goes in as `Done` (no checksum yet) before
+    /// `pg_basebackup` starts, so a crash while it copies leaves the catalogue promising a backup
+    /// that was never stored.
+    pub done_first: bool,
+}
+
+/// [`base_backup`] with [`BaseBackupOptions`].
+pub async fn base_backup_with(
+    tools: &PgTools,
+    conninfo: &str,
+    dest_dir: &Path,
+    catalogue: &dyn Catalogue,
+    options: BaseBackupOptions,
+) -> Result<CatalogueEntry, BackupError> {
     let started = SystemTime::now();
     let id = format!("base-{:020}", unix_ns(started));
     let dir = dest_dir.join(&id);
@@ -308,10 +331,10 @@ pub async fn base_backup(
         time_ns: unix_ns(started),
         size: 0,
         checksum: String::new(),
-        state: BackupState::Running,
+        state: if options.done_first { BackupState::Done } else { BackupState::Running },
     };
     catalogue.put(&entry).await?;
-    match take(tools, conninfo, &dir, &id).await {
+    match take(tools, conninfo, &dir, &id, options.max_rate.as_deref()).await {
         Ok((start_lsn, stop_lsn, sum, size)) => {
             entry = CatalogueEntry {
                 start_lsn,
@@ -338,8 +361,9 @@ async fn take(
     conninfo: &str,
     dir: &Path,
     id: &str,
+    max_rate: Option<&str>,
 ) -> Result<(Lsn, Lsn, String, u64), BackupError> {
-    let args: Vec<OsString> = vec![
+    let mut args: Vec<OsString> = vec![
         "-d".into(),
         conninfo.into(),
         "-D".into(),
@@ -351,6 +375,9 @@ async fn take(
         "--label".into(),
         id.into(),
     ];
+    if let Some(rate) = max_rate {
+        args.push(format!("--max-rate={rate}").into());
+    }
     run(&command_line(tools, "pg_basebackup", &args, false), tools.command_timeout).await?;
     let dir = dir.to_path_buf();
     let stored = tokio::task::spawn_blocking(move || {

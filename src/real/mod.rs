@@ -12,6 +12,7 @@
 //! | `http` | `HttpClient` (pooled hyper client, peer table) | the other services |
 //! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
 //! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying) | the primary, its WAL archive |
+//! | `agent` | — (the `backup` host of a containers run: WAL archive over HTTP, base backups on the run's grid, pruning, restores laid out in the nodes' volumes) | the writer, Redis, the volumes |
 //! | `restore` | — (a base backup + archived WAL to the latest or a point in time, on a fresh data directory and port) | `pg_ctl` |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
@@ -20,6 +21,7 @@
 //! `tests/real.rs`, `tests/real_failover.rs`, `tests/real_files.rs` and `tests/real_backup.rs`; `make test-real` starts
 //! the servers with `scripts/real-services.sh`, runs them and stops the servers.
 
+pub mod agent;
 pub mod backup;
 pub mod catalogue;
 pub mod files;

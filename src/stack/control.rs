@@ -31,6 +31,19 @@ pub const OUTAGE_PATH: &str = "/control/outage";
 /// Where a worker takes a [`WorkerModeRequest`].
 pub const WORKER_MODE_PATH: &str = "/control/mode";
 
+/// Where the watchdog takes a [`WatchdogResetRequest`] (containers: after a restore).
+pub const WATCHDOG_RESET_PATH: &str = "/control/reset";
+
+/// The body of `POST /control/reset`: both database nodes were rebuilt by a restore, `primary`
+/// is the primary and nothing is fenced (`WatchdogState::reset_after_restore`, which the
+/// simulation calls in memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogResetRequest {
+    /// The node restored as primary.
+    pub primary: super::ports::DbNode,
+}
+
 /// The body of `POST /control/outage`: the price feed's [`Outage`] to set.
 ///
 /// `{"mode": "slow", "delay_ms": 2000}`; `delay_ms` defaults to 0 and is ignored unless the mode
