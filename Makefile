@@ -52,10 +52,14 @@ test-real: ## the real-adapter tests: start PostgreSQL primary + standby (WAL ar
 	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
+# The release binary (the one the images carry) runs the scenarios; the test crates themselves
+# are built in the test profile: a second and third fat-LTO link would cost CI minutes for
+# nothing. The unit tests run are those the feature adds (the rest ran in `make test`).
 test-containers: container-deps ## the containers tests: unit tests with the feature, images built if missing, scenarios on real containers, cleanup
 	$(CARGO) build --release --features containers --bin shakedown
 	target/release/shakedown image build
-	$(CARGO) test --release --features containers --lib --test containers -- --test-threads=1
+	$(CARGO) test --features containers --lib -- containers:: real:: cli::
+	SHAKEDOWN_BIN=$(CURDIR)/target/release/shakedown $(CARGO) test --features containers --test containers -- --test-threads=1
 
 container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing), s3s-fs for the node image (built if missing)
 	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }

@@ -12,13 +12,18 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `shakedown` binary under test: `SHAKEDOWN_BIN` when set (`make test-containers` points it
+/// at the release build its images carry, so this test crate need not be built with fat LTO
+/// too), else the one cargo built with this test.
+pub fn binary() -> PathBuf {
+    std::env::var_os("SHAKEDOWN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_shakedown")))
+}
+
 /// Run the built `shakedown` binary in `dir`.
 pub fn shakedown(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shakedown"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the binary runs")
+    Command::new(binary()).args(args).current_dir(dir).output().expect("the binary runs")
 }
 
 /// Run a scenario file on the simulation with `--set` overrides, as a user's test would
