@@ -4,11 +4,13 @@
 //!
 //! | fault | applied as | reverted as |
 //! |---|---|---|
-//! | crash | SIGKILL of each host's container (no shutdown, like a power cut) | `docker start`: same filesystem and volumes, crash recovery |
+//! | crash | SIGKILL of each host's container (no shutdown, like a power cut); the TCP connections established in it then are its `connections_reset_count` | `docker start`: same filesystem and volumes, crash recovery |
 //! | pause | the cgroup freezer (`docker pause`): the kernel still completes TCP handshakes, then nothing answers — a gray failure | `docker unpause` |
 //! | partition | `iptables` DROP rules in both hosts' own network namespaces for every pair (input and output, so established connections are cut too; `one_way`: only `a` → `b` packets), and any proxied link between the sides cut | the same rules deleted (their packet counts are the effect); links restored |
 //! | backpressure | each worker's `POST /control/mode` (paused or slowed, as on the simulation); a smaller capacity as a RabbitMQ policy (`max-length`, `reject-publish`; the smaller of policy and queue argument wins) | workers running; the policy cleared |
 //! | pricefeed outage | the price feed's `POST /control/outage` (errors or slow) | answering normally |
+//! | disaster | SIGKILL of each node's container, then the backup agent empties its data volume (`backups.rs`) | — (a `restore` rebuilds) |
+//! | restore | both database containers stopped, the agent lays the newest verified base backup + WAL out in `pg-primary`'s volume, the watchdog reset, the nodes started (`backups.rs`) | — (instant) |
 //! | latency | every connection path between the two sides goes through the link proxy for the whole run (`layout::Links::for_plan`); each chunk is delayed by `delay` plus `0..jitter`, both ways (`proxy.rs`) | the links forward at once |
 //!
 //! A latency fault between hosts that open no connection to each other delays nothing: its
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::backups::Backups;
 use super::engine::Engine;
 use super::layout::Links;
 use super::proxy::{Toxics, list_links, set_toxics};
@@ -49,6 +52,11 @@ pub(super) struct FaultState {
     ports: std::collections::BTreeMap<String, u16>,
     /// The packet-filter rules each partition put in, by fault index, to delete at its end.
     rules: Arc<Mutex<std::collections::BTreeMap<usize, Vec<Rule>>>>,
+    /// The run's backups (disasters and restores act through them), when it takes any.
+    pub(super) backups: Option<Arc<Backups>>,
+    /// The TCP connections each crash cut (established in its containers when they were killed),
+    /// by fault index.
+    killed_connections: Arc<Mutex<std::collections::BTreeMap<usize, u64>>>,
 }
 
 /// One packet-filter rule in one container: `(container, [chain, -s|-d, address])`.
@@ -60,6 +68,7 @@ impl FaultState {
         links: Links,
         links_admin: String,
         ports: std::collections::BTreeMap<String, u16>,
+        backups: Option<Arc<Backups>>,
     ) -> FaultState {
         let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
         FaultState {
@@ -69,6 +78,8 @@ impl FaultState {
             links,
             ports,
             rules: Arc::default(),
+            backups,
+            killed_connections: Arc::default(),
         }
     }
 }
@@ -102,10 +113,11 @@ pub(super) async fn run_fault(
     tokio::time::sleep_until(start + fault.start).await;
     let links = state.links_of(&fault.kind);
     let before = link_counters(&state.links_admin, &links).await;
-    apply(&engine, &fault, &state).await?;
-    state.active.lock().expect("active faults").insert(fault.index);
+    // Recorded as it starts: a restore takes seconds to apply.
     let now = start.elapsed();
     record_event(&mut history.lock().expect("history lock"), now, EntryOp::FaultStart, &fault, None);
+    apply(&engine, &fault, &state, start).await?;
+    state.active.lock().expect("active faults").insert(fault.index);
     let end = fault.end.unwrap_or(duration).min(duration);
     tokio::time::sleep_until(start + end).await;
     let mut effect = FaultEffect::default();
@@ -116,7 +128,8 @@ pub(super) async fn run_fault(
     let during = link_counters(&state.links_admin, &links).await;
     revert(&engine, &fault, &state).await?;
     state.active.lock().expect("active faults").remove(&fault.index);
-    effect.connections_reset_count = during.resets.saturating_sub(before.resets);
+    let killed = state.killed_connections.lock().expect("killed connections").remove(&fault.index);
+    effect.connections_reset_count = during.resets.saturating_sub(before.resets) + killed.unwrap_or(0);
     if matches!(fault.kind, FaultKind::Latency { .. }) {
         effect.messages_held_count = during.delayed.saturating_sub(before.delayed);
     }
@@ -126,14 +139,23 @@ pub(super) async fn run_fault(
     Ok(())
 }
 
-async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Result<(), String> {
+async fn apply(
+    engine: &Engine,
+    fault: &PlannedFault,
+    state: &FaultState,
+    start: Instant,
+) -> Result<(), String> {
     let links_admin = state.links_admin.as_str();
     tracing::info!(fault = fault.index, kind = fault.kind.name(), hosts = ?fault.kind.hosts(), "fault starts");
     match &fault.kind {
         FaultKind::Crash { hosts } => {
+            let mut reset = 0;
             for host in hosts {
-                engine.kill(&engine.names.container(host)).await?;
+                let container = engine.names.container(host);
+                reset += established_connections(engine, &container).await;
+                engine.kill(&container).await?;
             }
+            state.killed_connections.lock().expect("killed connections").insert(fault.index, reset);
             Ok(())
         }
         FaultKind::Pause { hosts } => {
@@ -177,10 +199,13 @@ async fn apply(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Res
             };
             set_toxics(links_admin, &state.links.between(a, b), toxics).await
         }
-        // `ContainersBackend::check` refuses these before a run starts.
-        FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => {
-            Err(format!("`{}` is not built for containers yet", fault.kind.name()))
+        FaultKind::Disaster { hosts } => {
+            let now = start.elapsed().as_nanos() as u64;
+            backups(state)?.disaster(engine, hosts, now).await
         }
+        FaultKind::Restore { to } => backups(state)?.restore(engine, fault, *to, start).await,
+        // `Containers::check` refuses it before a run starts.
+        FaultKind::Failback { .. } => Err("`failback` is not built for containers yet".into()),
     }
 }
 
@@ -213,6 +238,25 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
         FaultKind::PricefeedOutage { .. } => set_outage(state, Outage::None).await,
         FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => Ok(()),
     }
+}
+
+/// The TCP connections established in a running container (`/proc/net/tcp` and `tcp6`, state
+/// `01`): the ones a SIGKILL resets. 0 when it cannot be asked.
+async fn established_connections(engine: &Engine, container: &str) -> u64 {
+    match engine.exec_named(container, &["cat", "/proc/net/tcp", "/proc/net/tcp6"]).await {
+        Ok((_, listing)) => count_established(&listing),
+        Err(_) => 0,
+    }
+}
+
+/// The `ESTABLISHED` rows (`st` = `01`) of a `/proc/net/tcp` listing.
+fn count_established(listing: &str) -> u64 {
+    listing.lines().filter(|line| line.split_whitespace().nth(3) == Some("01")).count() as u64
+}
+
+/// The run's backups; validation lets no disaster or restore into a stack without them.
+fn backups(state: &FaultState) -> Result<&Backups, String> {
+    state.backups.as_deref().ok_or_else(|| "this stack takes no backups (no `stack.backup`)".to_string())
 }
 
 /// The RabbitMQ policy a `backpressure` fault's `capacity` sets on the queries queue.
@@ -363,6 +407,18 @@ async fn link_counters(admin: &str, names: &[String]) -> LinkCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn established_connections_are_the_rows_in_state_01() {
+        let listing =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+   1: 0200120A:0050 0300120A:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 2 1
+   2: 0200120A:C350 0400120A:18EB 01 00000000:00000000 00:00000000 00000000     0        0 3 1
+   3: 0200120A:C352 0400120A:18EB 06 00000000:00000000 03:00000000 00000000     0        0 0 3
+";
+        assert_eq!(count_established(listing), 2);
+    }
 
     #[test]
     fn dropped_packets_sum_the_drop_rules_only() {

@@ -13,7 +13,7 @@
 //! `/fence/standby` — STONITH on storage: a fenced node restarts read-only, in recovery.
 
 use crate::faults::{FaultKind, Plan};
-use crate::scenario::model::{Replication, StackConfig};
+use crate::scenario::model::{Bug, Replication, StackConfig};
 use crate::stack::topology::{CLIENT, Topology};
 
 /// Every container, network and volume of ours carries this label (value `shakedown`).
@@ -129,12 +129,16 @@ pub fn dials(topology: &Topology, host: &str) -> Vec<(String, u16)> {
     };
     let to = |targets: &[(&str, u16)]| targets.iter().map(|(t, p)| (t.to_string(), *p)).collect::<Vec<_>>();
     let database = [("db-router", 5432), ("pg-replica", 5432)];
+    let has = |name: &str| topology.hosts().iter().any(|h| h.name == name);
     match host {
         "lb" => named("api-", 80),
         "inventory" | "ordersvc" | "reports" => to(&database),
         "db-router" => to(&[("pg-primary", 5432), ("pg-replica", 5432)]),
         "watchdog" => to(&[("pg-primary", 5432), ("pg-replica", 5432), ("db-router", 80)]),
+        "pg-primary" if has("backup") => to(&[("backup", 80)]),
+        "pg-replica" if has("backup") => to(&[("pg-primary", 5432), ("backup", 80)]),
         "pg-replica" => to(&[("pg-primary", 5432)]),
+        "backup" => to(&[("db-router", 5432), ("redis", REDIS_PORT)]),
         api if api.starts_with("api-") => {
             let peers = [
                 ("pricefeed", 80),
@@ -159,6 +163,11 @@ pub const PGDATA: &str = "/var/lib/shakedown/pg";
 pub const OBJECTS_DIR: &str = "/var/lib/shakedown/objects";
 /// The object store's S3 port (`shakedown-node objects`: s3s-fs).
 pub const OBJECTS_PORT: u16 = 9000;
+/// Redis's port (`shakedown-node redis`: the backup catalogue).
+pub const REDIS_PORT: u16 = 6379;
+/// Where a database node's data volume is mounted in the `backup` container (`/restore/<host>`):
+/// a disaster empties it, a restore lays the primary out in it.
+pub const RESTORE_MOUNT: &str = crate::real::agent::VOLUMES_DIR;
 
 /// How the harness decides a container is ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,11 +180,11 @@ pub enum Readiness {
     Broker,
     /// `GET /health` on the published port answers 200.
     Http,
-    /// The container is running (services with no port: watchdog, workers).
-    Running,
     /// The object store answers an HTTP request on the published port (any status: an
     /// unsigned request is refused, which is an answer).
     ObjectStore,
+    /// Redis answers a catalogue listing on the published port.
+    Redis,
 }
 
 /// One container to start.
@@ -244,9 +253,22 @@ pub fn containers(
     let stack_json = serde_json::to_string(stack).expect("the stack config serialises");
     let has_broker = topology.hosts().iter().any(|h| h.name == "broker");
     let has_objects = topology.hosts().iter().any(|h| h.name == "objects");
+    let has_backup = topology.hosts().iter().any(|h| h.name == "backup");
+    let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
+    // The database nodes archive their WAL to the backup agent (`docker/node.sh`).
+    let archive_env = |source: &str| -> Vec<(String, String)> {
+        if !has_backup {
+            return Vec::new();
+        }
+        let (agent, port) = at(source, "backup", 80);
+        let mut env = vec![("SHAKEDOWN_ARCHIVE_URL".to_string(), format!("http://{agent}:{port}"))];
+        if stack.bugs.contains(&Bug::WalArchiveGap) {
+            env.push(("SHAKEDOWN_ARCHIVE_IGNORE_FAILURES".into(), "1".into()));
+        }
+        env
+    };
     let http_hosts: Vec<&str> =
         topology.hosts().iter().map(|h| h.name.as_str()).filter(|h| is_http_service(h)).collect();
-    let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
     let peers = |source: &str| -> Vec<String> {
         let peer = |h: &&str| {
             let (host, port) = at(source, h, 80);
@@ -296,10 +318,11 @@ pub fn containers(
         service_env.push(("SHAKEDOWN_S3_URL".into(), s3));
         let made = match host {
             "pg-primary" => {
-                let env = vec![(
+                let mut env = vec![(
                     "SHAKEDOWN_REPLICATION".to_string(),
                     replication_name(stack.replication).to_string(),
                 )];
+                env.extend(archive_env(host));
                 let mut s = spec(node_cmd("pg-primary"), env, Some(5432), Readiness::Postgres, 0);
                 s.volumes.push((names.volume(host), PGDATA.into()));
                 s
@@ -307,10 +330,11 @@ pub fn containers(
             "pg-replica" => {
                 // The standby streams from the primary through the link proxy.
                 let (primary, primary_port) = at(host, "pg-primary", 5432);
-                let env = vec![
+                let mut env = vec![
                     ("SHAKEDOWN_PRIMARY_HOST".to_string(), primary),
                     ("SHAKEDOWN_PRIMARY_PORT".to_string(), primary_port.to_string()),
                 ];
+                env.extend(archive_env(host));
                 let mut s = spec(node_cmd("pg-replica"), env, Some(5432), Readiness::Postgres, 1);
                 s.volumes.push((names.volume(host), PGDATA.into()));
                 s
@@ -319,6 +343,30 @@ pub fn containers(
                 let mut s =
                     spec(node_cmd("objects"), Vec::new(), Some(OBJECTS_PORT), Readiness::ObjectStore, 0);
                 s.volumes.push((names.volume(host), OBJECTS_DIR.into()));
+                s
+            }
+            "redis" => spec(node_cmd("redis"), Vec::new(), Some(REDIS_PORT), Readiness::Redis, 0),
+            "backup" => {
+                // Base backups from the writer (through db-router); the catalogue in Redis; the
+                // nodes' volumes to empty (a disaster) and lay a restore out in.
+                let (router, router_port) = at(host, "db-router", 5432);
+                let (redis, redis_port) = at(host, "redis", REDIS_PORT);
+                let env = vec![
+                    (
+                        "SHAKEDOWN_BACKUP_CONNINFO".to_string(),
+                        format!("host={router} port={router_port} user=postgres"),
+                    ),
+                    ("SHAKEDOWN_REDIS_URL".into(), format!("redis://{redis}:{redis_port}")),
+                    ("SHAKEDOWN_STACK".into(), stack_json.clone()),
+                    ("RUST_LOG".into(), "info".into()),
+                ];
+                let cmd =
+                    ["shakedown", "serve", "backup", "--listen", "0.0.0.0:80"].map(String::from).to_vec();
+                let mut s = spec(cmd, env, Some(80), Readiness::Http, 0);
+                s.volumes.push((names.volume(host), crate::real::agent::BACKUP_DIR.into()));
+                for node in ["pg-primary", "pg-replica"] {
+                    s.volumes.push((names.volume(node), format!("{RESTORE_MOUNT}/{node}")));
+                }
                 s
             }
             "broker" => ContainerSpec {
@@ -339,7 +387,8 @@ pub fn containers(
                 env.push(("SHAKEDOWN_DB_ROUTER_ADMIN".into(), format!("http://{router}:{router_port}")));
                 env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
                 env.push(("RUST_LOG".into(), "info".into()));
-                let mut s = spec(serve("watchdog", "0.0.0.0:80"), env, None, Readiness::Running, 3);
+                // Its port takes `POST /control/reset` after a restore.
+                let mut s = spec(serve("watchdog", "0.0.0.0:80"), env, Some(80), Readiness::Http, 3);
                 s.volumes.push((names.volume("pg-primary"), "/fence/primary".into()));
                 s.volumes.push((names.volume("pg-replica"), "/fence/standby".into()));
                 s
@@ -589,6 +638,38 @@ mod tests {
         assert!(links.between(&hosts(&["api-1"]), &hosts(&["pg-replica"])).is_empty());
         assert_eq!(links.between(&hosts(&["api-2"]), &hosts(&["lb"])), ["lb~api-2"]);
         assert_eq!(links.touching(&hosts(&["pg-primary"])), ["pg-replica~pg-primary"]);
+    }
+
+    /// With backups the agent and Redis run; the database nodes archive to the agent (and ignore
+    /// failed pushes only under the `wal-archive-gap` bug); the agent mounts both data volumes.
+    #[test]
+    fn backups_add_the_agent_and_redis_and_the_nodes_archive_to_the_agent() {
+        let with = |bugs: Vec<Bug>| {
+            let stack = StackConfig { backup: Some(Default::default()), bugs, ..stack() };
+            let topology = Topology::new(&stack);
+            let links = Links::for_plan(&topology, &plan(Vec::new()));
+            containers(&stack, &topology, &links, &RunNames { run: "ab12".into() })
+        };
+        let specs = with(Vec::new());
+        let agent = get(&specs, "backup");
+        assert_eq!(
+            env(&agent, "SHAKEDOWN_BACKUP_CONNINFO"),
+            "host=sd-ab12-db-router port=5432 user=postgres"
+        );
+        assert_eq!(env(&agent, "SHAKEDOWN_REDIS_URL"), "redis://sd-ab12-redis:6379");
+        let mounts: Vec<&str> = agent.volumes.iter().map(|(_, m)| m.as_str()).collect();
+        assert_eq!(mounts, [crate::real::agent::BACKUP_DIR, "/restore/pg-primary", "/restore/pg-replica"]);
+        assert_eq!(agent.volumes[1].0, "sd-ab12-pg-primary");
+        assert_eq!(get(&specs, "redis").readiness, Readiness::Redis);
+        for node in ["pg-primary", "pg-replica"] {
+            let spec = get(&specs, node);
+            assert_eq!(env(&spec, "SHAKEDOWN_ARCHIVE_URL"), "http://sd-ab12-backup:80");
+            assert!(!spec.env.iter().any(|(k, _)| k == "SHAKEDOWN_ARCHIVE_IGNORE_FAILURES"));
+        }
+        let buggy = with(vec![Bug::WalArchiveGap]);
+        assert_eq!(env(&get(&buggy, "pg-primary"), "SHAKEDOWN_ARCHIVE_IGNORE_FAILURES"), "1");
+        assert!(!layout().iter().any(|s| s.host == "backup" || s.host == "redis"));
+        assert!(!get(&layout(), "pg-primary").env.iter().any(|(k, _)| k == "SHAKEDOWN_ARCHIVE_URL"));
     }
 
     /// Hosts that never talk have no path: a latency fault between them proxies nothing (and is

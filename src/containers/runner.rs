@@ -22,6 +22,7 @@ use futures::FutureExt;
 use sqlx::postgres::PgPool;
 use tokio::time::Instant;
 
+use super::backups::Backups;
 use super::engine::{Engine, Running};
 use super::error;
 use super::faults::{FaultState, run_fault};
@@ -236,12 +237,11 @@ async fn wait_ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), BackendEr
 async fn ready(stack: &Stack, spec: &ContainerSpec) -> Result<(), String> {
     let running = &stack.running[&spec.host];
     match spec.readiness {
-        Readiness::Running => {
-            if running.is_running().await.map_err(|e| e.to_string())? {
-                Ok(())
-            } else {
-                Err("the container exited".into())
-            }
+        Readiness::Redis => {
+            use crate::stack::ports::Catalogue as _;
+            let url = format!("redis://127.0.0.1:{}", stack.port(&spec.host));
+            let catalogue = crate::real::catalogue::RedisCatalogue::new(&url).map_err(|e| e.to_string())?;
+            catalogue.list().await.map(|_| ()).map_err(|e| e.to_string())
         }
         Readiness::Broker => {
             match Engine::exec(running, &["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5672"]).await? {
@@ -322,8 +322,13 @@ async fn drive(
     let client: Arc<dyn HttpClient> = Arc::new(RealHttp::new(peers));
     let recorder = Recorder::new(history.clone());
     let start = recorder.start();
+    let backups = Backups::new(&stack.ports, std::time::SystemTime::now()).map(Arc::new);
+    if let Some(backups) = &backups {
+        backups.start().await.map_err(|e| error(format!("starting the backup agent's clock: {e}")))?;
+    }
     let links_admin = format!("127.0.0.1:{}", stack.port(LINKS_HOST));
-    let faults = FaultState::new(&loaded.plan, stack.links.clone(), links_admin, stack.ports.clone());
+    let faults =
+        FaultState::new(&loaded.plan, stack.links.clone(), links_admin, stack.ports.clone(), backups.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for fault in loaded.plan.faults.clone() {
         let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());
@@ -357,6 +362,10 @@ async fn drive(
     let simulated_ms = start.elapsed().as_millis() as u64;
     let mut final_state = final_state(stack).await?;
     final_state.stock_snapshots = stock_snapshots;
+    if let Some(backups) = &backups {
+        let state = backups.state().await.map_err(|e| error(format!("reading the backups: {e}")))?;
+        final_state.backups = Some(state);
+    }
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
     let counted = faults.effects.lock().expect("fault effects").clone();
     let fault_effects = fault_effects(loaded, counted, &history);
