@@ -6,9 +6,10 @@
 //! - `disaster`: SIGKILL each lost node's container, then the agent empties its data volume.
 //! - `restore`: SIGKILL both database containers (a restore rebuilds both); the agent lays the
 //!   newest verified base backup and the WAL after it out in `pg-primary`'s volume and empties
-//!   `pg-replica`'s; the watchdog is reset (`pg-primary` primary, nothing fenced); `pg-primary`
-//!   starts, replays, promotes; its replication slot is made again (a base backup carries none);
-//!   `pg-replica` starts on its empty volume and clones the restored primary (`docker/node.sh`).
+//!   `pg-replica`'s; the watchdog and `db-router` are reset (`pg-primary` primary, nothing
+//!   fenced); `pg-primary` starts, replays, promotes; its replication slot is made again (a base
+//!   backup carries none); `pg-replica` starts on its empty volume and clones the restored
+//!   primary (`docker/node.sh`).
 //!   The record's recovery point is the commit time of the last transaction recovery replayed
 //!   (`pg_last_xact_replay_timestamp()`), on the run's clock.
 
@@ -29,6 +30,7 @@ use crate::real::agent::{
 use crate::real::backup::{parse_lsn, unix_ns};
 use crate::real::catalogue::RedisCatalogue;
 use crate::real::http::RealHttp;
+use crate::real::router::RESET_PATH as ROUTER_RESET_PATH;
 use crate::stack::control::{WATCHDOG_RESET_PATH, WatchdogResetRequest};
 use crate::stack::ports::{Catalogue as _, DbNode, HttpClient as _, HttpRequest};
 
@@ -49,6 +51,8 @@ pub(super) struct Backups {
     redis_url: String,
     /// The watchdog's control address on 127.0.0.1.
     watchdog: Option<String>,
+    /// `db-router`'s admin address on 127.0.0.1.
+    router: Option<String>,
     /// `pg-primary` on its published port.
     primary_url: String,
     /// The run's t = 0 on the wall clock, ns since the epoch (the nodes' commit times are).
@@ -70,6 +74,7 @@ impl Backups {
             agent: at("backup")?,
             redis_url: format!("redis://{}", at("redis")?),
             watchdog: at("watchdog"),
+            router: at("db-router"),
             primary_url: format!("postgres://postgres@{}/postgres", at("pg-primary")?),
             start_unix_ns: unix_ns(start_wall),
             last_disaster_ns: Mutex::new(None),
@@ -85,16 +90,19 @@ impl Backups {
             .map(drop)
     }
 
-    /// A `disaster`: the nodes die and their storage is emptied.
+    /// A `disaster`: the nodes die and their storage is emptied. The data is lost when the last
+    /// of them died (a write another acknowledged meanwhile was acknowledged before the loss).
     pub(super) async fn disaster(
         &self,
         engine: &Engine,
         hosts: &[String],
-        now_ns: u64,
+        start: Instant,
     ) -> Result<(), String> {
-        *self.last_disaster_ns.lock().expect("disaster lock") = Some(now_ns);
         for host in hosts {
             engine.kill_if_running(&engine.names.container(host)).await?;
+        }
+        *self.last_disaster_ns.lock().expect("disaster lock") = Some(start.elapsed().as_nanos() as u64);
+        for host in hosts {
             let request = WipeRequest { host: host.clone() };
             call::<_, serde::de::IgnoredAny>(&self.agent, WIPE_PATH, &request, AGENT_CALL_TIMEOUT).await?;
         }
@@ -133,6 +141,10 @@ impl Backups {
                 let reset = WatchdogResetRequest { primary: DbNode::PgPrimary };
                 call::<_, serde::de::IgnoredAny>(watchdog, WATCHDOG_RESET_PATH, &reset, AGENT_CALL_TIMEOUT)
                     .await?;
+            }
+            // A node fenced before the disaster is a new node now: back in service.
+            if let Some(router) = &self.router {
+                call::<_, serde::de::IgnoredAny>(router, ROUTER_RESET_PATH, &(), AGENT_CALL_TIMEOUT).await?;
             }
             engine.restart(&engine.names.container(DbNode::PgPrimary.host())).await?;
             let (lsn, replayed_until) = self.recovered().await?;

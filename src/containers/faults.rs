@@ -199,10 +199,7 @@ async fn apply(
             };
             set_toxics(links_admin, &state.links.between(a, b), toxics).await
         }
-        FaultKind::Disaster { hosts } => {
-            let now = start.elapsed().as_nanos() as u64;
-            backups(state)?.disaster(engine, hosts, now).await
-        }
+        FaultKind::Disaster { hosts } => backups(state)?.disaster(engine, hosts, start).await,
         FaultKind::Restore { to } => backups(state)?.restore(engine, fault, *to, start).await,
         // `Containers::check` refuses it before a run starts.
         FaultKind::Failback { .. } => Err("`failback` is not built for containers yet".into()),

@@ -19,7 +19,8 @@
 //! `{"route": "pg-primary" | "pg-replica" | null, "changes": N, "writer": "pg-…" | null}` where
 //! `changes` counts route changes since start (the first, from none to a node, included) and
 //! `writer` is the last `POST /set_writer` (a JSON `DbNode`), null before any; `fenced` lists the
-//! nodes `POST /fence` (a JSON `DbNode`) took out of service.
+//! nodes `POST /fence` (a JSON `DbNode`) took out of service, until `POST /reset` (a restore
+//! rebuilt both nodes).
 //!
 //! Unlike HAProxy, a single failed check changes the route (no `fall`/`rise` counts): the
 //! simulation's router does the same, and the two backends must agree.
@@ -262,6 +263,7 @@ fn admin_router(shared: Shared) -> Router {
         .route("/route", get(route))
         .route("/set_writer", post(set_writer))
         .route("/fence", post(fence))
+        .route(RESET_PATH, post(reset))
         .with_state(shared)
 }
 
@@ -284,6 +286,16 @@ async fn fence(State(shared): State<Shared>, Json(node): Json<DbNode>) -> Status
         fenced.push(node);
     }
     tracing::info!(node = node.host(), "db-router: fenced node taken out of service");
+    StatusCode::OK
+}
+
+/// Where a restore tells the router both nodes were rebuilt: nothing is fenced any more.
+pub const RESET_PATH: &str = "/reset";
+
+/// Both nodes were rebuilt by a restore: they are new nodes, and none is fenced.
+async fn reset(State(shared): State<Shared>) -> StatusCode {
+    shared.fenced.lock().expect("fenced lock").clear();
+    tracing::info!("db-router: both nodes rebuilt by a restore; nothing fenced");
     StatusCode::OK
 }
 
