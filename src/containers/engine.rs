@@ -157,16 +157,23 @@ impl Engine {
         self.docker.unpause_container(container).await.map_err(|e| format!("unpause {container}: {e}"))
     }
 
-    /// SIGKILL a container if it runs; a stopped one is left as it is.
-    pub(super) async fn kill_if_running(&self, container: &str) -> Result<(), String> {
-        let inspected = self
-            .docker
+    /// What the engine says of a container now.
+    async fn inspect(
+        &self,
+        container: &str,
+    ) -> Result<testcontainers::bollard::models::ContainerInspectResponse, String> {
+        self.docker
             .inspect_container(
                 container,
                 None::<testcontainers::bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .map_err(|e| format!("inspect {container}: {e}"))?;
+            .map_err(|e| format!("inspect {container}: {e}"))
+    }
+
+    /// SIGKILL a container if it runs; a stopped one is left as it is.
+    pub(super) async fn kill_if_running(&self, container: &str) -> Result<(), String> {
+        let inspected = self.inspect(container).await?;
         if inspected.state.and_then(|s| s.running).unwrap_or(false) {
             self.kill(container).await
         } else {
@@ -176,15 +183,8 @@ impl Engine {
 
     /// A container's address on the run's network (it may change when the container restarts).
     pub(super) async fn ip(&self, container: &str) -> Result<String, String> {
-        let inspected = self
-            .docker
-            .inspect_container(
-                container,
-                None::<testcontainers::bollard::query_parameters::InspectContainerOptions>,
-            )
-            .await
-            .map_err(|e| format!("inspect {container}: {e}"))?;
-        inspected
+        self.inspect(container)
+            .await?
             .network_settings
             .and_then(|n| n.networks)
             .and_then(|mut n| n.remove(&self.names.network()))

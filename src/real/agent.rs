@@ -63,6 +63,8 @@ pub const CATALOGUE_EVERY: Duration = Duration::from_millis(250);
 pub const BASE_BACKUP_MAX_RATE: &str = "16M";
 /// Where the data volumes of the database nodes are mounted, one directory per host.
 pub const VOLUMES_DIR: &str = "/restore";
+/// The file in the backup volume that keeps the run's t = 0 across a restart of the agent.
+const START_FILE: &str = "run-start";
 /// The backup volume's mount point in the `backup` container.
 pub const BACKUP_DIR: &str = "/var/lib/shakedown/backup";
 
@@ -96,12 +98,8 @@ pub struct RestorePrepared {
     pub skipped: Vec<String>,
     /// WAL segments put in place after the base.
     pub segments: u32,
-    /// The end of the last segment put in place.
-    pub end_lsn: u64,
     /// Why the chain of segments ends (the archive's end, a gap, the target).
     pub stopped: String,
-    /// Whether recovery was given the point-in-time target.
-    pub target_set: bool,
 }
 
 /// What the agent is configured with.
@@ -147,7 +145,7 @@ impl AgentConfig {
     }
 
     fn start_file(&self) -> PathBuf {
-        self.dir.join("run-start")
+        self.dir.join(START_FILE)
     }
 }
 
@@ -301,8 +299,6 @@ impl Agent {
         };
         prepared.base = Some(base.id.clone());
         prepared.segments = segments.len() as u32;
-        prepared.end_lsn = segments.last().map_or(base.stop_lsn, |s| s.stop_lsn);
-        prepared.target_set = target_set;
         let target = request.target_unix_ns.filter(|_| target_set);
         let (wal_dir, replication) = (self.config.wal_dir(), self.config.replication);
         let base_path = base_dir.join(&base.id);
@@ -556,9 +552,8 @@ fn store_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
 }
 
 async fn start(State(agent): State<Arc<Agent>>, Json(request): Json<StartRequest>) -> Response {
-    let file = agent.config.start_file();
-    if let Err(e) = store_file(&agent.config.dir, "run-start", request.start_unix_ns.to_string().as_bytes()) {
-        return failed(StatusCode::INTERNAL_SERVER_ERROR, format!("{}: {e}", file.display()));
+    if let Err(e) = store_file(&agent.config.dir, START_FILE, request.start_unix_ns.to_string().as_bytes()) {
+        return failed(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
     *agent.start.lock().expect("start lock") = Some(request.start_unix_ns);
     StatusCode::OK.into_response()
