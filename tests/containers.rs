@@ -308,6 +308,45 @@ fn bug_wal_archive_gap_is_caught_on_containers() {
     assert!(restore["details"]["rpo_exceeded_count"].as_u64().unwrap() > 0, "{restore:#}");
 }
 
+/// Failback on real servers: the primary is SIGKILLed and the watchdog fails over to the
+/// synchronous standby; at 35 s the old primary is rewound (`pg_rewind` against the new one),
+/// rejoins as its standby, and a planned switchover makes it primary again. The run fails if
+/// any step does (the failback is refused unless `pg-replica` is the primary then), so a pass
+/// that ends on `pg-primary` went through both; nothing acknowledged may be lost on the way.
+#[test]
+fn failback_rewinds_the_old_primary_and_switches_back_without_loss_on_containers() {
+    let ran = run("scenarios/failback.yaml", &[]);
+    assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report["checks"]);
+    let durability = check(&ran.report, "durability");
+    assert_eq!(durability["status"], "pass", "{durability:#}");
+    assert_eq!(ran.final_state["primary"], "pg-primary");
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+}
+
+/// Failback when the old primary really diverged: the planted `promote-lagging-standby` bug
+/// promotes a standby cut off for 10 s, so the old primary holds acknowledged writes the new
+/// one lacks (durability catches their loss). A diverged node cannot follow the new timeline:
+/// the failback streams from it only because `pg_rewind` took the tail back, and the run ends
+/// on `pg-primary` with the bug's expectation met.
+#[test]
+fn failback_rewinds_a_diverged_old_primary_on_containers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bug = std::fs::read_to_string(repo().join("scenarios/bugs/promote-lagging-standby.yaml")).unwrap();
+    let scenario = bug.replace("duration: 45s", "duration: 50s").replace(
+        "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n",
+        "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n  - { at: 38s, failback: pg-primary }\n",
+    );
+    assert_ne!(scenario, bug, "the bug scenario's faults changed: update this test");
+    let path = dir.path().join("diverged-failback.yaml");
+    std::fs::write(&path, scenario).unwrap();
+    let ran = run(path.to_str().unwrap(), &[]);
+    assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report["checks"]);
+    let durability = check(&ran.report, "durability");
+    assert!(durability["details"]["lost_count"].as_u64().unwrap() > 0, "{durability:#}");
+    assert_eq!(ran.final_state["primary"], "pg-primary");
+    assert!(ours().is_empty(), "left behind: {:?}", ours());
+}
+
 /// A harness SIGKILLed mid-run cannot clean up; the next run sweeps what it left (its owner
 /// process is gone) and, when it ends, nothing of ours is left on the engine.
 #[test]

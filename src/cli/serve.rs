@@ -85,8 +85,8 @@ mod real {
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::control::{
-        OUTAGE_PATH, OutageRequest, WATCHDOG_RESET_PATH, WORKER_MODE_PATH, WatchdogResetRequest,
-        WorkerModeRequest,
+        OUTAGE_PATH, OutageRequest, WATCHDOG_HOLD_PATH, WATCHDOG_RESET_PATH, WORKER_MODE_PATH,
+        WatchdogResetRequest, WorkerModeRequest,
     };
     use crate::stack::files::{self as stack_files, FilesPorts};
     use crate::stack::ports::{PublishError, Publisher, QueryMessage, SubscriberGroup};
@@ -195,7 +195,8 @@ mod real {
     }
 
     /// The watchdog, probing both nodes directly (no migrations: the primary may be down at
-    /// startup), and its control routes on `--listen`: `GET /health`, `POST /control/reset`.
+    /// startup), and its control routes on `--listen`: `GET /health`, `POST /control/hold`,
+    /// `POST /control/reset`.
     async fn serve_watchdog(args: &ServeArgs, stack: &StackConfig) -> Result<(), String> {
         let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -205,7 +206,10 @@ mod real {
         let settings = watchdog::Settings::for_stack(stack);
         let state = watchdog::WatchdogState::default();
         let control = with_health(
-            Router::new().route(WATCHDOG_RESET_PATH, post(reset_watchdog)).with_state(state.clone()),
+            Router::new()
+                .route(WATCHDOG_RESET_PATH, post(reset_watchdog))
+                .route(WATCHDOG_HOLD_PATH, post(hold_watchdog))
+                .with_state(state.clone()),
         );
         tokio::select! {
             biased;
@@ -220,12 +224,18 @@ mod real {
     ) -> Response {
         match body {
             Ok(Json(request)) => {
-                state.reset_after_restore(request.primary);
-                tracing::info!(primary = request.primary.host(), "watchdog reset after a restore");
+                state.reset(request.primary, request.switchover);
+                tracing::info!(primary = request.primary.host(), request.switchover, "watchdog reset");
                 Json(request).into_response()
             }
             Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
         }
+    }
+
+    async fn hold_watchdog(State(state): State<watchdog::WatchdogState>) -> Response {
+        state.hold().await;
+        tracing::info!("watchdog held: no probe, no action until reset");
+        Json(serde_json::json!({ "held": true })).into_response()
     }
 
     /// The backup agent (`real::agent`): its routes on `--listen`, WAL cataloguing and base

@@ -138,7 +138,7 @@ impl Backups {
         tracing::info!(?prepared, "restore laid out");
         if prepared.base.is_some() {
             if let Some(watchdog) = &self.watchdog {
-                let reset = WatchdogResetRequest { primary: DbNode::PgPrimary };
+                let reset = WatchdogResetRequest { primary: DbNode::PgPrimary, switchover: false };
                 call::<_, serde::de::IgnoredAny>(watchdog, WATCHDOG_RESET_PATH, &reset, AGENT_CALL_TIMEOUT)
                     .await?;
             }
@@ -216,7 +216,7 @@ impl Backups {
 }
 
 /// `POST path` with a JSON body to a control address; the JSON answer.
-async fn call<B: Serialize, T: DeserializeOwned>(
+pub(super) async fn call<B: Serialize, T: DeserializeOwned>(
     authority: &str,
     path: &str,
     body: &B,

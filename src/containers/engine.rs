@@ -26,6 +26,8 @@ use super::layout::{ContainerSpec, HOST_LABEL, OWNER_LABEL, PROJECT_LABEL, RUN_L
 
 /// The longest a container may take from create to running (not to ready: that is the stage's).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a container stopping cleanly is asked whether it stopped.
+const STOP_POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// A started container of the run.
 pub(super) type Running = ContainerAsync<GenericImage>;
@@ -171,14 +173,42 @@ impl Engine {
             .map_err(|e| format!("inspect {container}: {e}"))
     }
 
+    /// Whether a container runs now.
+    pub(super) async fn running(&self, container: &str) -> Result<bool, String> {
+        Ok(self.inspect(container).await?.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
     /// SIGKILL a container if it runs; a stopped one is left as it is.
     pub(super) async fn kill_if_running(&self, container: &str) -> Result<(), String> {
-        let inspected = self.inspect(container).await?;
-        if inspected.state.and_then(|s| s.running).unwrap_or(false) {
-            self.kill(container).await
-        } else {
-            Ok(())
+        if self.running(container).await? { self.kill(container).await } else { Ok(()) }
+    }
+
+    /// Stop a container the way its main process asks to be stopped cleanly (`signal`, e.g.
+    /// SIGINT: PostgreSQL's fast shutdown), waiting at most `max`; then SIGKILL. Whether it
+    /// stopped cleanly (before `max`).
+    pub(super) async fn stop_with(
+        &self,
+        container: &str,
+        signal: &str,
+        max: Duration,
+    ) -> Result<bool, String> {
+        if !self.running(container).await? {
+            return Ok(true);
         }
+        let options = KillContainerOptionsBuilder::new().signal(signal).build();
+        self.docker
+            .kill_container(container, Some(options))
+            .await
+            .map_err(|e| format!("{signal} to {container}: {e}"))?;
+        let deadline = tokio::time::Instant::now() + max;
+        while tokio::time::Instant::now() < deadline {
+            if !self.running(container).await? {
+                return Ok(true);
+            }
+            tokio::time::sleep(STOP_POLL_EVERY).await;
+        }
+        self.kill_if_running(container).await?;
+        Ok(false)
     }
 
     /// A container's address on the run's network (it may change when the container restarts).

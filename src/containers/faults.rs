@@ -11,6 +11,7 @@
 //! | pricefeed outage | the price feed's `POST /control/outage` (errors or slow) | answering normally |
 //! | disaster | SIGKILL of each node's container, then the backup agent empties its data volume (`backups.rs`) | — (a `restore` rebuilds) |
 //! | restore | both database containers stopped, the agent lays the newest verified base backup + WAL out in `pg-primary`'s volume, the watchdog reset, the nodes started (`backups.rs`) | — (instant) |
+//! | failback | the old primary rewound (`pg_rewind`) and started as the standby, then a planned switchover to it with the watchdog held (`failback.rs`) | — (instant) |
 //! | latency | every connection path between the two sides goes through the link proxy for the whole run (`layout::Links::for_plan`); each chunk is delayed by `delay` plus `0..jitter`, both ways (`proxy.rs`) | the links forward at once |
 //!
 //! A latency fault between hosts that open no connection to each other delays nothing: its
@@ -201,8 +202,9 @@ async fn apply(
         }
         FaultKind::Disaster { hosts } => backups(state)?.disaster(engine, hosts, start).await,
         FaultKind::Restore { to } => backups(state)?.restore(engine, fault, *to, start).await,
-        // `Containers::check` refuses it before a run starts.
-        FaultKind::Failback { .. } => Err("`failback` is not built for containers yet".into()),
+        FaultKind::Failback { node } => {
+            super::failback::failback(engine, &state.ports, crate::stack::ports::DbNode::named(node)).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 use crate::faults::{FaultKind, Plan};
 use crate::scenario::model::{Bug, Replication, StackConfig};
+use crate::stack::ports::DbNode;
 use crate::stack::topology::{CLIENT, Topology};
 
 /// Every container, network and volume of ours carries this label (value `shakedown`).
@@ -240,6 +241,15 @@ fn pg_url((host, port): (String, u16)) -> String {
     format!("postgres://postgres@{host}:{port}/postgres")
 }
 
+/// Where the watchdog's container mounts a database node's data volume (`SHAKEDOWN_REAL_DIR`
+/// `/fence`, then `PgCluster`'s subdirectory): fencing, and a failback's rewind, act there.
+pub fn fence_mount(node: DbNode) -> &'static str {
+    match node {
+        DbNode::PgPrimary => "/fence/primary",
+        DbNode::PgReplica => "/fence/standby",
+    }
+}
+
 /// Every container of a stack, one per host of `topology` (the hosts the scenario uses,
 /// `Loaded::topology`), in start order; each host dials its peers directly or, where `links`
 /// says so, through the link proxy. Without a broker in the run, services are told so
@@ -387,10 +397,11 @@ pub fn containers(
                 env.push(("SHAKEDOWN_DB_ROUTER_ADMIN".into(), format!("http://{router}:{router_port}")));
                 env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
                 env.push(("RUST_LOG".into(), "info".into()));
-                // Its port takes `POST /control/reset` after a restore.
+                // Its port takes `POST /control/hold` and `/control/reset` (restores, failbacks).
                 let mut s = spec(serve("watchdog", "0.0.0.0:80"), env, Some(80), Readiness::Http, 3);
-                s.volumes.push((names.volume("pg-primary"), "/fence/primary".into()));
-                s.volumes.push((names.volume("pg-replica"), "/fence/standby".into()));
+                for node in [DbNode::PgPrimary, DbNode::PgReplica] {
+                    s.volumes.push((names.volume(node.host()), fence_mount(node).into()));
+                }
                 s
             }
             "lb" => spec(serve("balancer", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 4),

@@ -13,6 +13,7 @@
 //! | `runner.rs` | one run: stages, readiness, load, faults, drain, final state, teardown |
 //! | `faults.rs` | each fault applied and reverted on the run's clock |
 //! | `backups.rs` | the backup agent's clock, disasters and restores around the database containers, the backups' final state |
+//! | `failback.rs` | a failback: the old primary rewound and rejoined, then a planned switchover to it |
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
 //! | `cleanup.rs` | labels, sweeping dead runs, `shakedown down` |
@@ -22,6 +23,7 @@
 mod backups;
 mod cleanup;
 mod engine;
+mod failback;
 mod faults;
 pub mod image;
 pub mod layout;
@@ -62,17 +64,8 @@ impl Backend for Containers {
         "containers"
     }
 
-    fn check(&self, loaded: &Loaded) -> Vec<String> {
-        let mut reasons: Vec<String> =
-            image::check_docker().err().map(|e| e.to_string()).into_iter().collect();
-        // Failback needs pg_rewind and a rejoin on real PostgreSQL: not built yet (issue 15).
-        if loaded.scenario.faults.iter().any(|f| f.failback.is_some()) {
-            reasons.push(
-                "`failback` runs on the simulation only for now: run it without `--backend containers`"
-                    .into(),
-            );
-        }
-        reasons
+    fn check(&self, _loaded: &Loaded) -> Vec<String> {
+        image::check_docker().err().map(|e| e.to_string()).into_iter().collect()
     }
 
     fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {

@@ -431,10 +431,12 @@ impl DbAdmin for PgCluster {
         Ok(lsn.max(0) as Lsn)
     }
 
-    /// Not built on real PostgreSQL: a fenced node here is a stopped postmaster with
+    /// Refused on real PostgreSQL: a fenced node here is a stopped postmaster with
     /// `standby.signal`, and bringing it back needs `pg_rewind` against the new primary and a
-    /// restart as its standby, which nothing in the real stack does yet. Refused, so a failback
-    /// on the real adapters fails loudly instead of promoting a diverged node.
+    /// restart as its standby — stopping and starting servers, which this process cannot do. On
+    /// containers the harness does it and the switchover itself, with the watchdog held
+    /// (`containers/failback.rs`), and never calls this; elsewhere a failback fails loudly
+    /// instead of promoting a diverged node.
     async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
         Err(PortError::Rejected(format!(
             "{}: failback (pg_rewind and rejoin) is not built for real PostgreSQL",

@@ -67,7 +67,7 @@ impl Scheduler {
             for node in DATABASE_NODES {
                 sim.bounce(node);
             }
-            world.watchdog.reset_after_restore(DbNode::PgPrimary);
+            world.watchdog.reset(DbNode::PgPrimary, false);
         }
         for fault in self.faults.clone() {
             let i = fault.index;

@@ -9,6 +9,8 @@
 //! |---|---|---|---|
 //! | `pricefeed` | `POST` [`OUTAGE_PATH`] | [`OutageRequest`]: `{"mode": "none" \| "errors" \| "slow", "delay_ms": N}` | its `PricefeedControl` |
 //! | `worker` | `POST` [`WORKER_MODE_PATH`] | [`WorkerModeRequest`]: `{"mode": "running" \| "paused" \| "slow", "slow_by_ms": N}` | its `WorkerControl` |
+//! | `watchdog` | `POST` [`WATCHDOG_HOLD_PATH`] | none | holds it (`WatchdogState::hold`) |
+//! | `watchdog` | `POST` [`WATCHDOG_RESET_PATH`] | [`WatchdogResetRequest`]: `{"primary": "pg-primary", "switchover": false}` | `WatchdogState::reset` |
 //!
 //! The harness builds a body from the very value the simulation would set
 //! ([`OutageRequest::from_outage`], [`WorkerModeRequest::from_mode`]), and the service turns it
@@ -31,17 +33,25 @@ pub const OUTAGE_PATH: &str = "/control/outage";
 /// Where a worker takes a [`WorkerModeRequest`].
 pub const WORKER_MODE_PATH: &str = "/control/mode";
 
-/// Where the watchdog takes a [`WatchdogResetRequest`] (containers: after a restore).
+/// Where the watchdog takes a [`WatchdogResetRequest`] (containers: after a restore or a
+/// failback).
 pub const WATCHDOG_RESET_PATH: &str = "/control/reset";
 
-/// The body of `POST /control/reset`: both database nodes were rebuilt by a restore, `primary`
-/// is the primary and nothing is fenced (`WatchdogState::reset_after_restore`, which the
-/// simulation calls in memory).
+/// Where the watchdog is held (containers: while a failback stops and starts the database
+/// nodes): `POST`, no body; it answers once no tick is in progress (`WatchdogState::hold`).
+pub const WATCHDOG_HOLD_PATH: &str = "/control/hold";
+
+/// The body of `POST /control/reset`: an operator rebuilt or rejoined both database nodes (a
+/// restore, a failback), `primary` is the primary, nothing is fenced, and a hold is lifted
+/// (`WatchdogState::reset`, which the simulation calls in memory after a restore).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WatchdogResetRequest {
-    /// The node restored as primary.
+    /// The node that is primary now.
     pub primary: super::ports::DbNode,
+    /// Whether it became primary in a planned switchover (counted as one). Default false.
+    #[serde(default)]
+    pub switchover: bool,
 }
 
 /// The body of `POST /control/outage`: the price feed's [`Outage`] to set.

@@ -94,6 +94,8 @@ pub struct WatchdogView {
     pub switchover: Option<DbNode>,
     /// Completed planned switchovers.
     pub switchovers: u32,
+    /// Held by an operator ([`WatchdogState::hold`]): it neither probes nor acts until reset.
+    pub held: bool,
 }
 
 /// Non-strict synchronous replication, as the watchdog last arranged it with the primary.
@@ -124,6 +126,7 @@ impl Default for WatchdogView {
             sync_wait: SyncWait::Required,
             switchover: None,
             switchovers: 0,
+            held: false,
         }
     }
 }
@@ -132,6 +135,9 @@ impl Default for WatchdogView {
 #[derive(Clone, Debug, Default)]
 pub struct WatchdogState {
     view: Arc<Mutex<WatchdogView>>,
+    /// Held by [`run`] for the whole of each tick, so [`WatchdogState::hold`] can wait out one
+    /// in progress.
+    acting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl WatchdogState {
@@ -151,18 +157,27 @@ impl WatchdogState {
         self.update(|v| v.switchover = Some(node));
     }
 
-    /// After a restore rebuilt both nodes: `primary` is the primary, the other its standby, and
-    /// nothing is fenced (they are new nodes). Counts are kept.
-    pub fn reset_after_restore(&self, primary: DbNode) {
+    /// After an operator rebuilt or rejoined both nodes (a restore, a failback on containers):
+    /// `primary` is the primary, the other its standby, nothing is fenced, and a hold is lifted.
+    /// Counts are kept; `switchover` counts one more planned switchover.
+    pub fn reset(&self, primary: DbNode, switchover: bool) {
         self.update(|v| {
             *v = WatchdogView {
                 promotions: v.promotions,
-                switchovers: v.switchovers,
+                switchovers: v.switchovers + u32::from(switchover),
                 refusals: v.refusals,
                 writer: v.writer,
                 ..WatchdogView { primary, ..WatchdogView::default() }
             }
         });
+    }
+
+    /// Stop the watchdog probing and acting until [`WatchdogState::reset`], for an operator who
+    /// stops and starts database nodes itself (a failback on containers): once this returns, no
+    /// tick is in progress and none will act.
+    pub async fn hold(&self) {
+        self.update(|v| v.held = true);
+        drop(self.acting.lock().await);
     }
 
     fn update(&self, change: impl FnOnce(&mut WatchdogView)) {
@@ -176,7 +191,11 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
     let threshold = config.failures_to_promote.max(1);
     loop {
         sleep(config.probe_every.get()).await;
+        let _acting = state.acting.lock().await;
         let view = state.view();
+        if view.held {
+            continue;
+        }
         if view.writer != view.primary {
             repoint(&*admin, &state, view.primary).await;
         }
