@@ -58,6 +58,20 @@ fn run(scenario: &str, sets: &[&str]) -> Ran {
     Ran { code, report: read("report.json"), final_state: read("final-state.json"), stderr }
 }
 
+/// Run a shipped scenario with each `(from, to)` text replaced (a fault added, a duration
+/// changed), from a copy in a temporary directory.
+fn run_edited(shipped: &str, edits: &[(&str, &str)]) -> Ran {
+    let dir = tempfile::tempdir().unwrap();
+    let mut scenario = std::fs::read_to_string(repo().join(shipped)).unwrap();
+    for (from, to) in edits {
+        assert!(scenario.contains(from), "{shipped} no longer says `{from}`: update the test");
+        scenario = scenario.replace(from, to);
+    }
+    let path = dir.path().join("edited.yaml");
+    std::fs::write(&path, scenario).unwrap();
+    run(path.to_str().unwrap(), &[])
+}
+
 fn find_report(dir: &Path) -> Option<std::path::PathBuf> {
     for entry in std::fs::read_dir(dir).ok()? {
         let path = entry.ok()?.path();
@@ -310,16 +324,22 @@ fn bug_wal_archive_gap_is_caught_on_containers() {
 
 /// Failback on real servers: the primary is SIGKILLed and the watchdog fails over to the
 /// synchronous standby; at 35 s the old primary is rewound (`pg_rewind` against the new one),
-/// rejoins as its standby, and a planned switchover makes it primary again. The run fails if
-/// any step does (the failback is refused unless `pg-replica` is the primary then), so a pass
-/// that ends on `pg-primary` went through both; nothing acknowledged may be lost on the way.
+/// rejoins as its standby, and a planned switchover makes it primary again (the run fails if
+/// any step does: the failback is refused unless `pg-replica` is the primary then). Then the
+/// watchdog must guard the stack as before: `pg-primary` is SIGKILLed again at 48 s, for good,
+/// and the watchdog fails over to `pg-replica`, which it can only do having seen it streaming
+/// synchronously since the failback. Nothing acknowledged may be lost on the way.
 #[test]
-fn failback_rewinds_the_old_primary_and_switches_back_without_loss_on_containers() {
-    let ran = run("scenarios/failback.yaml", &[]);
+fn failback_switches_back_and_the_watchdog_guards_the_stack_again_on_containers() {
+    let ran = run("scenarios/regressions/crash-after-failback.yaml", &[]);
     assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report["checks"]);
     let durability = check(&ran.report, "durability");
     assert_eq!(durability["status"], "pass", "{durability:#}");
-    assert_eq!(ran.final_state["primary"], "pg-primary");
+    let recovery = check(&ran.report, "recovery");
+    let faults = recovery["details"]["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 3, "{recovery:#}");
+    assert!(faults.iter().all(|f| f["recovered"] == true), "{recovery:#}");
+    assert_eq!(ran.final_state["primary"], "pg-replica");
     assert!(ours().is_empty(), "left behind: {:?}", ours());
 }
 
@@ -330,16 +350,16 @@ fn failback_rewinds_the_old_primary_and_switches_back_without_loss_on_containers
 /// on `pg-primary` with the bug's expectation met.
 #[test]
 fn failback_rewinds_a_diverged_old_primary_on_containers() {
-    let dir = tempfile::tempdir().unwrap();
-    let bug = std::fs::read_to_string(repo().join("scenarios/bugs/promote-lagging-standby.yaml")).unwrap();
-    let scenario = bug.replace("duration: 45s", "duration: 50s").replace(
-        "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n",
-        "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n  - { at: 38s, failback: pg-primary }\n",
+    let ran = run_edited(
+        "scenarios/bugs/promote-lagging-standby.yaml",
+        &[
+            ("duration: 45s", "duration: 50s"),
+            (
+                "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n",
+                "  - { at: 20s, crash: pg-primary, restart_after: 10s }\n  - { at: 38s, failback: pg-primary }\n",
+            ),
+        ],
     );
-    assert_ne!(scenario, bug, "the bug scenario's faults changed: update this test");
-    let path = dir.path().join("diverged-failback.yaml");
-    std::fs::write(&path, scenario).unwrap();
-    let ran = run(path.to_str().unwrap(), &[]);
     assert_eq!(ran.code, 0, "{}\n{:#}", ran.stderr, ran.report["checks"]);
     let durability = check(&ran.report, "durability");
     assert!(durability["details"]["lost_count"].as_u64().unwrap() > 0, "{durability:#}");

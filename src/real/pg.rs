@@ -383,7 +383,9 @@ impl DbAdmin for PgCluster {
         std::fs::write(&auto, text).map_err(|e| io("postgresql.auto.conf", e))?;
         // The network half: the db-router never routes to it again.
         self.tell_router("/fence", node).await?;
-        self.pool(node).close().await;
+        // The pool stays open (its connections are tested before use): a fenced node may be
+        // rejoined and made primary again (a failback on containers), and a closed sqlx pool
+        // never reopens, which left the watchdog blind to the node it was reset to watch.
         tracing::info!(
             node = node.host(),
             "fenced (postmaster killed, standby.signal and read-only on its storage)"

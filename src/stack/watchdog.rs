@@ -224,6 +224,9 @@ pub async fn run(admin: Arc<dyn DbAdmin>, settings: Settings, state: WatchdogSta
             if waits {
                 steer_sync(&*admin, &state, view.primary, standby, sync_wait).await;
             }
+            if let Some(rejoined) = standby.filter(|s| s.streaming && view.fenced.contains(&s.node)) {
+                readmit(&*admin, &state, rejoined.node).await;
+            }
             if let Some(target) = view.switchover {
                 switchover(&*admin, &state, view.primary, target, standby, &settings).await;
             }
@@ -389,6 +392,27 @@ async fn failover(admin: &dyn DbAdmin, state: &WatchdogState, old: DbNode, setti
         v.sync_wait = SyncWait::Released;
     });
     repoint(admin, state, standby).await;
+}
+
+/// A fenced old primary that streams as the primary's standby was rewound and rejoined (the
+/// simulated nodes do it themselves; on containers a failback's harness does): lift its fence,
+/// so it is a failover candidate again, as Patroni takes a rewound replica back. Without this,
+/// a second crash of the primary found its only standby still fenced and left the stack with no
+/// writer (found on the simulation by `failback` followed by a crash). `unfence` refuses a node
+/// that is not a standby yet; the next healthy probe tries again.
+async fn readmit(admin: &dyn DbAdmin, state: &WatchdogState, node: DbNode) {
+    match admin_call(admin.unfence(node)).await {
+        Ok(()) => {
+            tracing::info!(
+                node = node.host(),
+                "watchdog: the rewound old primary streams; a failover candidate again"
+            );
+            state.update(|v| v.fenced.retain(|n| *n != node));
+        }
+        Err(err) => {
+            tracing::warn!(node = node.host(), %err, "watchdog: could not lift the fence of a streaming standby")
+        }
+    }
 }
 
 /// Longest a planned switchover waits for the target to replay the stopped primary's last commit
@@ -835,6 +859,25 @@ mod tests {
             admin.set_down(DbNode::PgPrimary, false);
             assert_eq!(admin.writable(), writable);
         }
+    }
+
+    /// A fenced old primary rewound into a streaming standby is a failover candidate again: its
+    /// fence is lifted, and when the new primary dies too the watchdog fails over back to it.
+    #[tokio::test(start_paused = true)]
+    async fn a_rewound_old_primary_is_readmitted_and_can_take_over_again() {
+        let (admin, state) = start(settings(Replication::Sync, Bugs::default()));
+        seen_healthy_then_crashed(&admin).await;
+        sleep(Duration::from_millis(1600)).await;
+        assert_eq!((state.primary(), state.view().fenced), (DbNode::PgReplica, vec![DbNode::PgPrimary]));
+        admin.set_down(DbNode::PgPrimary, false);
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(state.view().fenced, [DbNode::PgPrimary], "fenced and not a standby: stays fenced");
+        admin.resync(DbNode::PgPrimary);
+        sleep(Duration::from_secs(2)).await;
+        assert!(state.view().fenced.is_empty(), "{:?}", admin.calls());
+        admin.set_down(DbNode::PgReplica, true);
+        sleep(Duration::from_secs(3)).await;
+        assert_eq!((state.primary(), state.view().promotions), (DbNode::PgPrimary, 2), "{:?}", admin.calls());
     }
 
     /// Issue 15: a failback waits until the old primary follows as a standby, then stops writes
