@@ -16,7 +16,7 @@ use shakedown::real::NodeConfig;
 use shakedown::scenario::model::{Replication, WatchdogConfig};
 use shakedown::scenario::units::Span;
 use shakedown::stack::bugs::Bugs;
-use shakedown::stack::ports::{DbNode, InvestStore, NewInvestment};
+use shakedown::stack::ports::{DbAdmin, DbNode, InvestStore, NewInvestment, PortError};
 use shakedown::stack::watchdog::{self, WatchdogState};
 
 fn script(args: &[&str]) {
@@ -323,4 +323,32 @@ async fn a_sync_primary_whose_standby_stops_commits_alone_once_the_watchdog_rele
     cluster.record(new(unique("sync-after"))).await.expect("a synchronous commit again");
     watchdog.abort();
     script(&["down"]);
+}
+
+/// A fenced node that streams as a standby again is unfenced (`DbAdmin::unfence`, what the
+/// watchdog does once a rewound old primary streams): its storage's read-only setting is lifted,
+/// so once promoted it takes writes. A node that is not a streaming standby is refused.
+#[tokio::test]
+async fn a_fenced_node_streaming_again_is_unfenced_and_takes_writes_once_promoted() {
+    script(&["up"]);
+    let cluster = cluster().await;
+    cluster.record(new(unique("before"))).await.expect("the primary takes writes");
+    let refused = cluster.unfence(DbNode::PgPrimary).await;
+    assert!(matches!(refused, Err(PortError::Rejected(_))), "a primary is not unfenced: {refused:?}");
+    cluster.fence(DbNode::PgReplica).await.expect("fencing the standby");
+    restart(DbNode::PgReplica);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(why) = cluster.unfence(DbNode::PgReplica).await {
+        assert!(Instant::now() < deadline, "the restarted standby was not unfenced within 30 s: {why}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.promote(DbNode::PgReplica).await.expect("promoting the unfenced standby");
+    let promoted = sqlx::PgPool::connect(&NodeConfig::from_env(DbNode::PgReplica).url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO investments (key, coin, amount_usd_cents, price_usd_micros, lsn) VALUES ($1, 'bitcoin', 1, 1, 0)",
+    )
+    .bind(unique("after-unfence"))
+    .execute(&promoted)
+    .await
+    .expect("the promoted node takes writes: its fence's read-only setting was lifted");
 }

@@ -357,7 +357,7 @@ impl DbAdmin for PgCluster {
     async fn fence(&self, node: DbNode) -> Result<(), PortError> {
         // Online first, while the node may still answer: a live old primary stops taking writes
         // (and passing the db-router's check) now, not only once it restarts.
-        let online = tokio::time::timeout(FENCE_ONLINE_TIMEOUT, read_only_online(&self.config(node).url));
+        let online = tokio::time::timeout(FENCE_ONLINE_TIMEOUT, set_read_only(&self.config(node).url, true));
         match online.await {
             Ok(Ok(())) => tracing::info!(node = node.host(), "fence: made read-only online"),
             Ok(Err(e)) => tracing::info!(node = node.host(), %e, "fence: not reachable online"),
@@ -433,17 +433,33 @@ impl DbAdmin for PgCluster {
         Ok(lsn.max(0) as Lsn)
     }
 
-    /// Refused on real PostgreSQL: a fenced node here is a stopped postmaster with
-    /// `standby.signal`, and bringing it back needs `pg_rewind` against the new primary and a
-    /// restart as its standby — stopping and starting servers, which this process cannot do. On
-    /// containers the harness does it and the switchover itself, with the watchdog held
-    /// (`containers/failback.rs`), and never calls this; elsewhere a failback fails loudly
-    /// instead of promoting a diverged node.
+    /// Lift the fence of a node that streams as a standby (in recovery, its WAL receiver
+    /// `streaming`): PostgreSQL itself refuses to stream a node that diverged from the new
+    /// timeline, so a streaming standby was rewound (or never diverged). Its storage's
+    /// `default_transaction_read_only` is turned off (`ALTER SYSTEM`, on a connection of its own,
+    /// so a later promotion takes writes; `standby.signal` goes with the promotion) and the
+    /// db-router takes it back (`POST /unfence`). Anything else is `Rejected`: unfencing a
+    /// diverged old primary would let it take writes beside the current one. (The simulation
+    /// also lifts a switchover's own fence on a primary; the real stack's switchover is the
+    /// containers harness's failback, which never asks that.)
     async fn unfence(&self, node: DbNode) -> Result<(), PortError> {
-        Err(PortError::Rejected(format!(
-            "{}: failback (pg_rewind and rejoin) is not built for real PostgreSQL",
-            node.host()
-        )))
+        let (in_recovery, streaming): (bool, bool) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), \
+             EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')",
+        )
+        .fetch_one(self.pool(node))
+        .await
+        .map_err(port_error)?;
+        if !(in_recovery && streaming) {
+            return Err(PortError::Rejected(format!(
+                "{} is not a streaming standby (in recovery: {in_recovery}, streaming: {streaming})",
+                node.host()
+            )));
+        }
+        set_read_only(&self.config(node).url, false).await.map_err(port_error)?;
+        self.tell_router("/unfence", node).await?;
+        tracing::info!(node = node.host(), "unfenced: a streaming standby, writable once promoted");
+        Ok(())
     }
 }
 
@@ -494,14 +510,19 @@ impl PgCluster {
     }
 }
 
-/// Make the node at `url` refuse writes from now on, if it answers: `default_transaction_read_only`
-/// in its `postgresql.auto.conf`, reloaded. Existing sessions pick it up at their next
-/// transaction.
-async fn read_only_online(url: &str) -> Result<(), sqlx::Error> {
+/// Make the node at `url` refuse writes from now on (`on`), or take them again (`off`), if it
+/// answers: `default_transaction_read_only` in its `postgresql.auto.conf`, reloaded. Existing
+/// sessions pick it up at their next transaction.
+async fn set_read_only(url: &str, on: bool) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     let options: PgConnectOptions = url.parse()?;
     let mut conn = options.disable_statement_logging().connect().await?;
-    sqlx::query("ALTER SYSTEM SET default_transaction_read_only = on").execute(&mut conn).await?;
+    let alter = if on {
+        "ALTER SYSTEM SET default_transaction_read_only = on"
+    } else {
+        "ALTER SYSTEM SET default_transaction_read_only = off"
+    };
+    sqlx::query(alter).execute(&mut conn).await?;
     sqlx::query("SELECT pg_reload_conf()").execute(&mut conn).await?;
     conn.close().await
 }

@@ -19,8 +19,9 @@
 //! `{"route": "pg-primary" | "pg-replica" | null, "changes": N, "writer": "pg-…" | null}` where
 //! `changes` counts route changes since start (the first, from none to a node, included) and
 //! `writer` is the last `POST /set_writer` (a JSON `DbNode`), null before any; `fenced` lists the
-//! nodes `POST /fence` (a JSON `DbNode`) took out of service, until `POST /reset` (a restore
-//! rebuilt both nodes).
+//! nodes `POST /fence` (a JSON `DbNode`) took out of service, until `POST /unfence` (the node
+//! was rewound and streams as the standby) or `POST /reset` (a restore or a failback rebuilt or
+//! rejoined both nodes).
 //!
 //! Unlike HAProxy, a single failed check changes the route (no `fall`/`rise` counts): the
 //! simulation's router does the same, and the two backends must agree.
@@ -263,6 +264,7 @@ fn admin_router(shared: Shared) -> Router {
         .route("/route", get(route))
         .route("/set_writer", post(set_writer))
         .route("/fence", post(fence))
+        .route("/unfence", post(unfence))
         .route(RESET_PATH, post(reset))
         .with_state(shared)
 }
@@ -286,6 +288,14 @@ async fn fence(State(shared): State<Shared>, Json(node): Json<DbNode>) -> Status
         fenced.push(node);
     }
     tracing::info!(node = node.host(), "db-router: fenced node taken out of service");
+    StatusCode::OK
+}
+
+/// The watchdog lifted `node`'s fence (it streams as the primary's standby): back in service,
+/// routed to again once a check finds it writable (after a promotion).
+async fn unfence(State(shared): State<Shared>, Json(node): Json<DbNode>) -> StatusCode {
+    shared.fenced.lock().expect("fenced lock").retain(|n| *n != node);
+    tracing::info!(node = node.host(), "db-router: unfenced node back in service");
     StatusCode::OK
 }
 

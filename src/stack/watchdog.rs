@@ -30,6 +30,10 @@
 //! writer points, the failure count, the last known standby) is kept in a [`WatchdogState`] the
 //! backend can read.
 //!
+//! A fenced old primary that streams again as the primary's standby was rewound (PostgreSQL
+//! streams no diverged node onto a new timeline): its fence is lifted ([`DbAdmin::unfence`]) and
+//! it is a failover candidate again, as Patroni takes a rewound replica back.
+//!
 //! Bugs planted here: `no_fencing` (promote without fencing; the old primary takes writes again
 //! after a restart: split brain) and `promote_lagging_standby` (promote the standby whatever its
 //! replication state: what only the old primary had is lost).
