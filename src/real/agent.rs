@@ -519,26 +519,42 @@ async fn put_wal(
         return failed(StatusCode::BAD_REQUEST, format!("{name}: {} bytes is no segment size", body.len()));
     }
     let dir = agent.config.wal_dir();
-    let final_path = dir.join(&name);
-    if std::fs::read(&final_path).is_ok_and(|held| held == body.as_ref()) {
-        return StatusCode::OK.into_response();
-    }
-    let replaced = final_path.exists();
-    let stored = tokio::task::spawn_blocking(move || store_file(&dir, &name, &body)).await;
+    let id = format!("wal-{name}");
+    let segment = is_segment_name(&name);
+    // Off the async threads: a segment is compared with what is stored, then written and fsynced.
+    let stored = tokio::task::spawn_blocking(move || -> Result<Stored, String> {
+        let final_path = dir.join(&name);
+        if std::fs::read(&final_path).is_ok_and(|held| held == body.as_ref()) {
+            return Ok(Stored::Already);
+        }
+        let replaced = final_path.exists();
+        store_file(&dir, &name, &body)?;
+        Ok(if replaced { Stored::Replaced } else { Stored::New })
+    })
+    .await;
     match stored {
-        Ok(Ok(())) if replaced && is_segment_name(&final_path.file_name().unwrap().to_string_lossy()) => {
+        Ok(Ok(Stored::Replaced)) if segment => {
             // Different bytes under a name already archived: catalogue them again.
-            let id = format!("wal-{}", final_path.file_name().unwrap().to_string_lossy());
             tracing::warn!(id, "an archived segment was pushed again with other bytes; re-cataloguing it");
             match agent.catalogue.remove(&id).await {
                 Ok(()) => StatusCode::OK.into_response(),
                 Err(e) => failed(StatusCode::SERVICE_UNAVAILABLE, format!("catalogue: {e}")),
             }
         }
-        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Ok(_)) => StatusCode::OK.into_response(),
         Ok(Err(e)) => failed(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => failed(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// What a `PUT /wal/NAME` did with the bytes.
+enum Stored {
+    /// The same bytes were stored already (PostgreSQL retried a push that had succeeded).
+    Already,
+    /// Stored under a new name.
+    New,
+    /// Stored over different bytes under the same name.
+    Replaced,
 }
 
 /// Write `bytes` to `dir/.NAME.tmp`, fsync it, rename it to `dir/NAME`, fsync the directory.
