@@ -537,7 +537,7 @@ fn up_fault_heal_and_ctrl_c_leave_nothing_behind() {
         let words: Vec<&str> = line.split_whitespace().collect();
         (words.first() == Some(&host)).then(|| words.get(2)?.strip_prefix("127.0.0.1:")?.parse().ok())?
     };
-    let (mut lb, mut router) = (None, None);
+    let (mut lb, mut router, mut watchdog) = (None, None, None);
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -550,6 +550,7 @@ fn up_fault_heal_and_ctrl_c_leave_nothing_behind() {
         }
         lb = lb.or_else(|| word_after(&line, "lb"));
         router = router.or_else(|| word_after(&line, "db-router"));
+        watchdog = watchdog.or_else(|| word_after(&line, "watchdog"));
         if line.trim_start().starts_with("stop:") {
             break;
         }
@@ -560,6 +561,22 @@ fn up_fault_heal_and_ctrl_c_leave_nothing_behind() {
     assert_eq!(http_get(lb, "/health").map(|(status, _)| status), Ok(200), "{}", up.output());
     assert_eq!(route(router).as_deref(), Some("pg-primary"), "{}", up.output());
 
+    // The watchdog promotes only a standby a healthy probe has shown it synchronous; a crash
+    // before that probe is rightly not failed over (a CI run crashed the primary that early).
+    let watchdog = watchdog.expect("the watchdog's endpoint");
+    let armed = Instant::now();
+    loop {
+        let state = http_get(watchdog, "/control/state").map(|(_, body)| body).unwrap_or_default();
+        let view: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+        if view["standby"]["sync"] == true {
+            break;
+        }
+        assert!(
+            armed.elapsed() < Duration::from_secs(30),
+            "the watchdog saw no synchronous standby: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, said) = fault(&run, &["crash", "pg-primary"]);
     assert_eq!(code, 0, "{said}");
     assert!(said.contains(&format!("crashed sd-{run}-pg-primary (SIGKILL)")), "{said}");

@@ -85,8 +85,8 @@ mod real {
     use crate::real::router::{self as db_router, RouterNodes};
     use crate::scenario::model::{Bug, StackConfig};
     use crate::stack::control::{
-        OUTAGE_PATH, OutageRequest, WATCHDOG_HOLD_PATH, WATCHDOG_RESET_PATH, WORKER_MODE_PATH,
-        WatchdogResetRequest, WorkerModeRequest,
+        OUTAGE_PATH, OutageRequest, WATCHDOG_HOLD_PATH, WATCHDOG_RESET_PATH, WATCHDOG_STATE_PATH,
+        WORKER_MODE_PATH, WatchdogResetRequest, WorkerModeRequest,
     };
     use crate::stack::files::{self as stack_files, FilesPorts};
     use crate::stack::ports::{PublishError, Publisher, QueryMessage, SubscriberGroup};
@@ -195,8 +195,8 @@ mod real {
     }
 
     /// The watchdog, probing both nodes directly (no migrations: the primary may be down at
-    /// startup), and its control routes on `--listen`: `GET /health`, `POST /control/hold`,
-    /// `POST /control/reset`.
+    /// startup), and its control routes on `--listen`: `GET /health`, `GET /control/state`,
+    /// `POST /control/hold`, `POST /control/reset`.
     async fn serve_watchdog(args: &ServeArgs, stack: &StackConfig) -> Result<(), String> {
         let cluster = PgCluster::from_env().map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -209,6 +209,10 @@ mod real {
             Router::new()
                 .route(WATCHDOG_RESET_PATH, post(reset_watchdog))
                 .route(WATCHDOG_HOLD_PATH, post(hold_watchdog))
+                .route(
+                    WATCHDOG_STATE_PATH,
+                    get(|State(state): State<watchdog::WatchdogState>| async move { Json(state.view()) }),
+                )
                 .with_state(state.clone()),
         );
         tokio::select! {

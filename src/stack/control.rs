@@ -9,6 +9,7 @@
 //! |---|---|---|---|
 //! | `pricefeed` | `POST` [`OUTAGE_PATH`] | [`OutageRequest`]: `{"mode": "none" \| "errors" \| "slow", "delay_ms": N}` | its `PricefeedControl` |
 //! | `worker` | `POST` [`WORKER_MODE_PATH`] | [`WorkerModeRequest`]: `{"mode": "running" \| "paused" \| "slow", "slow_by_ms": N}` | its `WorkerControl` |
+//! | `watchdog` | `GET` [`WATCHDOG_STATE_PATH`] | none | answers its `WatchdogView` |
 //! | `watchdog` | `POST` [`WATCHDOG_HOLD_PATH`] | none | holds it (`WatchdogState::hold`) |
 //! | `watchdog` | `POST` [`WATCHDOG_RESET_PATH`] | [`WatchdogResetRequest`]: `{"primary": "pg-primary", "switchover": false}` | `WatchdogState::reset` |
 //!
@@ -36,6 +37,11 @@ pub const WORKER_MODE_PATH: &str = "/control/mode";
 /// Where the watchdog takes a [`WatchdogResetRequest`] (containers: after a restore or a
 /// failback).
 pub const WATCHDOG_RESET_PATH: &str = "/control/reset";
+
+/// Where the watchdog tells what it believes: `GET`, a JSON `WatchdogView` (who is primary, the
+/// standby as last seen healthy, fenced nodes, counts) — e.g. whether it has seen a standby it
+/// could promote yet.
+pub const WATCHDOG_STATE_PATH: &str = "/control/state";
 
 /// Where the watchdog is held (containers: while a failback stops and starts the database
 /// nodes): `POST`, no body; it answers once no tick is in progress (`WatchdogState::hold`).

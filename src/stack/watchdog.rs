@@ -73,8 +73,8 @@ impl Settings {
     }
 }
 
-/// What the watchdog believes, for the backend to read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the watchdog believes, for the backend to read (containers: `GET /control/state`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct WatchdogView {
     /// The node the watchdog considers primary.
     pub primary: DbNode,
@@ -103,7 +103,8 @@ pub struct WatchdogView {
 }
 
 /// Non-strict synchronous replication, as the watchdog last arranged it with the primary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SyncWait {
     /// The primary waits for its standby: how `docker/node.sh` creates a `sync` primary.
     #[default]
