@@ -118,6 +118,11 @@ fn connect(host: &str, port: u16) -> Vec<String> {
             vec![format!("psql postgres://postgres@127.0.0.1:{port}/postgres   # hot standby, read-only")]
         }
         "db-router" => vec![format!("curl {http}/route   # admin: which node takes writes")],
+        "watchdog" => {
+            vec![format!(
+                "curl {http}/control/state   # who is primary, the standby as last seen, fenced nodes"
+            )]
+        }
         "lb" => vec![
             format!("curl {http}/health"),
             format!(
