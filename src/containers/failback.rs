@@ -157,22 +157,16 @@ impl<'a> Ops<'a> {
         self.follow("rejoin", target, primary).await?;
         self.psql(primary, CREATE_SLOT).await?;
         self.engine.restart(&self.container(target)).await?;
-        let deadline = Instant::now() + STREAM_MAX;
-        loop {
-            let status = self.psql(target, "SELECT status FROM pg_stat_wal_receiver").await;
-            if status.as_deref() == Ok("streaming") {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "failback: {} did not stream from {} within {} s (STREAM_MAX); last answer: {status:?}",
+        self.wait_for(target, "SELECT status FROM pg_stat_wal_receiver", "streaming", STREAM_MAX)
+            .await
+            .map_err(|last| {
+                format!(
+                    "failback: {} did not stream from {} within {} s (STREAM_MAX); last answer: {last}",
                     target.host(),
                     primary.host(),
                     STREAM_MAX.as_secs()
-                ));
-            }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
+                )
+            })
     }
 
     /// Step 2: the planned switchover from `primary` to its streaming standby `target`.
@@ -220,18 +214,26 @@ impl<'a> Ops<'a> {
     /// Wait until `node` replayed past `lsn`.
     async fn replayed_past(&self, node: DbNode, lsn: &str) -> Result<(), String> {
         let query = format!("SELECT pg_last_wal_replay_lsn() > '{lsn}'::pg_lsn");
-        let deadline = Instant::now() + CATCH_UP_MAX;
+        self.wait_for(node, &query, "t", CATCH_UP_MAX).await.map_err(|last| {
+            format!(
+                "{} did not replay past the shutdown checkpoint {lsn} within {} s (CATCH_UP_MAX): {last}",
+                node.host(),
+                CATCH_UP_MAX.as_secs()
+            )
+        })
+    }
+
+    /// Ask `node` `sql` every [`POLL_EVERY`] until it answers `want`, for at most `max`; the last
+    /// answer (or error) if it never did.
+    async fn wait_for(&self, node: DbNode, sql: &str, want: &str, max: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + max;
         loop {
-            let answer = self.psql(node, &query).await;
-            if answer.as_deref() == Ok("t") {
+            let answer = self.psql(node, sql).await;
+            if answer.as_deref() == Ok(want) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} did not replay past the shutdown checkpoint {lsn} within {} s (CATCH_UP_MAX): {answer:?}",
-                    node.host(),
-                    CATCH_UP_MAX.as_secs()
-                ));
+                return Err(format!("{answer:?}"));
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
