@@ -195,7 +195,7 @@ pub async fn backup_host(
     crate::stack::spawn(keep_catalogue(agent.clone()));
     crate::stack::spawn(restores(agent.clone()));
     let router = Router::new().route("/archive", post(archive)).with_state(agent);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn archive(State(agent): State<Agent>, Json(push): Json<ArchivePush>) -> StatusCode {

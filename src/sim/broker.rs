@@ -188,7 +188,7 @@ pub async fn broker_host(state: Broker) -> turmoil::Result {
         .route("/consume", post(consume))
         .route("/ack", post(ack))
         .with_state(state);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn sweep_leases(state: Broker) {

@@ -154,7 +154,7 @@ pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::
         .route("/wal", get(wal))
         .route("/promote", post(promote))
         .with_state(state);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn write(
@@ -460,7 +460,7 @@ pub async fn router_host(cluster: Cluster, http: SimHttp) -> turmoil::Result {
         .route("/read", post(forward_read))
         .route("/set_writer", post(set_writer))
         .with_state(state);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn health_checks(host: RouterHost) {

@@ -29,7 +29,7 @@ pub type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 pub async fn objects_host(objects: Objects) -> turmoil::Result {
     let router =
         Router::new().route("/o/{*key}", get(read).put(write)).route("/list", get(list)).with_state(objects);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn write(State(objects): State<Objects>, Path(key): Path<String>, body: Bytes) -> StatusCode {

@@ -28,7 +28,7 @@ pub async fn redis_host(data: RedisData) -> turmoil::Result {
         .route("/remove", post(remove))
         .route("/list", get(list))
         .with_state(data);
-    super::net::serve(router).await
+    super::net::serve_framed(router).await
 }
 
 async fn put(State(data): State<RedisData>, Json(entry): Json<CatalogueEntry>) {
