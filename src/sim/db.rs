@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::Method;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::db_model::{Node, Outcome, Role, Write};
 use super::net::SimHttp;
@@ -119,12 +120,19 @@ pub enum ReadAnswer {
 struct NodeHost {
     cluster: Cluster,
     me: DbNode,
+    /// Wakes the WAL long polls this node serves: a commit grew its WAL, or it changed role
+    /// (promoted, rewound). Everything that does either runs on this host.
+    wal_changed: Arc<Notify>,
 }
 
 /// How long one commit's fsync takes.
 const COMMIT_COST: Duration = Duration::from_millis(1);
-/// How often a waiting synchronous commit checks its standby's progress.
+/// How often a waiting synchronous commit checks its standby's progress, and how soon a standby
+/// asks again after a WAL answer.
 const REPLICATION_POLL: Duration = Duration::from_millis(1);
+/// How often a node that is not a standby checks whether it must rejoin as one (a fenced old
+/// primary once its peer is the primary: the HA manager's pg_rewind, which takes far longer).
+const REJOIN_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// How long a standby's WAL request waits on the primary for new commits (a long poll, so
 /// replication streams: a commit reaches the standby one network round trip after it is made).
 const WAL_WAIT_MAX: Duration = Duration::from_millis(500);
@@ -142,12 +150,12 @@ const WAL_BATCH_MAX: usize = 512;
 
 /// The server of one database node, plus (when it is a standby) its replication loop.
 pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::Result {
-    let state = NodeHost { cluster: cluster.clone(), me };
+    let state = NodeHost { cluster: cluster.clone(), me, wal_changed: Arc::default() };
     let archiving = cluster.lock().expect("cluster lock").archiving;
     if let Some(archiving) = archiving {
         crate::stack::spawn(archive(cluster.clone(), me, http.clone(), archiving));
     }
-    crate::stack::spawn(replicate(cluster, me, http));
+    crate::stack::spawn(replicate(state.clone(), http));
     let router = Router::new()
         .route("/write", post(write))
         .route("/read", post(read))
@@ -169,6 +177,7 @@ async fn write(
         let (outcome, lsn) = node.commit(command, now_ns()).map_err(|e| (StatusCode::CONFLICT, e))?;
         (outcome, lsn, replication != Replication::Async)
     };
+    host.wal_changed.notify_waiters();
     // Non-strict synchronous replication (Patroni's synchronous_mode): wait for the standby
     // while one is streaming; a primary with no standby streaming commits alone once the watchdog
     // knows, so a failover leaves a writable stack rather than one that blocks until an operator
@@ -286,6 +295,10 @@ async fn wal(
 ) -> Result<Json<Vec<(Write, u64)>>, StatusCode> {
     let deadline = tokio::time::Instant::now() + WAL_WAIT_MAX;
     loop {
+        // Registered before the check, so a commit made after it wakes this poll.
+        let changed = host.wal_changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         {
             let mut cluster = host.cluster.lock().expect("cluster lock");
             let node = cluster.nodes.get_mut(&host.me).expect("node exists");
@@ -301,7 +314,11 @@ async fn wal(
                 return Ok(Json(node.wal[start..end].to_vec()));
             }
         }
-        tokio::time::sleep(REPLICATION_POLL).await;
+        tokio::select! {
+            biased;
+            _ = changed => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
     }
 }
 
@@ -314,22 +331,29 @@ async fn promote(State(host): State<NodeHost>) -> StatusCode {
         // A new timeline: archive it whole; the backup host keeps what it already has.
         node.archived_lsn = 0;
         tracing::info!(node = host.me.host(), lsn = node.lsn(), "promoted");
+        host.wal_changed.notify_waiters();
     }
     StatusCode::OK
 }
 
 /// A standby pulls its primary's WAL every few milliseconds over the network, so a partition,
 /// pause or crash between them stops replication.
-async fn replicate(cluster: Cluster, me: DbNode, http: SimHttp) {
+async fn replicate(host: NodeHost, http: SimHttp) {
+    let (cluster, me) = (&host.cluster, host.me);
+    let mut pause = REPLICATION_POLL;
     loop {
-        tokio::time::sleep(REPLICATION_POLL).await;
+        tokio::time::sleep(pause).await;
         let from = {
             let mut cluster = cluster.lock().expect("cluster lock");
-            rejoin_if_fenced(&mut cluster, me);
+            if rejoin_if_fenced(&mut cluster, me) {
+                host.wal_changed.notify_waiters();
+            }
             let node = &cluster.nodes[&me];
             if node.role != Role::Standby {
+                pause = REJOIN_CHECK_EVERY;
                 continue;
             }
+            pause = REPLICATION_POLL;
             node.lsn() + 1
         };
         let request = HttpRequest {
@@ -419,19 +443,21 @@ async fn archive(cluster: Cluster, me: DbNode, http: SimHttp, archiving: Archivi
 
 /// A fenced old primary, once the other node is primary, is rewound and rejoins as its standby
 /// (what an HA manager does with pg_rewind), so synchronous replication has a standby again.
-fn rejoin_if_fenced(cluster: &mut ClusterState, me: DbNode) {
+/// Whether it was.
+fn rejoin_if_fenced(cluster: &mut ClusterState, me: DbNode) -> bool {
     let is_fenced_primary = |n: &Node| n.fenced && n.role == Role::Primary;
     let peer_is_live_primary = |n: &Node| n.role == Role::Primary && !n.fenced;
     if !cluster.nodes.get(&me).is_some_and(is_fenced_primary)
         || !cluster.nodes.get(&me.peer()).is_some_and(peer_is_live_primary)
     {
-        return;
+        return false;
     }
     // Only now copy the peer's WAL: this runs on every replication poll.
     let peer_wal = cluster.nodes[&me.peer()].wal.clone();
     let node = cluster.nodes.get_mut(&me).expect("node exists");
     let discarded = node.rewind_to(&peer_wal);
     tracing::info!(node = me.host(), discarded, "fenced old primary rewound; rejoining as a standby");
+    true
 }
 
 #[derive(Clone)]
