@@ -260,14 +260,14 @@ async fn snapshot(agent: &Agent) -> Result<Node, String> {
         method: Method::POST,
         authority: "db-router:80".into(),
         path: "/read".into(),
-        body: Some(serde_json::to_vec(&Read::BaseBackup).expect("reads serialise")),
+        body: Some(super::net::to_postcard(&Read::BaseBackup)),
         headers: Vec::new(),
     };
     let response = agent.http.send(request, CALL_TIMEOUT).await.map_err(|e| e.to_string())?;
     if response.status != 200 {
         return Err(format!("db-router answered {}", response.status));
     }
-    match serde_json::from_slice(&response.body).map_err(|e| e.to_string())? {
+    match super::net::from_postcard(&response.body).map_err(|e| e.to_string())? {
         ReadAnswer::Base(node) => Ok(*node),
         _ => Err("unexpected answer to a base backup".into()),
     }

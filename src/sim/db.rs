@@ -2,9 +2,10 @@
 //! durable [`Cluster`] state, the standby's replication loop, the `db-router` writer endpoint, and
 //! the store and admin ports the services use to reach them.
 //!
-//! Wire: `POST /write` (a [`Write`]; only a writable node commits it), `POST /read` (a [`Read`],
-//! any node), `GET /wal?from=L` (a primary streams its WAL; the `from` its standby asks for
-//! confirms everything before it), `POST /promote`. With `sync`/`remote_apply` replication a
+//! Wire (framed, bodies in postcard: see `net`): `POST /write` (a [`Write`]; only a writable node
+//! commits it), `POST /read` (a [`Read`], any node), `GET /wal?from=L` (a primary streams its
+//! WAL; the `from` its standby asks for confirms everything before it; the request waits until a
+//! commit or a role change wakes it), `POST /promote`. With `sync`/`remote_apply` replication a
 //! commit is acknowledged only once the standby has confirmed it; a primary whose standby is gone
 //! waits until it has told the watchdog, then commits alone (Patroni's non-strict synchronous
 //! mode; see `db_model`): it decides by itself, so `DbAdmin::release_sync` and `require_sync`
@@ -19,16 +20,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use http::Method;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::db_model::{Node, Outcome, Role, Write};
-use super::net::SimHttp;
+use super::net::{Postcard, SimHttp, from_postcard, to_postcard};
 use crate::scenario::model::Replication;
 use crate::stack::ports::*;
 
@@ -167,8 +168,8 @@ pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::
 
 async fn write(
     State(host): State<NodeHost>,
-    Json(command): Json<Write>,
-) -> Result<Json<(Outcome, Lsn)>, (StatusCode, String)> {
+    Postcard(command): Postcard<Write>,
+) -> Result<Postcard<(Outcome, Lsn)>, (StatusCode, String)> {
     tokio::time::sleep(COMMIT_COST).await;
     let (outcome, lsn, wait) = {
         let mut cluster = host.cluster.lock().expect("cluster lock");
@@ -183,7 +184,7 @@ async fn write(
     // knows, so a failover leaves a writable stack rather than one that blocks until an operator
     // steps in.
     if !wait {
-        return Ok(Json((outcome, lsn)));
+        return Ok(Postcard((outcome, lsn)));
     }
     let deadline = tokio::time::Instant::now() + SYNC_WAIT_MAX;
     loop {
@@ -200,7 +201,7 @@ async fn write(
         };
         return Err((StatusCode::SERVICE_UNAVAILABLE, why));
     }
-    Ok(Json((outcome, lsn)))
+    Ok(Postcard((outcome, lsn)))
 }
 
 /// When a synchronous commit may be acknowledged.
@@ -233,16 +234,16 @@ fn standby_streaming(node: &Node) -> bool {
     node.standby_seen_ns.is_some_and(|seen| now_ns().saturating_sub(seen) < STANDBY_GONE.as_nanos() as u64)
 }
 
-async fn read(State(host): State<NodeHost>, Json(request): Json<Read>) -> Json<ReadAnswer> {
+async fn read(State(host): State<NodeHost>, Postcard(request): Postcard<Read>) -> Postcard<ReadAnswer> {
     let mut cluster = host.cluster.lock().expect("cluster lock");
     if let Read::Probe = request {
         let replication = cluster.replication;
         let node = cluster.nodes.get_mut(&host.me).expect("node exists");
-        return Json(ReadAnswer::Status(probe_status(node, replication)));
+        return Postcard(ReadAnswer::Status(probe_status(node, replication)));
     }
     let node = &cluster.nodes[&host.me];
     let tables = &node.tables;
-    Json(match request {
+    Postcard(match request {
         Read::AppliedLsn => ReadAnswer::Lsn(node.lsn()),
         Read::History { min_lsn, limit } => {
             let investments = tables
@@ -292,7 +293,7 @@ struct WalFrom {
 async fn wal(
     State(host): State<NodeHost>,
     Query(at): Query<WalFrom>,
-) -> Result<Json<Vec<(Write, u64)>>, StatusCode> {
+) -> Result<Postcard<Vec<(Write, u64)>>, StatusCode> {
     let deadline = tokio::time::Instant::now() + WAL_WAIT_MAX;
     loop {
         // Registered before the check, so a commit made after it wakes this poll.
@@ -311,7 +312,7 @@ async fn wal(
             let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
             if start < node.wal.len() || tokio::time::Instant::now() >= deadline {
                 let end = (start + WAL_BATCH_MAX).min(node.wal.len());
-                return Ok(Json(node.wal[start..end].to_vec()));
+                return Ok(Postcard(node.wal[start..end].to_vec()));
             }
         }
         tokio::select! {
@@ -371,7 +372,7 @@ async fn replicate(host: NodeHost, http: SimHttp) {
             tokio::time::sleep(STANDBY_RETRY_EVERY).await;
             continue;
         }
-        let Ok(entries) = serde_json::from_slice::<Vec<(Write, u64)>>(&response.body) else { continue };
+        let Ok(entries) = from_postcard::<Vec<(Write, u64)>>(&response.body) else { continue };
         let mut cluster = cluster.lock().expect("cluster lock");
         let node = cluster.nodes.get_mut(&me).expect("node exists");
         if node.role == Role::Standby && node.lsn() + 1 == from {
@@ -534,7 +535,7 @@ async fn forward_read(State(host): State<RouterHost>, body: axum::body::Bytes) -
 
 /// The watchdog's declaration of the primary: recorded (the final state is read from it), not
 /// used for routing.
-async fn set_writer(State(host): State<RouterHost>, Json(node): Json<DbNode>) -> StatusCode {
+async fn set_writer(State(host): State<RouterHost>, Postcard(node): Postcard<DbNode>) -> StatusCode {
     host.cluster.lock().expect("cluster lock").writer = node;
     tracing::info!(writer = node.host(), "db-router repointed");
     StatusCode::OK
@@ -571,16 +572,13 @@ impl SimDb {
     }
 
     async fn write(&self, command: Write) -> Result<(Outcome, Lsn), PortError> {
-        let body = self
-            .call("db-router:80", "/write", serde_json::to_vec(&command).expect("writes serialise"))
-            .await?;
-        serde_json::from_slice(&body).map_err(|e| PortError::Unavailable(format!("bad answer: {e}")))
+        let body = self.call("db-router:80", "/write", to_postcard(&command)).await?;
+        from_postcard(&body)
     }
 
     async fn read_at(&self, authority: &str, request: Read) -> Result<ReadAnswer, PortError> {
-        let body =
-            self.call(authority, "/read", serde_json::to_vec(&request).expect("reads serialise")).await?;
-        serde_json::from_slice(&body).map_err(|e| PortError::Unavailable(format!("bad answer: {e}")))
+        let body = self.call(authority, "/read", to_postcard(&request)).await?;
+        from_postcard(&body)
     }
 
     async fn read(&self, node: Option<DbNode>, request: Read) -> Result<ReadAnswer, PortError> {
@@ -828,9 +826,7 @@ impl DbAdmin for SimDb {
         Ok(())
     }
     async fn set_writer(&self, node: DbNode) -> Result<(), PortError> {
-        self.call("db-router:80", "/set_writer", serde_json::to_vec(&node).expect("serialises"))
-            .await
-            .map(|_| ())
+        self.call("db-router:80", "/set_writer", to_postcard(&node)).await.map(|_| ())
     }
     /// A no-op: the simulated primary already runs Patroni's non-strict mode by itself. It
     /// commits alone only once a probe answer has told the watchdog its standby is not

@@ -139,6 +139,37 @@ fn retry_after(headers: &http::HeaderMap) -> Option<u64> {
     headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
+/// A body in postcard, the framed wire's compact binary encoding, for the simulation's own
+/// types (the database's commands and answers): as an extractor it answers 400 to a body that
+/// does not decode; as a response it is the encoded value.
+pub struct Postcard<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Postcard<T> {
+    type Rejection = (http::StatusCode, String);
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad = |e: String| (http::StatusCode::BAD_REQUEST, format!("body: {e}"));
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| bad(e.to_string()))?;
+        postcard::from_bytes(&bytes).map(Postcard).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl<T: Serialize> axum::response::IntoResponse for Postcard<T> {
+    fn into_response(self) -> axum::response::Response {
+        to_postcard(&self.0).into_response()
+    }
+}
+
+/// `value` in postcard.
+pub fn to_postcard<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("the simulation's wire types serialise")
+}
+
+/// A postcard body back into its value; one that does not decode is a bad answer.
+pub fn from_postcard<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, PortError> {
+    postcard::from_bytes(bytes).map_err(|e| PortError::Unavailable(format!("bad answer: {e}")))
+}
+
 /// Counts of failed calls, read by the fault scheduler to attribute effects to faults.
 #[derive(Debug, Default)]
 pub struct NetCounters {
