@@ -46,6 +46,12 @@ pub struct ClusterState {
     pub replication: Replication,
     /// WAL archiving to the `backup` host, when the stack takes backups.
     pub archiving: Option<Archiving>,
+    /// Wakes what waits on a node's state — WAL long polls and synchronous commits — instead of
+    /// their polling it: notified by everything they wait for (a commit, the standby's
+    /// confirmation, a probe's report, fencing and unfencing, promotion, a rewind). A waiter
+    /// registers before it checks, so no change slips between the two; the one change no
+    /// notification marks, a silent standby ceasing to count as streaming, is a timer.
+    pub changed: Arc<Notify>,
 }
 
 /// How a primary archives its WAL.
@@ -121,15 +127,13 @@ pub enum ReadAnswer {
 struct NodeHost {
     cluster: Cluster,
     me: DbNode,
-    /// Wakes the WAL long polls this node serves: a commit grew its WAL, or it changed role
-    /// (promoted, rewound). Everything that does either runs on this host.
-    wal_changed: Arc<Notify>,
+    /// The cluster's [`ClusterState::changed`].
+    changed: Arc<Notify>,
 }
 
 /// How long one commit's fsync takes.
 const COMMIT_COST: Duration = Duration::from_millis(1);
-/// How often a waiting synchronous commit checks its standby's progress, and how soon a standby
-/// asks again after a WAL answer.
+/// How soon a standby asks for WAL again after an answer.
 const REPLICATION_POLL: Duration = Duration::from_millis(1);
 /// How often a node that is not a standby checks whether it must rejoin as one (a fenced old
 /// primary once its peer is the primary: the HA manager's pg_rewind, which takes far longer).
@@ -151,8 +155,11 @@ const WAL_BATCH_MAX: usize = 512;
 
 /// The server of one database node, plus (when it is a standby) its replication loop.
 pub async fn node_host(cluster: Cluster, me: DbNode, http: SimHttp) -> turmoil::Result {
-    let state = NodeHost { cluster: cluster.clone(), me, wal_changed: Arc::default() };
-    let archiving = cluster.lock().expect("cluster lock").archiving;
+    let (archiving, changed) = {
+        let cluster = cluster.lock().expect("cluster lock");
+        (cluster.archiving, cluster.changed.clone())
+    };
+    let state = NodeHost { cluster: cluster.clone(), me, changed };
     if let Some(archiving) = archiving {
         crate::stack::spawn(archive(cluster.clone(), me, http.clone(), archiving));
     }
@@ -178,7 +185,7 @@ async fn write(
         let (outcome, lsn) = node.commit(command, now_ns()).map_err(|e| (StatusCode::CONFLICT, e))?;
         (outcome, lsn, replication != Replication::Async)
     };
-    host.wal_changed.notify_waiters();
+    host.changed.notify_waiters();
     // Non-strict synchronous replication (Patroni's synchronous_mode): wait for the standby
     // while one is streaming; a primary with no standby streaming commits alone once the watchdog
     // knows, so a failover leaves a writable stack rather than one that blocks until an operator
@@ -188,13 +195,25 @@ async fn write(
     }
     let deadline = tokio::time::Instant::now() + SYNC_WAIT_MAX;
     loop {
+        // Registered before the check, so a change made after it wakes this commit.
+        let changed = host.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         let why = match acknowledge(&host, lsn) {
             Ack::Now => break,
-            Ack::Later if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(REPLICATION_POLL).await;
+            Ack::Later { standby_gone_in } if tokio::time::Instant::now() < deadline => {
+                let until =
+                    standby_gone_in.map_or(deadline, |gone| deadline.min(tokio::time::Instant::now() + gone));
+                tokio::select! {
+                    biased;
+                    _ = changed => {}
+                    _ = tokio::time::sleep_until(until) => {}
+                }
                 continue;
             }
-            Ack::Later => format!("no standby confirmed LSN {lsn} within {SYNC_WAIT_MAX:?}: outcome unknown"),
+            Ack::Later { .. } => {
+                format!("no standby confirmed LSN {lsn} within {SYNC_WAIT_MAX:?}: outcome unknown")
+            }
             Ack::Never => {
                 format!("{} stopped being a writable primary while LSN {lsn} waited", host.me.host())
             }
@@ -207,7 +226,11 @@ async fn write(
 /// When a synchronous commit may be acknowledged.
 enum Ack {
     Now,
-    Later,
+    /// Not yet; if the standby streams, it stops counting as streaming in `standby_gone_in`
+    /// unless it asks for WAL again (the one change nothing notifies).
+    Later {
+        standby_gone_in: Option<Duration>,
+    },
     /// Not confirmed, and the node was fenced or rewound while it waited: as when PostgreSQL's
     /// backend dies under a client, the outcome is unknown to it.
     Never,
@@ -217,21 +240,28 @@ enum Ack {
 fn acknowledge(host: &NodeHost, lsn: Lsn) -> Ack {
     let mut cluster = host.cluster.lock().expect("cluster lock");
     let node = cluster.nodes.get_mut(&host.me).expect("node exists");
-    let streaming = standby_streaming(node);
+    let standby_gone_in = standby_gone_in(node);
     if node.standby_lsn >= lsn {
         Ack::Now
     } else if !node.writable() {
         Ack::Never
-    } else if node.may_acknowledge(lsn, streaming) {
+    } else if node.may_acknowledge(lsn, standby_gone_in.is_some()) {
         Ack::Now
     } else {
-        Ack::Later
+        Ack::Later { standby_gone_in }
     }
 }
 
 /// Has a standby asked this node for WAL within [`STANDBY_GONE`]?
 fn standby_streaming(node: &Node) -> bool {
-    node.standby_seen_ns.is_some_and(|seen| now_ns().saturating_sub(seen) < STANDBY_GONE.as_nanos() as u64)
+    standby_gone_in(node).is_some()
+}
+
+/// While a standby counts as streaming (it asked for WAL within [`STANDBY_GONE`]), how long
+/// until it stops counting if it does not ask again.
+fn standby_gone_in(node: &Node) -> Option<Duration> {
+    let since = now_ns().saturating_sub(node.standby_seen_ns?);
+    STANDBY_GONE.checked_sub(Duration::from_nanos(since)).filter(|left| !left.is_zero())
 }
 
 async fn read(State(host): State<NodeHost>, Postcard(request): Postcard<Read>) -> Postcard<ReadAnswer> {
@@ -239,7 +269,10 @@ async fn read(State(host): State<NodeHost>, Postcard(request): Postcard<Read>) -
     if let Read::Probe = request {
         let replication = cluster.replication;
         let node = cluster.nodes.get_mut(&host.me).expect("node exists");
-        return Postcard(ReadAnswer::Status(probe_status(node, replication)));
+        let status = probe_status(node, replication);
+        // What it told the watchdog decides whether waiting commits may go alone.
+        host.changed.notify_waiters();
+        return Postcard(ReadAnswer::Status(status));
     }
     let node = &cluster.nodes[&host.me];
     let tables = &node.tables;
@@ -297,7 +330,7 @@ async fn wal(
     let deadline = tokio::time::Instant::now() + WAL_WAIT_MAX;
     loop {
         // Registered before the check, so a commit made after it wakes this poll.
-        let changed = host.wal_changed.notified();
+        let changed = host.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         {
@@ -306,8 +339,11 @@ async fn wal(
             if node.role != Role::Primary {
                 return Err(StatusCode::CONFLICT);
             }
-            // Asking from L confirms everything before L.
-            node.standby_lsn = node.standby_lsn.max(at.from.saturating_sub(1));
+            // Asking from L confirms everything before L: waiting commits may go.
+            if at.from.saturating_sub(1) > node.standby_lsn {
+                node.standby_lsn = at.from - 1;
+                host.changed.notify_waiters();
+            }
             node.standby_seen_ns = Some(now_ns());
             let start = (at.from.saturating_sub(1) as usize).min(node.wal.len());
             if start < node.wal.len() || tokio::time::Instant::now() >= deadline {
@@ -332,7 +368,7 @@ async fn promote(State(host): State<NodeHost>) -> StatusCode {
         // A new timeline: archive it whole; the backup host keeps what it already has.
         node.archived_lsn = 0;
         tracing::info!(node = host.me.host(), lsn = node.lsn(), "promoted");
-        host.wal_changed.notify_waiters();
+        host.changed.notify_waiters();
     }
     StatusCode::OK
 }
@@ -347,7 +383,7 @@ async fn replicate(host: NodeHost, http: SimHttp) {
         let from = {
             let mut cluster = cluster.lock().expect("cluster lock");
             if rejoin_if_fenced(&mut cluster, me) {
-                host.wal_changed.notify_waiters();
+                host.changed.notify_waiters();
             }
             let node = &cluster.nodes[&me];
             if node.role != Role::Standby {
@@ -822,6 +858,7 @@ impl DbAdmin for SimDb {
         // Out-of-band, like a STONITH switch: works whether the node is up, frozen or dead.
         let mut cluster = self.cluster.lock().expect("cluster lock");
         cluster.nodes.get_mut(&node).expect("node exists").fenced = true;
+        cluster.changed.notify_waiters();
         tracing::info!(node = node.host(), "fenced");
         Ok(())
     }
@@ -856,6 +893,7 @@ impl DbAdmin for SimDb {
             return Err(PortError::Rejected(format!("{} has not rejoined as a standby yet", node.host())));
         }
         cluster.nodes.get_mut(&node).expect("node exists").fenced = false;
+        cluster.changed.notify_waiters();
         tracing::info!(node = node.host(), "unfenced");
         Ok(())
     }

@@ -80,6 +80,7 @@ fn world(loaded: &Loaded) -> World {
             archiving: stack.backup.as_ref().map(|_| Archiving {
                 ignore_failures: crate::stack::bugs::Bugs::from_list(&stack.bugs).wal_archive_gap,
             }),
+            changed: Arc::default(),
         })),
         broker: broker::broker(stack.queue.capacity as usize),
         objects: Objects::default(),
