@@ -12,6 +12,7 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::FaultEffect;
+use crate::scenario::declared::OpName;
 use crate::scenario::model::Op;
 
 /// The kind of a history entry, as Jepsen names them.
@@ -28,9 +29,9 @@ pub enum EntryType {
     Info,
 }
 
-/// What an entry is about: a client op, or a fault starting or stopping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What an entry is about: a client op (built-in or declared), or a fault starting or stopping.
+/// Written as its name (`"invest"`, `"put"`, `"fault_start"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EntryOp {
     /// `POST /invest`.
     Invest,
@@ -42,6 +43,8 @@ pub enum EntryOp {
     Query,
     /// `POST /files`.
     Upload,
+    /// An op a compose scenario declares (`workload: [{ name: put, … }]`).
+    Declared(OpName),
     /// A fault began (process `nemesis`).
     FaultStart,
     /// A fault was reverted (process `nemesis`).
@@ -61,7 +64,7 @@ impl From<Op> for EntryOp {
 }
 
 impl EntryOp {
-    /// The client op, or `None` for fault events.
+    /// The built-in client op, or `None` for declared ops and fault events.
     pub fn op(self) -> Option<Op> {
         match self {
             EntryOp::Invest => Some(Op::Invest),
@@ -69,8 +72,48 @@ impl EntryOp {
             EntryOp::Order => Some(Op::Order),
             EntryOp::Query => Some(Op::Query),
             EntryOp::Upload => Some(Op::Upload),
-            EntryOp::FaultStart | EntryOp::FaultStop => None,
+            EntryOp::Declared(_) | EntryOp::FaultStart | EntryOp::FaultStop => None,
         }
+    }
+
+    /// Whether this is a client op (built-in or declared), not a fault event.
+    pub fn is_client_op(self) -> bool {
+        !matches!(self, EntryOp::FaultStart | EntryOp::FaultStop)
+    }
+
+    /// The name in `history.jsonl` and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryOp::Declared(name) => name.as_str(),
+            EntryOp::FaultStart => "fault_start",
+            EntryOp::FaultStop => "fault_stop",
+            builtin => builtin.op().expect("a built-in op").name(),
+        }
+    }
+
+    /// The entry op a name stands for: a built-in op or fault event, else a declared op.
+    pub fn named(name: &str) -> EntryOp {
+        match name {
+            "fault_start" => EntryOp::FaultStart,
+            "fault_stop" => EntryOp::FaultStop,
+            _ => Op::ALL
+                .into_iter()
+                .find(|op| op.name() == name)
+                .map_or_else(|| EntryOp::Declared(OpName::new(name)), EntryOp::from),
+        }
+    }
+}
+
+impl Serialize for EntryOp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryOp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(EntryOp::named(&name))
     }
 }
 
@@ -150,6 +193,9 @@ pub struct Value {
     /// upload invoke: the SHA-256 of the bytes sent (`ports::checksum`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// Declared `submit` ops: the accepted job's id (`id_from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     /// query ok: the gateway's id for the query; upload ok: the file's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<u64>,

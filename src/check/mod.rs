@@ -19,6 +19,7 @@
 pub mod delivery;
 pub mod durability;
 pub mod files;
+pub mod invariants;
 pub mod recovery;
 pub mod restore;
 mod result;
@@ -31,8 +32,8 @@ mod verdict;
 pub use result::{CheckResult, Status};
 pub use slo::{LatencyRow, SloEntry};
 pub use state::{
-    BackupsState, FileRecord, FinalState, OrderRecord, QueryRecord, RestoreRecord, StockSnapshot,
-    StoredObject,
+    BackupsState, FileRecord, FinalState, InvariantSample, KeySet, NodeKeys, OrderRecord, QueryRecord,
+    RestoreRecord, StockSnapshot, StoredObject,
 };
 pub use verdict::{Checked, GENERATOR_LAG_MS_MAX, Verdict, expectation, judged, run_all, verdict};
 

@@ -18,7 +18,7 @@ pub fn check(history: &History, plan: &Plan, config: &RecoveryCheck) -> CheckRes
     let mut ops: Vec<(u64, bool)> = history
         .ops()
         .into_iter()
-        .filter(|(invoke, _)| invoke.op.op().is_some())
+        .filter(|(invoke, _)| invoke.op.is_client_op())
         .map(|(invoke, done)| (invoke.time_ns, done.is_some_and(|d| d.kind == EntryType::Ok)))
         .collect();
     ops.sort_unstable();

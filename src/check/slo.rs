@@ -121,7 +121,10 @@ pub fn latency_table(history: &History, plan: &Plan) -> Vec<LatencyRow> {
     let mut cells: BTreeMap<(&'static str, Phase), Cell> = BTreeMap::new();
     let phases_present: Vec<Phase> = plan.phases.iter().map(|w| w.phase).collect();
     for (invoke, done) in history.ops() {
-        let Some(op) = invoke.op.op() else { continue };
+        let op = invoke.op;
+        if !op.is_client_op() {
+            continue;
+        }
         let phase = plan.phase_at(Duration::from_nanos(invoke.time_ns));
         let kind = done.map_or(EntryType::Info, |d| d.kind);
         let latency_ns =
@@ -167,7 +170,7 @@ fn op_order(name: &str) -> usize {
 }
 
 fn selector_name(op: OpSelector) -> &'static str {
-    op.op().map_or("any", |o| o.name())
+    op.name()
 }
 
 /// Evaluate every threshold of every SLO row against the table.

@@ -35,6 +35,55 @@ pub struct FinalState {
     /// The backups, when the stack takes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsState>,
+    /// Compose stacks: what the final read of each declared `write` op found, by op name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sets: BTreeMap<String, KeySet>,
+    /// Compose stacks: each declared `submit` op's accepted jobs, by op name, then job id:
+    /// whether a last poll after the drain found it done.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jobs: BTreeMap<String, BTreeMap<String, bool>>,
+    /// Compose stacks: every evaluation of every invariant, in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invariants: Vec<InvariantSample>,
+}
+
+/// The keys a declared `write` op left: on the node that accepts writes, and on each node read
+/// directly (`per_node`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySet {
+    /// Key → rows with it on the node that accepts writes (more than one is a duplicate).
+    pub present: BTreeMap<String, u32>,
+    /// Each node read directly: its keys, or why it could not be read.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeKeys>,
+}
+
+/// One node's keys, or why they could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeKeys {
+    /// The keys it holds (`None`: unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<std::collections::BTreeSet<String>>,
+    /// Why it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One evaluation of an invariant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantSample {
+    /// The invariant's name.
+    pub name: String,
+    /// When it was evaluated, ns from the start of the run (the end-of-run check: after the drain).
+    pub time_ns: u64,
+    /// `Some(true)` held, `Some(false)` violated, `None` could not be evaluated.
+    pub holds: Option<bool>,
+    /// The row it returned, or the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Whether this is the end-of-run evaluation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
 }
 
 /// The backups at the end: the catalogue as Redis holds it, what the backup storage holds, and

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckResult, FinalState, Status, delivery, durability, files, recovery, restore, saga, slo, staleness,
+    CheckResult, FinalState, Status, delivery, durability, files, invariants, recovery, restore, saga, slo,
+    staleness,
 };
 use crate::exit;
 use crate::faults::Plan;
@@ -51,6 +52,9 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
             CheckName::Slo => (!checks.slo.is_empty()).then(|| slo::check(&entries)),
             CheckName::Recovery => checks.recovery.as_ref().map(|c| recovery::check(history, plan, c)),
             CheckName::Restore => checks.restore.as_ref().map(|c| restore::check(history, state, c)),
+            CheckName::Invariants => {
+                (!checks.invariants.is_empty()).then(|| invariants::check(state, plan, &checks.invariants))
+            }
         };
         results.extend(result);
     }

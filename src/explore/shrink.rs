@@ -307,15 +307,17 @@ fn drop_check(scenario: &mut Scenario, name: CheckName) {
         CheckName::Slo => checks.slo.clear(),
         CheckName::Recovery => checks.recovery = None,
         CheckName::Restore => checks.restore = None,
+        CheckName::Invariants => checks.invariants.clear(),
     }
 }
 
 /// Drop a stream, and the SLO rows on its op when no other stream issues it (they would make
 /// the scenario invalid).
 fn drop_stream(scenario: &mut Scenario, index: usize) {
-    let op = scenario.workload.remove(index).op;
-    if !scenario.workload.iter().any(|l| l.op == op) {
-        scenario.checks.slo.retain(|row| row.op.op() != Some(op));
+    let dropped = scenario.workload.remove(index);
+    let op = dropped.op_name();
+    if !scenario.workload.iter().any(|l| l.op_name() == op) {
+        scenario.checks.slo.retain(|row| row.op.name() != op);
     }
 }
 
@@ -379,7 +381,7 @@ mod tests {
                 && f.restart_after.is_some_and(|r| r.get() >= Duration::from_secs(2))
                 && (s.seed != 5 || f.at.get() >= Duration::from_secs(10))
         });
-        let invest = s.workload.iter().any(|l| l.op == crate::scenario::model::Op::Invest);
+        let invest = s.workload.iter().any(|l| l.op == Some(crate::scenario::model::Op::Invest));
         if crash && invest { Trial::Failed } else { Trial::Passed }
     }
 

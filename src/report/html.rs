@@ -421,7 +421,7 @@ mod tests {
                 latency_ms_p99: Some(40.0 + (i % 60) as f64),
             })
             .collect();
-        let ops = Op::ALL.iter().map(|&op| OpTimeline { op, buckets: buckets.clone() }).collect();
+        let ops = Op::ALL.iter().map(|&op| OpTimeline { op: op.into(), buckets: buckets.clone() }).collect();
         Report {
             schema: SCHEMA.into(),
             scenario: ScenarioInfo {

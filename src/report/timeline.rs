@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{EntryType, History};
-use crate::scenario::model::Op;
+use crate::history::{EntryOp, EntryType, History};
 
 /// Aggregates for one op in one time bucket.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,7 +32,7 @@ pub struct Bucket {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OpTimeline {
     /// The op.
-    pub op: Op,
+    pub op: EntryOp,
     /// Buckets in time order, one per bucket width, without gaps.
     pub buckets: Vec<Bucket>,
 }
@@ -57,9 +56,12 @@ const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
 pub fn build(history: &History, duration_ms: u64, bucket_ms: u64) -> Timeline {
     assert!(bucket_ms > 0, "bucket width must be positive");
     let bucket_count = duration_ms.div_ceil(bucket_ms).max(1) as usize;
-    let mut per_op: BTreeMap<Op, Slots> = BTreeMap::new();
+    let mut per_op: BTreeMap<EntryOp, Slots> = BTreeMap::new();
     for (invoke, completion) in history.ops() {
-        let (Some(op), Some(done)) = (invoke.op.op(), completion) else { continue };
+        let (op, Some(done)) = (invoke.op, completion) else { continue };
+        if !op.is_client_op() {
+            continue;
+        }
         let slot = ((invoke.time_ns / 1_000_000 / bucket_ms) as usize).min(bucket_count - 1);
         let buckets = per_op.entry(op).or_insert_with(|| {
             (0..bucket_count)
@@ -102,7 +104,7 @@ pub fn build(history: &History, duration_ms: u64, bucket_ms: u64) -> Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{EntryOp, Process, Value};
+    use crate::history::{Process, Value};
 
     #[test]
     fn ops_land_in_the_bucket_of_their_intended_start() {

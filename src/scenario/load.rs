@@ -37,7 +37,7 @@ impl Loaded {
     /// The hosts a run of this scenario starts, on either backend: what its workload's ops reach
     /// and every host its faults name (`Topology::needed`). The report lists them.
     pub fn topology(&self) -> Topology {
-        let ops: Vec<_> = self.scenario.workload.iter().map(|load| load.op).collect();
+        let ops: Vec<_> = self.scenario.workload.iter().filter_map(|load| load.op).collect();
         let named: Vec<String> = self.plan.faults.iter().flat_map(|f| f.kind.hosts()).collect();
         Topology::needed(&self.scenario.stack, &ops, &named)
     }
@@ -174,6 +174,9 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Br
                 whole(try_as::<std::collections::BTreeMap<CheckName, Expectation>>(section, key, index))
             }
             "report" => whole(try_as::<ReportOptions>(section, key, index)),
+            "clients" => whole(try_as::<Clients>(section, key, index)),
+            "setup" => whole(try_as::<Vec<super::declared::SetupStep>>(section, key, index)),
+            "final_state" => whole(try_as::<FinalReads>(section, key, index)),
             "workload" => each::<Load>(section, LISTS[0], index, &mut found, &mut broken),
             "faults" => each::<FaultSpec>(section, LISTS[1], index, &mut found, &mut broken),
             "checks" => {
@@ -204,6 +207,9 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Br
     (found, broken)
 }
 
+type Clients = std::collections::BTreeMap<String, super::declared::ClientSpec>;
+type FinalReads = std::collections::BTreeMap<String, super::declared::FinalRead>;
+
 /// The top-level keys without a default.
 const REQUIRED_KEYS: [&str; 3] = ["name", "duration", "workload"];
 
@@ -214,7 +220,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "duration",
     "duration_max",
     "stack",
+    "clients",
+    "setup",
     "workload",
+    "final_state",
     "faults",
     "phases",
     "checks",

@@ -9,6 +9,7 @@
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod compact;
+pub mod declared;
 mod diagnostic;
 mod load;
 pub mod model;

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::declared::{
+    ClientSpec, ExecFault, FinalRead, InvariantSpec, OpKind, OpName, PollSpec, Probe, RequestSpec, RoleSpec,
+    SetupStep,
+};
 use super::units::{ByteSize, Percent, Rate, RestoreTarget, Span};
 
 /// One chaos experiment: the stack to bring up, the load to drive, the faults to inject on a
@@ -35,8 +39,17 @@ pub struct Scenario {
     /// The stack under test.
     #[serde(default)]
     pub stack: StackConfig,
+    /// Compose stacks: the clients ops, setup, final reads and invariants go through, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<String, ClientSpec>,
+    /// Compose stacks: statements or requests run once, in order, when the stack is ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<SetupStep>,
     /// The operations the open-loop generator issues, each at its own rate.
     pub workload: Vec<Load>,
+    /// Compose stacks: how to read, after the run, the keys each `write` op left, by op name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub final_state: BTreeMap<String, FinalRead>,
     /// The fault timeline.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
@@ -99,6 +112,31 @@ pub struct StackConfig {
     /// no backups are taken, and `disaster` / `restore` cannot be used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupConfig>,
+    /// A docker-compose file (relative to the scenario) to test instead of the built-in stack:
+    /// its services are the hosts. The keys above are the built-in stack's and do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compose: Option<String>,
+    /// Compose stacks: named groups of services a fault can target (`db: [pg1, pg2, pg3]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Compose stacks: roles a fault can target, resolved by a probe when the fault starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// Compose stacks: probes that must all answer before setup and load (after the compose
+    /// healthchecks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ready: Vec<Probe>,
+    /// Compose stacks: the longest bring-up (build excluded) may take before the run fails with
+    /// the service that did not get ready. Default `300s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<Span>,
+}
+
+impl StackConfig {
+    /// Whether this is a user's compose stack rather than the built-in one.
+    pub fn is_compose(&self) -> bool {
+        self.compose.is_some()
+    }
 }
 
 /// Backups: a base backup every `every`, the newest `keep` kept, WAL archived continuously
@@ -142,6 +180,11 @@ impl Default for StackConfig {
             balancer: BalancerConfig::default(),
             bugs: Vec::new(),
             backup: None,
+            compose: None,
+            groups: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            ready: Vec::new(),
+            ready_timeout: None,
         }
     }
 }
@@ -330,12 +373,50 @@ impl Op {
     }
 }
 
-/// One stream of operations in the open-loop workload.
+/// One stream of operations in the open-loop workload: a built-in op (`op: invest`) or, on a
+/// compose stack, an op declared here (`name: put`, a `client`, a `sql` statement or `request`,
+/// and a `kind`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Load {
-    /// Which operation.
-    pub op: Op,
+    /// Which built-in operation (built-in stack only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Op>,
+    /// A declared op's name (compose stacks), used in reports and SLO rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A declared op's client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// What the checkers make of a declared op's outcome; none: SLO and recovery only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OpKind>,
+    /// A declared op's SQL statement (placeholders become bind parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// A declared op's HTTP request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSpec>,
+    /// `write`: the key is the server's, at this JSON pointer of the answer (`/id`), instead of
+    /// `{key}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_from: Option<String>,
+    /// `read` over HTTP: where the keys are in the answer (`/items/*/key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_from: Option<String>,
+    /// `submit`: the job's id in the acceptance (`/consulta_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_from: Option<String>,
+    /// `submit`: how to poll the job until done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollSpec>,
+    /// `read`: the write op whose keys it lists (needed when there are several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub of: Option<String>,
+    /// `read`: the read returns at most this many keys, newest (highest `{seq}`) first, so an
+    /// older write off the page is not a stale read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
     /// Intended arrivals (Poisson, seeded), independent of how fast the stack answers.
     pub rate: Rate,
     /// How long one operation may take before it is abandoned (`info` for a write, `fail` for a
@@ -357,6 +438,16 @@ pub struct Load {
 pub const UPLOAD_SIZE_DEFAULT: u64 = 64 << 10;
 
 impl Load {
+    /// The op's name as written: the built-in op's (`invest`) or the declared one's (`put`);
+    /// `?` for a stream with neither (refused by validation).
+    pub fn op_name(&self) -> &str {
+        match (&self.op, &self.name) {
+            (Some(op), _) => op.name(),
+            (None, Some(name)) => name,
+            (None, None) => "?",
+        }
+    }
+
     /// The size of each upload of this stream, in bytes.
     pub fn upload_size(&self) -> u64 {
         self.size.map_or(UPLOAD_SIZE_DEFAULT, |s| s.0)
@@ -380,9 +471,17 @@ pub struct FaultSpec {
     /// Kill a host (or every host of a group). Without `restart_after` it stays down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash: Option<String>,
-    /// For `crash`: restart the host this long after the crash.
+    /// For `crash` and `stop`: start the host again this long after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_after: Option<Span>,
+    /// Compose stacks: stop a service, group or role gracefully (SIGTERM, then SIGKILL after
+    /// 10 s); without `restart_after` it stays stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    /// Compose stacks: run a command in a service (or role) at `at`, and optionally another at
+    /// the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecFault>,
     /// Freeze a host or group: its links hold every message until the window ends (a gray failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
@@ -588,6 +687,9 @@ pub struct Checks {
     /// within bounds; every catalogued backup exists and verifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreCheck>,
+    /// Compose stacks: boolean queries that must hold throughout the run and at its end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invariants: Vec<InvariantSpec>,
 }
 
 /// The `restore` check's objectives.
@@ -648,9 +750,8 @@ fn default_phase_all() -> Phase {
     Phase::All
 }
 
-/// Which ops an SLO row covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
+/// Which ops an SLO row covers: one op by name (built-in or declared), or `any`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum OpSelector {
     /// `POST /invest`.
     Invest,
@@ -662,12 +763,14 @@ pub enum OpSelector {
     Query,
     /// `POST /files`.
     Upload,
+    /// An op a compose scenario declares.
+    Declared(OpName),
     /// Every op together.
     Any,
 }
 
 impl OpSelector {
-    /// The single op this selects, or `None` for `any`.
+    /// The single built-in op this selects, or `None` for `any` and declared ops.
     pub fn op(self) -> Option<Op> {
         match self {
             OpSelector::Invest => Some(Op::Invest),
@@ -675,8 +778,64 @@ impl OpSelector {
             OpSelector::Order => Some(Op::Order),
             OpSelector::Query => Some(Op::Query),
             OpSelector::Upload => Some(Op::Upload),
-            OpSelector::Any => None,
+            OpSelector::Declared(_) | OpSelector::Any => None,
         }
+    }
+
+    /// The name as written: an op's, or `any`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpSelector::Declared(name) => name.as_str(),
+            OpSelector::Any => "any",
+            builtin => builtin.op().expect("a built-in op").name(),
+        }
+    }
+
+    /// The selector a name stands for.
+    pub fn named(name: &str) -> OpSelector {
+        match Op::ALL.into_iter().find(|op| op.name() == name) {
+            Some(Op::Invest) => OpSelector::Invest,
+            Some(Op::History) => OpSelector::History,
+            Some(Op::Order) => OpSelector::Order,
+            Some(Op::Query) => OpSelector::Query,
+            Some(Op::Upload) => OpSelector::Upload,
+            None if name == "any" => OpSelector::Any,
+            None => OpSelector::Declared(OpName::new(name)),
+        }
+    }
+}
+
+impl Serialize for OpSelector {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for OpSelector {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = OpSelector;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an op's name (`invest`, `history`, `order`, `query`, `upload`, or a declared op's) or `any`")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<OpSelector, E> {
+                Ok(OpSelector::named(name))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+impl JsonSchema for OpSelector {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpSelector".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An op's name (`invest`, `history`, `order`, `query`, `upload`, or a declared op's `name`) or `any`.",
+            "type": "string"
+        })
     }
 }
 
@@ -767,11 +926,13 @@ pub enum CheckName {
     Recovery,
     /// See [`Checks::restore`].
     Restore,
+    /// See [`Checks::invariants`].
+    Invariants,
 }
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 8] = [
+    pub const ALL: [CheckName; 9] = [
         CheckName::Durability,
         CheckName::Staleness,
         CheckName::Saga,
@@ -780,6 +941,7 @@ impl CheckName {
         CheckName::Slo,
         CheckName::Recovery,
         CheckName::Restore,
+        CheckName::Invariants,
     ];
 
     /// The name used in YAML and reports.
@@ -793,6 +955,7 @@ impl CheckName {
             CheckName::Slo => "slo",
             CheckName::Recovery => "recovery",
             CheckName::Restore => "restore",
+            CheckName::Invariants => "invariants",
         }
     }
 }

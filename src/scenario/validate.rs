@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::diagnostic::{Position, did_you_mean, one_of};
-use super::model::{Bug, CheckName, FaultSpec, Phase, Scenario};
+use super::model::{Bug, CheckName, FaultSpec, OpSelector, Phase, Scenario};
 use super::salvage::Gaps;
 use super::units::Span;
 use crate::stack::topology::{CLIENT, Topology};
@@ -150,12 +150,12 @@ fn workload(scenario: &Scenario, duration: Option<Duration>, report: &mut Report
             let hint = Some("a rate must be positive, e.g. `50/s`; remove the entry to stop this op".into());
             report.error(
                 &format!("{path}.rate"),
-                format!("the rate of `{}` is {what}", load.op.name()),
+                format!("the rate of `{}` is {what}", load.op_name()),
                 hint,
             );
         }
         positive(report, &format!("{path}.timeout"), load.timeout);
-        let what = format!("the timeout of `{}`", load.op.name());
+        let what = format!("the timeout of `{}`", load.op_name());
         longer_than_allowed(scenario, &format!("{path}.timeout"), &what, load.timeout, report);
         let Some(stop) = load.stop.map(Span::get).or(duration) else { continue };
         if load.start.get() >= stop {
@@ -437,20 +437,18 @@ fn overlapping_outages(scenario: &Scenario, topology: &Topology, report: &mut Re
 }
 
 fn checks(scenario: &Scenario, report: &mut Report) {
-    let used: Vec<&str> = scenario.workload.iter().map(|l| l.op.name()).collect();
+    let used: Vec<&str> = scenario.workload.iter().map(|l| l.op_name()).collect();
     let gaps = report.gaps;
     // Unknown when a fault could not be read: the rules that need "no faults" are skipped.
     let no_faults = scenario.faults.is_empty() && !gaps.incomplete("faults");
     for (i, row) in scenario.checks.slo.iter().enumerate() {
         let path = gaps.item("checks.slo", i);
-        if let Some(op) = row.op.op()
-            && !used.contains(&op.name())
-            && !gaps.incomplete("workload")
-        {
+        let op = row.op.name();
+        if row.op != OpSelector::Any && !used.contains(&op) && !gaps.incomplete("workload") {
             let hint = Some(format!("the workload issues {}", one_of(&used)));
             report.error(
                 &format!("{path}.op"),
-                format!("an SLO on `{}`, which the workload never issues", op.name()),
+                format!("an SLO on `{op}`, which the workload never issues"),
                 hint,
             );
         }
@@ -500,5 +498,6 @@ pub(crate) fn configured(scenario: &Scenario, name: CheckName) -> bool {
         CheckName::Slo => !checks.slo.is_empty(),
         CheckName::Recovery => checks.recovery.is_some(),
         CheckName::Restore => checks.restore.is_some(),
+        CheckName::Invariants => !checks.invariants.is_empty(),
     }
 }

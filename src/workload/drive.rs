@@ -59,6 +59,19 @@ impl Recorder {
         Instant::now().duration_since(self.start).as_nanos() as u64
     }
 
+    /// Append an entry to the history.
+    pub fn push(
+        &self,
+        time_ns: u64,
+        kind: EntryType,
+        process: Process,
+        op: EntryOp,
+        value: Value,
+        error: Option<String>,
+    ) {
+        self.history.lock().expect("history lock").push(time_ns, kind, process, op, value, error);
+    }
+
     fn record(
         &self,
         time_ns: u64,
@@ -174,7 +187,7 @@ impl Call {
     async fn run(self, recorder: &Recorder, sessions: &Sessions) {
         let intended_ns = self.op.at.as_nanos() as u64;
         let mut invoke = Value { key: Some(self.op.key.clone()), ..Value::default() };
-        match self.op.op {
+        match self.op.builtin() {
             Op::Invest => invoke.qty = Some(self.op.amount),
             Op::Order => (invoke.sku, invoke.qty) = (Some(self.op.item.into()), Some(self.op.amount)),
             Op::Query => invoke.sku = Some(self.op.item.into()),
@@ -189,19 +202,19 @@ impl Call {
                 }
             }
         }
-        recorder.record(intended_ns, EntryType::Invoke, self.process, self.op.op, invoke, None);
+        recorder.record(intended_ns, EntryType::Invoke, self.process, self.op.builtin(), invoke, None);
         let deadline = Instant::now() + self.op.timeout;
         let (kind, mut value, error) = match tokio::time::timeout_at(deadline, self.execute(deadline)).await {
             Ok(outcome) => outcome,
             Err(_) => self.timed_out(),
         };
         // The row id rides in `value` from `invest` but stays out of the history.
-        let row_id = if self.op.op == Op::Invest { value.id.take() } else { None };
+        let row_id = if self.op.builtin() == Op::Invest { value.id.take() } else { None };
         let acked_write = match (kind == EntryType::Ok, value.lsn, row_id) {
-            (true, Some(lsn), Some(id)) if self.op.op == Op::Invest => Some((lsn, id)),
+            (true, Some(lsn), Some(id)) if self.op.builtin() == Op::Invest => Some((lsn, id)),
             _ => None,
         };
-        recorder.record(recorder.now_ns(), kind, self.process, self.op.op, value, error);
+        recorder.record(recorder.now_ns(), kind, self.process, self.op.builtin(), value, error);
         let mut sessions = sessions.lock().expect("sessions lock");
         let session = &mut sessions[self.process as usize];
         session.busy = false;
@@ -212,12 +225,12 @@ impl Call {
 
     /// What a timeout means: unknown for a write, a failure for a read.
     fn timed_out(&self) -> Outcome {
-        let kind = if self.op.op == Op::History { EntryType::Fail } else { EntryType::Info };
+        let kind = if self.op.builtin() == Op::History { EntryType::Fail } else { EntryType::Info };
         (kind, self.key_value(), Some("timeout".into()))
     }
 
     fn key_value(&self) -> Value {
-        match self.op.op {
+        match self.op.builtin() {
             Op::History => Value::default(),
             _ => Value { key: Some(self.op.key.clone()), ..Value::default() },
         }
@@ -236,7 +249,7 @@ impl Call {
     }
 
     async fn execute(&self, deadline: Instant) -> Outcome {
-        match self.op.op {
+        match self.op.builtin() {
             Op::Invest => self.invest(deadline).await,
             Op::History => self.history(deadline).await,
             Op::Order => self.order(deadline).await,
@@ -478,7 +491,9 @@ mod tests {
     fn op(at_ms: u64, op: Op, key: &str, item: &'static str) -> ScheduledOp {
         ScheduledOp {
             at: Duration::from_millis(at_ms),
-            op,
+            op: op.into(),
+            load: 0,
+            draw_seed: 0,
             key: key.into(),
             item,
             amount: 1,

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::scenario::model::{Op, Scenario};
+use crate::history::EntryOp;
+use crate::scenario::declared::OpName;
+use crate::scenario::model::{Load, Op, Scenario};
 use crate::seed;
 
 /// The products the stack is seeded with, and their initial stock. Orders draw from it; the
@@ -23,8 +25,13 @@ pub const COINS: &[&str] = &["bitcoin", "ethereum", "solana", "cardano", "dogeco
 pub struct ScheduledOp {
     /// Intended start, from the start of the run.
     pub at: Duration,
-    /// Which operation.
-    pub op: Op,
+    /// Which operation: built-in, or declared by a compose scenario.
+    pub op: EntryOp,
+    /// Its stream: the index of its entry in the scenario's `workload`.
+    pub load: usize,
+    /// Declared ops: the seed of the values drawn for its `{int:…}` / `{choice:…}`
+    /// placeholders (`workload::template`); 0 for built-in ops.
+    pub draw_seed: u64,
     /// Its idempotency key, unique in the run (`invest-000042`).
     pub key: String,
     /// invest: the coin; order and query: the SKU.
@@ -64,15 +71,23 @@ impl Schedule {
                     break;
                 }
                 let (item, amount) = match load.op {
-                    Op::Invest => (COINS[rng.random_range(0..COINS.len())], rng.random_range(1..=500) * 100),
-                    Op::Order => (CATALOG[rng.random_range(0..CATALOG.len())].0, rng.random_range(1..=3)),
-                    Op::Query => (CATALOG[rng.random_range(0..CATALOG.len())].0, 0),
-                    Op::History => ("", 0),
-                    Op::Upload => ("", load.upload_size()),
+                    Some(Op::Invest) => {
+                        (COINS[rng.random_range(0..COINS.len())], rng.random_range(1..=500) * 100)
+                    }
+                    Some(Op::Order) => {
+                        (CATALOG[rng.random_range(0..CATALOG.len())].0, rng.random_range(1..=3))
+                    }
+                    Some(Op::Query) => (CATALOG[rng.random_range(0..CATALOG.len())].0, 0),
+                    Some(Op::History) => ("", 0),
+                    Some(Op::Upload) => ("", load.upload_size()),
+                    None => ("", 0),
                 };
+                let draw_seed = if load.op.is_none() { rng.random() } else { 0 };
                 ops.push(ScheduledOp {
                     at,
-                    op: load.op,
+                    op: entry_op(load),
+                    load: index,
+                    draw_seed,
                     key: String::new(),
                     item,
                     amount,
@@ -86,6 +101,22 @@ impl Schedule {
             op.key = format!("{}-{n:06}", op.op.name());
         }
         Schedule { ops }
+    }
+}
+
+impl ScheduledOp {
+    /// The built-in op (the built-in driver runs nothing else).
+    pub fn builtin(&self) -> Op {
+        self.op.op().expect("a built-in op")
+    }
+}
+
+/// The history's name for a stream's op.
+pub fn entry_op(load: &Load) -> EntryOp {
+    match (load.op, &load.name) {
+        (Some(op), _) => EntryOp::from(op),
+        (None, Some(name)) => EntryOp::Declared(OpName::new(name)),
+        (None, None) => unreachable!("validation refuses a stream with neither `op` nor `name`"),
     }
 }
 
@@ -110,8 +141,8 @@ mod tests {
     fn rates_are_met_within_a_few_percent() {
         let s = scenario("  - { op: invest, rate: 50/s }\n  - { op: history, rate: 30/m }\n");
         let schedule = Schedule::new(&s, 9);
-        let invests = schedule.ops.iter().filter(|o| o.op == Op::Invest).count();
-        let reads = schedule.ops.iter().filter(|o| o.op == Op::History).count();
+        let invests = schedule.ops.iter().filter(|o| o.op == EntryOp::Invest).count();
+        let reads = schedule.ops.iter().filter(|o| o.op == EntryOp::History).count();
         assert!((4700..=5300).contains(&invests), "{invests}");
         assert!((30..=75).contains(&reads), "{reads}");
         assert!(schedule.ops.windows(2).all(|w| w[0].at <= w[1].at));
@@ -124,7 +155,7 @@ mod tests {
         let two =
             Schedule::new(&scenario("  - { op: invest, rate: 20/s }\n  - { op: query, rate: 7/s }\n"), 3);
         let times = |s: &Schedule| -> Vec<Duration> {
-            s.ops.iter().filter(|o| o.op == Op::Invest).map(|o| o.at).collect()
+            s.ops.iter().filter(|o| o.op == EntryOp::Invest).map(|o| o.at).collect()
         };
         assert_eq!(times(&one), times(&two));
     }
