@@ -96,7 +96,9 @@ impl FaultState {
             | FaultKind::PricefeedOutage { .. }
             | FaultKind::Disaster { .. }
             | FaultKind::Restore { .. }
-            | FaultKind::Failback { .. } => Vec::new(),
+            | FaultKind::Failback { .. }
+            | FaultKind::Stop { .. }
+            | FaultKind::Exec { .. } => Vec::new(),
         }
     }
 }
@@ -205,6 +207,9 @@ async fn apply(
         FaultKind::Failback { node } => {
             super::failback::failback(engine, &state.ports, crate::stack::ports::DbNode::named(node)).await
         }
+        FaultKind::Stop { .. } | FaultKind::Exec { .. } => {
+            Err("compose-only faults reached the built-in stack (validation refuses them)".into())
+        }
     }
 }
 
@@ -236,6 +241,7 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
         }
         FaultKind::PricefeedOutage { .. } => set_outage(state, Outage::None).await,
         FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => Ok(()),
+        FaultKind::Stop { .. } | FaultKind::Exec { .. } => Ok(()),
     }
 }
 

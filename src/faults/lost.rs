@@ -66,6 +66,8 @@ fn could_lose_writes(fault: &PlannedFault) -> bool {
     let touches_database = || fault.kind.hosts().iter().any(|h| DATABASE_NODES.contains(&h.as_str()));
     match fault.kind {
         FaultKind::Crash { .. } | FaultKind::Disaster { .. } | FaultKind::Failback { .. } => true,
+        // A compose stack's stop or command (a switchover, say) may end in a failover.
+        FaultKind::Stop { .. } | FaultKind::Exec { .. } => true,
         FaultKind::Restore { .. } => false,
         FaultKind::Pause { .. } | FaultKind::Partition { .. } => touches_database(),
         FaultKind::Latency { .. } | FaultKind::Backpressure { .. } | FaultKind::PricefeedOutage { .. } => {

@@ -85,6 +85,20 @@ pub enum FaultKind {
         /// The node to make primary again.
         node: String,
     },
+    /// Compose stacks: stop the hosts gracefully (SIGTERM); start them again at `end` if there is one.
+    Stop {
+        /// The hosts.
+        hosts: Vec<String>,
+    },
+    /// Compose stacks: run `run` in each host when the fault starts, and `revert` at its end.
+    Exec {
+        /// The hosts (a role resolves to one).
+        hosts: Vec<String>,
+        /// The command, as an argv (`["sh", "-c", "…"]` for a command written as one string).
+        run: Vec<String>,
+        /// The command at the end, if any.
+        revert: Option<Vec<String>>,
+    },
 }
 
 impl FaultKind {
@@ -100,6 +114,7 @@ impl FaultKind {
             FaultKind::Disaster { hosts } => hosts.clone(),
             FaultKind::Restore { .. } => vec!["backup".into()],
             FaultKind::Failback { node } => vec![node.clone()],
+            FaultKind::Stop { hosts } | FaultKind::Exec { hosts, .. } => hosts.clone(),
         }
     }
 
@@ -115,6 +130,8 @@ impl FaultKind {
             FaultKind::Disaster { .. } => "disaster",
             FaultKind::Restore { .. } => "restore",
             FaultKind::Failback { .. } => "failback",
+            FaultKind::Stop { .. } => "stop",
+            FaultKind::Exec { .. } => "exec",
         }
     }
 }
@@ -176,10 +193,17 @@ impl Plan {
 /// guarantees it); an unknown one here is a harness bug.
 pub fn plan(scenario: &Scenario) -> Plan {
     let topology = Topology::new(&scenario.stack);
+    let stack = &scenario.stack;
+    // On a compose stack a name is a group (expanded), a service, or a role (kept: it resolves
+    // when its fault starts).
+    let resolve = |name: &str| match stack.is_compose() {
+        true => Some(stack.groups.get(name).cloned().unwrap_or_else(|| vec![name.to_owned()])),
+        false => topology.resolve(name),
+    };
     let hosts = |names: &[String]| -> Vec<String> {
         let mut out = Vec::new();
         for name in names {
-            let resolved = topology.resolve(name);
+            let resolved = resolve(name);
             let resolved = resolved.unwrap_or_else(|| panic!("unvalidated fault target `{name}`"));
             for host in resolved {
                 if !out.contains(&host) {
@@ -224,11 +248,21 @@ pub fn plan(scenario: &Scenario) -> Plan {
             FaultKind::Restore { to: restore.to.time() }
         } else if let Some(node) = &spec.failback {
             FaultKind::Failback { node: node.clone() }
+        } else if let Some(target) = &spec.stop {
+            FaultKind::Stop { hosts: hosts(std::slice::from_ref(target)) }
+        } else if let Some(exec) = &spec.exec {
+            FaultKind::Exec {
+                hosts: hosts(std::slice::from_ref(&exec.on)),
+                run: argv(&exec.run),
+                revert: exec.revert.as_ref().map(argv),
+            }
         } else {
             panic!("unvalidated fault #{index} has no kind");
         };
         let end = match &kind {
-            FaultKind::Crash { .. } => spec.restart_after.map(|d| start + d.get()),
+            FaultKind::Crash { .. } | FaultKind::Stop { .. } => spec.restart_after.map(|d| start + d.get()),
+            // Without `for`, a command that is not undone is an instant.
+            FaultKind::Exec { revert: None, .. } if window.is_none() => Some(start),
             // Lasts until the next restore (the run's end without one).
             FaultKind::Disaster { .. } => {
                 let restores = scenario.faults.iter().filter(|f| f.restore.is_some()).map(|f| f.at.get());
@@ -243,6 +277,14 @@ pub fn plan(scenario: &Scenario) -> Plan {
     faults.sort_by_key(|f| (f.start, f.index));
     let phases = phase_windows(&faults, duration, scenario.phases.recovery.get());
     Plan { duration, faults, phases }
+}
+
+/// A command as an argv: one string runs through `sh -c`.
+fn argv(command: &crate::scenario::declared::Command) -> Vec<String> {
+    match command {
+        crate::scenario::declared::OneOrMany::One(line) => vec!["sh".into(), "-c".into(), line.clone()],
+        crate::scenario::declared::OneOrMany::Many(argv) => argv.clone(),
+    }
 }
 
 /// Cut `0..duration` into steady / fault / recovery / post windows.

@@ -116,6 +116,20 @@ pub fn describe(fault: &PlannedFault) -> String {
         FaultKind::Pause { hosts } => {
             format!("pause {} for {}", hosts.join(", "), window.unwrap_or_default())
         }
+        FaultKind::Stop { hosts } => match window {
+            Some(w) => format!("stop {}, start after {w}", hosts.join(", ")),
+            None => format!("stop {} (not started again)", hosts.join(", ")),
+        },
+        FaultKind::Exec { hosts, run, revert } => {
+            let command = |argv: &[String]| match argv {
+                [sh, c, line] if sh == "sh" && c == "-c" => line.clone(),
+                _ => argv.join(" "),
+            };
+            let undo = revert.as_ref().map_or(String::new(), |r| {
+                format!(", `{}` after {}", command(r), window.clone().unwrap_or_default())
+            });
+            format!("exec `{}` in {}{undo}", command(run), hosts.join(", "))
+        }
         FaultKind::Partition { a, b, one_way } => {
             let arrow = if *one_way { "→" } else { "↮" };
             format!(

@@ -10,11 +10,13 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use super::compose_file::{ComposeFile, ComposeFileError};
 use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, nearest, one_of};
 use super::model::Scenario;
 use super::salvage::{Broken, Gaps, LISTS, salvage};
 use super::tree::{self, SpanIndex};
 use super::validate;
+use super::validate_declared::{BUILTIN_STACK_KEYS, ComposeServices};
 use crate::faults::{Plan, plan};
 use crate::stack::topology::Topology;
 
@@ -98,7 +100,8 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
         let (shape, broken) = shape_errors(&value, &index);
         errors.extend(shape.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
         if let Some((scenario, gaps)) = readable(&value, &index, &broken, &mut errors, &diagnostic) {
-            let found = validate::validate(&scenario, &|path| index.value(path), &gaps);
+            let compose = compose_services(&scenario, file, &value, &index, &mut errors);
+            let found = validate::validate(&scenario, &|path| index.value(path), &gaps, compose.as_ref());
             errors.extend(found.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
             if errors.is_empty() {
                 return Ok(Loaded {
@@ -114,6 +117,60 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
     errors.sort_by(|a, b| a.position.cmp(&b.position));
     errors.dedup();
     Err(Diagnostics(errors))
+}
+
+/// The services of the compose file a compose scenario names (relative to the scenario's
+/// directory), with the errors of reading it; and the built-in stack's keys refused beside it.
+fn compose_services(
+    scenario: &Scenario,
+    file: &str,
+    value: &serde_json::Value,
+    index: &SpanIndex,
+    errors: &mut Vec<Diagnostic>,
+) -> Option<ComposeServices> {
+    let compose = scenario.stack.compose.as_ref()?;
+    let at = |path: &str| Diagnostic {
+        file: file.to_owned(),
+        position: index.key(path),
+        message: String::new(),
+        hint: None,
+    };
+    let written = value.get("stack").and_then(|s| s.as_object());
+    for key in BUILTIN_STACK_KEYS.iter().filter(|k| written.is_some_and(|w| w.contains_key(**k))) {
+        errors.push(Diagnostic {
+            message: format!("`stack.{key}` configures the built-in stack, not a compose stack"),
+            hint: Some("remove it: a compose stack is configured in its compose file".into()),
+            ..at(&format!("stack.{key}"))
+        });
+    }
+    let path = compose_path(file, compose);
+    match ComposeFile::load(&path) {
+        Ok(parsed) => Some(ComposeServices {
+            services: parsed.services.iter().map(|(name, s)| (name.clone(), s.ports.clone())).collect(),
+        }),
+        Err(ComposeFileError(found))
+            if found.0.iter().all(|d| d.file == path.display().to_string()) && path.exists() =>
+        {
+            errors.extend(found.0);
+            None
+        }
+        Err(ComposeFileError(found)) => {
+            let why = found.0.first().map_or_else(String::new, |d| d.message.clone());
+            errors.push(Diagnostic {
+                position: index.value("stack.compose"),
+                message: format!("cannot read the compose file `{}`: {why}", path.display()),
+                hint: Some("the path is relative to the scenario file".into()),
+                ..at("stack.compose")
+            });
+            None
+        }
+    }
+}
+
+/// Where a scenario's compose file is: `compose` relative to the scenario file's directory.
+pub fn compose_path(scenario_file: &str, compose: &str) -> std::path::PathBuf {
+    let dir = Path::new(scenario_file).parent().unwrap_or(Path::new("."));
+    dir.join(compose)
 }
 
 /// The scenario semantic validation can judge: the whole file when its shape is right (`errors`

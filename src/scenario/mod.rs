@@ -9,6 +9,7 @@
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod compact;
+pub mod compose_file;
 pub mod declared;
 mod diagnostic;
 mod load;
@@ -18,6 +19,7 @@ mod schema;
 mod tree;
 pub mod units;
 mod validate;
+pub mod validate_declared;
 
 pub use compact::to_compact_yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Position};

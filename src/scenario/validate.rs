@@ -12,27 +12,34 @@ use super::diagnostic::{Position, did_you_mean, one_of};
 use super::model::{Bug, CheckName, FaultSpec, OpSelector, Phase, Scenario};
 use super::salvage::Gaps;
 use super::units::Span;
+use super::validate_declared::{self, ComposeServices};
 use crate::stack::topology::{CLIENT, Topology};
 
 type Found = (Position, String, Option<String>);
 
 /// Collects errors, resolving paths to positions.
-struct Report<'a> {
+pub(super) struct Report<'a> {
     value_at: &'a dyn Fn(&str) -> Position,
     found: Vec<Found>,
     /// What the scenario lacks (nothing, unless the file had shape errors).
-    gaps: &'a Gaps,
+    pub(super) gaps: &'a Gaps,
 }
 
 impl Report<'_> {
-    fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
         self.found.push(((self.value_at)(path), message.into(), hint));
     }
 }
 
 /// Check a scenario read from the file; `value_at` maps a YAML path to its position, `gaps` says
-/// what could not be read (`Gaps::default()` when the shape was right).
-pub(crate) fn validate(scenario: &Scenario, value_at: &dyn Fn(&str) -> Position, gaps: &Gaps) -> Vec<Found> {
+/// what could not be read (`Gaps::default()` when the shape was right); `compose` is what the
+/// compose file a compose scenario names holds (`None` when there is none or it is unreadable).
+pub(crate) fn validate(
+    scenario: &Scenario,
+    value_at: &dyn Fn(&str) -> Position,
+    gaps: &Gaps,
+    compose: Option<&ComposeServices>,
+) -> Vec<Found> {
     let mut report = Report { value_at, found: Vec::new(), gaps };
     // `None` when `duration` could not be read: the rules that compare with it are skipped.
     let duration = (!gaps.unread("duration")).then(|| scenario.duration.get());
@@ -42,14 +49,22 @@ pub(crate) fn validate(scenario: &Scenario, value_at: &dyn Fn(&str) -> Position,
     if duration.is_some() {
         longer_than_allowed(scenario, "duration", "the run's `duration`", scenario.duration, &mut report);
     }
-    stack(scenario, &mut report);
     workload(scenario, duration, &mut report);
-    let topology = Topology::new(&scenario.stack);
+    // A compose stack's hosts are its services, checked against its file; the built-in stack's
+    // come from its topology.
+    let topology = (!scenario.stack.is_compose()).then(|| Topology::new(&scenario.stack));
     for (i, fault) in scenario.faults.iter().enumerate() {
-        one_fault(fault, &gaps.item("faults", i), duration, &topology, &mut report);
+        one_fault(fault, &gaps.item("faults", i), duration, topology.as_ref(), &mut report);
     }
-    overlapping_outages(scenario, &topology, &mut report);
-    needs_backups(scenario, &mut report);
+    match &topology {
+        Some(topology) => {
+            stack(scenario, &mut report);
+            overlapping_outages(scenario, topology, &mut report);
+            needs_backups(scenario, &mut report);
+            validate_declared::refuse_in_builtin(scenario, &mut report);
+        }
+        None => validate_declared::check(scenario, compose, &mut report),
+    }
     checks(scenario, &mut report);
     report.found
 }
@@ -185,11 +200,13 @@ fn kinds(fault: &FaultSpec) -> Vec<&'static str> {
         ("disaster", fault.disaster.is_some()),
         ("restore", fault.restore.is_some()),
         ("failback", fault.failback.is_some()),
+        ("stop", fault.stop.is_some()),
+        ("exec", fault.exec.is_some()),
     ];
     set.into_iter().filter(|(_, on)| *on).map(|(name, _)| name).collect()
 }
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 11] = [
     "crash",
     "pause",
     "partition",
@@ -199,6 +216,8 @@ const KINDS: [&str; 9] = [
     "disaster",
     "restore",
     "failback",
+    "stop",
+    "exec",
 ];
 
 /// Actions that happen at one instant: they take no `for`.
@@ -208,7 +227,7 @@ fn one_fault(
     fault: &FaultSpec,
     path: &str,
     duration: Option<Duration>,
-    topology: &Topology,
+    topology: Option<&Topology>,
     report: &mut Report,
 ) {
     let kinds = kinds(fault);
@@ -239,21 +258,23 @@ fn one_fault(
             hint,
         );
     }
-    let is_crash = fault.crash.is_some();
+    // A crash or a stop ends with a restart; an `exec` without `for` is an instant.
+    let is_crash = fault.crash.is_some() || fault.stop.is_some();
     if fault.restart_after.is_some() && !is_crash {
         report.error(
             &format!("{path}.restart_after"),
-            "`restart_after` applies only to `crash`",
+            "`restart_after` applies only to `crash` and `stop`",
             Some("use `for` to bound other faults".into()),
         );
     }
     if is_crash && fault.for_.is_some() {
         report.error(
             &format!("{path}.for"),
-            "a crash is bounded by `restart_after`, not `for`",
+            "a crash or stop is bounded by `restart_after`, not `for`",
             Some("write `restart_after: 15s`".into()),
         );
     }
+    let is_crash = is_crash || fault.exec.as_ref().is_some_and(|e| e.revert.is_none());
     let instant = kinds.iter().any(|k| INSTANT.contains(k));
     if instant && fault.for_.is_some() {
         let hint = Some("remove `for`: a disaster lasts until a `restore`".into());
@@ -285,8 +306,10 @@ fn one_fault(
             }
         }
     }
-    targets(fault, path, topology, report);
-    backup_actions(fault, path, topology, report);
+    if let Some(topology) = topology {
+        targets(fault, path, topology, report);
+        backup_actions(fault, path, topology, report);
+    }
     if let Some(bp) = &fault.backpressure
         && let Some(capacity) = bp.capacity
         && capacity == 0

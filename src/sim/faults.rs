@@ -142,6 +142,9 @@ impl Scheduler {
                 let node = DbNode::named(node);
                 world.watchdog.request_switchover(node);
             }
+            FaultKind::Stop { .. } | FaultKind::Exec { .. } => {
+                unreachable!("validation keeps compose-only faults off the built-in stack")
+            }
         }
     }
 
@@ -164,6 +167,7 @@ impl Scheduler {
             FaultKind::PricefeedOutage { .. } => world.pricefeed.set(Outage::None),
             // A disaster ends with a restore (which restarts the nodes); the others are instants.
             FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => {}
+            FaultKind::Stop { .. } | FaultKind::Exec { .. } => {}
         }
     }
 

@@ -206,7 +206,7 @@ fn seq_of(key: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::history::{EntryOp, History};
-    use crate::scenario::load_str;
+    use crate::scenario::validate_declared::tests::load_with;
     use std::time::Duration;
 
     /// Acknowledges writes after 10 ms (all but `put-000002`, which hangs), lists every key
@@ -242,10 +242,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn outcomes_follow_the_kind_and_reads_are_judged_against_their_session() {
-        let text = "name: t\nduration: 10s\nstack: { compose: c.yml }\nclients: { db: { sql: 'postgres://db:5432/x' } }\nworkload:\n  - { name: put, client: db, kind: write, rate: 1/s, sql: 'INSERT {key}' }\n  - { name: get, client: db, kind: read, rate: 1/s, sql: 'SELECT k' }\n";
-        let scenario = load_str(text, "t.yaml", &[]).map(|l| l.scenario).unwrap_or_else(|e| {
-            panic!("{e}");
-        });
+        let text = "name: t\nduration: 10s\nstack: { compose: docker-compose.yml }\nclients: { db: { sql: 'postgres://db:5432/x' } }\nworkload:\n  - { name: put, client: db, kind: write, rate: 1/s, sql: 'INSERT {key}' }\n  - { name: get, client: db, kind: read, rate: 1/s, sql: 'SELECT k' }\n";
+        let compose = "services:\n  db: { image: x, expose: [\"5432\"] }\n";
+        let scenario = load_with(text, compose).unwrap_or_else(|e| panic!("{e}")).scenario;
         let op = |at_ms: u64, load: usize, n: u64| ScheduledOp {
             at: Duration::from_millis(at_ms),
             op: super::super::schedule::entry_op(&scenario.workload[load]),
