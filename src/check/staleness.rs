@@ -26,6 +26,19 @@ pub fn check(history: &History, plan: &Plan, config: &StalenessCheck) -> CheckRe
         let Some(done) = done.filter(|d| d.kind == EntryType::Ok) else { continue };
         match invoke.op {
             EntryOp::Invest => writes.extend(done.value.lsn.map(|lsn| (done.time_ns, lsn))),
+            // A declared read: read-your-writes only (no LSNs, so no visibility lag).
+            EntryOp::Declared(_) => {
+                if done.value.seen.is_some() {
+                    presented += 1;
+                }
+                if done.value.seen == Some(false) {
+                    violations.push(json!({
+                        "read_at_ms": done.time_ns / 1_000_000,
+                        "op": invoke.op.name(),
+                        "key": invoke.value.read_key,
+                    }));
+                }
+            }
             EntryOp::History => {
                 if done.value.seen.is_some() {
                     presented += 1;
