@@ -25,7 +25,7 @@ use std::time::Duration;
 use testcontainers::bollard::Docker;
 
 use super::engine::{Engine, Listed, docker, list_labelled};
-use super::faults::{Rule, heal, iptables, partition_rules};
+use super::faults::{Rule, dropped_by, heal, iptables, partition_rules};
 use super::layout::{LINKS_HOST, PROJECT_LABEL, RunNames, crosses};
 use super::proxy::{Toxics, list_links, set_toxics};
 use crate::scenario::model::StackConfig;
@@ -358,7 +358,8 @@ async fn partition(
         return Ok(());
     };
     let held = wait(hold).await;
-    let dropped = heal(engine, &rules).await;
+    let dropped = dropped_by(engine, &rules).await;
+    heal(engine, &rules).await;
     if let Some(admin) = &admin {
         set_toxics(admin, &links, Toxics::default()).await.map_err(ManualError::Engine)?;
     }

@@ -119,29 +119,6 @@ impl FaultKind {
     }
 }
 
-/// What a fault actually hit, counted by the backend while it was active. A fault whose effect
-/// is all zeros was vacuous: the report flags it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultEffect {
-    /// Client operations that failed or timed out while the fault was active.
-    pub ops_failed_count: u64,
-    /// Connections reset or refused because of the fault.
-    pub connections_reset_count: u64,
-    /// Messages dropped or held on cut links.
-    pub messages_held_count: u64,
-    /// Commits acknowledged by a crashed primary that never reached the replica.
-    pub writes_lost_count: u64,
-    /// Queue publishes rejected while the fault was active.
-    pub publishes_rejected_count: u64,
-}
-
-impl FaultEffect {
-    /// True when the fault hit nothing at all.
-    pub fn is_vacuous(&self) -> bool {
-        *self == FaultEffect::default()
-    }
-}
-
 /// A phase's extent on the timeline. A phase may be made of several windows (`fault` is the
 /// union of fault windows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,9 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `runner.rs` | the turmoil world: hosts, the client, the step loop, snapshots |
-//! | `faults.rs` | applying and reverting each planned fault; what it hit |
+//! | `runner.rs` | the turmoil simulation: hosts, the client, the step loop, snapshots |
+//! | `world.rs` | the state that outlives every host (cluster, queues, objects, switches, history) |
+//! | `faults.rs` | the fault actuator: each fault kind applied and reverted; the counter its effect reads |
 //! | `net.rs` | axum listener and `HttpClient` over turmoil TCP |
 //! | `db_model.rs` | the simulated PostgreSQL: WAL, LSNs, roles, fencing (pure logic) |
 //! | `db.rs` | database servers, replication, the writer endpoint, store and admin ports |
@@ -27,9 +28,10 @@ mod objects;
 mod redis;
 mod runner;
 mod state;
+mod world;
 
 pub use logs::SimClock;
-pub use runner::{DRAIN, TICK};
+pub use runner::TICK;
 
 /// The simulation backend for `run::run_file`.
 pub struct Sim;
