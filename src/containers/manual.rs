@@ -171,7 +171,7 @@ async fn runs(docker: &Docker) -> Result<Vec<RunInfo>, ManualError> {
         list_labelled(docker, &format!("{PROJECT_LABEL}=shakedown")).await.map_err(ManualError::Engine)?;
     let mut runs: BTreeMap<String, RunInfo> = BTreeMap::new();
     for container in listed {
-        let owner = container.owner.as_deref().and_then(super::cleanup::owner_described);
+        let owner = container.owner.as_deref().and_then(super::owner::owner_described);
         let run = runs.entry(container.run.clone()).or_insert_with(|| RunInfo {
             id: container.run.clone(),
             owner,
