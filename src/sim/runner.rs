@@ -8,7 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::backup;
 use super::broker::{self, SimBroker};
-use super::db::{self, Cluster, SimDb};
+use super::db::{self, Cluster};
+use super::db_client::SimDb;
+use super::db_router;
 use super::faults::Scheduler;
 use super::net::{NetCounters, SimHttp};
 use super::objects::{self, SimObjects};
@@ -176,7 +178,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
             }
             "db-router" => {
                 let cluster = world.cluster.clone();
-                sim.host(name, move || db::router_host(cluster.clone(), http.for_host()));
+                sim.host(name, move || db_router::router_host(cluster.clone(), http.for_host()));
             }
             "watchdog" => {
                 let db = db.clone();
