@@ -15,6 +15,7 @@ pub mod model;
 mod salvage;
 mod schema;
 mod tree;
+mod tuning;
 pub mod units;
 mod validate;
 
