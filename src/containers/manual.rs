@@ -29,8 +29,8 @@ use super::faults::{Rule, dropped_by, heal, iptables, partition_rules};
 use super::layout::{LINKS_HOST, PROJECT_LABEL, RunNames, crosses};
 use super::proxy::{Toxics, list_links, set_toxics};
 use crate::scenario::model::StackConfig;
+use crate::scenario::topology::{CLIENT, Topology};
 use crate::scenario::{did_you_mean, one_of};
-use crate::stack::topology::{CLIENT, Topology};
 
 /// A fault to apply by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,8 +1,9 @@
-//! Faults: the resolved timeline, and the one lifecycle every backend drives its faults through.
+//! Faults: the one lifecycle every backend drives its faults through.
 //!
 //! `scenario` turns each written [`FaultSpec`](crate::scenario::model::FaultSpec) into a
-//! [`PlannedFault`]: absolute start and end, hosts expanded from groups, exactly one
-//! [`FaultKind`]. Backends apply a plan; they never read the YAML types.
+//! [`PlannedFault`] (`scenario/plan.rs`, re-exported here): absolute start and end, hosts
+//! expanded from groups, exactly one [`FaultKind`]. Backends apply a plan; they never read the
+//! YAML types.
 //!
 //! The decisions — when a fault is applied and reverted, that every fault still in force is
 //! healed when the run's duration is up (before the drain), what the history records, how each
@@ -46,7 +47,6 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `plan.rs` | the resolved plan, fault kinds, phase windows |
 //! | `lifecycle.rs` | the state machine: when each fault starts and stops, its history events, counter readings; the sync actuator |
 //! | `drive.rs` | the async actuator trait and the driver that runs every fault's life concurrently |
 //! | `effect.rs` | how each effect field is computed; fault events in the history |
@@ -56,12 +56,11 @@ mod drive;
 mod effect;
 mod lifecycle;
 mod lost;
-mod plan;
 
+pub use crate::scenario::plan::{FaultKind, PhaseWindow, Plan, PlannedFault, plan};
 pub use drive::{Actuator, drive};
 pub use effect::{Counters, complete_effects, counted, ops_failed_count, publishes_rejected_count};
 pub use lifecycle::{Lifecycle, SyncActuator};
 pub use lost::{attribute_lost_writes, culprit};
-pub use plan::{FaultKind, PhaseWindow, Plan, PlannedFault, plan};
 
 pub use crate::history::FaultEffect;

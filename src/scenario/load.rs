@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, nearest, one_of};
 use super::model::Scenario;
+use super::plan::{Plan, plan};
 use super::salvage::{Broken, Gaps, LISTS, salvage};
+use super::topology::Topology;
 use super::tree::{self, SpanIndex};
 use super::validate;
-use crate::faults::{Plan, plan};
-use crate::stack::topology::Topology;
 
 /// A scenario that loaded and validated, with its resolved plan.
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 //! Every struct denies unknown keys, and no type uses `untagged` or `flatten`, so a typo is an
 //! error that names its path (STYLE.md 9). Defaults live on the types that hold them. These types
 //! are the first pass of loading (text → `Scenario`); `validate` checks what serde cannot, and
-//! `faults::Plan` is the resolved form the backends run.
+//! `plan::Plan` is the resolved form the backends run.
 
 use std::collections::BTreeMap;
 

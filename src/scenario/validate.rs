@@ -11,8 +11,8 @@ use std::time::Duration;
 use super::diagnostic::{Position, did_you_mean, one_of};
 use super::model::{Bug, CheckName, FaultSpec, Phase, Scenario};
 use super::salvage::Gaps;
+use super::topology::{CLIENT, Topology};
 use super::units::Span;
-use crate::stack::topology::{CLIENT, Topology};
 
 type Found = (Position, String, Option<String>);
 

@@ -1,11 +1,13 @@
-//! The resolved plan: faults with absolute times and expanded hosts, and the phase windows.
+//! The resolved plan, the last pass of loading a scenario: faults with absolute times, hosts
+//! expanded from groups and exactly one [`FaultKind`] each, and the phase windows. The
+//! backends and the checkers read this, never the YAML types; `faults/` drives it.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::model::{ConsumerMode, OutageMode, Phase, Scenario};
-use crate::stack::topology::Topology;
+use super::model::{ConsumerMode, OutageMode, Phase, Scenario};
+use super::topology::Topology;
 
 /// One fault, ready to apply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
