@@ -2,7 +2,7 @@
 //! progress), from a separate process. The stack is found by its labels: containers with
 //! [`PROJECT_LABEL`]`=shakedown`, grouped by [`RUN_LABEL`], each playing the host its
 //! [`HOST_LABEL`] names. With several live runs, `--run ID` chooses; targets are topology hosts
-//! or groups (`api`, `db`, …), resolved by `stack::topology` on the hosts present.
+//! or groups (`api`, `db`, …), resolved by `scenario::topology` on the hosts present.
 //!
 //! | fault | applied as | reverted (`--for D`, or `heal`) as |
 //! |---|---|---|

@@ -34,6 +34,7 @@ pub mod inventory;
 pub mod invest;
 pub mod orders;
 pub mod ordersvc;
+pub mod participant;
 pub mod ports;
 pub mod pricefeed;
 pub mod reports;
