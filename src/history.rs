@@ -11,7 +11,6 @@ use std::io::{self, BufRead, Write};
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::FaultEffect;
 use crate::scenario::declared::OpName;
 use crate::scenario::model::Op;
 
@@ -211,6 +210,37 @@ pub struct Value {
     /// fault stop: what the fault actually hit while active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effect: Option<FaultEffect>,
+}
+
+/// What a fault actually hit: the `effect` of its `fault_stop` entry and of its line in the
+/// report. A fault whose effect is all zeros was vacuous: the report flags it.
+///
+/// Each field has one definition, computed in one place in `faults/` for every backend (the
+/// table in `faults/mod.rs`): the backend only supplies its raw counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultEffect {
+    /// Client operations invoked during the fault's window that did not complete `ok`
+    /// (from the finished history).
+    pub ops_failed_count: u64,
+    /// Connections reset or refused because of the fault: the backend's counter over what the
+    /// fault touches, from just before it was applied to just before it was reverted.
+    pub connections_reset_count: u64,
+    /// Messages dropped or held on cut or slowed links: the backend's counter, over the same
+    /// span.
+    pub messages_held_count: u64,
+    /// Acknowledged writes the final primary lacks that this fault answers for (charged after
+    /// the checks).
+    pub writes_lost_count: u64,
+    /// Client operations invoked during the fault's window that failed because the queue
+    /// rejected their publish (`503 … queue full`; from the finished history).
+    pub publishes_rejected_count: u64,
+}
+
+impl FaultEffect {
+    /// True when the fault hit nothing at all.
+    pub fn is_vacuous(&self) -> bool {
+        *self == FaultEffect::default()
+    }
 }
 
 /// One line of `history.jsonl`.

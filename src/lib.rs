@@ -3,7 +3,7 @@
 //! One run, as numbered steps (each a module; data flows one way, DESIGN.md "Data flow"):
 //!
 //! 1. `scenario`: load and validate the YAML (every error with file:line:col).
-//! 2. `faults::plan`: resolve the timeline (absolute times, hosts, phases).
+//! 2. `scenario::plan`: resolve the timeline (absolute times, hosts, phases).
 //! 3. a backend (`sim`) builds the `stack`, drives the `workload` and injects the faults.
 //! 4. `history`: every operation recorded, written to `history.jsonl` first.
 //! 5. `check`: each checker reads only the history and the final state.

@@ -14,14 +14,18 @@
 //! `run_file` is the library entry point users call from their own tests.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::check::{Checked, FinalState, run_all, verdict};
-use crate::faults::{FaultEffect, Plan, attribute_lost_writes};
+use crate::faults::{FaultEffect, Plan, attribute_lost_writes, complete_effects};
 use crate::history::History;
 use crate::report::{self, OutputDir, Report, RunFacts, WriteError};
 use crate::scenario::{Diagnostics, Loaded, load_file};
 use crate::workload::GeneratorStats;
+
+/// Time the stack gets after load stops, before the final state is read, for accepted queries
+/// and sagas to settle — simulated on the simulation, real on containers.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// What a backend observed in one run: everything the checkers and the report need.
 #[derive(Clone, Debug)]
@@ -30,7 +34,8 @@ pub struct Observed {
     pub history: History,
     /// The stack's data after the run, read from the final primary.
     pub final_state: FinalState,
-    /// What each planned fault hit, in plan order.
+    /// What each planned fault hit as the backend counted it (`faults::Lifecycle::effects`),
+    /// indexed by `PlannedFault::index`; the run completes it.
     pub fault_effects: Vec<FaultEffect>,
     /// The load generator's figures.
     pub generator: GeneratorStats,
@@ -200,11 +205,13 @@ pub fn run_loaded(
     Ok(RunOutcome { report, dir })
 }
 
-/// The backend's fault effects, completed with the lost writes each fault answers for.
+/// The backend's counted fault effects, completed with what the finished history tells and
+/// the lost writes each fault answers for (the same for every backend: `faults/`).
 fn fault_effects(observed: &Observed, checked: &Checked, plan: &Plan) -> Vec<FaultEffect> {
     let mut effects = observed.fault_effects.clone();
     let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
     assert_eq!(effects.len(), count, "the backend returned an effect per fault");
+    complete_effects(&mut effects, plan, &observed.history);
     attribute_lost_writes(&mut effects, plan, checked.lost_writes.iter().map(|w| w.ack_ns));
     effects
 }

@@ -46,7 +46,7 @@ impl Engine {
     /// `/var/run/docker.sock`).
     pub(super) async fn connect(names: RunNames, image: NodeImage) -> Result<Engine, String> {
         let docker = docker().await?;
-        let owner = super::cleanup::owner_token(std::process::id()).unwrap_or_default();
+        let owner = super::owner::owner_token(std::process::id()).unwrap_or_default();
         Ok(Engine { docker, names, image: Some(image), owner })
     }
 

@@ -1,6 +1,7 @@
-//! Faults on real containers: each planned fault is a task that sleeps until its start, applies
-//! it, sleeps until its end (or the end of the run: every fault is healed before the drain),
-//! reverts it, and records `fault_start` / `fault_stop` in the history on the run's clock.
+//! The built-in stack's fault actuator on real containers (`ContainerFaults`): how each fault
+//! kind is applied and reverted, and the counters its effect reads. When each fault starts and
+//! stops, healing before the drain, the history events and the effects are the lifecycle's
+//! (`faults::drive`).
 //!
 //! | fault | applied as | reverted as |
 //! |---|---|---|
@@ -17,18 +18,18 @@
 //! A latency fault between hosts that open no connection to each other delays nothing: its
 //! `messages_held_count` is 0 and the report flags it vacuous, as on the simulation.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::backups::Backups;
 use super::engine::Engine;
 use super::layout::Links;
 use super::proxy::{Toxics, list_links, set_toxics};
-use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, record_event};
-use crate::history::{EntryOp, History};
+use crate::faults::{Actuator, Counters, FaultKind, PlannedFault};
 use crate::real::http::RealHttp;
 use crate::stack::control::{OUTAGE_PATH, OutageRequest, WORKER_MODE_PATH, WorkerModeRequest};
 use crate::stack::ports::{HttpClient, HttpRequest};
@@ -38,59 +39,55 @@ use crate::stack::worker::WorkerMode;
 /// Upper bound on one call to a control endpoint (the link proxy's, a worker's, the feed's).
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the fault tasks share with the run.
-#[derive(Clone)]
-pub(super) struct FaultState {
-    /// Indices of the faults in force now (for the progress line).
-    pub(super) active: Arc<Mutex<BTreeSet<usize>>>,
-    /// What each fault hit, by index, as counted while it was in force.
-    pub(super) effects: Arc<Mutex<Vec<FaultEffect>>>,
+/// The built-in stack's containers as a fault actuator (`faults::drive` runs it).
+pub(super) struct ContainerFaults {
+    engine: Arc<Engine>,
+    /// t = 0 of the run (a disaster and a restore record their times on it).
+    start: Instant,
     /// The link proxy's admin address on 127.0.0.1 (`127.0.0.1:PORT`).
-    pub(super) links_admin: String,
+    links_admin: String,
     /// The links the proxy carries.
     links: Links,
     /// Each host's port published on 127.0.0.1 (the control endpoints of workers and the feed).
-    ports: std::collections::BTreeMap<String, u16>,
-    /// The packet-filter rules each partition put in, by fault index, to delete at its end.
-    rules: Arc<Mutex<std::collections::BTreeMap<usize, Vec<Rule>>>>,
+    ports: BTreeMap<String, u16>,
     /// The run's backups (disasters and restores act through them), when it takes any.
-    pub(super) backups: Option<Arc<Backups>>,
-    /// The TCP connections each crash cut (established in its containers when they were killed),
-    /// by fault index.
-    killed_connections: Arc<Mutex<std::collections::BTreeMap<usize, u64>>>,
+    backups: Option<Arc<Backups>>,
+    /// The packet-filter rules each partition put in, by fault index, to delete at its end.
+    rules: Mutex<BTreeMap<usize, Vec<Rule>>>,
+    /// The TCP connections each crash cut (established in its containers when they were
+    /// killed), by fault index.
+    killed_connections: Mutex<BTreeMap<usize, u64>>,
 }
 
 /// One packet-filter rule in one container: `(container, [chain, -s|-d, address])`.
 pub(super) type Rule = (String, [String; 3]);
 
-impl FaultState {
+impl ContainerFaults {
     pub(super) fn new(
-        plan: &Plan,
+        engine: Arc<Engine>,
+        start: Instant,
         links: Links,
         links_admin: String,
-        ports: std::collections::BTreeMap<String, u16>,
+        ports: BTreeMap<String, u16>,
         backups: Option<Arc<Backups>>,
-    ) -> FaultState {
-        let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
-        FaultState {
-            active: Arc::new(Mutex::new(BTreeSet::new())),
-            effects: Arc::new(Mutex::new(vec![FaultEffect::default(); count])),
+    ) -> ContainerFaults {
+        ContainerFaults {
+            engine,
+            start,
             links_admin,
             links,
             ports,
-            rules: Arc::default(),
             backups,
-            killed_connections: Arc::default(),
+            rules: Mutex::default(),
+            killed_connections: Mutex::default(),
         }
     }
-}
 
-impl FaultState {
     /// The proxied links a fault acts on or disturbs: those between its sides, or those that
     /// start or end at a host it crashes or freezes (their counters are its effect).
     fn links_of(&self, kind: &FaultKind) -> Vec<String> {
         match kind {
-            FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => self.links.between(a, b),
+            FaultKind::Partition { a, b, .. } | FaultKind::Latency { a, b, .. } => self.links.between(a, b),
             FaultKind::Crash { hosts } | FaultKind::Pause { hosts } => self.links.touching(hosts),
             FaultKind::Backpressure { .. }
             | FaultKind::PricefeedOutage { .. }
@@ -103,53 +100,49 @@ impl FaultState {
     }
 }
 
-/// Run one fault's life on the run's clock (`start` is t = 0). Errors applying or reverting a
-/// fault are harness errors: they end the run.
-pub(super) async fn run_fault(
-    engine: Arc<Engine>,
-    fault: PlannedFault,
-    duration: Duration,
-    start: Instant,
-    history: Arc<Mutex<History>>,
-    state: FaultState,
-) -> Result<(), String> {
-    tokio::time::sleep_until(start + fault.start).await;
-    let links = state.links_of(&fault.kind);
-    let before = link_counters(&state.links_admin, &links).await;
-    // Recorded as it starts: a restore takes seconds to apply.
-    let now = start.elapsed();
-    record_event(&mut history.lock().expect("history lock"), now, EntryOp::FaultStart, &fault, None);
-    apply(&engine, &fault, &state, start).await?;
-    state.active.lock().expect("active faults").insert(fault.index);
-    let end = fault.end.unwrap_or(duration).min(duration);
-    tokio::time::sleep_until(start + end).await;
-    let mut effect = FaultEffect::default();
-    if matches!(fault.kind, FaultKind::Partition { .. }) {
-        let rules = state.rules.lock().expect("rules").remove(&fault.index).unwrap_or_default();
-        effect.messages_held_count = heal(&engine, &rules).await;
+#[async_trait]
+impl Actuator for ContainerFaults {
+    /// The plan's hosts: the built-in stack has no roles to resolve.
+    async fn targets(&self, fault: &PlannedFault) -> Result<Vec<String>, String> {
+        Ok(fault.kind.hosts())
     }
-    let during = link_counters(&state.links_admin, &links).await;
-    revert(&engine, &fault, &state).await?;
-    state.active.lock().expect("active faults").remove(&fault.index);
-    let killed = state.killed_connections.lock().expect("killed connections").remove(&fault.index);
-    effect.connections_reset_count = during.resets.saturating_sub(before.resets) + killed.unwrap_or(0);
-    if matches!(fault.kind, FaultKind::Latency { .. }) {
-        effect.messages_held_count = during.delayed.saturating_sub(before.delayed);
+
+    async fn apply(&self, fault: &PlannedFault, _hosts: &[String]) -> Result<(), String> {
+        apply(self, fault).await
     }
-    let now = start.elapsed();
-    state.effects.lock().expect("fault effects")[fault.index] = effect.clone();
-    record_event(&mut history.lock().expect("history lock"), now, EntryOp::FaultStop, &fault, Some(effect));
-    Ok(())
+
+    async fn revert(&self, fault: &PlannedFault, _hosts: &[String]) -> Result<(), String> {
+        revert(self, fault).await
+    }
+
+    /// Connections: those the proxy reset on the fault's links, plus those a crash cut in its
+    /// containers. Messages: packets a partition's DROP rules counted; chunks a latency fault's
+    /// links held back.
+    async fn counters(&self, fault: &PlannedFault, _hosts: &[String]) -> Counters {
+        let links = link_counters(&self.links_admin, &self.links_of(&fault.kind)).await;
+        let killed = self.killed_connections.lock().expect("killed connections").get(&fault.index).copied();
+        let messages_held = match fault.kind {
+            FaultKind::Partition { .. } => {
+                let rules = self.rules.lock().expect("rules").get(&fault.index).cloned().unwrap_or_default();
+                dropped_by(&self.engine, &rules).await
+            }
+            FaultKind::Latency { .. } => links.delayed,
+            FaultKind::Crash { .. }
+            | FaultKind::Pause { .. }
+            | FaultKind::Backpressure { .. }
+            | FaultKind::PricefeedOutage { .. }
+            | FaultKind::Disaster { .. }
+            | FaultKind::Restore { .. }
+            | FaultKind::Failback { .. }
+            | FaultKind::Stop { .. }
+            | FaultKind::Exec { .. } => 0,
+        };
+        Counters { connections_reset: links.resets + killed.unwrap_or(0), messages_held }
+    }
 }
 
-async fn apply(
-    engine: &Engine,
-    fault: &PlannedFault,
-    state: &FaultState,
-    start: Instant,
-) -> Result<(), String> {
-    let links_admin = state.links_admin.as_str();
-    tracing::info!(fault = fault.index, kind = fault.kind.name(), hosts = ?fault.kind.hosts(), "fault starts");
+async fn apply(faults: &ContainerFaults, fault: &PlannedFault) -> Result<(), String> {
+    let (engine, links_admin) = (&*faults.engine, faults.links_admin.as_str());
     match &fault.kind {
         FaultKind::Crash { hosts } => {
             let mut reset = 0;
@@ -158,7 +151,7 @@ async fn apply(
                 reset += established_connections(engine, &container).await;
                 engine.kill(&container).await?;
             }
-            state.killed_connections.lock().expect("killed connections").insert(fault.index, reset);
+            faults.killed_connections.lock().expect("killed connections").insert(fault.index, reset);
             Ok(())
         }
         FaultKind::Pause { hosts } => {
@@ -169,16 +162,17 @@ async fn apply(
         }
         FaultKind::Partition { a, b, one_way } => {
             let rules = partition_rules(engine, a, b, *one_way).await;
+            // Kept before they go in: a partial application is reverted from this list.
+            faults.rules.lock().expect("rules").insert(fault.index, rules.clone());
             for (container, rule) in &rules {
                 iptables(engine, container, "-A", rule).await?;
             }
-            state.rules.lock().expect("rules").insert(fault.index, rules);
             // A proxied link is one TCP stream: cutting either direction cuts it.
-            set_toxics(links_admin, &state.links.between(a, b), Toxics { cut: true, ..Toxics::default() })
+            set_toxics(links_admin, &faults.links.between(a, b), Toxics { cut: true, ..Toxics::default() })
                 .await
         }
         FaultKind::Backpressure { consumers, slow_by, capacity } => {
-            set_workers(state, WorkerMode::from_fault(*consumers, *slow_by)).await?;
+            set_workers(faults, WorkerMode::from_fault(*consumers, *slow_by)).await?;
             match capacity {
                 Some(capacity) => {
                     let policy = format!(r#"{{"max-length":{capacity},"overflow":"reject-publish"}}"#);
@@ -192,7 +186,7 @@ async fn apply(
             }
         }
         FaultKind::PricefeedOutage { mode, delay } => {
-            set_outage(state, Outage::from_fault(*mode, *delay)).await
+            set_outage(faults, Outage::from_fault(*mode, *delay)).await
         }
         FaultKind::Latency { a, b, delay, jitter } => {
             let toxics = Toxics {
@@ -200,12 +194,12 @@ async fn apply(
                 jitter_ms: jitter.as_millis() as u64,
                 cut: false,
             };
-            set_toxics(links_admin, &state.links.between(a, b), toxics).await
+            set_toxics(links_admin, &faults.links.between(a, b), toxics).await
         }
-        FaultKind::Disaster { hosts } => backups(state)?.disaster(engine, hosts, start).await,
-        FaultKind::Restore { to } => backups(state)?.restore(engine, fault, *to, start).await,
+        FaultKind::Disaster { hosts } => backups(faults)?.disaster(engine, hosts, faults.start).await,
+        FaultKind::Restore { to } => backups(faults)?.restore(engine, fault, *to, faults.start).await,
         FaultKind::Failback { node } => {
-            super::failback::failback(engine, &state.ports, crate::stack::ports::DbNode::named(node)).await
+            super::failback::failback(engine, &faults.ports, crate::stack::ports::DbNode::named(node)).await
         }
         FaultKind::Stop { .. } | FaultKind::Exec { .. } => {
             Err("compose-only faults reached the built-in stack (validation refuses them)".into())
@@ -213,9 +207,8 @@ async fn apply(
     }
 }
 
-async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Result<(), String> {
-    let links_admin = state.links_admin.as_str();
-    tracing::info!(fault = fault.index, kind = fault.kind.name(), "fault ends");
+async fn revert(faults: &ContainerFaults, fault: &PlannedFault) -> Result<(), String> {
+    let (engine, links_admin) = (&*faults.engine, faults.links_admin.as_str());
     match &fault.kind {
         FaultKind::Crash { hosts } => {
             for host in hosts {
@@ -229,17 +222,22 @@ async fn revert(engine: &Engine, fault: &PlannedFault, state: &FaultState) -> Re
             }
             Ok(())
         }
-        FaultKind::Latency { a, b, .. } | FaultKind::Partition { a, b, .. } => {
-            set_toxics(links_admin, &state.links.between(a, b), Toxics::default()).await
+        FaultKind::Partition { a, b, .. } => {
+            let rules = faults.rules.lock().expect("rules").remove(&fault.index).unwrap_or_default();
+            heal(engine, &rules).await;
+            set_toxics(links_admin, &faults.links.between(a, b), Toxics::default()).await
+        }
+        FaultKind::Latency { a, b, .. } => {
+            set_toxics(links_admin, &faults.links.between(a, b), Toxics::default()).await
         }
         FaultKind::Backpressure { capacity, .. } => {
-            set_workers(state, WorkerMode::Running).await?;
+            set_workers(faults, WorkerMode::Running).await?;
             match capacity {
                 Some(_) => rabbitmqctl(engine, &["clear_policy", CAPACITY_POLICY]).await,
                 None => Ok(()),
             }
         }
-        FaultKind::PricefeedOutage { .. } => set_outage(state, Outage::None).await,
+        FaultKind::PricefeedOutage { .. } => set_outage(faults, Outage::None).await,
         FaultKind::Disaster { .. } | FaultKind::Restore { .. } | FaultKind::Failback { .. } => Ok(()),
         FaultKind::Stop { .. } | FaultKind::Exec { .. } => Ok(()),
     }
@@ -260,17 +258,17 @@ fn count_established(listing: &str) -> u64 {
 }
 
 /// The run's backups; validation lets no disaster or restore into a stack without them.
-fn backups(state: &FaultState) -> Result<&Backups, String> {
-    state.backups.as_deref().ok_or_else(|| "this stack takes no backups (no `stack.backup`)".to_string())
+fn backups(faults: &ContainerFaults) -> Result<&Backups, String> {
+    faults.backups.as_deref().ok_or_else(|| "this stack takes no backups (no `stack.backup`)".to_string())
 }
 
 /// The RabbitMQ policy a `backpressure` fault's `capacity` sets on the queries queue.
 const CAPACITY_POLICY: &str = "shakedown-backpressure";
 
 /// Switch every worker's mode through its control endpoint.
-async fn set_workers(state: &FaultState, mode: WorkerMode) -> Result<(), String> {
+async fn set_workers(faults: &ContainerFaults, mode: WorkerMode) -> Result<(), String> {
     let body = serde_json::to_vec(&WorkerModeRequest::from_mode(mode)).expect("the request serialises");
-    for (host, port) in state.ports.iter().filter(|(h, _)| h.starts_with("worker-")) {
+    for (host, port) in faults.ports.iter().filter(|(h, _)| h.starts_with("worker-")) {
         post(&format!("127.0.0.1:{port}"), WORKER_MODE_PATH, body.clone())
             .await
             .map_err(|e| format!("{host}: {e}"))?;
@@ -279,8 +277,8 @@ async fn set_workers(state: &FaultState, mode: WorkerMode) -> Result<(), String>
 }
 
 /// Switch the price feed's outage through its control endpoint.
-async fn set_outage(state: &FaultState, outage: Outage) -> Result<(), String> {
-    let port = state.ports.get("pricefeed").ok_or("the price feed publishes no port")?;
+async fn set_outage(faults: &ContainerFaults, outage: Outage) -> Result<(), String> {
+    let port = faults.ports.get("pricefeed").ok_or("the price feed publishes no port")?;
     let body = serde_json::to_vec(&OutageRequest::from_outage(outage)).expect("the request serialises");
     post(&format!("127.0.0.1:{port}"), OUTAGE_PATH, body).await.map_err(|e| format!("pricefeed: {e}"))
 }
@@ -353,9 +351,9 @@ pub(super) async fn iptables(
     }
 }
 
-/// Delete a partition's rules; the packets they dropped. A container that restarted meanwhile
-/// lost its rules with its network namespace: nothing to delete there.
-pub(super) async fn heal(engine: &Engine, rules: &[Rule]) -> u64 {
+/// The packets the DROP rules in the containers of `rules` have counted so far. A container
+/// that cannot be asked (it restarted, and lost its rules with its network namespace) counts 0.
+pub(super) async fn dropped_by(engine: &Engine, rules: &[Rule]) -> u64 {
     let mut dropped = 0;
     let mut counted = std::collections::BTreeSet::new();
     for (container, _) in rules {
@@ -366,12 +364,17 @@ pub(super) async fn heal(engine: &Engine, rules: &[Rule]) -> u64 {
             dropped += dropped_packets(&listing);
         }
     }
+    dropped
+}
+
+/// Delete a partition's rules. A container that restarted meanwhile lost its rules with its
+/// network namespace: nothing to delete there.
+pub(super) async fn heal(engine: &Engine, rules: &[Rule]) {
     for (container, rule) in rules {
         if let Err(why) = iptables(engine, container, "-D", rule).await {
             tracing::info!(container, %why, "partition heal: rule already gone");
         }
     }
-    dropped
 }
 
 /// Packets counted by the DROP rules of an `iptables -n -v -x -L` listing.

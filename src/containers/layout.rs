@@ -14,8 +14,8 @@
 
 use crate::faults::{FaultKind, Plan};
 use crate::scenario::model::{Bug, Replication, StackConfig};
+use crate::scenario::topology::{CLIENT, Topology};
 use crate::stack::ports::DbNode;
-use crate::stack::topology::{CLIENT, Topology};
 
 /// Every container, network and volume of ours carries this label (value `shakedown`).
 pub const PROJECT_LABEL: &str = "shakedown.project";

@@ -2,7 +2,7 @@
 //! progress), from a separate process. The stack is found by its labels: containers with
 //! [`PROJECT_LABEL`]`=shakedown`, grouped by [`RUN_LABEL`], each playing the host its
 //! [`HOST_LABEL`] names. With several live runs, `--run ID` chooses; targets are topology hosts
-//! or groups (`api`, `db`, …), resolved by `stack::topology` on the hosts present.
+//! or groups (`api`, `db`, …), resolved by `scenario::topology` on the hosts present.
 //!
 //! | fault | applied as | reverted (`--for D`, or `heal`) as |
 //! |---|---|---|
@@ -25,12 +25,12 @@ use std::time::Duration;
 use testcontainers::bollard::Docker;
 
 use super::engine::{Engine, Listed, docker, list_labelled};
-use super::faults::{Rule, heal, iptables, partition_rules};
+use super::faults::{Rule, dropped_by, heal, iptables, partition_rules};
 use super::layout::{LINKS_HOST, PROJECT_LABEL, RunNames, crosses};
 use super::proxy::{Toxics, list_links, set_toxics};
 use crate::scenario::model::StackConfig;
+use crate::scenario::topology::{CLIENT, Topology};
 use crate::scenario::{did_you_mean, one_of};
-use crate::stack::topology::{CLIENT, Topology};
 
 /// A fault to apply by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,7 +171,7 @@ async fn runs(docker: &Docker) -> Result<Vec<RunInfo>, ManualError> {
         list_labelled(docker, &format!("{PROJECT_LABEL}=shakedown")).await.map_err(ManualError::Engine)?;
     let mut runs: BTreeMap<String, RunInfo> = BTreeMap::new();
     for container in listed {
-        let owner = container.owner.as_deref().and_then(super::cleanup::owner_described);
+        let owner = container.owner.as_deref().and_then(super::owner::owner_described);
         let run = runs.entry(container.run.clone()).or_insert_with(|| RunInfo {
             id: container.run.clone(),
             owner,
@@ -358,7 +358,8 @@ async fn partition(
         return Ok(());
     };
     let held = wait(hold).await;
-    let dropped = heal(engine, &rules).await;
+    let dropped = dropped_by(engine, &rules).await;
+    heal(engine, &rules).await;
     if let Some(admin) = &admin {
         set_toxics(admin, &links, Toxics::default()).await.map_err(ManualError::Engine)?;
     }

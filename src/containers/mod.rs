@@ -16,7 +16,8 @@
 //! | `failback.rs` | a failback: the old primary rewound and rejoined, then a planned switchover to it |
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
-//! | `cleanup.rs` | labels, sweeping dead runs, `shakedown down` |
+//! | `cleanup.rs` | sweeping dead runs, removing a run, `shakedown down` |
+//! | `owner.rs` | who owns a run (`pid/start-time` from `/proc`) and whether it still runs |
 //! | `up.rs` | `shakedown up`: the stack with no load or faults, its endpoints printed, until Ctrl-C |
 //! | `manual.rs` | `shakedown fault`: crash, pause, partition and heal by hand on a stack that is up |
 
@@ -28,6 +29,7 @@ mod faults;
 pub mod image;
 pub mod layout;
 mod manual;
+mod owner;
 mod progress;
 pub mod proxy;
 mod runner;

@@ -9,9 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::time::Instant;
 
-use super::faults::FaultState;
 use crate::faults::Plan;
-use crate::history::{EntryType, History, Process};
+use crate::history::{EntryOp, EntryType, History, Process};
 
 /// How often the terminal line is redrawn.
 const REDRAW_EVERY: Duration = Duration::from_millis(500);
@@ -25,11 +24,18 @@ pub(super) struct Tally {
     pub(super) failed: u64,
 }
 
-/// Acknowledged and failed (or unknown) client completions so far.
-pub(super) fn tally(history: &History) -> Tally {
+/// Acknowledged and failed (or unknown) client completions so far, and the faults in force
+/// (started, not yet stopped), by index.
+pub(super) fn tally(history: &History) -> (Tally, std::collections::BTreeSet<usize>) {
     let mut tally = Tally::default();
+    let mut in_force = std::collections::BTreeSet::new();
     for entry in history.entries() {
-        if !matches!(entry.process, Process::Client(_)) {
+        if entry.process == Process::Nemesis {
+            let index = entry.value.fault.expect("a fault event names its fault");
+            match entry.op {
+                EntryOp::FaultStart => in_force.insert(index),
+                _ => in_force.remove(&index),
+            };
             continue;
         }
         match entry.kind {
@@ -38,7 +44,7 @@ pub(super) fn tally(history: &History) -> Tally {
             EntryType::Invoke => {}
         }
     }
-    tally
+    (tally, in_force)
 }
 
 /// The line's text.
@@ -59,7 +65,6 @@ pub(super) async fn show(
     total: Duration,
     start: Instant,
     history: Arc<Mutex<History>>,
-    faults: FaultState,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let terminal = std::io::stderr().is_terminal();
@@ -73,11 +78,8 @@ pub(super) async fn show(
     let mut last_plain = Instant::now();
     loop {
         let elapsed = start.elapsed();
-        let tally = tally(&history.lock().expect("history lock"));
-        let active: Vec<String> = faults
-            .active
-            .lock()
-            .expect("active faults")
+        let (tally, in_force) = tally(&history.lock().expect("history lock"));
+        let active: Vec<String> = in_force
             .iter()
             .filter_map(|i| plan.faults.iter().find(|f| f.index == *i))
             .map(|f| format!("{} {}", f.kind.name(), f.kind.hosts().join(" ")))

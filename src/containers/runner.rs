@@ -25,16 +25,15 @@ use tokio::time::Instant;
 use super::backups::Backups;
 use super::engine::{Engine, Running};
 use super::error;
-use super::faults::{FaultState, run_fault};
+use super::faults::ContainerFaults;
 use super::image::NodeImage;
 use super::layout::{ContainerSpec, LINKS_HOST, Links, Readiness, RunNames, containers};
 use super::{cleanup, progress};
 use crate::check::StockSnapshot;
-use crate::faults::{ops_failed_count, publishes_rejected_count};
 use crate::history::History;
 use crate::real::http::RealHttp;
 use crate::real::{NodeConfig, PgCluster};
-use crate::run::{BackendError, Observed};
+use crate::run::{BackendError, DRAIN, Observed};
 use crate::scenario::Loaded;
 use crate::stack::ports::{DbNode, HttpClient, HttpRequest};
 use crate::workload::{CATALOG, Recorder, Schedule};
@@ -45,9 +44,6 @@ const STAGE_READY_MAX: Duration = Duration::from_secs(120);
 const READY_POLL_EVERY: Duration = Duration::from_millis(100);
 /// How often the broker's readiness is polled (each check is a process in its container).
 const BROKER_POLL_EVERY: Duration = Duration::from_millis(500);
-/// Real time the stack gets after load stops for accepted queries and sagas to settle (the
-/// simulation's `DRAIN`).
-const DRAIN: Duration = crate::sim::DRAIN;
 /// How often stock is snapshotted for the conservation check.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
 
@@ -327,13 +323,15 @@ async fn drive(
         backups.start().await.map_err(|e| error(format!("starting the backup agent's clock: {e}")))?;
     }
     let links_admin = format!("127.0.0.1:{}", stack.port(LINKS_HOST));
-    let faults =
-        FaultState::new(&loaded.plan, stack.links.clone(), links_admin, stack.ports.clone(), backups.clone());
-    let mut tasks = tokio::task::JoinSet::new();
-    for fault in loaded.plan.faults.clone() {
-        let (engine, history, faults) = (engine.clone(), history.clone(), faults.clone());
-        tasks.spawn(run_fault(engine, fault, duration, start, history, faults));
-    }
+    let actuator = ContainerFaults::new(
+        engine.clone(),
+        start,
+        stack.links.clone(),
+        links_admin,
+        stack.ports.clone(),
+        backups.clone(),
+    );
+    let faults = crate::faults::drive(Arc::new(actuator), &loaded.plan, start, history.clone());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let snapshots = tokio::spawn(snapshot_loop(
         stack.pg(DbNode::PgPrimary),
@@ -343,18 +341,11 @@ async fn drive(
         duration,
         stopped.clone(),
     ));
-    let shown = tokio::spawn(progress::show(
-        loaded.plan.clone(),
-        duration + DRAIN,
-        start,
-        history.clone(),
-        faults.clone(),
-        stopped,
-    ));
-    let generator = crate::workload::drive(&schedule, client, "lb:80".into(), recorder).await;
-    while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| error(format!("a fault task died: {e}")))?.map_err(error)?;
-    }
+    let shown =
+        tokio::spawn(progress::show(loaded.plan.clone(), duration + DRAIN, start, history.clone(), stopped));
+    let workload = crate::workload::drive(&schedule, client, "lb:80".into(), recorder);
+    let (generator, fault_effects) = tokio::join!(workload, faults);
+    let fault_effects = fault_effects.map_err(error)?;
     tokio::time::sleep_until(start + duration.max(start.elapsed()) + DRAIN).await;
     let _ = stop.send(true);
     let stock_snapshots = snapshots.await.unwrap_or_default();
@@ -367,8 +358,6 @@ async fn drive(
         final_state.backups = Some(state);
     }
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
-    let counted = faults.effects.lock().expect("fault effects").clone();
-    let fault_effects = fault_effects(loaded, counted, &history);
     Ok(Observed { history, final_state, fault_effects, generator, simulated_ms, startup_ms: None })
 }
 
@@ -436,21 +425,4 @@ async fn final_state(stack: &Stack) -> Result<crate::check::FinalState, BackendE
         }
     }
     Ok(state)
-}
-
-/// Each fault's effect: what was counted while it was in force, plus the operations that failed
-/// and the publishes the queue turned away in its window. (The writes each fault lost are
-/// charged after the checks, for both backends: `faults::attribute_lost_writes`.)
-fn fault_effects(
-    loaded: &Loaded,
-    counted: Vec<crate::faults::FaultEffect>,
-    history: &History,
-) -> Vec<crate::faults::FaultEffect> {
-    let mut out = counted;
-    for fault in &loaded.plan.faults {
-        let effect = &mut out[fault.index];
-        effect.ops_failed_count = ops_failed_count(history, fault, loaded.plan.duration);
-        effect.publishes_rejected_count = publishes_rejected_count(history, fault, loaded.plan.duration);
-    }
-    out
 }

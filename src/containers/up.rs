@@ -28,7 +28,7 @@ use super::layout::{LINKS_HOST, RUN_LABEL};
 use super::runner::{self, Ended};
 use crate::run::BackendError;
 use crate::scenario::Loaded;
-use crate::stack::topology::{CLIENT, Topology};
+use crate::scenario::topology::{CLIENT, Topology};
 
 /// How often the stack's containers are listed for state changes.
 const WATCH_EVERY: Duration = Duration::from_secs(1);

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::scenario::model::{
     BackpressureFault, ConsumerMode, FaultSpec, LatencyFault, OutageFault, OutageMode, Scenario,
 };
+use crate::scenario::topology::Topology;
 use crate::scenario::units::Span;
-use crate::stack::topology::Topology;
 
 /// Where a swarm draws its faults from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,7 +270,7 @@ mod tests {
         for name in ["api-3", "worker-2", "workers", "db", "pg-replica"] {
             assert!(named.contains(name), "`{name}` never drawn: {named:?}");
         }
-        assert!(!named.contains(crate::stack::topology::CLIENT));
+        assert!(!named.contains(crate::scenario::topology::CLIENT));
         assert!(schedules.iter().all(|s| (1..=FAULTS_MAX).contains(&s.len())), "one to four faults a seed");
     }
 

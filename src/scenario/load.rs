@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use super::compose_file::{ComposeFile, ComposeFileError};
 use super::diagnostic::{Diagnostic, Diagnostics, Position, did_you_mean, nearest, one_of};
 use super::model::Scenario;
+use super::plan::{Plan, plan};
 use super::salvage::{Broken, Gaps, LISTS, salvage};
+use super::topology::Topology;
 use super::tree::{self, SpanIndex};
 use super::validate;
 use super::validate_declared::{BUILTIN_STACK_KEYS, ComposeServices};
-use crate::faults::{Plan, plan};
-use crate::stack::topology::Topology;
 
 /// A scenario that loaded and validated, with its resolved plan.
 #[derive(Clone, Debug)]

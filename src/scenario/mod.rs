@@ -5,7 +5,8 @@
 //! JSON value (`tree`, syntax errors) → `--set` overrides → `model::Scenario` (shape errors, each
 //! section on its own so all are reported) → `validate` (semantic errors, all at once; after
 //! shape errors, on what `salvage` could still read) →
-//! `faults::Plan` (absolute times, expanded hosts, phases). Later code never sees unvalidated
+//! `plan::Plan` (absolute times, expanded hosts, phases; the backends run it). `topology` names
+//! the stack's hosts and groups, which faults and validation resolve names against. Later code never sees unvalidated
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod compact;
@@ -14,9 +15,12 @@ pub mod declared;
 mod diagnostic;
 mod load;
 pub mod model;
+pub mod plan;
 mod salvage;
 mod schema;
+pub mod topology;
 mod tree;
+mod tuning;
 pub mod units;
 mod validate;
 pub mod validate_declared;

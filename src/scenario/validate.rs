@@ -11,9 +11,9 @@ use std::time::Duration;
 use super::diagnostic::{Position, did_you_mean, one_of};
 use super::model::{Bug, CheckName, FaultSpec, OpSelector, Phase, Scenario};
 use super::salvage::Gaps;
+use super::topology::{CLIENT, Topology};
 use super::units::Span;
 use super::validate_declared::{self, ComposeServices};
-use crate::stack::topology::{CLIENT, Topology};
 
 type Found = (Position, String, Option<String>);
 

@@ -1,6 +1,8 @@
-//! The fault scheduler: applies each planned fault when the simulated clock reaches its start,
-//! reverts it at its end (or when the run's duration is up: every fault is healed before the
-//! drain), records `fault_start` / `fault_stop` history entries, and counts what each fault hit.
+//! The simulation's fault actuator: how each fault kind is applied to and reverted from the
+//! turmoil world, and the counter its effect reads. When (timing, healing before the drain),
+//! the history events and the effects are `faults::Lifecycle`'s, run after every step of the
+//! clock; `Scheduler` adds the one thing only the simulation does between steps — restarting
+//! the database nodes once a restore has rebuilt their storage.
 //!
 //! | fault | applied as | reverted as |
 //! |---|---|---|
@@ -19,9 +21,8 @@ use std::time::Duration;
 
 use super::backup::RestoreRequest;
 use super::db_model::{Node, Role, Tables};
-use super::runner::{LATENCY_MAX, LATENCY_MIN, World};
-use crate::faults::{FaultEffect, FaultKind, Plan, PlannedFault, ops_failed_count, record_event};
-use crate::history::EntryOp;
+use super::world::{LATENCY_MAX, LATENCY_MIN, World};
+use crate::faults::{Counters, FaultEffect, FaultKind, Lifecycle, Plan, PlannedFault, SyncActuator};
 use crate::stack::ports::DbNode;
 use crate::stack::pricefeed::Outage;
 use crate::stack::worker::WorkerMode;
@@ -29,34 +30,16 @@ use crate::stack::worker::WorkerMode;
 /// The database nodes, restarted after a restore.
 const DATABASE_NODES: [&str; 2] = ["pg-primary", "pg-replica"];
 
-/// Counter readings when a fault started.
-#[derive(Clone, Copy, Default)]
-struct Baseline {
-    unavailable: u64,
-    rejected: u64,
-}
-
-/// Where each fault is in its life.
+/// The plan's lifecycle and what the simulation's actuator needs besides the world.
 pub(super) struct Scheduler {
-    faults: Vec<PlannedFault>,
-    duration: Duration,
-    started: Vec<Option<Baseline>>,
-    effects: Vec<Option<FaultEffect>>,
+    lifecycle: Lifecycle,
     everyone: Vec<String>,
     capacity: usize,
 }
 
 impl Scheduler {
     pub(super) fn new(plan: &Plan, hosts: Vec<String>, capacity: usize) -> Scheduler {
-        let count = plan.faults.iter().map(|f| f.index + 1).max().unwrap_or(0);
-        Scheduler {
-            faults: plan.faults.clone(),
-            duration: plan.duration,
-            started: vec![None; count],
-            effects: vec![None; count],
-            everyone: hosts,
-            capacity,
-        }
+        Scheduler { lifecycle: Lifecycle::new(plan), everyone: hosts, capacity }
     }
 
     /// Start and stop whatever is due at `now`.
@@ -69,43 +52,46 @@ impl Scheduler {
             }
             world.watchdog.reset(DbNode::PgPrimary, false);
         }
-        for fault in self.faults.clone() {
-            let i = fault.index;
-            if self.started[i].is_none() && self.effects[i].is_none() && now >= fault.start {
-                self.apply(sim, &fault, world);
-                self.started[i] = Some(self.reading(world));
-                record(world, now, EntryOp::FaultStart, &fault, None);
-            }
-            let due = fault.end.is_some_and(|end| now >= end) || now >= self.duration;
-            if let Some(baseline) = self.started[i]
-                && due
-            {
-                self.revert(sim, &fault, world);
-                let now_reading = self.reading(world);
-                let effect = FaultEffect {
-                    connections_reset_count: now_reading.unavailable - baseline.unavailable,
-                    publishes_rejected_count: now_reading.rejected - baseline.rejected,
-                    ..FaultEffect::default()
-                };
-                record(world, now, EntryOp::FaultStop, &fault, Some(effect.clone()));
-                self.effects[i] = Some(effect);
-                self.started[i] = None;
-            }
+        let mut actuator = SimActuator { sim, world, everyone: &self.everyone, capacity: self.capacity };
+        self.lifecycle.advance(now, &mut actuator, &world.history);
+    }
+
+    /// What each fault hit, as counted (the history's part comes after the drain, for both
+    /// backends: `faults::complete_effects`).
+    pub(super) fn effects(&self) -> Vec<FaultEffect> {
+        self.lifecycle.effects()
+    }
+}
+
+/// The simulation's hands on the stack for one step of the clock.
+struct SimActuator<'a, 'sim> {
+    sim: &'a mut turmoil::Sim<'sim>,
+    world: &'a World,
+    /// Every host of the run (a pause holds each of its links).
+    everyone: &'a [String],
+    /// The queue's capacity outside a backpressure fault.
+    capacity: usize,
+}
+
+impl SyncActuator for SimActuator<'_, '_> {
+    fn targets(&mut self, fault: &PlannedFault) -> Vec<String> {
+        fault.kind.hosts()
+    }
+
+    /// The connections refused or timed out anywhere on the simulated network (turmoil does not
+    /// count the messages a hold or a partition keeps back: `messages_held` stays 0).
+    fn counters(&self, _fault: &PlannedFault, _hosts: &[String]) -> Counters {
+        Counters {
+            connections_reset: self.world.counters.unavailable.load(Ordering::Relaxed),
+            messages_held: 0,
         }
     }
 
-    fn reading(&self, world: &World) -> Baseline {
-        Baseline {
-            unavailable: world.counters.unavailable.load(Ordering::Relaxed),
-            rejected: world.broker.lock().expect("broker lock").rejected_count,
-        }
-    }
-
-    fn apply(&self, sim: &mut turmoil::Sim<'_>, fault: &PlannedFault, world: &World) {
-        tracing::info!(fault = fault.index, kind = fault.kind.name(), hosts = ?fault.kind.hosts(), "fault starts");
+    fn apply(&mut self, fault: &PlannedFault, _hosts: &[String]) {
+        let (sim, world) = (&mut *self.sim, self.world);
         match &fault.kind {
             FaultKind::Crash { hosts } => hosts.iter().for_each(|h| sim.crash(h.as_str())),
-            FaultKind::Pause { hosts } => self.each_link(hosts, |a, b| sim.hold(a, b)),
+            FaultKind::Pause { hosts } => each_link(self.everyone, hosts, |a, b| sim.hold(a, b)),
             FaultKind::Partition { a, b, one_way } => {
                 pairs(a, b, |x, y| if *one_way { sim.partition_oneway(x, y) } else { sim.partition(x, y) })
             }
@@ -148,11 +134,11 @@ impl Scheduler {
         }
     }
 
-    fn revert(&self, sim: &mut turmoil::Sim<'_>, fault: &PlannedFault, world: &World) {
-        tracing::info!(fault = fault.index, kind = fault.kind.name(), "fault ends");
+    fn revert(&mut self, fault: &PlannedFault, _hosts: &[String]) {
+        let (sim, world) = (&mut *self.sim, self.world);
         match &fault.kind {
             FaultKind::Crash { hosts } => hosts.iter().for_each(|h| sim.bounce(h.as_str())),
-            FaultKind::Pause { hosts } => self.each_link(hosts, |a, b| sim.release(a, b)),
+            FaultKind::Pause { hosts } => each_link(self.everyone, hosts, |a, b| sim.release(a, b)),
             FaultKind::Partition { a, b, one_way } => {
                 pairs(a, b, |x, y| if *one_way { sim.repair_oneway(x, y) } else { sim.repair(x, y) })
             }
@@ -170,28 +156,14 @@ impl Scheduler {
             FaultKind::Stop { .. } | FaultKind::Exec { .. } => {}
         }
     }
+}
 
-    /// `f(host, other)` for every link between a paused host and every other host.
-    fn each_link(&self, hosts: &[String], mut f: impl FnMut(&str, &str)) {
-        for host in hosts {
-            for other in self.everyone.iter().filter(|o| *o != host) {
-                f(host, other);
-            }
+/// `f(host, other)` for every link between a paused host and every other host.
+fn each_link(everyone: &[String], hosts: &[String], mut f: impl FnMut(&str, &str)) {
+    for host in hosts {
+        for other in everyone.iter().filter(|o| *o != host) {
+            f(host, other);
         }
-    }
-
-    /// The effects of every fault, completed with what only the finished history can tell:
-    /// the ops that failed during each window. (The writes each fault lost are charged after the
-    /// checks, for both backends: `faults::attribute_lost_writes`.)
-    pub(super) fn effects(&self, world: &World) -> Vec<FaultEffect> {
-        let history = world.history.lock().expect("history lock");
-        let mut out = vec![FaultEffect::default(); self.effects.len()];
-        for fault in &self.faults {
-            let mut effect = self.effects[fault.index].clone().unwrap_or_default();
-            effect.ops_failed_count = ops_failed_count(&history, fault, self.duration);
-            out[fault.index] = effect;
-        }
-        out
     }
 }
 
@@ -201,8 +173,4 @@ fn pairs(a: &[String], b: &[String], mut f: impl FnMut(&str, &str)) {
             f(x, y);
         }
     }
-}
-
-fn record(world: &World, now: Duration, op: EntryOp, fault: &PlannedFault, effect: Option<FaultEffect>) {
-    record_event(&mut world.history.lock().expect("history lock"), now, op, fault, effect);
 }

@@ -3,33 +3,31 @@
 //! step loop. Every random choice comes from the scenario seed; every turmoil option is set
 //! explicitly (its defaults are a random seed and the wall-clock epoch).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::backup::{self, Backups};
-use super::broker::{self, Broker, SimBroker};
-use super::db::{self, Archiving, Cluster, ClusterState, SimDb};
-use super::db_model::{Node, Role, Tables};
+use super::backup;
+use super::broker::{self, SimBroker};
+use super::db::{self, Cluster};
+use super::db_client::SimDb;
+use super::db_router;
 use super::faults::Scheduler;
 use super::net::{NetCounters, SimHttp};
-use super::objects::{self, Objects, SimObjects};
-use super::redis::{self, RedisData};
+use super::objects::{self, SimObjects};
+use super::redis;
 use super::state::read_final_state;
+use super::world::{LATENCY_MAX, LATENCY_MIN, World, world};
 use crate::check::StockSnapshot;
-use crate::history::History;
-use crate::run::{BackendError, Observed};
+use crate::run::{BackendError, DRAIN, Observed};
 use crate::scenario::Loaded;
+use crate::scenario::topology::Topology;
 use crate::stack::files::{self, FilesPorts};
 use crate::stack::ports::DbNode;
-use crate::stack::pricefeed::{PricefeedControl, PricefeedState};
-use crate::stack::topology::Topology;
-use crate::stack::watchdog::WatchdogState;
-use crate::stack::worker::{WorkerConfig, WorkerControl};
+use crate::stack::pricefeed::PricefeedState;
+use crate::stack::worker::WorkerConfig;
 use crate::stack::{api_host, balancer, inventory, ordersvc, pricefeed, reports, watchdog, wire, worker};
-use crate::workload::{CATALOG, GeneratorStats, Recorder, Schedule};
+use crate::workload::{Recorder, Schedule};
 
-/// Simulated time the stack gets after load stops, for accepted queries and sagas to settle.
-pub const DRAIN: Duration = Duration::from_secs(10);
 /// The simulation's clock step. turmoil polls every running host once per tick, whether or not
 /// it has work, and walks every link for every host: at 17 hosts that bookkeeping is about two
 /// thirds of a run's CPU time (profile in the README, "Simulation speed"). 2 ms is the largest
@@ -42,58 +40,8 @@ pub const TICK: Duration = Duration::from_millis(2);
 /// database hosts — and turmoil panics when a listener's queue overflows, where a kernel would
 /// drop the SYN. Set far above what a run can open (a semaphore bound, not an allocation).
 const TCP_CAPACITY: usize = 1 << 16;
-/// Network latency between any two hosts, uniform-ish in `[min, max]` (turmoil's exponential
-/// curve), as in one datacentre.
-pub const LATENCY_MIN: Duration = Duration::from_micros(200);
-/// See [`LATENCY_MIN`].
-pub const LATENCY_MAX: Duration = Duration::from_millis(2);
 /// A fixed epoch, so nothing in a run depends on the wall clock.
 const EPOCH_SECS: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
-
-/// State shared between the hosts and the scheduler, created before any host so that it survives
-/// host crashes.
-pub(super) struct World {
-    pub(super) cluster: Cluster,
-    pub(super) broker: Broker,
-    pub(super) objects: Objects,
-    pub(super) backups: Backups,
-    pub(super) redis: RedisData,
-    pub(super) counters: Arc<NetCounters>,
-    pub(super) pricefeed: PricefeedControl,
-    pub(super) workers: Vec<WorkerControl>,
-    pub(super) watchdog: WatchdogState,
-    pub(super) history: Arc<Mutex<History>>,
-    pub(super) generator: Arc<Mutex<Option<GeneratorStats>>>,
-}
-
-fn world(loaded: &Loaded) -> World {
-    let stack = &loaded.scenario.stack;
-    let nodes = [
-        (DbNode::PgPrimary, Node::new(DbNode::PgPrimary, Role::Primary, Tables::seeded(CATALOG))),
-        (DbNode::PgReplica, Node::new(DbNode::PgReplica, Role::Standby, Tables::seeded(CATALOG))),
-    ];
-    World {
-        cluster: Arc::new(Mutex::new(ClusterState {
-            nodes: nodes.into_iter().collect(),
-            writer: DbNode::PgPrimary,
-            replication: stack.replication,
-            archiving: stack.backup.as_ref().map(|_| Archiving {
-                ignore_failures: crate::stack::bugs::Bugs::from_list(&stack.bugs).wal_archive_gap,
-            }),
-            changed: Arc::default(),
-        })),
-        broker: broker::broker(stack.queue.capacity as usize),
-        objects: Objects::default(),
-        backups: Backups::default(),
-        redis: RedisData::default(),
-        counters: Arc::new(NetCounters::default()),
-        pricefeed: PricefeedControl::default(),
-        workers: (0..stack.workers).map(|_| WorkerControl::default()).collect(),
-        watchdog: WatchdogState::default(),
-        history: Arc::new(Mutex::new(History::new())),
-        generator: Arc::new(Mutex::new(None)),
-    }
-}
 
 /// Run a validated scenario on the simulation.
 pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
@@ -130,7 +78,7 @@ pub fn run(loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
         }
     }
     let simulated_ms = sim.elapsed().as_millis() as u64;
-    let fault_effects = scheduler.effects(&world);
+    let fault_effects = scheduler.effects();
     let mut final_state = read_final_state(&world, &loaded.plan);
     final_state.stock_snapshots = snapshots;
     let history = std::mem::take(&mut *world.history.lock().expect("history lock"));
@@ -230,7 +178,7 @@ fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world
             }
             "db-router" => {
                 let cluster = world.cluster.clone();
-                sim.host(name, move || db::router_host(cluster.clone(), http.for_host()));
+                sim.host(name, move || db_router::router_host(cluster.clone(), http.for_host()));
             }
             "watchdog" => {
                 let db = db.clone();

@@ -2,7 +2,7 @@
 //! watchdog last made the writer (the final primary), plus any writes the other node committed
 //! after that node was promoted (split brain).
 
-use super::runner::World;
+use super::world::World;
 use crate::check::{FileRecord, FinalState, OrderRecord, QueryRecord, StoredObject};
 use crate::faults::Plan;
 use crate::workload::CATALOG;

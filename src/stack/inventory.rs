@@ -6,10 +6,9 @@
 //! | `POST /restock` | `OrderRef` | 200 `restocked` / `already_restocked` / `nothing_taken` |
 //! | `GET /stock` | — | 200 `{sku: on_hand}` |
 //!
-//! Both writes are idempotent on the order id (the store guarantees it). Store failures answer
-//! by the status convention in `wire.rs` (504 unknown, 503 read-only, 422 rejected).
-
-use std::sync::Arc;
+//! Both writes are idempotent on the order id (the store guarantees it). The state and router
+//! scaffold are the participants' (`participant.rs`); store failures answer by the status
+//! convention in `wire.rs` (504 unknown, 503 read-only, 422 rejected).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,32 +17,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::invest::bounded;
+use super::participant::Participant;
 use super::ports::{InventoryStore, Reserved, Restocked};
-use super::wire::{self, OrderRef, ParticipantConfig, StepRequest};
+use super::wire::{self, OrderRef, StepRequest};
 
-/// The inventory service's state.
-#[derive(Clone)]
-pub struct InventoryState {
-    store: Arc<dyn InventoryStore>,
-    config: Arc<ParticipantConfig>,
-}
-
-impl InventoryState {
-    /// Build from the store and the config.
-    pub fn new(store: Arc<dyn InventoryStore>, config: ParticipantConfig) -> InventoryState {
-        InventoryState { store, config: Arc::new(config) }
-    }
-}
+/// The inventory service's state: its store and the participant config.
+pub type InventoryState = Participant<dyn InventoryStore>;
 
 /// The routes `POST /reserve`, `POST /restock`, `GET /stock`, `GET /health`.
 pub fn router(state: InventoryState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/reserve", post(reserve))
         .route("/restock", post(restock))
-        .route("/stock", get(stock))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(state)
+        .route("/stock", get(stock));
+    state.router(routes)
 }
 
 async fn reserve(State(state): State<InventoryState>, body: Bytes) -> Response {
@@ -51,8 +38,7 @@ async fn reserve(State(state): State<InventoryState>, body: Bytes) -> Response {
         Ok(step) => step,
         Err(resp) => return *resp,
     };
-    let call = state.store.reserve(&step.order_id, &step.sku, step.qty);
-    match bounded(state.config.store_timeout, call).await {
+    match state.call(state.store().reserve(&step.order_id, &step.sku, step.qty)).await {
         Ok(Reserved::Taken) => wire::answer(StatusCode::CREATED, "taken"),
         Ok(Reserved::AlreadyTaken) => wire::answer(StatusCode::OK, "already_taken"),
         Ok(Reserved::OutOfStock) => wire::answer(StatusCode::CONFLICT, "out_of_stock"),
@@ -66,7 +52,7 @@ async fn restock(State(state): State<InventoryState>, body: Bytes) -> Response {
         Ok(order) => order,
         Err(resp) => return *resp,
     };
-    match bounded(state.config.store_timeout, state.store.restock(&order.order_id)).await {
+    match state.call(state.store().restock(&order.order_id)).await {
         Ok(Restocked::Restocked) => wire::answer(StatusCode::OK, "restocked"),
         Ok(Restocked::AlreadyRestocked) => wire::answer(StatusCode::OK, "already_restocked"),
         Ok(Restocked::NothingTaken) => wire::answer(StatusCode::OK, "nothing_taken"),
@@ -75,7 +61,7 @@ async fn restock(State(state): State<InventoryState>, body: Bytes) -> Response {
 }
 
 async fn stock(State(state): State<InventoryState>) -> Response {
-    match bounded(state.config.store_timeout, state.store.stock()).await {
+    match state.call(state.store().stock()).await {
         Ok(stock) => axum::Json(stock).into_response(),
         Err(err) => wire::port_error("reading stock", &err),
     }

@@ -1,5 +1,6 @@
 //! The system under test: the services of the investment / orders / replication stack, the
-//! ports (traits) they use to reach the outside, the topology, and the bug zoo.
+//! ports (traits) they use to reach the outside, and the bug zoo. (Which hosts there are, and
+//! the groups a scenario names them by, is the scenario's vocabulary: `scenario::topology`.)
 //!
 //! Service code never knows which backend runs it: `sim/` and the real adapters implement the
 //! same ports. Each service is one file: a config struct (defaults documented on it), a state
@@ -33,11 +34,11 @@ pub mod inventory;
 pub mod invest;
 pub mod orders;
 pub mod ordersvc;
+pub mod participant;
 pub mod ports;
 pub mod pricefeed;
 pub mod reports;
 pub mod testkit;
-pub mod topology;
 pub mod watchdog;
 pub mod wire;
 pub mod worker;

@@ -1,11 +1,13 @@
-//! The resolved plan: faults with absolute times and expanded hosts, and the phase windows.
+//! The resolved plan, the last pass of loading a scenario: faults with absolute times, hosts
+//! expanded from groups and exactly one [`FaultKind`] each, and the phase windows. The
+//! backends and the checkers read this, never the YAML types; `faults/` drives it.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::model::{ConsumerMode, OutageMode, Phase, Scenario};
-use crate::stack::topology::Topology;
+use super::model::{ConsumerMode, OutageMode, Phase, Scenario};
+use super::topology::Topology;
 
 /// One fault, ready to apply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -133,29 +135,6 @@ impl FaultKind {
             FaultKind::Stop { .. } => "stop",
             FaultKind::Exec { .. } => "exec",
         }
-    }
-}
-
-/// What a fault actually hit, counted by the backend while it was active. A fault whose effect
-/// is all zeros was vacuous: the report flags it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaultEffect {
-    /// Client operations that failed or timed out while the fault was active.
-    pub ops_failed_count: u64,
-    /// Connections reset or refused because of the fault.
-    pub connections_reset_count: u64,
-    /// Messages dropped or held on cut links.
-    pub messages_held_count: u64,
-    /// Commits acknowledged by a crashed primary that never reached the replica.
-    pub writes_lost_count: u64,
-    /// Queue publishes rejected while the fault was active.
-    pub publishes_rejected_count: u64,
-}
-
-impl FaultEffect {
-    /// True when the fault hit nothing at all.
-    pub fn is_vacuous(&self) -> bool {
-        *self == FaultEffect::default()
     }
 }
 

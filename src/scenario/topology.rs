@@ -7,7 +7,7 @@
 //! only what one scenario uses, which is what the backends start: a run that never orders needs
 //! no saga participants, and on the simulation every idle host still costs a poll per tick.
 
-use crate::scenario::model::{Op, StackConfig};
+use super::model::{Op, StackConfig};
 
 /// A host of the stack and the group it belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]

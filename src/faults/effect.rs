@@ -1,32 +1,72 @@
-//! What both backends write about a fault: its `fault_start` / `fault_stop` history entries and
-//! the effect only the finished history can tell (operations that failed during its window).
+//! How every field of a [`FaultEffect`] is computed — the one definition both backends (and
+//! any new actuator) share: the table in the module doc of `faults/`. Also the `fault_start` /
+//! `fault_stop` history entries.
+//!
+//! Two sources: the backend's raw [`Counters`], read by the lifecycle just before a fault is
+//! applied and just before it is reverted ([`counted`]); and the finished history, read once
+//! after the drain for every fault ([`complete_effects`]). `writes_lost_count` comes last, after
+//! the checks (`lost.rs`).
 
 use std::time::Duration;
 
-use super::{FaultEffect, PlannedFault};
+use super::{FaultEffect, Plan, PlannedFault};
 use crate::history::{EntryOp, EntryType, History, Process, Value};
 
-/// Append a fault's start or stop (with its effect) to the history at `now`.
-pub fn record_event(
+/// A backend's raw counters over what one fault touches, as its actuator reads them. Each only
+/// grows while the fault is in force; the lifecycle takes the difference.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections reset or refused (`connections_reset_count`).
+    pub connections_reset: u64,
+    /// Messages or packets dropped or held back (`messages_held_count`).
+    pub messages_held: u64,
+}
+
+/// The part of an effect the backend counted: readings `before` the fault was applied and
+/// `during` it (just before it was reverted).
+pub fn counted(before: Counters, during: Counters) -> FaultEffect {
+    FaultEffect {
+        connections_reset_count: during.connections_reset.saturating_sub(before.connections_reset),
+        messages_held_count: during.messages_held.saturating_sub(before.messages_held),
+        ..FaultEffect::default()
+    }
+}
+
+/// Fill in what only the finished history can tell, for every fault of `plan` (`effects` is
+/// indexed by `PlannedFault::index`): `ops_failed_count` and `publishes_rejected_count`. The run
+/// calls it once for every backend, after the drain (`run::run_loaded`).
+pub fn complete_effects(effects: &mut [FaultEffect], plan: &Plan, history: &History) {
+    for fault in &plan.faults {
+        let effect = effects.get_mut(fault.index);
+        let effect = effect.unwrap_or_else(|| panic!("no effect for fault #{}", fault.index));
+        effect.ops_failed_count = ops_failed_count(history, fault, plan.duration);
+        effect.publishes_rejected_count = publishes_rejected_count(history, fault, plan.duration);
+    }
+}
+
+/// Append a fault's start or stop (with its counted effect) to the history at `now`; `hosts`
+/// are the ones it hit, as its actuator resolved them when it started.
+pub(super) fn record_event(
     history: &mut History,
     now: Duration,
     op: EntryOp,
     fault: &PlannedFault,
+    hosts: &[String],
     effect: Option<FaultEffect>,
 ) {
     let value = Value {
         fault: Some(fault.index),
         kind: Some(fault.kind.name().into()),
-        hosts: Some(fault.kind.hosts()),
+        hosts: Some(hosts.to_vec()),
         effect,
         ..Value::default()
     };
     history.push(now.as_nanos() as u64, EntryType::Info, Process::Nemesis, op, value, None);
 }
 
-/// Queries the gateway turned away because the queue rejected their publish (`503 … queue
-/// full`), invoked during the fault's window: what a backend that cannot count the broker's
-/// rejections itself (real RabbitMQ does not) reports as `publishes_rejected_count`.
+/// Client operations invoked during the fault's window (until `duration` if it never ended)
+/// that failed because the queue rejected their publish (`503 … queue full`): what the clients
+/// saw of the broker's rejections, the same on every backend (real RabbitMQ keeps no count).
 pub fn publishes_rejected_count(history: &History, fault: &PlannedFault, duration: Duration) -> u64 {
     let full = crate::stack::ports::PublishError::Full.to_string();
     in_window(history, fault, duration)
