@@ -29,7 +29,7 @@ pub use compact::to_compact_yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 #[cfg(feature = "containers")]
 pub(crate) use diagnostic::{did_you_mean, one_of};
-pub use load::{Loaded, load_file, load_str};
+pub use load::{Loaded, compose_path, load_file, load_str};
 pub use model::Scenario;
 pub use schema::json_schema;
 pub(crate) use validate::configured;
