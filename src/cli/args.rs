@@ -368,6 +368,9 @@ pub enum ImageAction {
         #[arg(long, value_name = "FILE")]
         binary: Option<PathBuf>,
     },
+    /// Make `shakedown/debian:bookworm` (plain Debian bookworm by mmdebstrap, this host's apt
+    /// sources) so a compose stack's Dockerfile can start `FROM` it with no registry.
+    Debian,
 }
 
 #[cfg(test)]

@@ -17,11 +17,13 @@
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
 //! | `cleanup.rs` | labels, sweeping dead runs, `shakedown down` |
+//! | `compose/` | a user's docker-compose stack: bring-up through the Compose CLI, labels, faults on its containers, the local Debian base |
 //! | `up.rs` | `shakedown up`: the stack with no load or faults, its endpoints printed, until Ctrl-C |
 //! | `manual.rs` | `shakedown fault`: crash, pause, partition and heal by hand on a stack that is up |
 
 mod backups;
 mod cleanup;
+pub mod compose;
 mod engine;
 mod failback;
 mod faults;
