@@ -116,7 +116,7 @@ impl Project {
     /// reports; empty if it cannot be read.
     pub async fn logs_tail(&self, service: &str, lines: usize) -> String {
         match self.container(service) {
-            Some(id) => self.logs_of(&id.to_owned(), lines).await,
+            Some(id) => self.logs_of(id, lines).await,
             None => String::new(),
         }
     }

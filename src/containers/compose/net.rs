@@ -80,7 +80,7 @@ impl Project {
                 addresses.insert(service.clone(), found);
             }
         }
-        if !self.docker.inspect_image(debian::DEBIAN_IMAGE).await.is_ok() {
+        if self.docker.inspect_image(debian::DEBIAN_IMAGE).await.is_err() {
             self.prepare_partitions(&mut |line| tracing::info!("{line}"))?;
         }
         let number = self.cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
