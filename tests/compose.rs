@@ -129,7 +129,8 @@ async fn exercise(project: &Project) {
 }
 
 // Goal: the driver's whole surface works on a real engine and leaves nothing of the run.
-// Method: one stack, every primitive in turn under `guarded`; then list the run's label.
+// Method: one stack, every primitive in turn under `guarded`; then list the run's label. Then
+// a second project, dropped without `down`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compose_stack_comes_up_takes_faults_and_leaves_nothing() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compose/docker-compose.yml");
@@ -156,4 +157,11 @@ async fn a_compose_stack_comes_up_takes_faults_and_leaves_nothing() {
     drop(project);
     assert_eq!(left_behind(&run.run), Vec::<String>::new(), "the run left these behind");
     outcome.unwrap();
+
+    // A project dropped without `down` (an early return, a panic) is removed by its Drop.
+    let dropped = Project::up(&file, &[], &RunLabels::new(2), |_| {}).await.unwrap();
+    let run = dropped.labels().run.clone();
+    assert!(!left_behind(&run).is_empty());
+    drop(dropped);
+    assert_eq!(left_behind(&run), Vec::<String>::new(), "a dropped project left these behind");
 }
