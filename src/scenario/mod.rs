@@ -9,6 +9,7 @@
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod compact;
+mod compose_env;
 pub mod compose_file;
 mod diagnostic;
 mod load;
