@@ -165,3 +165,42 @@ async fn a_compose_stack_comes_up_takes_faults_and_leaves_nothing() {
     drop(dropped);
     assert_eq!(left_behind(&run), Vec::<String>::new(), "a dropped project left these behind");
 }
+
+/// A compose file written into a fresh temp dir.
+fn compose_in_temp(text: &str) -> (tempfile::TempDir, ComposeFile) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("docker-compose.yml");
+    std::fs::write(&path, text).unwrap();
+    let file = ComposeFile::load(&path).unwrap();
+    (dir, file)
+}
+
+// Goal: a stack that cannot come up fails with the service's name, what it did and its last
+// log lines, and leaves nothing; an image that is not on the engine fails before anything
+// starts. Method: a service that exits 3 at once; a service naming an absent image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_that_cannot_come_up_names_the_service_and_leaves_nothing() {
+    let mut say = |line: &str| eprintln!("  {line}");
+    shakedown::containers::compose::debian::ensure(&mut say).unwrap();
+    let (_dir, file) = compose_in_temp(
+        "version: \"2.4\"\nservices:\n  fine: { image: \"shakedown/debian:bookworm\", command: [sleep, \"600\"] }\n  \
+         broken: { image: \"shakedown/debian:bookworm\", command: [sh, -c, \"echo starting; echo oops: no config >&2; exit 3\"] }\n",
+    );
+    let run = RunLabels::new(3);
+    let error =
+        Project::up(&file, &[], &run, |line| eprintln!("  {line}")).await.err().expect("it cannot come up");
+    let message = error.to_string();
+    assert!(message.starts_with("service `broken` exited with code 3"), "{message}");
+    assert!(message.contains("oops: no config"), "its logs are in the error: {message}");
+    assert_eq!(left_behind(&run.run), Vec::<String>::new());
+
+    let (_dir, file) = compose_in_temp("services:\n  app: { image: \"shakedown-test/absent:none\" }\n");
+    let run = RunLabels::new(4);
+    let error = Project::up(&file, &[], &run, |_| {}).await.err().expect("no such image");
+    assert!(error.needs_setup(), "{error}");
+    assert!(
+        error.to_string().contains("`shakedown-test/absent:none`, which is not on this engine"),
+        "{error}"
+    );
+    assert_eq!(left_behind(&run.run), Vec::<String>::new());
+}
