@@ -13,6 +13,8 @@
 pub mod check;
 pub mod cli;
 #[cfg(feature = "containers")]
+pub mod compose;
+#[cfg(feature = "containers")]
 pub mod containers;
 pub mod exit;
 pub mod explore;

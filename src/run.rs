@@ -311,7 +311,7 @@ mod tests {
         let json = std::fs::read_to_string(outcome.dir.join("report.json")).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, outcome.report);
-        assert_eq!(back.schema, "shakedown.report/v2");
+        assert_eq!(back.schema, "shakedown.report/v3");
         assert!(
             back.replay.starts_with("shakedown run ") && back.replay.contains("--seed 42 --backend scripted")
         );

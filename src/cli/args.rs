@@ -91,9 +91,10 @@ pub struct RunArgs {
     /// Scenario files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Where the scenario runs.
-    #[arg(long, value_enum, default_value_t)]
-    pub backend: BackendName,
+    /// Where the scenario runs. Default: the simulation for the built-in stack, containers for a
+    /// compose stack (`stack.compose`), which only runs there.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendName>,
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -368,6 +369,9 @@ pub enum ImageAction {
         #[arg(long, value_name = "FILE")]
         binary: Option<PathBuf>,
     },
+    /// Make `shakedown/debian:bookworm` (plain Debian bookworm by mmdebstrap, this host's apt
+    /// sources) so a compose stack's Dockerfile can start `FROM` it with no registry.
+    Debian,
 }
 
 #[cfg(test)]

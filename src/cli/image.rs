@@ -1,7 +1,9 @@
 //! `shakedown image build`: make the containers backend's images on this machine, with no
 //! registry (`crate::containers::image`: a Debian base by mmdebstrap, then a thin layer with this
-//! binary). Prints the node image (`shakedown-node:TAG`) on stdout, progress on stderr. Needs a
-//! binary built with `--features containers`.
+//! binary). Prints the node image (`shakedown-node:TAG`) on stdout, progress on stderr.
+//! `shakedown image debian`: make `shakedown/debian:bookworm`, the base a compose stack's
+//! Dockerfile can start `FROM` (`crate::containers::compose::debian`); prints its name. Both need
+//! a binary built with `--features containers`.
 
 use super::args::{ImageAction, ImageArgs};
 use crate::exit;
@@ -10,6 +12,7 @@ use crate::exit;
 pub(super) fn run(args: &ImageArgs) -> u8 {
     match &args.action {
         ImageAction::Build { binary } => build(binary.as_deref()),
+        ImageAction::Debian => debian(),
     }
 }
 
@@ -38,6 +41,30 @@ fn build(binary: Option<&std::path::Path>) -> u8 {
             if error.needs_setup() { exit::BAD_INPUT } else { exit::HARNESS_ERROR }
         }
     }
+}
+
+#[cfg(feature = "containers")]
+fn debian() -> u8 {
+    use crate::containers::compose::debian;
+    let mut say = |line: &str| eprintln!("shakedown image: {line}");
+    match debian::ensure(&mut say) {
+        Ok(()) => {
+            println!("{}", debian::DEBIAN_IMAGE);
+            exit::PASS
+        }
+        Err(error) => {
+            eprintln!("shakedown image debian: {error}");
+            if error.needs_setup() { exit::BAD_INPUT } else { exit::HARNESS_ERROR }
+        }
+    }
+}
+
+#[cfg(not(feature = "containers"))]
+fn debian() -> u8 {
+    eprintln!(
+        "shakedown image debian: this binary was built without the containers backend; rebuild with `cargo build --release --features containers`"
+    );
+    exit::BAD_INPUT
 }
 
 #[cfg(not(feature = "containers"))]

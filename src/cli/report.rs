@@ -8,14 +8,14 @@ use super::args::ReportArgs;
 use crate::exit;
 use crate::report::{Report, render_comparison, render_html};
 
-/// Read a report, naming the file and the problem when it is not a `shakedown.report/v2` (or
+/// Read a report, naming the file and the problem when it is not a `shakedown.report/v3` (or
 /// v1) file.
 pub(super) fn read_report(path: &Path) -> Result<Report, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let report: Report = serde_json::from_str(&text).map_err(|e| {
         format!("{}:{}:{}: not a {} report: {e}", path.display(), e.line(), e.column(), crate::report::SCHEMA)
     })?;
-    if report.schema != crate::report::SCHEMA && report.schema != crate::report::SCHEMA_V1 {
+    if !crate::report::SCHEMAS_READ.contains(&report.schema.as_str()) {
         return Err(format!(
             "{}: schema `{}` is not `{}`",
             path.display(),

@@ -5,17 +5,11 @@
 use super::args::{BackendName, RunArgs};
 use crate::exit;
 use crate::report::{IndexEntry, render_index, summary_line};
-use crate::run::{Backend, RunOptions, run_file};
+use crate::run::{Backend, RunOptions, run_loaded};
+use crate::scenario::load_file;
 
 /// Run every file.
 pub(super) fn run(args: &RunArgs) -> u8 {
-    let backend = match backend(args.backend) {
-        Ok(backend) => backend,
-        Err(message) => {
-            eprintln!("shakedown run: {message}");
-            return exit::BAD_INPUT;
-        }
-    };
     let options = RunOptions {
         seed: args.seed,
         overrides: args.overrides.clone(),
@@ -25,11 +19,29 @@ pub(super) fn run(args: &RunArgs) -> u8 {
     let mut worst = exit::PASS;
     let mut entries = Vec::new();
     for file in &args.files {
+        let loaded = match load_file(file, &options.overrides) {
+            Ok(loaded) => loaded,
+            Err(diagnostics) => {
+                eprintln!("{diagnostics}");
+                worst = worse(worst, exit::BAD_INPUT);
+                continue;
+            }
+        };
+        let compose = loaded.scenario.stack.is_compose();
+        let backend = match backend(args.backend, compose) {
+            Ok(backend) => backend,
+            Err(message) => {
+                eprintln!("shakedown run {}: {message}", file.display());
+                worst = worse(worst, exit::BAD_INPUT);
+                continue;
+            }
+        };
         if !args.quiet {
-            let place = if args.backend == BackendName::Sim { "the simulation" } else { "containers" };
-            eprintln!("running {} on {place}…", file.display());
+            let place = if backend.name() == "sim" { "the simulation" } else { "containers" };
+            let what = if compose { " (its own compose stack)" } else { "" };
+            eprintln!("running {}{what} on {place}…", file.display());
         }
-        match run_file(file, backend.as_ref(), &options) {
+        match run_loaded(&loaded, backend.as_ref(), &options) {
             Ok(outcome) => {
                 println!("{}", summary_line(&outcome.report));
                 // report.html unless the scenario turned HTML off.
@@ -68,16 +80,26 @@ pub(super) fn run(args: &RunArgs) -> u8 {
     worst
 }
 
-/// The backend `--backend` names, if this binary has it.
-fn backend(name: BackendName) -> Result<Box<dyn Backend>, String> {
-    match name {
-        BackendName::Sim => Ok(Box::new(crate::sim::Sim)),
+/// The backend a scenario runs on: `--backend`, else the simulation for the built-in stack and
+/// containers for a compose stack (which runs nowhere else).
+fn backend(name: Option<BackendName>, compose: bool) -> Result<Box<dyn Backend>, String> {
+    match (name, compose) {
+        (Some(BackendName::Sim), true) => Err(
+            "a compose stack runs on containers only: the simulation runs the built-in stack's own code, and a compose stack is your images' processes; drop `--backend sim`".into(),
+        ),
         #[cfg(feature = "containers")]
-        BackendName::Containers => {
+        (_, true) => Ok(Box::new(crate::compose::Compose)),
+        #[cfg(not(feature = "containers"))]
+        (_, true) => Err(
+            "a compose stack runs on containers, and this binary was built without them; build it with `cargo build --release --features containers` (or `make build BACKEND=containers`)".into(),
+        ),
+        (None | Some(BackendName::Sim), false) => Ok(Box::new(crate::sim::Sim)),
+        #[cfg(feature = "containers")]
+        (Some(BackendName::Containers), false) => {
             crate::containers::Containers::from_current_exe().map(|b| Box::new(b) as Box<dyn Backend>).map_err(|e| e.to_string())
         }
         #[cfg(not(feature = "containers"))]
-        BackendName::Containers => Err(
+        (Some(BackendName::Containers), false) => Err(
             "this binary was built without the containers backend; build it with `cargo build --release --features containers` (or run `make run BACKEND=containers`)".into(),
         ),
     }

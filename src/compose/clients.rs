@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{Column, Row};
+use sqlx::Row;
 
 use crate::history::EntryType;
 use crate::scenario::declared::{ClientSpec, Target};

@@ -409,7 +409,7 @@ fn check_output(
 
 /// Read `reader` to its end on a thread, keeping only its last lines (a build's stderr can run
 /// to thousands of lines; only the end explains a failure).
-fn spawn_tail<R: Read + Send + 'static>(reader: R) -> JoinHandle<String> {
+pub(crate) fn spawn_tail<R: Read + Send + 'static>(reader: R) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut lines: VecDeque<String> = VecDeque::with_capacity(STDERR_TAIL_LINES_MAX);
         for line in BufReader::new(reader).split(b'\n') {
@@ -424,7 +424,7 @@ fn spawn_tail<R: Read + Send + 'static>(reader: R) -> JoinHandle<String> {
 }
 
 /// The last `STDERR_TAIL_LINES_MAX` lines of `bytes`.
-fn tail(bytes: &[u8]) -> String {
+pub(crate) fn tail(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.trim_end().lines().collect();
     lines[lines.len().saturating_sub(STDERR_TAIL_LINES_MAX)..].join("\n")

@@ -16,13 +16,15 @@
 //! | `failback.rs` | a failback: the old primary rewound and rejoined, then a planned switchover to it |
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
-//! | `cleanup.rs` | sweeping dead runs, removing a run, `shakedown down` |
+//! | `cleanup.rs` | labels, sweeping dead runs, removing a run, `shakedown down` |
 //! | `owner.rs` | who owns a run (`pid/start-time` from `/proc`) and whether it still runs |
+//! | `compose/` | a user's docker-compose stack: bring-up through the Compose CLI, labels, faults on its containers, the local Debian base |
 //! | `up.rs` | `shakedown up`: the stack with no load or faults, its endpoints printed, until Ctrl-C |
 //! | `manual.rs` | `shakedown fault`: crash, pause, partition and heal by hand on a stack that is up |
 
 mod backups;
 mod cleanup;
+pub mod compose;
 mod engine;
 mod failback;
 mod faults;
@@ -30,7 +32,7 @@ pub mod image;
 pub mod layout;
 mod manual;
 mod owner;
-mod progress;
+pub(crate) mod progress;
 pub mod proxy;
 mod runner;
 mod up;

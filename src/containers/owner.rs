@@ -5,7 +5,7 @@
 
 /// This process as an owner label: `pid/start-time` (clock ticks since boot, `/proc/self/stat`
 /// field 22), so that a reused pid does not look like a live owner.
-pub(super) fn owner_token(pid: u32) -> Option<String> {
+pub(crate) fn owner_token(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces: split after it.
     let after = &stat[stat.rfind(')')? + 2..];
@@ -14,7 +14,7 @@ pub(super) fn owner_token(pid: u32) -> Option<String> {
 }
 
 /// Whether the process an owner label names still runs.
-pub(super) fn owner_alive(token: &str) -> bool {
+pub(crate) fn owner_alive(token: &str) -> bool {
     let Some(pid) = token.split('/').next().and_then(|p| p.parse::<u32>().ok()) else {
         return false;
     };

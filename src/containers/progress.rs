@@ -60,7 +60,7 @@ fn line(elapsed: Duration, total: Duration, tally: Tally, faults: &[String]) -> 
 }
 
 /// Draw progress until `stop` fires. `total` is the scenario's duration plus the drain.
-pub(super) async fn show(
+pub(crate) async fn show(
     plan: Plan,
     total: Duration,
     start: Instant,

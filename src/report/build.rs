@@ -9,7 +9,7 @@ use crate::scenario::units::Span;
 use crate::workload::GeneratorStats;
 
 use super::model::{
-    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, VerdictInfo,
+    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, StackSource, VerdictInfo,
 };
 use super::timeline;
 
@@ -49,6 +49,11 @@ pub fn build(inputs: Inputs<'_>) -> Report {
             file: loaded.file.clone(),
             sha256: loaded.source_sha256.clone(),
             overrides: loaded.overrides.clone(),
+            stack: loaded.compose.as_ref().map(|c| StackSource {
+                kind: "compose".into(),
+                file: c.file.clone(),
+                sha256: c.sha256.clone(),
+            }),
         },
         seed: inputs.seed,
         backend: inputs.backend.into(),

@@ -430,6 +430,7 @@ mod tests {
                 file: "s.yaml".into(),
                 sha256: "ab".repeat(32),
                 overrides: vec![],
+                stack: None,
             },
             seed: 7,
             backend: "sim".into(),

@@ -21,6 +21,6 @@ pub use compare::{IndexEntry, render_comparison, render_index, summary_line};
 pub use html::render_html;
 pub use junit::{escape, render_junit};
 pub use model::{
-    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, SCHEMA_V1, ScenarioInfo,
+    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, SCHEMAS_READ, ScenarioInfo, StackSource,
     VerdictInfo,
 };

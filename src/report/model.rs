@@ -1,4 +1,4 @@
-//! `report.json`: the versioned result of one run (`shakedown.report/v2`), the single source every
+//! `report.json`: the versioned result of one run (`shakedown.report/v3`), the single source every
 //! other sink (HTML, JUnit, the console line) renders from.
 //!
 //! Contract (DESIGN.md): everything that depends on the wall clock lives under `run`; for a `sim`
@@ -13,10 +13,23 @@ use crate::scenario::model::{Expectation, Phase};
 
 use super::timeline::Timeline;
 
-/// The schema tag of this version of the format. v2 added `hosts`.
-pub const SCHEMA: &str = "shakedown.report/v2";
-/// The previous version, still read (its `hosts` reads as empty: not recorded).
-pub const SCHEMA_V1: &str = "shakedown.report/v1";
+/// The schema tag of this version of the format. v2 added `hosts`; v3 `scenario.stack`.
+pub const SCHEMA: &str = "shakedown.report/v3";
+/// Earlier versions, still read (a v1 `hosts` reads as empty: not recorded; a v1 or v2
+/// `scenario.stack` as absent: the built-in stack).
+pub const SCHEMAS_READ: [&str; 3] = [SCHEMA, "shakedown.report/v2", "shakedown.report/v1"];
+
+/// The stack a compose scenario tested (absent: the built-in stack).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackSource {
+    /// `compose`.
+    pub kind: String,
+    /// The compose file, as the scenario's directory and `stack.compose` make its path.
+    pub file: String,
+    /// SHA-256 of the compose file's text, hex.
+    pub sha256: String,
+}
 
 /// Which scenario ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +45,9 @@ pub struct ScenarioInfo {
     pub sha256: String,
     /// The `--set` overrides applied, in order.
     pub overrides: Vec<String>,
+    /// A user's compose stack, when the scenario tests one instead of the built-in stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackSource>,
 }
 
 /// The overall outcome.

@@ -33,12 +33,17 @@ pub struct Loaded {
     pub source_sha256: String,
     /// The `--set` overrides applied, in order.
     pub overrides: Vec<String>,
+    /// A compose scenario's compose file as read when it was validated.
+    pub compose: Option<ComposeServices>,
 }
 
 impl Loaded {
     /// The hosts a run of this scenario starts, on either backend: what its workload's ops reach
     /// and every host its faults name (`Topology::needed`). The report lists them.
     pub fn topology(&self) -> Topology {
+        if let Some(compose) = &self.compose {
+            return Topology::of_services(compose.services.keys().cloned());
+        }
         let ops: Vec<_> = self.scenario.workload.iter().filter_map(|load| load.op).collect();
         let named: Vec<String> = self.plan.faults.iter().flat_map(|f| f.kind.hosts()).collect();
         Topology::needed(&self.scenario.stack, &ops, &named)
@@ -110,6 +115,7 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
                     file: file.to_owned(),
                     source_sha256: hex(&Sha256::digest(text.as_bytes())),
                     overrides: overrides.to_vec(),
+                    compose,
                 });
             }
         }
@@ -147,6 +153,8 @@ fn compose_services(
     match ComposeFile::load(&path) {
         Ok(parsed) => Some(ComposeServices {
             services: parsed.services.iter().map(|(name, s)| (name.clone(), s.ports.clone())).collect(),
+            file: path.display().to_string(),
+            sha256: parsed.sha256.clone(),
         }),
         Err(ComposeFileError(found))
             if found.0.iter().all(|d| d.file == path.display().to_string()) && path.exists() =>

@@ -10,6 +10,7 @@
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
 mod compact;
+mod compose_env;
 pub mod compose_file;
 pub mod declared;
 mod diagnostic;

@@ -65,6 +65,12 @@ impl Topology {
         Topology { hosts }
     }
 
+    /// A compose stack's hosts: its services, in the order given (no groups: a compose
+    /// scenario declares its own).
+    pub fn of_services(services: impl IntoIterator<Item = String>) -> Topology {
+        Topology { hosts: services.into_iter().map(|name| HostEntry { name, group: None }).collect() }
+    }
+
     /// The hosts a scenario uses: the ones every op goes through (`client`, `lb`, the API
     /// replicas, the database group and the watchdog that fails it over), the ones its ops reach
     /// (`invest` the price feed; `order` the three saga participants; `query` the broker and the

@@ -19,6 +19,10 @@ use crate::workload::template::{Template, body_strings};
 pub struct ComposeServices {
     /// Service → exposed container ports.
     pub services: BTreeMap<String, Vec<u16>>,
+    /// The compose file's path, as the scenario's directory and `stack.compose` make it.
+    pub file: String,
+    /// SHA-256 of its text, hex.
+    pub sha256: String,
 }
 
 /// The protocol of a URL a scenario names.
