@@ -30,6 +30,7 @@ pub mod bugs;
 pub mod control;
 pub mod files;
 pub mod gateway;
+pub mod host;
 pub mod inventory;
 pub mod invest;
 pub mod orders;
