@@ -1,12 +1,14 @@
 //! One run, end to end — the pipeline of DESIGN.md as numbered steps:
 //!
 //! 1. load and validate the scenario (`scenario::load_file`), apply `--seed`;
-//! 2. run it on the backend (`sim::run`), which builds the stack, drives the workload, injects
-//!    the plan's faults and reads the final state;
+//! 2. run it on the backend (`Backend::run`: `sim::Sim` or `containers::Containers`), which
+//!    builds the stack, drives the workload, drives the plan's faults through `faults/` (healed
+//!    before the [`DRAIN`]) and reads the final state;
 //! 3. write `history.jsonl` — before any checker runs;
-//! 4. run the checkers (`check::run_all`) and apply `expect` (`check::verdict`); charge each
-//!    write the durability check found lost to a fault (`faults::attribute_lost_writes`), so
-//!    both backends' fault effects carry the same `writes_lost_count`;
+//! 4. run the checkers (`check::run_all`) and apply `expect` (`check::verdict`); complete each
+//!    fault's effect from the history (`faults::complete_effects`) and charge each write the
+//!    durability check found lost to a fault (`faults::attribute_lost_writes`), so both
+//!    backends' fault effects are computed the same way;
 //! 5. build the `Report` and write `report.json`, `report.html`, `junit.xml`.
 //!
 //! Output goes to `OUT/<scenario>/<seed>/`, written into a temporary directory that is renamed

@@ -260,45 +260,121 @@ pub fn containers(
     links: &Links,
     names: &RunNames,
 ) -> Vec<ContainerSpec> {
-    let stack_json = serde_json::to_string(stack).expect("the stack config serialises");
-    let has_broker = topology.hosts().iter().any(|h| h.name == "broker");
-    let has_objects = topology.hosts().iter().any(|h| h.name == "objects");
-    let has_backup = topology.hosts().iter().any(|h| h.name == "backup");
-    let at = |source: &str, target: &str, port: u16| links.address(names, source, target, port);
-    // The database nodes archive their WAL to the backup agent (`docker/node.sh`).
-    let archive_env = |source: &str| -> Vec<(String, String)> {
-        if !has_backup {
-            return Vec::new();
+    let wiring = Wiring::new(stack, topology, links, names);
+    let mut specs: Vec<ContainerSpec> =
+        topology.hosts().iter().filter(|h| h.name != CLIENT).map(|h| wiring.container(&h.name)).collect();
+    specs.push(links_container(links, names));
+    specs.sort_by_key(|s| s.stage);
+    specs
+}
+
+/// What every container's command and environment are made from: the stack, which optional
+/// hosts the run has, and where each host reaches each other host.
+struct Wiring<'a> {
+    stack: &'a StackConfig,
+    stack_json: String,
+    links: &'a Links,
+    names: &'a RunNames,
+    has_broker: bool,
+    has_objects: bool,
+    has_backup: bool,
+    /// The hosts in every service's peer table.
+    http_hosts: Vec<&'a str>,
+}
+
+impl<'a> Wiring<'a> {
+    fn new(
+        stack: &'a StackConfig,
+        topology: &'a Topology,
+        links: &'a Links,
+        names: &'a RunNames,
+    ) -> Wiring<'a> {
+        let has = |name: &str| topology.hosts().iter().any(|h| h.name == name);
+        Wiring {
+            stack,
+            stack_json: serde_json::to_string(stack).expect("the stack config serialises"),
+            links,
+            names,
+            has_broker: has("broker"),
+            has_objects: has("objects"),
+            has_backup: has("backup"),
+            http_hosts: topology
+                .hosts()
+                .iter()
+                .map(|h| h.name.as_str())
+                .filter(|h| is_http_service(h))
+                .collect(),
         }
-        let (agent, port) = at(source, "backup", 80);
-        let mut env = vec![("SHAKEDOWN_ARCHIVE_URL".to_string(), format!("http://{agent}:{port}"))];
-        if stack.bugs.contains(&Bug::WalArchiveGap) {
-            env.push(("SHAKEDOWN_ARCHIVE_IGNORE_FAILURES".into(), "1".into()));
+    }
+
+    /// Where `source` dials `target:port`.
+    fn at(&self, source: &str, target: &str, port: u16) -> (String, u16) {
+        self.links.address(self.names, source, target, port)
+    }
+
+    /// The container that plays `host`.
+    fn container(&self, host: &str) -> ContainerSpec {
+        match host {
+            "pg-primary" | "pg-replica" => self.database_node(host),
+            "objects" => {
+                let mut s = self.spec(
+                    host,
+                    node_cmd("objects"),
+                    Vec::new(),
+                    Some(OBJECTS_PORT),
+                    Readiness::ObjectStore,
+                    0,
+                );
+                s.volumes.push((self.names.volume(host), OBJECTS_DIR.into()));
+                s
+            }
+            "redis" => self.spec(host, node_cmd("redis"), Vec::new(), Some(REDIS_PORT), Readiness::Redis, 0),
+            "backup" => self.backup_agent(),
+            "broker" => ContainerSpec {
+                ready_stage: 2,
+                ..self.spec(host, node_cmd("broker"), Vec::new(), None, Readiness::Broker, 0)
+            },
+            "db-router" => {
+                let mut cmd = self.serve(host, "db-router", "0.0.0.0:5432");
+                cmd.extend(["--admin".into(), "0.0.0.0:80".into()]);
+                let mut env = self.db_env(host, true);
+                env.push(("RUST_LOG".into(), "info".into()));
+                self.spec(host, cmd, env, Some(80), Readiness::Http, 2)
+            }
+            "watchdog" => self.watchdog(),
+            "lb" => {
+                let cmd = self.serve(host, "balancer", "0.0.0.0:80");
+                self.spec(host, cmd, self.service_env(host), Some(80), Readiness::Http, 4)
+            }
+            // Its port answers /health once consuming, and takes backpressure's switch.
+            worker if worker.starts_with("worker-") => {
+                let cmd = self.serve(host, "worker", "0.0.0.0:80");
+                self.spec(host, cmd, self.service_env(host), Some(80), Readiness::Http, 3)
+            }
+            api if api.starts_with("api-") => {
+                let mut cmd = self.serve(host, "api", "0.0.0.0:80");
+                cmd.extend(["--name".into(), api.into()]);
+                self.spec(host, cmd, self.service_env(host), Some(80), Readiness::Http, 3)
+            }
+            other => {
+                let cmd = self.serve(host, other, "0.0.0.0:80");
+                self.spec(host, cmd, self.service_env(host), Some(80), Readiness::Http, 3)
+            }
         }
-        env
-    };
-    let http_hosts: Vec<&str> =
-        topology.hosts().iter().map(|h| h.name.as_str()).filter(|h| is_http_service(h)).collect();
-    let peers = |source: &str| -> Vec<String> {
-        let peer = |h: &&str| {
-            let (host, port) = at(source, h, 80);
-            ["--peer".to_string(), format!("{h}:80={host}:{port}")]
-        };
-        http_hosts.iter().flat_map(peer).collect()
-    };
-    let db_env = |source: &str, direct: bool| {
-        let writer = if direct { "pg-primary" } else { "db-router" };
-        vec![
-            ("SHAKEDOWN_PG_PRIMARY_URL".to_string(), pg_url(at(source, writer, 5432))),
-            ("SHAKEDOWN_PG_STANDBY_URL".to_string(), pg_url(at(source, "pg-replica", 5432))),
-        ]
-    };
-    let mut specs = Vec::new();
-    for entry in topology.hosts().iter().filter(|h| h.name != CLIENT) {
-        let host = entry.name.as_str();
-        let spec = |cmd: Vec<String>, env: Vec<(String, String)>, port, readiness, stage| ContainerSpec {
+    }
+
+    fn spec(
+        &self,
+        host: &str,
+        cmd: Vec<String>,
+        env: Vec<(String, String)>,
+        port: Option<u16>,
+        readiness: Readiness,
+        stage: u8,
+    ) -> ContainerSpec {
+        ContainerSpec {
             host: host.to_string(),
-            name: names.container(host),
+            name: self.names.container(host),
             cmd,
             env,
             volumes: Vec::new(),
@@ -306,121 +382,126 @@ pub fn containers(
             readiness,
             stage,
             ready_stage: stage,
+        }
+    }
+
+    /// `shakedown serve SERVICE --listen LISTEN` with `host`'s peer table.
+    fn serve(&self, host: &str, service: &str, listen: &str) -> Vec<String> {
+        let mut cmd = ["shakedown", "serve", service, "--listen", listen].map(String::from).to_vec();
+        for peer in &self.http_hosts {
+            let (address, port) = self.at(host, peer, 80);
+            cmd.extend(["--peer".to_string(), format!("{peer}:80={address}:{port}")]);
+        }
+        cmd
+    }
+
+    /// PostgreSQL as `source` reaches it: writes through `db-router` (or, `direct`, the
+    /// primary), reads on the standby.
+    fn db_env(&self, source: &str, direct: bool) -> Vec<(String, String)> {
+        let writer = if direct { "pg-primary" } else { "db-router" };
+        vec![
+            ("SHAKEDOWN_PG_PRIMARY_URL".to_string(), pg_url(self.at(source, writer, 5432))),
+            ("SHAKEDOWN_PG_STANDBY_URL".to_string(), pg_url(self.at(source, "pg-replica", 5432))),
+        ]
+    }
+
+    /// A stack service's environment: the database, the broker (empty: none in this run), the
+    /// stack, the object store (empty: none).
+    fn service_env(&self, host: &str) -> Vec<(String, String)> {
+        let mut env = self.db_env(host, false);
+        let (broker, broker_port) = self.at(host, "broker", 5672);
+        let amqp = if self.has_broker {
+            format!("amqp://guest:guest@{broker}:{broker_port}/%2f")
+        } else {
+            String::new()
         };
-        let serve = |service: &str, listen: &str| -> Vec<String> {
-            let mut cmd = ["shakedown", "serve", service, "--listen", listen].map(String::from).to_vec();
-            cmd.extend(peers(host));
-            cmd
-        };
-        let mut service_env = db_env(host, false);
-        let (broker, broker_port) = at(host, "broker", 5672);
-        let amqp =
-            if has_broker { format!("amqp://guest:guest@{broker}:{broker_port}/%2f") } else { String::new() };
-        service_env.push(("SHAKEDOWN_AMQP_URL".into(), amqp));
-        service_env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
-        service_env.push(("RUST_LOG".into(), "info".into()));
-        let s3 = if has_objects {
-            let (objects, port) = at(host, "objects", OBJECTS_PORT);
+        env.push(("SHAKEDOWN_AMQP_URL".into(), amqp));
+        env.push(("SHAKEDOWN_STACK".into(), self.stack_json.clone()));
+        env.push(("RUST_LOG".into(), "info".into()));
+        let s3 = if self.has_objects {
+            let (objects, port) = self.at(host, "objects", OBJECTS_PORT);
             format!("http://{objects}:{port}")
         } else {
             String::new()
         };
-        service_env.push(("SHAKEDOWN_S3_URL".into(), s3));
-        let made = match host {
-            "pg-primary" => {
-                let mut env = vec![(
-                    "SHAKEDOWN_REPLICATION".to_string(),
-                    replication_name(stack.replication).to_string(),
-                )];
-                env.extend(archive_env(host));
-                let mut s = spec(node_cmd("pg-primary"), env, Some(5432), Readiness::Postgres, 0);
-                s.volumes.push((names.volume(host), PGDATA.into()));
-                s
-            }
-            "pg-replica" => {
-                // The standby streams from the primary through the link proxy.
-                let (primary, primary_port) = at(host, "pg-primary", 5432);
-                let mut env = vec![
-                    ("SHAKEDOWN_PRIMARY_HOST".to_string(), primary),
-                    ("SHAKEDOWN_PRIMARY_PORT".to_string(), primary_port.to_string()),
-                ];
-                env.extend(archive_env(host));
-                let mut s = spec(node_cmd("pg-replica"), env, Some(5432), Readiness::Postgres, 1);
-                s.volumes.push((names.volume(host), PGDATA.into()));
-                s
-            }
-            "objects" => {
-                let mut s =
-                    spec(node_cmd("objects"), Vec::new(), Some(OBJECTS_PORT), Readiness::ObjectStore, 0);
-                s.volumes.push((names.volume(host), OBJECTS_DIR.into()));
-                s
-            }
-            "redis" => spec(node_cmd("redis"), Vec::new(), Some(REDIS_PORT), Readiness::Redis, 0),
-            "backup" => {
-                // Base backups from the writer (through db-router); the catalogue in Redis; the
-                // nodes' volumes to empty (a disaster) and lay a restore out in.
-                let (router, router_port) = at(host, "db-router", 5432);
-                let (redis, redis_port) = at(host, "redis", REDIS_PORT);
-                let env = vec![
-                    (
-                        "SHAKEDOWN_BACKUP_CONNINFO".to_string(),
-                        format!("host={router} port={router_port} user=postgres"),
-                    ),
-                    ("SHAKEDOWN_REDIS_URL".into(), format!("redis://{redis}:{redis_port}")),
-                    ("SHAKEDOWN_STACK".into(), stack_json.clone()),
-                    ("RUST_LOG".into(), "info".into()),
-                ];
-                let cmd =
-                    ["shakedown", "serve", "backup", "--listen", "0.0.0.0:80"].map(String::from).to_vec();
-                let mut s = spec(cmd, env, Some(80), Readiness::Http, 0);
-                s.volumes.push((names.volume(host), crate::real::agent::BACKUP_DIR.into()));
-                for node in ["pg-primary", "pg-replica"] {
-                    s.volumes.push((names.volume(node), format!("{RESTORE_MOUNT}/{node}")));
-                }
-                s
-            }
-            "broker" => ContainerSpec {
-                ready_stage: 2,
-                ..spec(node_cmd("broker"), Vec::new(), None, Readiness::Broker, 0)
-            },
-            "db-router" => {
-                let mut cmd = serve("db-router", "0.0.0.0:5432");
-                cmd.extend(["--admin".into(), "0.0.0.0:80".into()]);
-                let mut env = db_env(host, true);
-                env.push(("RUST_LOG".into(), "info".into()));
-                spec(cmd, env, Some(80), Readiness::Http, 2)
-            }
-            "watchdog" => {
-                let mut env = db_env(host, true);
-                env.push(("SHAKEDOWN_REAL_DIR".into(), "/fence".into()));
-                let (router, router_port) = at(host, "db-router", 80);
-                env.push(("SHAKEDOWN_DB_ROUTER_ADMIN".into(), format!("http://{router}:{router_port}")));
-                env.push(("SHAKEDOWN_STACK".into(), stack_json.clone()));
-                env.push(("RUST_LOG".into(), "info".into()));
-                // Its port takes `POST /control/hold` and `/control/reset` (restores, failbacks).
-                let mut s = spec(serve("watchdog", "0.0.0.0:80"), env, Some(80), Readiness::Http, 3);
-                for node in [DbNode::PgPrimary, DbNode::PgReplica] {
-                    s.volumes.push((names.volume(node.host()), fence_mount(node).into()));
-                }
-                s
-            }
-            "lb" => spec(serve("balancer", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 4),
-            worker if worker.starts_with("worker-") => {
-                // Its port answers /health once consuming, and takes backpressure's switch.
-                spec(serve("worker", "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3)
-            }
-            api if api.starts_with("api-") => {
-                let mut cmd = serve("api", "0.0.0.0:80");
-                cmd.extend(["--name".into(), api.into()]);
-                spec(cmd, service_env, Some(80), Readiness::Http, 3)
-            }
-            other => spec(serve(other, "0.0.0.0:80"), service_env, Some(80), Readiness::Http, 3),
-        };
-        specs.push(made);
+        env.push(("SHAKEDOWN_S3_URL".into(), s3));
+        env
     }
-    specs.push(links_container(links, names));
-    specs.sort_by_key(|s| s.stage);
-    specs
+
+    /// Where a database node archives its WAL: the backup agent (`docker/node.sh`).
+    fn archive_env(&self, source: &str) -> Vec<(String, String)> {
+        if !self.has_backup {
+            return Vec::new();
+        }
+        let (agent, port) = self.at(source, "backup", 80);
+        let mut env = vec![("SHAKEDOWN_ARCHIVE_URL".to_string(), format!("http://{agent}:{port}"))];
+        if self.stack.bugs.contains(&Bug::WalArchiveGap) {
+            env.push(("SHAKEDOWN_ARCHIVE_IGNORE_FAILURES".into(), "1".into()));
+        }
+        env
+    }
+
+    /// `pg-primary` (replication mode), or `pg-replica` (streaming from the primary through
+    /// the link proxy); each on its data volume.
+    fn database_node(&self, host: &str) -> ContainerSpec {
+        let (mut env, stage) = if host == "pg-primary" {
+            let mode = replication_name(self.stack.replication).to_string();
+            (vec![("SHAKEDOWN_REPLICATION".to_string(), mode)], 0)
+        } else {
+            let (primary, primary_port) = self.at(host, "pg-primary", 5432);
+            let env = vec![
+                ("SHAKEDOWN_PRIMARY_HOST".to_string(), primary),
+                ("SHAKEDOWN_PRIMARY_PORT".to_string(), primary_port.to_string()),
+            ];
+            (env, 1)
+        };
+        env.extend(self.archive_env(host));
+        let mut s = self.spec(host, node_cmd(host), env, Some(5432), Readiness::Postgres, stage);
+        s.volumes.push((self.names.volume(host), PGDATA.into()));
+        s
+    }
+
+    /// The backup agent: base backups from the writer (through db-router), the catalogue in
+    /// Redis, the nodes' volumes to empty (a disaster) and lay a restore out in.
+    fn backup_agent(&self) -> ContainerSpec {
+        let host = "backup";
+        let (router, router_port) = self.at(host, "db-router", 5432);
+        let (redis, redis_port) = self.at(host, "redis", REDIS_PORT);
+        let env = vec![
+            (
+                "SHAKEDOWN_BACKUP_CONNINFO".to_string(),
+                format!("host={router} port={router_port} user=postgres"),
+            ),
+            ("SHAKEDOWN_REDIS_URL".into(), format!("redis://{redis}:{redis_port}")),
+            ("SHAKEDOWN_STACK".into(), self.stack_json.clone()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        let cmd = ["shakedown", "serve", "backup", "--listen", "0.0.0.0:80"].map(String::from).to_vec();
+        let mut s = self.spec(host, cmd, env, Some(80), Readiness::Http, 0);
+        s.volumes.push((self.names.volume(host), crate::real::agent::BACKUP_DIR.into()));
+        for node in ["pg-primary", "pg-replica"] {
+            s.volumes.push((self.names.volume(node), format!("{RESTORE_MOUNT}/{node}")));
+        }
+        s
+    }
+
+    /// The watchdog: both nodes directly, the db-router's admin, both data volumes to fence
+    /// on; its port takes `POST /control/hold` and `/control/reset` (restores, failbacks).
+    fn watchdog(&self) -> ContainerSpec {
+        let host = "watchdog";
+        let mut env = self.db_env(host, true);
+        env.push(("SHAKEDOWN_REAL_DIR".into(), "/fence".into()));
+        let (router, router_port) = self.at(host, "db-router", 80);
+        env.push(("SHAKEDOWN_DB_ROUTER_ADMIN".into(), format!("http://{router}:{router_port}")));
+        env.push(("SHAKEDOWN_STACK".into(), self.stack_json.clone()));
+        env.push(("RUST_LOG".into(), "info".into()));
+        let mut s =
+            self.spec(host, self.serve(host, "watchdog", "0.0.0.0:80"), env, Some(80), Readiness::Http, 3);
+        for node in [DbNode::PgPrimary, DbNode::PgReplica] {
+            s.volumes.push((self.names.volume(node.host()), fence_mount(node).into()));
+        }
+        s
+    }
 }
 
 /// The link proxy's container: every link of `links`, its admin API on port 80.

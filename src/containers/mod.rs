@@ -11,7 +11,7 @@
 //! | `layout.rs` | what each container is: name, command, environment, volumes, port, readiness, start stage (pure) |
 //! | `engine.rs` | the Docker engine: network, volumes, starting (testcontainers), SIGKILL and start (bollard), removal by label |
 //! | `runner.rs` | one run: stages, readiness, load, faults, drain, final state, teardown |
-//! | `faults.rs` | each fault applied and reverted on the run's clock |
+//! | `faults.rs` | the fault actuator (`faults::Actuator`): each fault kind applied and reverted, the counters its effect reads |
 //! | `backups.rs` | the backup agent's clock, disasters and restores around the database containers, the backups' final state |
 //! | `failback.rs` | a failback: the old primary rewound and rejoined, then a planned switchover to it |
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |

@@ -6,8 +6,9 @@
 //!    server's own health: PostgreSQL answering (the standby streaming), the broker's ping,
 //!    `GET /health` — before the next starts; migrate and stock the database once the standby
 //!    streams; `startup_ms` is this step;
-//! 4. drive the workload from this host through the balancer's port on 127.0.0.1, with one task
-//!    per fault on the same clock, a stock snapshot every second, and the progress line;
+//! 4. drive the workload from this host through the balancer's port on 127.0.0.1, with the
+//!    faults driven on the same clock (`faults::drive` over `ContainerFaults`), a stock
+//!    snapshot every second, and the progress line;
 //! 5. heal, drain, and read the final state from the node `db-router` routes writes to;
 //! 6. remove everything of the run — also on error, panic, Ctrl-C or SIGTERM.
 //!

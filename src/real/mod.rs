@@ -16,6 +16,8 @@
 //! | `restore` | — (a base backup + archived WAL to the latest or a point in time, on a fresh data directory and port) | `pg_ctl` |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
+//! | `serve` | — (`shakedown serve`: one host of the stack, composed as on the simulation, on these adapters; the backup agent; db-router) | as the host needs |
+//! | `wal_push` | — (`shakedown wal-push`, the database nodes' `archive_command`) | the backup agent |
 //!
 //! Migrations are `migrations/*.sql`, applied by [`PgCluster::migrate`]. The tests are
 //! `tests/real.rs`, `tests/real_failover.rs`, `tests/real_files.rs` and `tests/real_backup.rs`; `make test-real` starts
@@ -33,6 +35,8 @@ pub mod rabbit;
 pub mod restore;
 pub mod router;
 pub mod saga;
+pub mod serve;
 pub mod state;
+pub mod wal_push;
 
 pub use pg::{NodeConfig, PgCluster};

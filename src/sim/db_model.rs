@@ -174,15 +174,7 @@ impl Tables {
     /// Apply one write; `lsn` is its position in the WAL.
     pub fn apply(&mut self, write: &Write, lsn: Lsn) -> Outcome {
         match write {
-            Write::Invest(new) => {
-                if let Some(&at) = self.investment_keys.get(&new.key) {
-                    return Outcome::Invest(self.investments[at].clone(), true);
-                }
-                let row = Investment { id: self.investments.len() as u64 + 1, lsn, data: new.clone() };
-                self.investment_keys.insert(new.key.clone(), self.investments.len());
-                self.investments.push(row.clone());
-                Outcome::Invest(row, false)
-            }
+            Write::Invest(new) => self.invest(new, lsn),
             Write::Reserve { order_id, sku, qty } => Outcome::Reserved(self.reserve(order_id, sku, *qty)),
             Write::Restock { order_id } => Outcome::Restocked(self.restock(order_id)),
             Write::OrderCreate { order_id, sku, qty } => {
@@ -193,33 +185,8 @@ impl Tables {
                 Outcome::Row(create(&mut self.reports, order_id, sku, *qty))
             }
             Write::ReportCancel { order_id } => Outcome::Row(Ok(cancel(&mut self.reports, order_id))),
-            Write::QueryCreate { key, sku } => {
-                if let Some(&at) = self.query_keys.get(key) {
-                    return Outcome::Query(self.queries[at].clone(), true);
-                }
-                let row = QueryRow {
-                    id: self.queries.len() as u64 + 1,
-                    key: key.clone(),
-                    sku: sku.clone(),
-                    status: "pending".into(),
-                    result: None,
-                };
-                self.query_keys.insert(key.clone(), self.queries.len());
-                self.queries.push(row.clone());
-                Outcome::Query(row, false)
-            }
-            Write::QueryComplete { id, result, once } => {
-                let Some(row) = self.queries.get_mut((*id as usize).wrapping_sub(1)) else {
-                    return Outcome::Completed(false);
-                };
-                if *once && row.status == "completed" {
-                    return Outcome::Completed(false);
-                }
-                row.status = "completed".into();
-                row.result = Some(result.clone());
-                *self.effects.entry(*id).or_default() += 1;
-                Outcome::Completed(true)
-            }
+            Write::QueryCreate { key, sku } => self.create_query(key, sku),
+            Write::QueryComplete { id, result, once } => self.complete_query(*id, result, *once),
             Write::SagaBegin { request, owner, lease_until_ns } => {
                 let entry = SagaEntry {
                     request: request.clone(),
@@ -246,38 +213,10 @@ impl Tables {
                 Outcome::Completed(finished)
             }
             Write::SagaClaim { owner, now_ns, lease_until_ns, limit } => {
-                let claimable: Vec<String> = self.claimable(*now_ns).take(*limit as usize).cloned().collect();
-                let claimed = claimable
-                    .iter()
-                    .map(|id| {
-                        let saga = self.sagas.get_mut(id).expect("claimable saga exists");
-                        saga.owner = owner.clone();
-                        saga.lease_until_ns = *lease_until_ns;
-                        saga.request.clone()
-                    })
-                    .collect();
-                Outcome::Claimed(claimed)
+                Outcome::Claimed(self.claim_sagas(owner, *now_ns, *lease_until_ns, *limit))
             }
-            Write::FileCreate(new) => {
-                if let Some(&at) = self.file_keys.get(&new.key) {
-                    return Outcome::File(self.files[at].clone(), true);
-                }
-                let row = FileRow { id: self.files.len() as u64 + 1, file: new.clone(), thumbnail: None };
-                self.file_keys.insert(new.key.clone(), self.files.len());
-                self.files.push(row.clone());
-                Outcome::File(row, false)
-            }
-            Write::FileThumbnail { id, thumbnail } => {
-                let Some(row) = self.files.get_mut((*id as usize).wrapping_sub(1)) else {
-                    return Outcome::Row(Err(format!("no file with id {id}")));
-                };
-                if row.thumbnail.is_some() {
-                    return Outcome::Row(Ok(false));
-                }
-                row.thumbnail = Some(thumbnail.clone());
-                *self.thumbnails_applied.entry(*id).or_default() += 1;
-                Outcome::Row(Ok(true))
-            }
+            Write::FileCreate(new) => self.create_file(new),
+            Write::FileThumbnail { id, thumbnail } => self.thumbnail(*id, thumbnail),
             Write::FileAudit { id, event, once } => {
                 let events = self.audit.entry(*id).or_default();
                 if *once && events.contains(event) {
@@ -287,6 +226,85 @@ impl Tables {
                 Outcome::Completed(true)
             }
         }
+    }
+
+    /// An investment, idempotent on its key (a repeat answers the first row, flagged).
+    fn invest(&mut self, new: &NewInvestment, lsn: Lsn) -> Outcome {
+        if let Some(&at) = self.investment_keys.get(&new.key) {
+            return Outcome::Invest(self.investments[at].clone(), true);
+        }
+        let row = Investment { id: self.investments.len() as u64 + 1, lsn, data: new.clone() };
+        self.investment_keys.insert(new.key.clone(), self.investments.len());
+        self.investments.push(row.clone());
+        Outcome::Invest(row, false)
+    }
+
+    /// A pending query, idempotent on its key.
+    fn create_query(&mut self, key: &str, sku: &str) -> Outcome {
+        if let Some(&at) = self.query_keys.get(key) {
+            return Outcome::Query(self.queries[at].clone(), true);
+        }
+        let row = QueryRow {
+            id: self.queries.len() as u64 + 1,
+            key: key.to_string(),
+            sku: sku.to_string(),
+            status: "pending".into(),
+            result: None,
+        };
+        self.query_keys.insert(key.to_string(), self.queries.len());
+        self.queries.push(row.clone());
+        Outcome::Query(row, false)
+    }
+
+    /// Complete query `id` with `result` (with `once`, only if not completed yet), counting the
+    /// effect.
+    fn complete_query(&mut self, id: u64, result: &str, once: bool) -> Outcome {
+        let Some(row) = self.queries.get_mut((id as usize).wrapping_sub(1)) else {
+            return Outcome::Completed(false);
+        };
+        if once && row.status == "completed" {
+            return Outcome::Completed(false);
+        }
+        row.status = "completed".into();
+        row.result = Some(result.to_string());
+        *self.effects.entry(id).or_default() += 1;
+        Outcome::Completed(true)
+    }
+
+    /// Hand up to `limit` claimable sagas to `owner` until `lease_until_ns`; their requests.
+    fn claim_sagas(&mut self, owner: &str, now_ns: u64, lease_until_ns: u64, limit: u32) -> Vec<SagaRequest> {
+        let claimable: Vec<String> = self.claimable(now_ns).take(limit as usize).cloned().collect();
+        let claim = |id: &String| {
+            let saga = self.sagas.get_mut(id).expect("claimable saga exists");
+            saga.owner = owner.to_string();
+            saga.lease_until_ns = lease_until_ns;
+            saga.request.clone()
+        };
+        claimable.iter().map(claim).collect()
+    }
+
+    /// A file's metadata row, idempotent on its key.
+    fn create_file(&mut self, new: &NewFile) -> Outcome {
+        if let Some(&at) = self.file_keys.get(&new.key) {
+            return Outcome::File(self.files[at].clone(), true);
+        }
+        let row = FileRow { id: self.files.len() as u64 + 1, file: new.clone(), thumbnail: None };
+        self.file_keys.insert(new.key.clone(), self.files.len());
+        self.files.push(row.clone());
+        Outcome::File(row, false)
+    }
+
+    /// Set file `id`'s thumbnail once, counting each application.
+    fn thumbnail(&mut self, id: u64, thumbnail: &str) -> Outcome {
+        let Some(row) = self.files.get_mut((id as usize).wrapping_sub(1)) else {
+            return Outcome::Row(Err(format!("no file with id {id}")));
+        };
+        if row.thumbnail.is_some() {
+            return Outcome::Row(Ok(false));
+        }
+        row.thumbnail = Some(thumbnail.to_string());
+        *self.thumbnails_applied.entry(id).or_default() += 1;
+        Outcome::Row(Ok(true))
     }
 
     /// The unfinished saga `owner` holds.

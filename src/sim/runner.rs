@@ -20,12 +20,10 @@ use super::world::{LATENCY_MAX, LATENCY_MIN, World, world};
 use crate::check::StockSnapshot;
 use crate::run::{BackendError, DRAIN, Observed};
 use crate::scenario::Loaded;
+use crate::scenario::model::StackConfig;
 use crate::scenario::topology::Topology;
-use crate::stack::files::{self, FilesPorts};
+use crate::stack::host::{Controls, HostPorts, Serve, Service, compose};
 use crate::stack::ports::DbNode;
-use crate::stack::pricefeed::PricefeedState;
-use crate::stack::worker::WorkerConfig;
-use crate::stack::{api_host, balancer, inventory, ordersvc, pricefeed, reports, watchdog, wire, worker};
 use crate::workload::{Recorder, Schedule};
 
 /// The simulation's clock step. turmoil polls every running host once per tick, whether or not
@@ -99,150 +97,109 @@ fn snapshot(cluster: &Cluster, now: Duration) -> StockSnapshot {
 /// Store calls give up after this long; the services' own timeouts are shorter or equal.
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One turmoil host per entry of `topology` (the hosts the scenario uses).
+/// One turmoil host per entry of `topology` (the hosts the scenario uses): the stack's services
+/// composed as on every backend (`stack::host`), the infrastructure simulated here.
 fn hosts(sim: &mut turmoil::Sim<'_>, loaded: &Loaded, topology: &Topology, world: &World) {
-    let stack = loaded.scenario.stack.clone();
-    let cluster = world.cluster.clone();
+    let stack = &loaded.scenario.stack;
     // Uploads need object storage; only then do the api hosts serve files and the workers run
     // the subscriber groups.
     let with_files = topology.hosts().iter().any(|h| h.name == "objects");
-    // Every host boot gets its own connection pool (`for_host`) and database client.
-    let db = move |http: &SimHttp| Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
     for entry in topology.hosts() {
         let name = entry.name.clone();
-        let http = SimHttp::new(world.counters.clone());
-        match name.as_str() {
-            "client" => {}
-            "lb" => {
-                let config = balancer::LbConfig::for_stack(&stack);
-                sim.host(name, move || {
-                    let state = balancer::BalancerState::new(Arc::new(http.for_host()), config.clone());
-                    async move {
-                        crate::stack::spawn(balancer::run_health_checks(state.clone()));
-                        super::net::serve(balancer::router(state)).await
-                    }
-                });
-            }
-            "pricefeed" => {
-                let control = world.pricefeed.clone();
-                sim.host(name, move || {
-                    super::net::serve(pricefeed::router(PricefeedState::new(control.clone())))
-                });
-            }
-            "inventory" | "ordersvc" | "reports" => {
-                let db = db.clone();
-                let which = name.clone();
-                sim.host(name, move || {
-                    let store = db(&http.for_host());
-                    let config = wire::ParticipantConfig::default();
-                    let router = match which.as_str() {
-                        "inventory" => {
-                            inventory::router(inventory::InventoryState::new(store.clone(), config))
-                        }
-                        "ordersvc" => ordersvc::router(ordersvc::OrderSvcState::new(store.clone(), config)),
-                        _ => reports::router(reports::ReportsState::new(store.clone(), config)),
-                    };
-                    super::net::serve(router)
-                });
-            }
-            "broker" => {
-                let state = world.broker.clone();
-                sim.host(name, move || broker::broker_host(state.clone()));
-            }
-            "objects" => {
-                let state = world.objects.clone();
-                sim.host(name, move || objects::objects_host(state.clone()));
-            }
-            "redis" => {
-                let data = world.redis.clone();
-                sim.host(name, move || redis::redis_host(data.clone()));
-            }
-            "backup" => {
-                let (backups, cluster) = (world.backups.clone(), world.cluster.clone());
-                let config = stack.backup.clone().unwrap_or_default();
-                let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
-                sim.host(name, move || {
-                    backup::backup_host(
-                        backups.clone(),
-                        cluster.clone(),
-                        http.for_host(),
-                        config.clone(),
-                        bugs,
-                    )
-                });
-            }
-            "pg-primary" | "pg-replica" => {
-                let node = DbNode::named(&name);
-                let cluster = world.cluster.clone();
-                sim.host(name, move || db::node_host(cluster.clone(), node, http.for_host()));
-            }
-            "db-router" => {
-                let cluster = world.cluster.clone();
-                sim.host(name, move || db_router::router_host(cluster.clone(), http.for_host()));
-            }
-            "watchdog" => {
-                let db = db.clone();
-                let (settings, state) = (watchdog::Settings::for_stack(&stack), world.watchdog.clone());
-                sim.host(name, move || {
-                    let (admin, settings, state) = (db(&http.for_host()), settings.clone(), state.clone());
-                    async move {
-                        watchdog::run(admin, settings, state).await;
-                        Ok(())
-                    }
-                });
-            }
-            worker_name if worker_name.starts_with("worker-") => {
-                let index: usize = worker_name["worker-".len()..].parse().expect("worker-N");
-                let control = world.workers[index - 1].clone();
-                let db = db.clone();
-                let config = WorkerConfig::for_stack(&stack);
-                let host = name.clone();
-                sim.host(name, move || {
-                    let http = http.for_host();
-                    let consumers = Arc::new(SimBroker::new(http.clone(), &host));
-                    let (store, config, control) = (db(&http), config.clone(), control.clone());
-                    if with_files {
-                        let objects = Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT));
-                        for (group, handler) in files::subscribers(objects, store.clone(), &config) {
-                            let consumers = Arc::new(SimBroker::group(http.clone(), &host, group));
-                            let run =
-                                worker::run_handler(consumers, handler, config.clone(), control.clone());
-                            crate::stack::spawn(run);
-                        }
-                    }
-                    async move {
-                        worker::run(consumers, store, config, control).await;
-                        Ok(())
-                    }
-                });
-            }
-            api_name => {
-                let db = db.clone();
-                let host = api_name.to_owned();
-                let stack = stack.clone();
-                sim.host(name, move || {
-                    let http = http.for_host();
-                    let store = db(&http);
-                    let ports = api_host::ApiPorts {
-                        http: Arc::new(http.clone()),
-                        invest: store.clone(),
-                        queries: store.clone(),
-                        publisher: Arc::new(SimBroker::new(http.clone(), &host)),
-                        saga_log: store.clone(),
-                        files: with_files.then(|| FilesPorts {
-                            objects: Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT)),
-                            files: store.clone(),
-                            events: Arc::new(SimBroker::files(http.clone(), &host)),
-                        }),
-                    };
-                    let state = api_host::ApiHostState::for_stack(&stack, &host, ports);
-                    async move {
-                        api_host::spawn_background(&state);
-                        super::net::serve(api_host::router(state)).await
-                    }
-                });
-            }
+        match Service::of_host(&name) {
+            Some(service) => service_host(sim, service, name, stack, world, with_files),
+            None => infrastructure_host(sim, name, stack, world),
         }
+    }
+}
+
+/// A host running one of the stack's services, booted through [`compose`]. Every boot gets its
+/// own connection pool (`for_host`) and database client.
+fn service_host(
+    sim: &mut turmoil::Sim<'_>,
+    service: Service,
+    name: String,
+    stack: &StackConfig,
+    world: &World,
+    with_files: bool,
+) {
+    let (http, cluster, stack) = (SimHttp::new(world.counters.clone()), world.cluster.clone(), stack.clone());
+    let worker = name.strip_prefix("worker-").map(|n| n.parse::<usize>().expect("worker-N"));
+    let controls = Controls {
+        pricefeed: world.pricefeed.clone(),
+        worker: worker.map(|n| world.workers[n - 1].clone()).unwrap_or_default(),
+        watchdog: world.watchdog.clone(),
+    };
+    let host = name.clone();
+    sim.host(name, move || {
+        let ports = ports(&http.for_host(), &cluster, &host, with_files);
+        let serve: Serve = Box::new(|router: Option<axum::Router>| match router {
+            Some(router) => {
+                Box::pin(async move { super::net::serve(router).await.map_err(|e| e.to_string()) })
+            }
+            // A worker or the watchdog has no routes of its own: nothing listens on the host.
+            None => Box::pin(std::future::pending()),
+        });
+        let life = compose(service, &host, &stack, ports, &controls, serve);
+        async move { life.await.map_err(Into::into) }
+    });
+}
+
+/// The simulation's ports for the services on `host`, all over one connection pool.
+fn ports(http: &SimHttp, cluster: &Cluster, host: &str, with_files: bool) -> HostPorts {
+    let db = Arc::new(SimDb::new(http.clone(), cluster.clone(), STORE_TIMEOUT));
+    let mut ports = HostPorts::new(Arc::new(http.clone()));
+    ports.database = Some(db.clone());
+    ports.admin = Some(db);
+    ports.queries = Some(Arc::new(SimBroker::new(http.clone(), host)));
+    ports.consumers = Some(Arc::new(SimBroker::new(http.clone(), host)));
+    if with_files {
+        ports.objects = Some(Arc::new(SimObjects::new(http.clone(), STORE_TIMEOUT)));
+        ports.file_events = Some(Arc::new(SimBroker::files(http.clone(), host)));
+        let (http, host) = (http.clone(), host.to_string());
+        ports.subscriptions =
+            Some(Arc::new(move |group| Arc::new(SimBroker::group(http.clone(), &host, group))));
+    }
+    ports
+}
+
+/// A simulated server the services reach through their ports: the database nodes and
+/// `db-router`, the broker, the object store, Redis, the backup agent. The client host is
+/// `client`'s.
+fn infrastructure_host(sim: &mut turmoil::Sim<'_>, name: String, stack: &StackConfig, world: &World) {
+    let http = SimHttp::new(world.counters.clone());
+    match name.as_str() {
+        "broker" => {
+            let state = world.broker.clone();
+            sim.host(name, move || broker::broker_host(state.clone()));
+        }
+        "objects" => {
+            let state = world.objects.clone();
+            sim.host(name, move || objects::objects_host(state.clone()));
+        }
+        "redis" => {
+            let data = world.redis.clone();
+            sim.host(name, move || redis::redis_host(data.clone()));
+        }
+        "backup" => {
+            let (backups, cluster) = (world.backups.clone(), world.cluster.clone());
+            let config = stack.backup.clone().unwrap_or_default();
+            let bugs = crate::stack::bugs::Bugs::from_list(&stack.bugs);
+            sim.host(name, move || {
+                backup::backup_host(backups.clone(), cluster.clone(), http.for_host(), config.clone(), bugs)
+            });
+        }
+        "pg-primary" | "pg-replica" => {
+            let node = DbNode::named(&name);
+            let cluster = world.cluster.clone();
+            sim.host(name, move || db::node_host(cluster.clone(), node, http.for_host()));
+        }
+        "db-router" => {
+            let cluster = world.cluster.clone();
+            sim.host(name, move || db_router::router_host(cluster.clone(), http.for_host()));
+        }
+        "client" => {}
+        other => panic!("no simulated host `{other}`"),
     }
 }
 

@@ -18,15 +18,25 @@
 //! back ([`OutageRequest::to_outage`], [`WorkerModeRequest::to_mode`]): both backends apply the
 //! same switch. Durations travel as whole milliseconds; anything finer is truncated.
 //!
-//! This module owns only the wire format; the routes live in `cli/serve.rs`, the callers in the
-//! containers backend.
+//! This module owns the wire format and the routes that take it ([`routes`], which a real node
+//! serves beside its service: `real/serve.rs`); the callers are in the containers backend.
+//! Nothing authenticates these routes: they are for a run's private network, never for an
+//! exposed port.
 
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::pricefeed::Outage;
-use super::worker::WorkerMode;
+use super::host::{Controls, Service, with_health};
+use super::pricefeed::{Outage, PricefeedControl};
+use super::watchdog::WatchdogState;
+use super::wire;
+use super::worker::{WorkerControl, WorkerMode};
 
 /// Where the price feed takes an [`OutageRequest`].
 pub const OUTAGE_PATH: &str = "/control/outage";
@@ -155,6 +165,84 @@ impl WorkerModeRequest {
     }
 }
 
+/// The control routes of `service` over `controls` (the table above), plus `GET /health` for
+/// the services that have no router of their own (worker, watchdog); none for the others.
+pub fn routes(service: Service, controls: &Controls) -> Router {
+    match service {
+        Service::Pricefeed => {
+            Router::new().route(OUTAGE_PATH, post(set_outage)).with_state(controls.pricefeed.clone())
+        }
+        Service::Worker => with_health(
+            Router::new().route(WORKER_MODE_PATH, post(set_worker_mode)).with_state(controls.worker.clone()),
+        ),
+        Service::Watchdog => with_health(
+            Router::new()
+                .route(WATCHDOG_RESET_PATH, post(reset_watchdog))
+                .route(WATCHDOG_HOLD_PATH, post(hold_watchdog))
+                .route(
+                    WATCHDOG_STATE_PATH,
+                    get(|State(state): State<WatchdogState>| async move { Json(state.view()) }),
+                )
+                .with_state(controls.watchdog.clone()),
+        ),
+        Service::Api | Service::Inventory | Service::OrderSvc | Service::Reports | Service::Balancer => {
+            Router::new()
+        }
+    }
+}
+
+/// Set the price feed's outage; answers the outage now set, as an [`OutageRequest`].
+async fn set_outage(
+    State(control): State<PricefeedControl>,
+    body: Result<Json<OutageRequest>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(request)) => {
+            let outage = request.to_outage();
+            control.set(outage);
+            tracing::info!(?outage, "price feed outage set");
+            Json(OutageRequest::from_outage(outage)).into_response()
+        }
+        Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+    }
+}
+
+/// Set the worker's mode; answers the mode now set, as a [`WorkerModeRequest`].
+async fn set_worker_mode(
+    State(control): State<WorkerControl>,
+    body: Result<Json<WorkerModeRequest>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(request)) => {
+            let mode = request.to_mode();
+            control.set(mode);
+            tracing::info!(?mode, "worker mode set");
+            Json(WorkerModeRequest::from_mode(mode)).into_response()
+        }
+        Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+    }
+}
+
+async fn reset_watchdog(
+    State(state): State<WatchdogState>,
+    body: Result<Json<WatchdogResetRequest>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(request)) => {
+            state.reset(request.primary, request.switchover);
+            tracing::info!(primary = request.primary.host(), request.switchover, "watchdog reset");
+            Json(request).into_response()
+        }
+        Err(rejection) => wire::error(rejection.status(), rejection.body_text()),
+    }
+}
+
+async fn hold_watchdog(State(state): State<WatchdogState>) -> Response {
+    state.hold().await;
+    tracing::info!("watchdog held: no probe, no action until reset");
+    Json(serde_json::json!({ "held": true })).into_response()
+}
+
 /// Whole milliseconds, saturating (a delay past `u64::MAX` ms is already "forever").
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -162,8 +250,12 @@ fn millis(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use http::Method;
+    use serde_json::json;
+
     use super::*;
     use crate::scenario::model::{ConsumerMode, OutageMode};
+    use crate::stack::testkit::{body_json, json_request, oneshot};
 
     /// Goal: the harness's body sets exactly what the simulation would. Method: every outage
     /// variant (including the ones `Outage::from_fault` builds) → request → JSON text → request
@@ -225,5 +317,71 @@ mod tests {
         for bad in [r#"{"mode": "pause"}"#, r#"{"mode": "slow", "delay_ms": 5}"#, "{}"] {
             assert!(serde_json::from_str::<WorkerModeRequest>(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The price feed's router with its control routes, as a real node serves it.
+    fn pricefeed_app(control: PricefeedControl) -> Router {
+        let controls = Controls { pricefeed: control.clone(), ..Controls::default() };
+        let feed = super::super::pricefeed::router(super::super::pricefeed::PricefeedState::new(control));
+        feed.merge(routes(Service::Pricefeed, &controls))
+    }
+
+    const PRICE: &str = "/simple/price?ids=bitcoin&vs_currencies=usd";
+
+    /// Goal: the containers backend can start and end a price-feed outage from outside.
+    /// Method: POST the switch to the price feed's routes, then GET a price.
+    #[tokio::test]
+    async fn the_pricefeed_outage_is_switched_over_http() {
+        let control = PricefeedControl::default();
+        let app = pricefeed_app(control.clone());
+        let get_price = || oneshot(app.clone(), json_request(Method::GET, PRICE, None));
+        let set = |body| oneshot(app.clone(), json_request(Method::POST, OUTAGE_PATH, Some(body)));
+        assert_eq!(get_price().await.status, 200);
+        let resp = set(json!({"mode": "errors"})).await;
+        assert_eq!((resp.status, body_json(&resp)), (200, json!({"mode": "errors", "delay_ms": 0})));
+        assert_eq!(control.get(), Outage::Errors);
+        assert_eq!(get_price().await.status, 503);
+        assert_eq!(set(json!({"mode": "none"})).await.status, 200);
+        assert_eq!(get_price().await.status, 200);
+        let resp = set(json!({"mode": "slow", "delay_ms": 1500})).await;
+        assert_eq!(body_json(&resp), json!({"mode": "slow", "delay_ms": 1500}));
+        assert_eq!(control.get(), Outage::Slow(Duration::from_millis(1500)));
+        let health = oneshot(app.clone(), json_request(Method::GET, "/health", None)).await;
+        assert_eq!(health.status, 200);
+    }
+
+    /// A bad body answers 4xx with a message naming the problem and leaves the switch alone.
+    #[tokio::test]
+    async fn a_bad_control_body_is_refused_with_a_message() {
+        let control = PricefeedControl::default();
+        let app = pricefeed_app(control.clone());
+        let body = json!({"mode": "errors", "delay": 5});
+        let resp = oneshot(app.clone(), json_request(Method::POST, OUTAGE_PATH, Some(body))).await;
+        assert_eq!(resp.status, 422);
+        let message = body_json(&resp)["error"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("unknown field `delay`"), "{message}");
+        let mut request = json_request(Method::POST, OUTAGE_PATH, None);
+        request.body = Some(b"{not json".to_vec());
+        assert_eq!(oneshot(app, request).await.status, 400);
+        assert_eq!(control.get(), Outage::None);
+    }
+
+    /// Goal: the containers backend can pause and resume a worker from outside. Method: POST
+    /// the mode to the worker's control routes and read it back through its `WorkerControl`.
+    #[tokio::test]
+    async fn the_worker_mode_is_switched_over_http() {
+        let controls = Controls::default();
+        let app = routes(Service::Worker, &controls);
+        let set = |body| oneshot(app.clone(), json_request(Method::POST, WORKER_MODE_PATH, Some(body)));
+        let resp = set(json!({"mode": "paused"})).await;
+        assert_eq!((resp.status, body_json(&resp)), (200, json!({"mode": "paused", "slow_by_ms": 0})));
+        assert_eq!(controls.worker.get(), WorkerMode::Paused);
+        assert_eq!(set(json!({"mode": "slow", "slow_by_ms": 100})).await.status, 200);
+        assert_eq!(controls.worker.get(), WorkerMode::Slow(Duration::from_millis(100)));
+        assert_eq!(set(json!({"mode": "pause"})).await.status, 422);
+        assert_eq!(set(json!({"mode": "running"})).await.status, 200);
+        assert_eq!(controls.worker.get(), WorkerMode::Running);
+        let health = oneshot(app, json_request(Method::GET, "/health", None)).await;
+        assert_eq!(health.status, 200);
     }
 }

@@ -8,20 +8,24 @@
 //!
 //! | file | host | entry point |
 //! |---|---|---|
+//! | `host.rs` | every service host | `host::compose(Service, ..)`: which services a host runs and how they are wired, for both backends |
 //! | `pricefeed.rs` | `pricefeed` | `pricefeed::router(PricefeedState)` + `PricefeedControl` |
 //! | `invest.rs` | `api-N` | `invest::router(InvestState)` |
 //! | `orders.rs` | `api-N` | `orders::router(OrdersState)` (the saga middleware) |
 //! | `gateway.rs` | `api-N` | `gateway::router(GatewayState)` |
 //! | `api_host.rs` | `api-N` | `api_host::router(ApiHostState)`: the above + files + `/health` |
 //! | `inventory.rs`, `ordersvc.rs`, `reports.rs` | same names | the saga participants' routers |
+//! | `participant.rs` | `inventory`, `ordersvc`, `reports` | `Participant<Store>`: the participants' shared state and router scaffold |
 //! | `files.rs` | `api-N`, `worker-M` | `files::router(FilesState)`; subscribers `Thumbnails`, `Audit` |
 //! | `worker.rs` | `worker-M` | `worker::run(..)`, `worker::run_handler(..)` + `WorkerControl` |
 //! | `balancer.rs` | `lb` | `balancer::router(BalancerState)` + `balancer::run_health_checks` |
-//! | `watchdog.rs` | `watchdog` | `watchdog::run(..)` + `WatchdogState` |
+//! | `watchdog.rs` | `watchdog` | `watchdog::run(..)` + `WatchdogState` (tests in `watchdog/tests.rs`) |
 //! | `bugs.rs` | — | `Bugs`, the bug-zoo switches |
-//! | `control.rs` | — | the JSON a backend outside the process sends to flip the switches above |
+//! | `control.rs` | — | the JSON a backend outside the process sends to flip the switches above, and the routes that take it |
+//! | `api.rs` | — | the public HTTP API's routes and bodies (the workload uses them too) |
+//! | `ports.rs` | — | the ports (traits) and their error contract |
 //! | `wire.rs` | — | participant bodies, status convention |
-//! | `testkit.rs` | — | in-memory ports for tests, benches and the sim backend's bookkeeping |
+//! | `testkit/` | — | in-memory ports for tests, benches and the sim backend's bookkeeping |
 
 pub mod api;
 pub mod api_host;
@@ -30,6 +34,7 @@ pub mod bugs;
 pub mod control;
 pub mod files;
 pub mod gateway;
+pub mod host;
 pub mod inventory;
 pub mod invest;
 pub mod orders;
