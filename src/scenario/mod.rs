@@ -4,10 +4,11 @@
 //! Loading runs in passes, each with its own type (STYLE.md 16): YAML text → spanned tree and
 //! JSON value (`tree`, syntax errors) → `--set` overrides → `model::Scenario` (shape errors, each
 //! section on its own so all are reported) → `validate` (semantic errors, all at once; after
-//! shape errors, on what `salvage` could still read) →
+//! shape errors, on what `salvage` could still read; `coherence` judges the scenario as a whole) →
 //! `faults::Plan` (absolute times, expanded hosts, phases). Later code never sees unvalidated
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod coherence;
 mod compact;
 mod diagnostic;
 mod load;
@@ -18,6 +19,7 @@ mod tree;
 pub mod units;
 mod validate;
 
+pub(crate) use coherence::{ops_needed, reached};
 pub use compact::to_compact_yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 #[cfg(feature = "containers")]
