@@ -10,8 +10,9 @@
 //! - every disaster is answered by a restore, the next backup action after it, at least
 //!   [`RESTORE_ROOM`] before the end of the run (the restore and the writes after it take time);
 //! - every restore answers a disaster;
-//! - a disaster comes once the first base backup has completed (`stack.backup.every` plus
-//!   [`BASE_BACKUP_ALLOWANCE`]);
+//! - a disaster comes once a base backup has completed: one fell due (at a multiple of
+//!   `stack.backup.every`) at least [`BASE_BACKUP_ALLOWANCE`] before it, with no other fault in
+//!   force while it copied (a crash of the backup agent, say, leaves nothing to restore);
 //! - no other fault is in force from [`SETTLE`] before a disaster to [`RESTORE_ROOM`] after its
 //!   restore: a disaster while the archive is cut off loses what it could not yet archive, on a
 //!   correct stack too, and a restore needs the backup agent and the catalogue;
@@ -77,9 +78,8 @@ pub fn problems(scenario: &Scenario) -> Vec<String> {
             found.push(format!("the disaster at {at} is not followed by a restore"));
             continue;
         };
-        let first_backup = scenario.stack.backup.as_ref().map(|b| b.every.get() + BASE_BACKUP_ALLOWANCE);
-        if first_backup.is_none_or(|done| at.get() < done) {
-            found.push(format!("the disaster at {at} comes before the first base backup has completed"));
+        if !backup_completed_before(scenario, at.get()) {
+            found.push(format!("the disaster at {at} comes before any base backup has completed"));
         }
         let quiet_until = restore.at.get() + RESTORE_ROOM;
         if quiet_until > duration {
@@ -115,6 +115,24 @@ pub fn problems(scenario: &Scenario) -> Vec<String> {
         }
     }
     found
+}
+
+/// The times base backups fall due before `at` with time to complete, latest first.
+fn backup_slots(scenario: &Scenario, at: Duration) -> Vec<Duration> {
+    let Some(every) = scenario.stack.backup.as_ref().map(|b| b.every.get()).filter(|e| !e.is_zero()) else {
+        return Vec::new();
+    };
+    let count = at.saturating_sub(BASE_BACKUP_ALLOWANCE).as_nanos() / every.as_nanos();
+    (1..=count as u32).rev().map(|k| every * k).collect()
+}
+
+/// Is a base backup due before `at` whose copy no (non-drill) fault of `scenario` overlaps?
+fn backup_completed_before(scenario: &Scenario, at: Duration) -> bool {
+    let duration = scenario.duration.get();
+    backup_slots(scenario, at).into_iter().any(|slot| {
+        let copying = slot + BASE_BACKUP_ALLOWANCE;
+        !scenario.faults.iter().any(|f| !is_drill(f) && f.at.get() < copying && end_of(f, duration) > slot)
+    })
 }
 
 /// Add to `faults` (drawn for `scenario`, in time order) the drills its own `faults:` list holds,
@@ -162,6 +180,11 @@ pub fn add_drills(scenario: &Scenario, mut faults: Vec<FaultSpec>, rng: &mut Cha
             }
             let (quiet_from, quiet_until) = (at.saturating_sub(SETTLE), at + gap + RESTORE_ROOM);
             faults.retain(|f| is_drill(f) || f.at.get() >= quiet_until || end_of(f, duration) <= quiet_from);
+            // The last base backup due before the disaster copies undisturbed.
+            if let Some(&slot) = backup_slots(scenario, at).first() {
+                let copying = slot + BASE_BACKUP_ALLOWANCE;
+                faults.retain(|f| is_drill(f) || f.at.get() >= copying || end_of(f, duration) <= slot);
+            }
             faults.push(disaster);
             faults.push(restore_now);
         }
@@ -288,7 +311,11 @@ mod tests {
             (restore("22s"), "answers no disaster"),
             (disaster("20s"), "is not followed by a restore"),
             (restore("20s") + &disaster("22s"), "answers no disaster"),
-            (disaster("5s") + &restore("8s"), "before the first base backup has completed"),
+            (disaster("5s") + &restore("8s"), "before any base backup has completed"),
+            (
+                "  - { at: 9s, crash: backup, restart_after: 10s }\n".to_owned() + &disaster("21s") + &restore("23s"),
+                "before any base backup has completed",
+            ),
             (disaster("45s") + &restore("55s"), "leaves less than 10s before the end"),
             (
                 "  - { at: 17s, partition: [[pg-primary], [backup]], for: 2s }\n".to_owned()

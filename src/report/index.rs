@@ -76,7 +76,7 @@ pub fn render_index(entries: &[IndexEntry], explorations: &[Exploration]) -> Str
     }
     page.push_str("</tbody></table>");
     explorations_section(&mut page, explorations);
-    let _ = write!(page, "</main><script>{SCRIPT}</script></body></html>\n");
+    let _ = writeln!(page, "</main><script>{SCRIPT}</script></body></html>");
     page
 }
 
