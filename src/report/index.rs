@@ -145,11 +145,13 @@ fn chip_state(check: &CheckEntry) -> (&'static str, &'static str) {
 
 fn chip(check: &CheckEntry) -> String {
     let (class, state) = chip_state(check);
+    // A caught bug is a check that failed as it should: named, not ticked or crossed.
     let mark = match state {
         "pass" => "✓",
-        "fail" | "missed" => "✗",
-        "caught" => "✓ caught",
-        _ => "?",
+        "fail" => "✗",
+        "missed" => "✗ missed",
+        "caught" => "caught",
+        _ => "? undecided",
     };
     format!(
         "<span class=\"chip c-{class}\" title=\"{}: {}\">{} {mark}</span>",
@@ -433,7 +435,7 @@ mod tests {
         for word in ["FAIL", "MISSED", "UNDECIDED", "CAUGHT", "PASS"] {
             assert!(page.contains(&format!(">{word}</span></td>")), "{word} row");
         }
-        assert!(page.contains("durability ✓ caught") && page.contains("c-missed"), "check chips");
+        assert!(page.contains("durability caught") && page.contains("durability ✗ missed"), "check chips");
         assert!(
             page.contains("-16%</span> invest p99 in steady") && page.contains("812ms against &lt;= 700ms")
         );
