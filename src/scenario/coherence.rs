@@ -65,7 +65,7 @@ fn planned_ops(scenario: &Scenario, duration: Option<Duration>, report: &mut Rep
     );
     let needed = total.ceil() as u64;
     let hint = format!(
-        "is the rate a typo? each planned operation holds memory for the whole run; if a run this large is meant, raise the limit: `ops_max: {needed}` in the file, or `--set ops_max={needed}`"
+        "is the rate a typo? each operation holds about 4 kB until the run ends; if a run this large is meant, raise the limit: `ops_max: {needed}` in the file, or `--set ops_max={needed}`"
     );
     report.error(&format!("{path}.rate"), message, Some(hint));
 }
