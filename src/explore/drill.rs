@@ -313,7 +313,9 @@ mod tests {
             (restore("20s") + &disaster("22s"), "answers no disaster"),
             (disaster("5s") + &restore("8s"), "before any base backup has completed"),
             (
-                "  - { at: 9s, crash: backup, restart_after: 10s }\n".to_owned() + &disaster("21s") + &restore("23s"),
+                "  - { at: 9s, crash: backup, restart_after: 10s }\n".to_owned()
+                    + &disaster("21s")
+                    + &restore("23s"),
                 "before any base backup has completed",
             ),
             (disaster("45s") + &restore("55s"), "leaves less than 10s before the end"),
