@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot image
+.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -33,10 +33,16 @@ explore: build ## explore a scenario over many seeds: make explore SCENARIO=... 
 # A campaign's seeds per scenario: SEEDS when given (make campaign SEEDS=50), else 200.
 CAMPAIGN_SEEDS = $(if $(filter command line environment,$(origin SEEDS)),$(SEEDS),200)
 
-campaign: build ## every shipped scenario (not bugs/) explored with swarm schedules from every fault kind: make campaign [SEEDS=200]; reports under reports/campaign/
+# Each scenario twice: `--swarm=all` (every fault kind) and, when it lists faults, `--swarm` (its
+# own faults and drills), each into its own directory.
+campaign: build ## every shipped scenario (not bugs/) explored with swarm schedules from every fault kind and from its own faults: make campaign [SEEDS=200]; reports under reports/campaign/
 	@status=0; for file in scenarios/*.yaml; do \
-		$(BIN) explore $$file --swarm all --seeds $(CAMPAIGN_SEEDS) --jobs 2 --out $(OUT)/campaign $(ARGS) \
+		$(BIN) explore $$file --swarm=all --seeds $(CAMPAIGN_SEEDS) --jobs 2 --out $(OUT)/campaign/swarm-all $(ARGS) \
 			|| { code=$$?; [ $$code -gt $$status ] && status=$$code; }; \
+		if grep -q '^faults:' $$file; then \
+			$(BIN) explore $$file --swarm --seeds $(CAMPAIGN_SEEDS) --jobs 2 --out $(OUT)/campaign/swarm $(ARGS) \
+				|| { code=$$?; [ $$code -gt $$status ] && status=$$code; }; \
+		fi; \
 	done; exit $$status
 
 test: ## the test suite (simulation and unit tests; no external services)
@@ -97,7 +103,12 @@ real-down: ## stop what real-up started
 
 report-screenshot: build ## run primary-crash (async), render its report in headless Chromium, check it is not blank
 	$(BIN) run scenarios/primary-crash.yaml --set stack.replication=async --out $(OUT) || true
-	scripts/screenshot.sh $(OUT)/primary-crash/7/report.html $(OUT)/report-screenshot.png 1280x2600
+	scripts/screenshot.sh '$(OUT)/primary-crash/7-stack.replication=async/report.html' $(OUT)/report-screenshot.png 1280x2600
+
+index-screenshot: build ## run every shipped scenario (as make chaos), render the index in headless Chromium, check it is not blank and its filter works
+	$(BIN) run scenarios/*.yaml scenarios/bugs/*.yaml --out $(OUT) --quiet || true
+	scripts/screenshot.sh $(OUT)/index.html $(OUT)/index-screenshot.png 1400x1500
+	scripts/index-check.sh $(OUT)/index.html
 
 image: container-deps ## build the containers backend's images here, no registry needed
 	$(CARGO) build --release --features containers --bin shakedown

@@ -11,7 +11,8 @@
 //!    backends' fault effects are computed the same way;
 //! 5. build the `Report` and write `report.json`, `report.html`, `junit.xml`.
 //!
-//! Output goes to `OUT/<scenario>/<seed>/`, written into a temporary directory that is renamed
+//! Output goes to `OUT/<scenario>/<seed>/` (`OUT/<scenario>/<seed>-<variant>/` with `--set`
+//! overrides, [`run_dir`]), written into a temporary directory that is renamed
 //! into place at the end, so a crashed run never leaves a half-written report behind.
 //! `run_file` is the library entry point users call from their own tests.
 
@@ -167,7 +168,7 @@ pub fn run_loaded(
             return Err(RunError::Nondeterministic(divergence));
         }
     }
-    let out = OutputDir::create(&run_dir(&options.out, &loaded.scenario.name, seed))?;
+    let out = OutputDir::create(&run_dir(&options.out, &loaded.scenario.name, seed, &loaded.overrides))?;
     // Step 3: the history goes to disk before any checker runs.
     out.write_with("history.jsonl", |w| observed.history.write_jsonl(w))?;
     let checked = run_all(&observed.history, &observed.final_state, &loaded.plan, &loaded.scenario);
@@ -245,9 +246,41 @@ pub fn first_divergence(first: &History, second: &History) -> Option<Divergence>
     })
 }
 
-/// Where a run's files go: `OUT/<scenario name>/<seed>/`.
-pub fn run_dir(out: &Path, scenario_name: &str, seed: u64) -> PathBuf {
-    out.join(scenario_name).join(seed.to_string())
+/// Where a run's files go: `OUT/<scenario name>/<seed>/`, or for a variant run with `--set`
+/// overrides `OUT/<scenario name>/<seed>-<variant>/` ([`variant`]), so a variant never replaces
+/// the plain run's reports, nor another variant's.
+pub fn run_dir(out: &Path, scenario_name: &str, seed: u64, overrides: &[String]) -> PathBuf {
+    let leaf = match variant(overrides) {
+        None => seed.to_string(),
+        Some(variant) => format!("{seed}-{variant}"),
+    };
+    out.join(scenario_name).join(leaf)
+}
+
+/// The longest variant name before it is cut and given a digest.
+const VARIANT_CHARS_MAX: usize = 60;
+
+/// `--set` overrides as a directory name: `stack.replication=async`, several joined by `+`.
+/// Characters other than letters, digits and `.`, `_`, `-`, `=` become `_`; when that changed
+/// anything (or the name is longer than [`VARIANT_CHARS_MAX`]) the name is cut and the first 8 hex
+/// digits of the overrides' SHA-256 are appended, so distinct overrides never share a directory.
+/// `None` without overrides.
+pub fn variant(overrides: &[String]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    if overrides.is_empty() {
+        return None;
+    }
+    let joined = overrides.join("+");
+    let safe = |c: char| c.is_ascii_alphanumeric() || "._-=".contains(c);
+    let name: String = joined.chars().map(|c| if c == '+' || safe(c) { c } else { '_' }).collect();
+    let lossy = name != joined || overrides.iter().any(|o| o.contains('+')) || name.starts_with('.');
+    if !lossy && name.len() <= VARIANT_CHARS_MAX {
+        return Some(name);
+    }
+    let digest = Sha256::digest(overrides.join("\n").as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let cut: String = name.chars().take(VARIANT_CHARS_MAX).collect();
+    Some(format!("{cut}-{hex}"))
 }
 
 #[cfg(test)]
@@ -400,5 +433,33 @@ mod tests {
         assert_eq!(divergence.line, 2);
         assert!(divergence.first.unwrap().contains("\"time_ns\":5"));
         assert!(divergence.second.unwrap().contains("\"time_ns\":6"));
+    }
+
+    /// Goal: a `--set` variant writes beside the plain run, never over it, and distinct overrides
+    /// never share a directory. Method: the directory names of a few override lists.
+    #[test]
+    fn variants_get_their_own_directory() {
+        let out = Path::new("out");
+        let set = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(run_dir(out, "primary-crash", 7, &[]), Path::new("out/primary-crash/7"));
+        assert_eq!(
+            run_dir(out, "primary-crash", 7, &set(&["stack.replication=async"])),
+            Path::new("out/primary-crash/7-stack.replication=async")
+        );
+        let two = variant(&set(&["stack.replication=async", "stack.watchdog.max_lag=0B"])).unwrap();
+        assert_eq!(two, "stack.replication=async+stack.watchdog.max_lag=0B");
+        let lists = [
+            set(&["stack.bugs=[no-fencing]"]),
+            set(&["stack.bugs=_no-fencing_"]),
+            set(&["a=b+c=d"]),
+            set(&["a=b", "c=d"]),
+            set(&[&format!("name={}", "x".repeat(80))]),
+            set(&[&format!("name={}y", "x".repeat(80))]),
+        ];
+        let names: std::collections::BTreeSet<String> = lists.iter().map(|l| variant(l).unwrap()).collect();
+        assert_eq!(names.len(), lists.len(), "{names:?}");
+        for name in &names {
+            assert!(name.len() <= VARIANT_CHARS_MAX + 9 && !name.contains('/'), "{name}");
+        }
     }
 }

@@ -82,6 +82,11 @@ pub(crate) fn fault_context(plan: &Plan, time_ns: u64) -> String {
     }
 }
 
+/// A count and its noun, singular or plural: `1 check`, `3 checks`, `0 faults`.
+pub fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
 /// Quantiles of durations given in ns, in ms: `{count, p50, p90, p99, max}`.
 pub(crate) fn quantiles_ms(values_ns: &[u64]) -> serde_json::Value {
     let mut sorted = values_ns.to_vec();

@@ -11,7 +11,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 
-use super::{CheckResult, Status};
+use super::{CheckResult, Status, plural};
 use crate::faults::Plan;
 use crate::history::{EntryType, History};
 use crate::scenario::model::{OpSelector, Phase, SloRow};
@@ -231,11 +231,55 @@ fn format_ms(ms: f64) -> String {
     Span(Duration::from_nanos(nanos)).to_string()
 }
 
+/// How much of a threshold's allowance an observation left unused, as a fraction: 1 is perfect
+/// (no latency, no errors), 0 is exactly at the limit, below 0 is broken (-0.16: 16% over).
+/// Latency and error rate compare with the limit (`1 - observed / limit`); availability compares
+/// the unavailability with the allowed one (`99%` allows 1%: 99.5% observed leaves 0.5). `None`
+/// without data. A limit of zero leaves a margin of 0 when met and minus infinity when broken.
+pub fn margin(entry: &SloEntry) -> Option<f64> {
+    let threshold = entry.threshold.trim_start_matches(['<', '>', '=', ' ']);
+    let (observed, limit) = if entry.metric == "error_rate" || entry.metric == "availability" {
+        let observed = entry.observed.parse::<Percent>().ok()?.0;
+        let limit = threshold.parse::<Percent>().ok()?.0;
+        if entry.metric == "availability" { (100.0 - observed, 100.0 - limit) } else { (observed, limit) }
+    } else {
+        let observed = entry.observed.parse::<Span>().ok()?.get().as_secs_f64();
+        (observed, threshold.parse::<Span>().ok()?.get().as_secs_f64())
+    };
+    Some(match (limit > 0.0, observed > limit) {
+        (true, _) => 1.0 - observed / limit,
+        (false, false) => 0.0,
+        (false, true) => f64::NEG_INFINITY,
+    })
+}
+
+/// The entry with the least margin (the worst miss when any is broken), `None` without data.
+pub fn worst<'a>(entries: impl IntoIterator<Item = &'a SloEntry>) -> Option<(&'a SloEntry, f64)> {
+    entries
+        .into_iter()
+        .filter_map(|e| margin(e).map(|m| (e, m)))
+        .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+}
+
+/// One entry in words: `invest p99 in steady: 812ms against <= 700ms`.
+pub fn describe(entry: &SloEntry) -> String {
+    format!(
+        "{} {} in {}: {} against {}",
+        entry.op,
+        entry.metric,
+        entry.phase.name(),
+        entry.observed,
+        entry.threshold
+    )
+}
+
 /// The `slo` check: fail if any threshold is broken, unknown if a row had no data.
 pub fn check(entries: &[SloEntry]) -> CheckResult {
     let broken: Vec<&SloEntry> = entries.iter().filter(|e| !e.ok && e.observed != "no data").collect();
     let missing = entries.iter().filter(|e| e.observed == "no data").count();
+    let worst_miss = worst(broken.iter().copied()).map(|(e, _)| e).or(broken.first().copied()).map(describe);
     let details = serde_json::json!({
+        "worst": worst_miss,
         "thresholds_count": entries.len(),
         "broken_count": broken.len(),
         "no_data_count": missing,
@@ -243,20 +287,15 @@ pub fn check(entries: &[SloEntry]) -> CheckResult {
             "op": e.op, "phase": e.phase.name(), "metric": e.metric, "threshold": e.threshold, "observed": e.observed,
         })).collect::<Vec<_>>(),
     });
-    let (status, summary) = if let Some(first) = broken.first() {
-        let summary = format!(
-            "{} of {} thresholds broken, e.g. {} {} in {}: {} (limit {})",
-            broken.len(),
-            entries.len(),
-            first.op,
-            first.metric,
-            first.phase.name(),
-            first.observed,
-            first.threshold
-        );
+    let (status, summary) = if let Some(worst) = &worst_miss {
+        let summary =
+            format!("{} of {} broken; worst: {worst}", broken.len(), plural(entries.len(), "threshold"));
         (Status::Fail, summary)
     } else if missing > 0 {
-        (Status::Unknown, format!("{missing} of {} thresholds had no data in their phase", entries.len()))
+        let total = plural(entries.len(), "threshold");
+        (Status::Unknown, format!("{missing} of {total} had no data in their phase"))
+    } else if entries.len() == 1 {
+        (Status::Pass, "the threshold was met".to_owned())
     } else {
         (Status::Pass, format!("all {} thresholds met", entries.len()))
     };
@@ -299,5 +338,44 @@ mod tests {
         assert_eq!(check(&entries).status, Status::Fail);
         assert_eq!(check(&entries[..2]).status, Status::Pass);
         assert_eq!(check(&entries[3..]).status, Status::Unknown);
+    }
+
+    fn entry(metric: &str, threshold: &str, observed: &str) -> SloEntry {
+        SloEntry {
+            op: "invest".into(),
+            phase: Phase::Steady,
+            metric: metric.into(),
+            threshold: threshold.into(),
+            observed: observed.into(),
+            ok: false,
+        }
+    }
+
+    /// Goal: a failed SLO names its worst miss — op, phase, metric, observed against the limit —
+    /// judged by how far past its limit each threshold went, not by list order. Method: three
+    /// broken thresholds, the worst (availability 90% against 99%: ten times the allowed
+    /// unavailability) listed last.
+    #[test]
+    fn the_worst_miss_is_named_with_its_limit() {
+        let entries = [
+            entry("p99", "<= 700ms", "812ms"),
+            entry("error_rate", "<= 10%", "12%"),
+            SloEntry { phase: Phase::Post, ..entry("availability", ">= 99%", "90%") },
+        ];
+        assert!((margin(&entries[0]).unwrap() + 0.16).abs() < 1e-9);
+        assert!((margin(&entries[1]).unwrap() + 0.2).abs() < 1e-9);
+        assert!((margin(&entries[2]).unwrap() + 9.0).abs() < 1e-9);
+        assert!((margin(&entry("availability", ">= 99%", "99.5%")).unwrap() - 0.5).abs() < 1e-9);
+        assert_eq!(margin(&entry("p99", "<= 700ms", "no data")), None);
+        let result = check(&entries);
+        assert_eq!(result.status, Status::Fail);
+        assert_eq!(
+            result.summary,
+            "3 of 3 thresholds broken; worst: invest availability in post: 90% against >= 99%"
+        );
+        assert_eq!(
+            check(&entries[..1]).summary,
+            "1 of 1 threshold broken; worst: invest p99 in steady: 812ms against <= 700ms"
+        );
     }
 }

@@ -149,11 +149,12 @@ fn visibility_lags(
         let seen = from + running_max[from..].partition_point(|&m| m < lsn);
         if let Some(&(read_ns, _)) = reads.get(seen) {
             // A lag that spans a fault window is the fault's doing, whatever phase the write was
-            // acknowledged in.
+            // acknowledged in. An instant action (a restore, a failback) has no window: the run
+            // has no `fault` phase for it, so its lags stay in the phase they were acknowledged in.
             let spans_fault = plan.faults.iter().any(|f| {
                 let (start, end) =
                     (f.start.as_nanos() as u64, f.end.unwrap_or(plan.duration).as_nanos() as u64);
-                start < read_ns && ack_ns < end
+                start < end && start < read_ns && ack_ns < end
             });
             let phase = if spans_fault {
                 Phase::Fault
@@ -225,5 +226,30 @@ mod tests {
         let mut history = History::new();
         invest_lsn(&mut history, 1, "a", 10, 5);
         assert_eq!(check(&history, &plan_with_crash(), &config(None)).status, Status::Unknown);
+    }
+
+    /// Goal: lags are grouped only under phases the run had. Method: a plan whose one fault is
+    /// an instant action (no fault window, so no `fault` phase), with a write acknowledged
+    /// before it and first seen after it.
+    #[test]
+    fn lags_are_grouped_under_phases_the_run_had() {
+        use crate::faults::{FaultKind, PhaseWindow, Plan, PlannedFault};
+        let s = std::time::Duration::from_secs;
+        let plan = Plan {
+            duration: s(60),
+            faults: vec![PlannedFault {
+                index: 0,
+                start: s(20),
+                end: Some(s(20)),
+                kind: FaultKind::Failback { node: "pg-primary".into() },
+            }],
+            phases: vec![PhaseWindow { phase: Phase::Steady, start: s(0), end: s(60) }],
+        };
+        let mut history = History::new();
+        invest_lsn(&mut history, 1, "a", 19_900, 5);
+        read(&mut history, 2, None, 20_100, None, 5);
+        let result = check(&history, &plan, &config(None));
+        let phases: Vec<&String> = result.details["visibility_lag_ms"].as_object().unwrap().keys().collect();
+        assert_eq!(phases, ["steady"], "{}", result.details);
     }
 }

@@ -91,20 +91,32 @@ pub fn judged(result: &CheckResult, expected: Expectation) -> Status {
     }
 }
 
-/// Combine the results into the verdict.
+/// A failed check's name, and for `slo` its worst miss: `slo (invest p99 in steady: 812ms
+/// against <= 700ms)`.
+fn with_worst_miss(result: &CheckResult) -> String {
+    match result.details.get("worst").and_then(serde_json::Value::as_str) {
+        Some(worst) if result.name == "slo" => format!("slo ({worst})"),
+        _ => result.name.clone(),
+    }
+}
+
+/// Combine the results into the verdict. Its summary says what happened in the words a reviewer
+/// scans for: `PASS`, `FAIL` (a check failed that should have passed), `CAUGHT` (every check
+/// expected to fail — a planted bug — failed, and nothing else did), `MISSED` (a check expected
+/// to fail passed: the planted bug went unnoticed) and `UNDECIDED` (a check could not decide, or
+/// the load generator fell behind).
 pub fn verdict(results: &[CheckResult], scenario: &Scenario, generator: &GeneratorStats) -> Verdict {
     let mut status = Status::Pass;
-    let mut failed = Vec::new();
-    let mut unknown = Vec::new();
+    let (mut failed, mut missed, mut caught, mut unknown) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for result in results {
         let expected = expectation(scenario, &result.name);
-        match judged(result, expected) {
-            Status::Fail if expected == Expectation::Fail => {
-                failed.push(format!("{} (expected to fail, but passed)", result.name))
-            }
-            Status::Fail => failed.push(result.name.clone()),
-            Status::Unknown => unknown.push(result.name.clone()),
-            Status::Pass => {}
+        let name = result.name.clone();
+        match (judged(result, expected), expected) {
+            (Status::Fail, Expectation::Fail) => missed.push(name),
+            (Status::Fail, Expectation::Pass) => failed.push(with_worst_miss(result)),
+            (Status::Unknown, _) => unknown.push(name),
+            (Status::Pass, Expectation::Fail) => caught.push(name),
+            (Status::Pass, Expectation::Pass) => {}
         }
         status = status.combine(judged(result, expected));
     }
@@ -112,14 +124,19 @@ pub fn verdict(results: &[CheckResult], scenario: &Scenario, generator: &Generat
     if behind {
         status = status.combine(Status::Unknown);
     }
-    // Failed and undecided checks are listed apart: an undecided check is never called failed,
-    // and it never turns a verdict into a failure on its own (Fail > Unknown > Pass above).
+    // Failed, missed and undecided checks are listed apart: an undecided check is never called
+    // failed, and it never turns a verdict into a failure on its own (Fail > Unknown > Pass).
     let mut parts = Vec::new();
     if !failed.is_empty() {
         parts.push(failed.join(", "));
     }
+    if !missed.is_empty() {
+        let label = if failed.is_empty() { "" } else { "missed: " };
+        parts.push(format!("{label}{} expected to fail (the planted bug), but passed", missed.join(", ")));
+    }
     if !unknown.is_empty() {
-        parts.push(format!("undecided: {}", unknown.join(", ")));
+        let label = if status == Status::Unknown { "" } else { "undecided: " };
+        parts.push(format!("{label}{}", unknown.join(", ")));
     }
     if behind {
         parts.push(format!(
@@ -127,19 +144,23 @@ pub fn verdict(results: &[CheckResult], scenario: &Scenario, generator: &Generat
             generator.lag_ms_max, generator.dropped_count
         ));
     }
+    let others = results.len() - caught.len();
     let summary = match status {
+        Status::Fail if failed.is_empty() => format!("MISSED: {}", parts.join("; ")),
         Status::Fail => format!("FAIL: {}", parts.join("; ")),
-        Status::Unknown => format!("UNKNOWN: {}", parts.join("; ")),
+        Status::Unknown => format!("UNDECIDED: {}", parts.join("; ")),
         Status::Pass if results.is_empty() => "PASS: no checks configured".to_owned(),
-        Status::Pass => {
-            let demonstrated =
-                results.iter().filter(|r| expectation(scenario, &r.name) == Expectation::Fail).count();
-            if demonstrated > 0 {
-                format!("PASS: {} checks as expected ({demonstrated} caught the planted bug)", results.len())
-            } else {
-                format!("PASS: all {} checks passed", results.len())
+        Status::Pass if !caught.is_empty() => format!(
+            "CAUGHT: {} failed as expected (the planted bug){}",
+            caught.join(", "),
+            match others {
+                0 => String::new(),
+                1 => "; the other check passed".to_owned(),
+                n => format!("; the other {n} checks passed"),
             }
-        }
+        ),
+        Status::Pass if results.len() == 1 => "PASS: the only check passed".to_owned(),
+        Status::Pass => format!("PASS: all {} checks passed", results.len()),
     };
     let exit_code = match status {
         Status::Pass => exit::PASS,
@@ -156,7 +177,7 @@ mod tests {
 
     fn scenario(expect: &str) -> Scenario {
         let text = format!(
-            "name: t\nduration: 30s\nworkload: [ {{ op: invest, rate: 1/s }} ]\nchecks: {{ durability: {{}}, saga: {{}} }}\n{expect}"
+            "name: t\nduration: 30s\nworkload: [ {{ op: invest, rate: 1/s }}, {{ op: order, rate: 1/s }} ]\nchecks: {{ durability: {{}}, saga: {{}} }}\n{expect}"
         );
         load_str(&text, "t.yaml", &[]).unwrap().scenario
     }
@@ -188,7 +209,7 @@ mod tests {
         let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Pass)], &s, &calm);
         assert_eq!(
             (v.status, v.exit_code, v.summary.as_str()),
-            (Status::Unknown, 2, "UNKNOWN: undecided: durability")
+            (Status::Unknown, 2, "UNDECIDED: durability")
         );
         let expecting = scenario("expect: { durability: fail }\n");
         let v = verdict(
@@ -200,19 +221,46 @@ mod tests {
         let behind = GeneratorStats { dropped_count: 3, ..Default::default() };
         let v = verdict(&[result("durability", Status::Unknown), result("saga", Status::Pass)], &s, &behind);
         assert_eq!(v.exit_code, 2);
-        assert!(v.summary.contains("undecided: durability; the load generator fell behind"), "{}", v.summary);
+        assert!(
+            v.summary.starts_with("UNDECIDED: durability; the load generator fell behind"),
+            "{}",
+            v.summary
+        );
     }
 
+    /// Goal: a bug-zoo run says what happened to its planted bug — caught (the expected failure)
+    /// or missed (expected to fail, passed) — and never calls a check that passed "failed".
+    /// Method: the four combinations of a durability check expected to fail, beside a saga check.
     #[test]
     fn expect_turns_a_failure_into_a_demonstration() {
         let s = scenario("expect: { durability: fail }\n");
         let calm = GeneratorStats::default();
         let caught = verdict(&[result("durability", Status::Fail), result("saga", Status::Pass)], &s, &calm);
         assert_eq!(caught.status, Status::Pass, "{}", caught.summary);
-        assert!(caught.summary.contains("caught the planted bug"));
+        assert_eq!(
+            caught.summary,
+            "CAUGHT: durability failed as expected (the planted bug); the other check passed"
+        );
         let missed = verdict(&[result("durability", Status::Pass), result("saga", Status::Pass)], &s, &calm);
-        assert_eq!(missed.status, Status::Fail);
-        assert!(missed.summary.contains("expected to fail, but passed"), "{}", missed.summary);
+        assert_eq!((missed.status, missed.exit_code), (Status::Fail, 1));
+        assert_eq!(missed.summary, "MISSED: durability expected to fail (the planted bug), but passed");
+        assert!(!missed.summary.contains("FAIL"), "{}", missed.summary);
+        let both = verdict(&[result("durability", Status::Pass), result("saga", Status::Fail)], &s, &calm);
+        assert_eq!(
+            both.summary,
+            "FAIL: saga; missed: durability expected to fail (the planted bug), but passed"
+        );
+        let plain = verdict(&[result("durability", Status::Pass)], &scenario(""), &calm);
+        assert_eq!(plain.summary, "PASS: the only check passed", "one check is not `all 1 checks`");
+    }
+
+    /// Goal: a failed SLO check names its worst miss in the verdict.
+    #[test]
+    fn a_failed_slo_names_its_worst_miss() {
+        let mut slo = result("slo", Status::Fail);
+        slo.details = serde_json::json!({ "worst": "invest p99 in steady: 812ms against <= 700ms" });
+        let v = verdict(&[slo], &scenario(""), &GeneratorStats::default());
+        assert_eq!(v.summary, "FAIL: slo (invest p99 in steady: 812ms against <= 700ms)");
     }
 
     #[test]

@@ -85,6 +85,36 @@ impl From<SwarmVocabulary> for crate::explore::Vocabulary {
     }
 }
 
+/// A seed as `--seed` takes it: a whole number from 0 to `u64::MAX`, with a message that says so
+/// (a negative one too, rather than clap's advice to write `-- -1`).
+fn parse_seed(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().map_err(|_| {
+        let what = if text.trim_start().starts_with('-') { "is negative" } else { "is not a whole number" };
+        format!("`{text}` {what}: a seed is a whole number from 0 to {}", u64::MAX)
+    })
+}
+
+/// The command line with `--swarm all` and `--swarm scenario` written `--swarm=all` and
+/// `--swarm=scenario`: the vocabulary is an optional value, taken only with `=` so that
+/// `--swarm FILE` never swallows the file; these two words (never a scenario file's name: write
+/// `./all` for a file called `all`) keep the spelling users know.
+pub fn normalise(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        let vocabulary =
+            args.peek().and_then(|next| next.to_str()).filter(|v| ["all", "scenario"].contains(v));
+        match vocabulary {
+            Some(value) if arg == "--swarm" => {
+                out.push(format!("--swarm={value}").into());
+                args.next();
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// `shakedown run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -95,13 +125,15 @@ pub struct RunArgs {
     /// compose stack (`stack.compose`), which only runs there.
     #[arg(long, value_enum)]
     pub backend: Option<BackendName>,
-    /// Override the scenario's seed.
-    #[arg(long)]
+    /// The seed every random choice derives from, instead of the scenario's `seed:` (a whole
+    /// number, 0 to 18446744073709551615).
+    #[arg(long, value_name = "SEED", value_parser = parse_seed, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Override a scenario field before validation: `--set stack.replication=async`.
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub overrides: Vec<String>,
-    /// Output directory; each run writes `OUT/<scenario>/<seed>/`.
+    /// Output directory; each run writes `OUT/<scenario>/<seed>/` (with `--set`:
+    /// `OUT/<scenario>/<seed>-<overrides>/`).
     #[arg(long, default_value = "reports", value_name = "DIR")]
     pub out: PathBuf,
     /// Run twice and report the first divergent event if the histories differ.
@@ -128,12 +160,23 @@ pub struct ValidateArgs {
 pub struct ExploreArgs {
     /// The scenario.
     pub file: PathBuf,
-    /// How many seeds, starting at the scenario's own.
-    #[arg(long, default_value_t = 100)]
+    /// The first seed explored, instead of the scenario's `seed:` (as `run --seed`).
+    #[arg(long, value_name = "SEED", value_parser = parse_seed, allow_negative_numbers = true)]
+    pub seed: Option<u64>,
+    /// How many seeds to explore, from the first (`--seed`, else the scenario's own).
+    #[arg(long, default_value_t = 100, value_name = "COUNT")]
     pub seeds: u64,
     /// Draw a fault schedule per seed: from the scenario's own faults (`--swarm`), or from every
-    /// fault kind over the whole stack (`--swarm all`).
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "scenario", value_name = "VOCABULARY")]
+    /// fault kind over the whole stack (`--swarm=all`; `--swarm all` is read the same way). The
+    /// vocabulary is written with `=`, so `--swarm FILE` takes FILE as the scenario.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "scenario",
+        value_name = "VOCABULARY"
+    )]
     pub swarm: Option<SwarmVocabulary>,
     /// Simulations in parallel (default: one per core).
     #[arg(long)]
@@ -381,7 +424,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("shakedown").chain(args.iter().copied()))
+        let args = std::iter::once("shakedown").chain(args.iter().copied()).map(std::ffi::OsString::from);
+        Cli::try_parse_from(normalise(args))
     }
 
     fn fault(args: &[&str]) -> FaultArgs {
@@ -444,8 +488,40 @@ mod tests {
             swarm(&["explore", "s.yaml", "--swarm", "all"]),
             (Some(SwarmVocabulary::All), file.clone())
         );
-        assert_eq!(swarm(&["explore", "--swarm", "all", "s.yaml"]), (Some(SwarmVocabulary::All), file));
+        assert_eq!(
+            swarm(&["explore", "--swarm", "all", "s.yaml"]),
+            (Some(SwarmVocabulary::All), file.clone())
+        );
         assert!(parse(&["explore", "s.yaml", "--swarm", "everything"]).is_err());
+        // The file right after `--swarm` is the scenario, not the vocabulary.
+        assert_eq!(swarm(&["explore", "--swarm", "s.yaml"]), (Some(SwarmVocabulary::Scenario), file.clone()));
+        assert_eq!(
+            swarm(&["explore", "--swarm", "s.yaml", "--seeds", "3"]),
+            (Some(SwarmVocabulary::Scenario), file.clone())
+        );
+        assert_eq!(swarm(&["explore", "--swarm=all", "s.yaml"]), (Some(SwarmVocabulary::All), file));
+    }
+
+    /// Goal: seeds mean the same on every command. `run --seed N` runs seed N, `explore --seed N`
+    /// starts at N (`--seeds` counts them), and a seed that is not a whole number from 0 — a
+    /// negative one too — is refused with a message saying what a seed is.
+    #[test]
+    fn seeds_are_consistent_across_commands() {
+        let Command::Run(run) = parse(&["run", "s.yaml", "--seed", "5"]).unwrap().command else { panic!() };
+        assert_eq!(run.seed, Some(5));
+        let Command::Explore(explore) =
+            parse(&["explore", "s.yaml", "--seed", "5", "--seeds", "3"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!((explore.seed, explore.seeds), (Some(5), 3));
+        for command in ["run", "explore"] {
+            let negative = parse(&[command, "s.yaml", "--seed", "-1"]).unwrap_err().to_string();
+            assert!(negative.contains("`-1` is negative: a seed is a whole number from 0 to"), "{negative}");
+            assert!(!negative.contains("-- -1"), "{negative}");
+            let word = parse(&[command, "s.yaml", "--seed", "seven"]).unwrap_err().to_string();
+            assert!(word.contains("`seven` is not a whole number"), "{word}");
+        }
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! a summary with the replay command of each shrunk failure. Exit 1 when a failure was found,
 //! 0 when none, 255 when only harness errors stopped it.
 
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::{ExploreArgs, SwarmVocabulary};
+use crate::check::plural;
 use crate::exit;
 use crate::explore::{Judgement, Options, Outcome, Progress, SeedRun, Shard, Summary, explore, explore_dir};
 use crate::scenario::units::Span;
@@ -40,7 +42,11 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         eprintln!("shakedown explore: --shrink-seeds must be at least 1 (the failing seed itself)");
         return exit::BAD_INPUT;
     }
-    let loaded = match crate::scenario::load_file(&args.file, &args.overrides) {
+    // `--seed N` starts at seed N: the same as `--set seed=N`, and recorded as such (the shrunk
+    // files' headers and `merge` read the overrides).
+    let mut overrides = args.overrides.clone();
+    overrides.extend(args.seed.map(|seed| format!("seed={seed}")));
+    let loaded = match crate::scenario::load_file(&args.file, &overrides) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
@@ -114,12 +120,25 @@ pub(super) fn exit_code(summary: &Summary) -> u8 {
     }
 }
 
+/// How often a plain progress line is printed when stderr is not a terminal (CI logs), as the
+/// containers run does.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
 /// The progress bar: seeds done, failures and inconclusive seeds found, seeds per second. It
-/// draws only on a terminal; failures are printed as lines either way.
+/// draws only on a terminal; otherwise a plain progress line is printed every [`PLAIN_EVERY`].
+/// Failures are printed as lines either way.
 pub(super) struct Bar {
     pub(super) bar: ProgressBar,
     counts: Mutex<(u64, u64)>,
     started: Instant,
+    /// Where plain lines go when the bar is hidden, how often, and when the last one went.
+    plain: Mutex<Plain>,
+}
+
+struct Plain {
+    out: Box<dyn std::io::Write + Send>,
+    every: Duration,
+    last: Instant,
 }
 
 impl Bar {
@@ -131,7 +150,13 @@ impl Bar {
                 .progress_chars("=> "),
         );
         bar.enable_steady_tick(Duration::from_millis(250));
-        Bar { bar, counts: Mutex::new((0, 0)), started: Instant::now() }
+        Bar::with(bar, Box::new(std::io::stderr()), PLAIN_EVERY)
+    }
+
+    fn with(bar: ProgressBar, out: Box<dyn std::io::Write + Send>, every: Duration) -> Bar {
+        let started = Instant::now();
+        let plain = Mutex::new(Plain { out, every, last: started });
+        Bar { bar, counts: Mutex::new((0, 0)), started, plain }
     }
 }
 
@@ -141,7 +166,8 @@ impl Progress for Bar {
         match &run.outcome {
             Outcome::Judged(Judgement::Fail { signature }) => {
                 counts.0 += 1;
-                self.line(&format!("seed {}: FAIL {signature} ({} faults)", run.seed, run.faults_count));
+                let faults = plural(run.faults_count, "fault");
+                self.line(&format!("seed {}: FAIL {signature} ({faults})", run.seed));
             }
             Outcome::Judged(Judgement::Inconclusive { reason }) => {
                 counts.1 += 1;
@@ -151,8 +177,20 @@ impl Progress for Bar {
             Outcome::Judged(Judgement::Pass) => {}
         }
         self.bar.inc(1);
-        let rate = self.bar.position() as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-        self.bar.set_message(format!("{} failing · {} inconclusive · {rate:.2} seeds/s", counts.0, counts.1));
+        let elapsed = self.started.elapsed();
+        let rate = self.bar.position() as f64 / elapsed.as_secs_f64().max(0.001);
+        let message = format!("{} failing · {} inconclusive · {rate:.2} seeds/s", counts.0, counts.1);
+        if self.bar.is_hidden() {
+            let mut plain = self.plain.lock().expect("plain lock");
+            let done = self.bar.position();
+            let total = self.bar.length().unwrap_or(done);
+            if plain.last.elapsed() >= plain.every || done == total {
+                plain.last = Instant::now();
+                let line = format!("{:>4}s {done}/{total} seeds · {message}", elapsed.as_secs());
+                let _ = writeln!(plain.out, "{line}");
+            }
+        }
+        self.bar.set_message(message);
     }
 
     fn note(&self, line: &str) {
@@ -163,7 +201,8 @@ impl Progress for Bar {
 impl Bar {
     fn line(&self, line: &str) {
         if self.bar.is_hidden() {
-            eprintln!("{line}");
+            let mut plain = self.plain.lock().expect("plain lock");
+            let _ = writeln!(plain.out, "{line}");
         } else {
             self.bar.println(line);
         }
@@ -191,7 +230,8 @@ pub(super) fn print_summary(summary: &Summary, dir: &std::path::Path) {
     for group in &summary.groups {
         let seeds: Vec<String> = group.seeds.iter().take(10).map(u64::to_string).collect();
         let more = if group.seeds.len() > 10 { " …" } else { "" };
-        println!("  FAIL {}: {} seeds ({}{more})", group.signature, group.seeds.len(), seeds.join(", "));
+        let count = plural(group.seeds.len(), "seed");
+        println!("  FAIL {}: {count} ({}{more})", group.signature, seeds.join(", "));
         if let Some(shrunk) = &group.shrunk {
             println!(
                 "       shrunk: {}{}: {}",
@@ -204,4 +244,61 @@ pub(super) fn print_summary(summary: &Summary, dir: &std::path::Path) {
         }
     }
     println!("  summary: {}", dir.join("summary.json").display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose bytes the test can read afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn passing(seed: u64) -> SeedRun {
+        SeedRun {
+            seed,
+            outcome: Outcome::Judged(Judgement::Pass),
+            faults_count: 1,
+            schedule: None,
+            wall_ms: 1,
+            yaml: String::new(),
+        }
+    }
+
+    /// Goal: without a terminal, exploring prints progress between its first and last line.
+    /// Method: a hidden bar (what indicatif gives when stderr is not a terminal) over 3 seeds,
+    /// plain lines due at every seed; every passing seed then prints a progress line, the last
+    /// one saying 3/3. With lines due every hour, only the last seed prints one.
+    #[test]
+    fn without_a_terminal_progress_is_printed_as_plain_lines() {
+        let out = Shared::default();
+        let bar = Bar::with(ProgressBar::hidden(), Box::new(out.clone()), Duration::ZERO);
+        bar.bar.set_length(3);
+        for seed in 1..=3 {
+            bar.seed_done(&passing(seed));
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].contains("1/3 seeds · 0 failing · 0 inconclusive"), "{text}");
+        assert!(lines[2].contains("3/3 seeds"), "{text}");
+        let out = Shared::default();
+        let bar = Bar::with(ProgressBar::hidden(), Box::new(out.clone()), Duration::from_secs(3600));
+        bar.bar.set_length(3);
+        for seed in 1..=3 {
+            bar.seed_done(&passing(seed));
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
 }

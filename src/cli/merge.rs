@@ -30,11 +30,11 @@ pub(super) fn run(args: &MergeArgs) -> u8 {
     };
     let dir = merged_dir(&args.out, &summary);
     eprintln!(
-        "merged {} shards of {}: {} seeds, {} failure groups",
-        shards_count,
+        "merged {} of {}: {}, {}",
+        crate::check::plural(shards_count, "shard"),
         summary.file,
-        summary.runs.len(),
-        summary.groups.len()
+        crate::check::plural(summary.runs.len(), "seed"),
+        crate::check::plural(summary.groups.len(), "failure group")
     );
     if !args.no_shrink && !summary.groups.is_empty() {
         let options = Options {

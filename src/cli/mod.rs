@@ -21,7 +21,7 @@ use args::{Cli, Command};
 
 /// Parse the arguments, run the command, and return the process exit code.
 pub fn main() -> u8 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(args::normalise(std::env::args_os())) {
         Ok(cli) => cli,
         Err(error) => {
             let code = match error.kind() {

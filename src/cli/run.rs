@@ -1,10 +1,11 @@
 //! `shakedown run FILE...`: run each scenario, write its reports, print one line per run and
-//! where its report is; with several files, also an index page. The exit code is the worst
+//! where its report is; with several files, also the index page (`OUT/index.html`: every run of
+//! this invocation, and the explorations found under `OUT`). The exit code is the worst
 //! verdict (fail > unknown > pass), or 254 / 255 for bad input / harness errors.
 
 use super::args::{BackendName, RunArgs};
 use crate::exit;
-use crate::report::{IndexEntry, render_index, summary_line};
+use crate::report::{IndexEntry, find_explorations, render_index, summary_line};
 use crate::run::{Backend, RunOptions, run_loaded};
 use crate::scenario::load_file;
 
@@ -57,11 +58,7 @@ pub(super) fn run(args: &RunArgs) -> u8 {
                     }
                 }
                 let href = shown.strip_prefix(&args.out).unwrap_or(&shown).display().to_string();
-                entries.push(IndexEntry {
-                    line: summary_line(&outcome.report),
-                    status: outcome.report.verdict.status,
-                    href,
-                });
+                entries.push(IndexEntry { report: outcome.report.clone(), href });
                 worst = worse(worst, outcome.report.verdict.exit_code);
             }
             Err(error) => {
@@ -72,7 +69,7 @@ pub(super) fn run(args: &RunArgs) -> u8 {
     }
     if entries.len() > 1 {
         let index = args.out.join("index.html");
-        match std::fs::write(&index, render_index(&entries)) {
+        match std::fs::write(&index, render_index(&entries, &find_explorations(&args.out))) {
             Ok(()) => println!("index of {} reports: {}", entries.len(), index.display()),
             Err(e) => eprintln!("cannot write {}: {e}", index.display()),
         }

@@ -42,7 +42,13 @@ pub struct ComposeFaults {
 impl ComposeFaults {
     /// The actuator of `project`, resolving `roles`.
     pub fn new(project: Arc<Project>, roles: Roles) -> ComposeFaults {
-        ComposeFaults { project, roles, sides: Mutex::default(), cuts: Mutex::default(), dropped: Mutex::default() }
+        ComposeFaults {
+            project,
+            roles,
+            sides: Mutex::default(),
+            cuts: Mutex::default(),
+            dropped: Mutex::default(),
+        }
     }
 
     /// Names resolved to services: a role to its holder (or nothing), a service as itself.
@@ -180,6 +186,7 @@ async fn exec(project: &Project, service: &str, argv: &[String]) -> Result<(), S
         tracing::info!(service, command = argv.join(" "), "exec done");
         return Ok(());
     }
-    let tail: String = output.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String =
+        output.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
     Err(format!("`{}` in {service} exited {code}:\n{tail}", argv.join(" ")))
 }

@@ -25,9 +25,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sqlx::Row;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Row;
 
 use crate::history::EntryType;
 use crate::scenario::declared::{ClientSpec, Target};
@@ -64,9 +64,10 @@ impl Published {
     pub fn rewrite(&self, url: &str, member: Option<&str>) -> Result<String, String> {
         let url = member.map_or_else(|| url.to_owned(), |m| url.replace("{host}", m));
         let Endpoint { service, port, .. } = endpoint(&url)?;
-        let published = self.ports.get(&(service.clone(), port)).ok_or_else(|| {
-            format!("port {port} of `{service}` is not published (a harness bug)")
-        })?;
+        let published = self
+            .ports
+            .get(&(service.clone(), port))
+            .ok_or_else(|| format!("port {port} of `{service}` is not published (a harness bug)"))?;
         let mut parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
         parsed.set_host(Some("127.0.0.1")).map_err(|e| e.to_string())?;
         parsed.set_port(Some(*published)).map_err(|()| "cannot set the port".to_owned())?;
@@ -108,11 +109,13 @@ impl Client {
     pub fn new(spec: &ClientSpec, published: &Published) -> Result<Client, String> {
         if let Some(url) = &spec.http {
             let e = endpoint(url)?;
-            let base_path = url::Url::parse(url).map_err(|e| e.to_string())?.path().trim_end_matches('/').to_owned();
+            let base_path =
+                url::Url::parse(url).map_err(|e| e.to_string())?.path().trim_end_matches('/').to_owned();
             let authority = published.address(&e.service, e.port)?;
             return Ok(Client::Http(HttpClient::new(authority, base_path, spec.timeout.get())));
         }
-        let urls = spec.sql.as_ref().ok_or("a client with neither `http` nor `sql` (validation refuses it)")?;
+        let urls =
+            spec.sql.as_ref().ok_or("a client with neither `http` nor `sql` (validation refuses it)")?;
         let servers = urls
             .items()
             .into_iter()
@@ -372,7 +375,10 @@ impl SqlClient {
             Some(index) => index,
             None => {
                 let names: Vec<&str> = self.servers.iter().map(|s| s.written.as_str()).collect();
-                return Reply::failed(EntryType::Fail, format!("no server accepts writes: {}", names.join(", ")));
+                return Reply::failed(
+                    EntryType::Fail,
+                    format!("no server accepts writes: {}", names.join(", ")),
+                );
             }
         };
         let reply = self.servers[index].run(sql, values).await;
@@ -426,12 +432,17 @@ mod tests {
 
     #[test]
     fn urls_are_rewritten_to_their_published_ports() {
-        let published = Published::new([(("haproxy".to_string(), 5000), 41000), (("pg1".to_string(), 8008), 41001)].into());
+        let published = Published::new(
+            [(("haproxy".to_string(), 5000), 41000), (("pg1".to_string(), 8008), 41001)].into(),
+        );
         assert_eq!(
             published.rewrite("postgres://u:p@haproxy:5000/db?sslmode=disable", None).unwrap(),
             "postgres://u:p@127.0.0.1:41000/db?sslmode=disable"
         );
-        assert_eq!(published.rewrite("http://{host}:8008/primary", Some("pg1")).unwrap(), "http://127.0.0.1:41001/primary");
+        assert_eq!(
+            published.rewrite("http://{host}:8008/primary", Some("pg1")).unwrap(),
+            "http://127.0.0.1:41001/primary"
+        );
         assert!(published.rewrite("http://pg2:8008/", None).unwrap_err().contains("not published"));
     }
 

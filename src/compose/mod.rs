@@ -46,11 +46,10 @@ impl Backend for Compose {
     }
 
     fn run(&self, loaded: &Loaded, seed: u64) -> Result<Observed, BackendError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| BackendError { backend: "containers", message: format!("a tokio runtime: {e}") })?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(
+                |e| BackendError { backend: "containers", message: format!("a tokio runtime: {e}") },
+            )?;
         runtime.block_on(runner::run(loaded, seed, published_ports(loaded)))
     }
 }

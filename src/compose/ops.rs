@@ -34,7 +34,13 @@ impl Ops {
 
 #[async_trait]
 impl Executor for Ops {
-    async fn execute(&self, _op: &ScheduledOp, load: &Load, mut bindings: Bindings, deadline: Instant) -> Answer {
+    async fn execute(
+        &self,
+        _op: &ScheduledOp,
+        load: &Load,
+        mut bindings: Bindings,
+        deadline: Instant,
+    ) -> Answer {
         let Some(client) = load.client.as_deref().and_then(|c| self.clients.get(c)) else {
             return Answer::of(EntryType::Fail, Some("unknown client (validation refuses it)".into()));
         };
@@ -83,7 +89,8 @@ fn render_request(request: &RequestSpec, bindings: &mut Bindings) -> Result<Rend
     let path = Template::parse(&request.path, true).map_err(|e| e.message)?.render_text(bindings);
     let mut headers = Vec::new();
     for (name, value) in &request.headers {
-        headers.push((name.clone(), Template::parse(value, true).map_err(|e| e.message)?.render_text(bindings)));
+        headers
+            .push((name.clone(), Template::parse(value, true).map_err(|e| e.message)?.render_text(bindings)));
     }
     let body = match &request.body {
         Some(body) => Some(render_body(body, bindings).map_err(|e| e.message)?),
@@ -93,7 +100,8 @@ fn render_request(request: &RequestSpec, bindings: &mut Bindings) -> Result<Rend
 }
 
 fn write_answer(reply: Reply, key_from: Option<&str>) -> Answer {
-    let key = key_from.and_then(|pointer| reply.body.as_ref().and_then(|b| select(b, pointer).into_iter().next()));
+    let key =
+        key_from.and_then(|pointer| reply.body.as_ref().and_then(|b| select(b, pointer).into_iter().next()));
     if reply.kind == EntryType::Ok && key_from.is_some() && key.is_none() {
         let error = format!("acknowledged, but no key at `{}` in the answer", key_from.unwrap_or_default());
         return Answer { key: None, ..Answer::of(EntryType::Info, Some(error)) };
@@ -156,7 +164,11 @@ pub async fn poll_once(client: &Client, poll: &PollSpec, bindings: &mut Bindings
 /// element of an array (or value of an object). Strings as they are, numbers as written.
 pub fn select(value: &serde_json::Value, pattern: &str) -> Vec<String> {
     let mut found = Vec::new();
-    walk(value, pattern.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().as_slice(), &mut found);
+    walk(
+        value,
+        pattern.trim_start_matches('/').split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().as_slice(),
+        &mut found,
+    );
     found
 }
 
@@ -206,7 +218,13 @@ mod tests {
 
     #[test]
     fn a_write_acknowledged_without_its_key_is_unknown() {
-        let reply = Reply { kind: EntryType::Ok, status: Some(200), body: Some(serde_json::json!({ "id": 5 })), first_column: vec![], error: None };
+        let reply = Reply {
+            kind: EntryType::Ok,
+            status: Some(200),
+            body: Some(serde_json::json!({ "id": 5 })),
+            first_column: vec![],
+            error: None,
+        };
         let answer = write_answer(reply.clone(), Some("/id"));
         assert_eq!((answer.kind, answer.key.as_deref()), (EntryType::Ok, Some("5")));
         assert_eq!(write_answer(reply, Some("/nope")).kind, EntryType::Info);
@@ -214,7 +232,13 @@ mod tests {
 
     #[test]
     fn a_failed_read_is_a_failure_whatever_the_client_said() {
-        let reply = Reply { kind: EntryType::Info, status: None, body: None, first_column: vec![], error: Some("timeout".into()) };
+        let reply = Reply {
+            kind: EntryType::Info,
+            status: None,
+            body: None,
+            first_column: vec![],
+            error: Some("timeout".into()),
+        };
         assert_eq!(read_answer(reply, None).kind, EntryType::Fail);
     }
 }

@@ -45,7 +45,12 @@ async fn probe(probe: &Probe, published: &Published) -> Result<(), String> {
 }
 
 /// `GET url` (with `{host}` = `member`) answers `status`.
-async fn http_status(url: &str, member: Option<&str>, published: &Published, status: u16) -> Result<(), String> {
+async fn http_status(
+    url: &str,
+    member: Option<&str>,
+    published: &Published,
+    status: u16,
+) -> Result<(), String> {
     let url = member.map_or_else(|| url.to_owned(), |m| url.replace("{host}", m));
     let e = endpoint(&url)?;
     let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
@@ -64,7 +69,11 @@ async fn http_status(url: &str, member: Option<&str>, published: &Published, sta
 
 /// Wait until every readiness probe passes, each round at most every [`READY_RETRY_EVERY`].
 /// Err after `deadline` with the probe that still failed and why.
-pub async fn wait_ready(probes: &[Probe], published: &Published, deadline: Instant) -> Result<(), (usize, String)> {
+pub async fn wait_ready(
+    probes: &[Probe],
+    published: &Published,
+    deadline: Instant,
+) -> Result<(), (usize, String)> {
     let mut pending: Vec<usize> = (0..probes.len()).collect();
     loop {
         let mut still = Vec::new();
@@ -95,7 +104,11 @@ pub struct Roles {
 
 impl Roles {
     /// The roles of a scenario's stack.
-    pub fn new(specs: BTreeMap<String, RoleSpec>, groups: BTreeMap<String, Vec<String>>, published: Published) -> Roles {
+    pub fn new(
+        specs: BTreeMap<String, RoleSpec>,
+        groups: BTreeMap<String, Vec<String>>,
+        published: Published,
+    ) -> Roles {
         Roles { specs, groups, published }
     }
 

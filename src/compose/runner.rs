@@ -28,8 +28,8 @@ use crate::history::{EntryType, History};
 use crate::run::{BackendError, DRAIN, Observed};
 use crate::scenario::Loaded;
 use crate::scenario::compose_file::ComposeFile;
-use crate::scenario::declared::READY_TIMEOUT_DEFAULT;
 use crate::scenario::compose_path;
+use crate::scenario::declared::READY_TIMEOUT_DEFAULT;
 use crate::workload::template::Bindings;
 use crate::workload::{Recorder, Schedule, drive_declared};
 
@@ -59,9 +59,15 @@ pub async fn run(loaded: &Loaded, seed: u64, publish: Vec<(String, u16)>) -> Res
 }
 
 /// Steps 2 to 5 on a project that is up.
-async fn drive(loaded: &Loaded, seed: u64, project: Arc<Project>, begun: Instant) -> Result<Observed, BackendError> {
+async fn drive(
+    loaded: &Loaded,
+    seed: u64,
+    project: Arc<Project>,
+    begun: Instant,
+) -> Result<Observed, BackendError> {
     let scenario = &loaded.scenario;
-    let published = Published::new(project.published().iter().map(|(s, c, h)| ((s.to_owned(), c), h)).collect());
+    let published =
+        Published::new(project.published().iter().map(|(s, c, h)| ((s.to_owned(), c), h)).collect());
     let ready_for = scenario.stack.ready_timeout.unwrap_or(READY_TIMEOUT_DEFAULT).get();
     if let Err((i, why)) = wait_ready(&scenario.stack.ready, &published, Instant::now() + ready_for).await {
         let service = probe_service(&scenario.stack.ready[i]);
@@ -75,7 +81,10 @@ async fn drive(loaded: &Loaded, seed: u64, project: Arc<Project>, begun: Instant
     eprintln!("  ready after {:.1} s", startup_ms as f64 / 1000.0);
     let mut clients = BTreeMap::new();
     for (name, spec) in &scenario.clients {
-        clients.insert(name.clone(), Client::new(spec, &published).map_err(|e| error(format!("client `{name}`: {e}")))?);
+        clients.insert(
+            name.clone(),
+            Client::new(spec, &published).map_err(|e| error(format!("client `{name}`: {e}")))?,
+        );
     }
     let clients = Arc::new(clients);
     setup(loaded, &clients).await?;
@@ -96,7 +105,9 @@ async fn drive(loaded: &Loaded, seed: u64, project: Arc<Project>, begun: Instant
 fn probe_service(probe: &crate::scenario::declared::Probe) -> String {
     let url = probe.sql.as_deref().or(probe.http.as_deref());
     match (url, &probe.tcp) {
-        (Some(url), _) => crate::scenario::validate_declared::endpoint(url).map(|e| e.service).unwrap_or_default(),
+        (Some(url), _) => {
+            crate::scenario::validate_declared::endpoint(url).map(|e| e.service).unwrap_or_default()
+        }
         (None, Some(tcp)) => tcp.rsplit_once(':').map(|(s, _)| s.to_owned()).unwrap_or_default(),
         _ => String::new(),
     }
@@ -105,7 +116,9 @@ fn probe_service(probe: &crate::scenario::declared::Probe) -> String {
 /// Step 3's setup: each step once, in order; one that fails ends the run.
 async fn setup(loaded: &Loaded, clients: &BTreeMap<String, Client>) -> Result<(), BackendError> {
     for (i, step) in loaded.scenario.setup.iter().enumerate() {
-        let client = clients.get(&step.client).ok_or_else(|| error(format!("setup[{i}]: no client `{}`", step.client)))?;
+        let client = clients
+            .get(&step.client)
+            .ok_or_else(|| error(format!("setup[{i}]: no client `{}`", step.client)))?;
         let reply = send(client, step.sql.as_deref(), step.request.as_ref(), &mut Bindings::new("", 0, 0))
             .await
             .map_err(|e| error(format!("setup[{i}]: {e}")))?;
@@ -130,7 +143,12 @@ async fn run_load(
     let recorder = Recorder::new(history.clone());
     let start = recorder.start();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(sample_invariants(scenario.checks.invariants.clone(), clients.clone(), start, stopped.clone()));
+    let sampler = tokio::spawn(sample_invariants(
+        scenario.checks.invariants.clone(),
+        clients.clone(),
+        start,
+        stopped.clone(),
+    ));
     let shown = tokio::spawn(crate::containers::progress::show(
         loaded.plan.clone(),
         duration + DRAIN,

@@ -29,8 +29,19 @@ const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const FINAL_POLLS_MAX: usize = 100_000;
 
 /// Evaluate one invariant now.
-async fn evaluate(spec: &InvariantSpec, clients: &BTreeMap<String, Client>, at_ns: u64, last: bool) -> InvariantSample {
-    let sample = |holds, detail: String| InvariantSample { name: spec.name.clone(), time_ns: at_ns, holds, detail: Some(detail), last };
+async fn evaluate(
+    spec: &InvariantSpec,
+    clients: &BTreeMap<String, Client>,
+    at_ns: u64,
+    last: bool,
+) -> InvariantSample {
+    let sample = |holds, detail: String| InvariantSample {
+        name: spec.name.clone(),
+        time_ns: at_ns,
+        holds,
+        detail: Some(detail),
+        last,
+    };
     let Some(Client::Sql(client)) = clients.get(&spec.client) else {
         return sample(None, "no such SQL client".into());
     };
@@ -74,7 +85,11 @@ pub async fn sample_invariants(
 }
 
 /// The end-of-run evaluation of every invariant.
-pub async fn last_invariants(specs: &[InvariantSpec], clients: &BTreeMap<String, Client>, start: Instant) -> Vec<InvariantSample> {
+pub async fn last_invariants(
+    specs: &[InvariantSpec],
+    clients: &BTreeMap<String, Client>,
+    start: Instant,
+) -> Vec<InvariantSample> {
     let mut out = Vec::new();
     for spec in specs {
         out.push(evaluate(spec, clients, start.elapsed().as_nanos() as u64, true).await);
@@ -105,12 +120,20 @@ pub async fn read_sets(
 }
 
 /// One op's keys through its final read's client, retried until it answers.
-async fn read_keys(op: &str, read: &FinalRead, clients: &BTreeMap<String, Client>) -> Result<Vec<String>, String> {
-    let client = clients.get(&read.client).ok_or_else(|| format!("final_state.{op}: no client `{}`", read.client))?;
+async fn read_keys(
+    op: &str,
+    read: &FinalRead,
+    clients: &BTreeMap<String, Client>,
+) -> Result<Vec<String>, String> {
+    let client =
+        clients.get(&read.client).ok_or_else(|| format!("final_state.{op}: no client `{}`", read.client))?;
     let deadline = Instant::now() + FINAL_READ_WAIT_MAX;
     loop {
         let mut bindings = Bindings::new("", 0, 0);
-        let attempt = tokio::time::timeout(FINAL_READ_TIMEOUT, send(client, read.sql.as_deref(), read.request.as_ref(), &mut bindings));
+        let attempt = tokio::time::timeout(
+            FINAL_READ_TIMEOUT,
+            send(client, read.sql.as_deref(), read.request.as_ref(), &mut bindings),
+        );
         let why = match attempt.await {
             Ok(Ok(reply)) if reply.kind == EntryType::Ok => {
                 return Ok(match (&read.keys_from, &reply.body) {
@@ -136,7 +159,11 @@ async fn read_keys(op: &str, read: &FinalRead, clients: &BTreeMap<String, Client
 async fn read_node(scenario: &Scenario, read: &FinalRead, node: &str, published: &Published) -> NodeKeys {
     let outcome = async {
         let spec = scenario.clients.get(&read.client).ok_or("no such client")?;
-        let written = spec.sql.as_ref().and_then(|u| u.items().first().map(|s| s.to_string())).ok_or("not an SQL client")?;
+        let written = spec
+            .sql
+            .as_ref()
+            .and_then(|u| u.items().first().map(|s| s.to_string()))
+            .ok_or("not an SQL client")?;
         let scheme = endpoint(&written)?.scheme;
         let port = read.per_node_port.or(scheme.default_port()).unwrap_or(5432);
         let mut url = url::Url::parse(&written).map_err(|e| e.to_string())?;
@@ -161,7 +188,12 @@ async fn read_node(scenario: &Scenario, read: &FinalRead, node: &str, published:
 pub fn per_node_endpoints(scenario: &Scenario) -> Vec<(String, u16)> {
     let mut out = Vec::new();
     for read in scenario.final_state.values() {
-        let Some(first) = scenario.clients.get(&read.client).and_then(|c| c.sql.as_ref()).and_then(|u| u.items().first().map(|s| s.to_string())) else {
+        let Some(first) = scenario
+            .clients
+            .get(&read.client)
+            .and_then(|c| c.sql.as_ref())
+            .and_then(|u| u.items().first().map(|s| s.to_string()))
+        else {
             continue;
         };
         let scheme = endpoint(&first).map(|e| e.scheme).unwrap_or(Scheme::Postgres);
@@ -186,12 +218,16 @@ pub async fn read_jobs(
     }
     let mut polled = 0;
     for (invoke, done) in history.ops() {
-        let (Some(done), Some(load)) = (done, submits.iter().find(|l| l.op_name() == invoke.op.name())) else { continue };
+        let (Some(done), Some(load)) = (done, submits.iter().find(|l| l.op_name() == invoke.op.name()))
+        else {
+            continue;
+        };
         let Some(job) = &done.value.job else { continue };
         let finished = if done.kind == EntryType::Ok {
             true
         } else if polled < FINAL_POLLS_MAX
-            && let (Some(poll), Some(client)) = (&load.poll, load.client.as_ref().and_then(|c| clients.get(c)))
+            && let (Some(poll), Some(client)) =
+                (&load.poll, load.client.as_ref().and_then(|c| clients.get(c)))
         {
             polled += 1;
             poll_once(client, poll, &mut Bindings::new("", 0, 0).with_id(job)).await

@@ -11,6 +11,7 @@
 //! failure group `<signature>/failing.yaml` (the first failing seed's concrete scenario),
 //! `<signature>/shrunk.yaml` and the shrunk run's full report beside it.
 
+pub mod drill;
 pub mod judge;
 pub mod shard;
 pub mod shrink;
@@ -28,7 +29,7 @@ pub use shard::Shard;
 pub use shrink::Stop;
 pub use swarm::Vocabulary;
 
-use crate::check::run_all;
+use crate::check::{plural, run_all};
 use crate::run::{Backend, RunOptions};
 use crate::scenario::model::FaultSpec;
 use crate::scenario::units::Span;
@@ -394,6 +395,11 @@ pub fn concrete(loaded: &Loaded, seed: u64, swarm: Option<Vocabulary>) -> Scenar
                 scenario.faults.pop();
             }
         }
+        // A drill action dropped as invalid leaves the rest of its drill out of shape: drop the
+        // drill, keep the other faults.
+        if !drill::problems(&scenario).is_empty() {
+            scenario.faults.retain(|f| !drill::is_drill(f));
+        }
         if !scenario.faults.is_empty() {
             break;
         }
@@ -488,16 +494,22 @@ fn shrink_group(
         format!("Shrunk by `shakedown explore` from {} seed {}: fails {signature}.", loaded.file, first.seed);
     let seeds = shrink::seeds(first.seed, options.shrink_seeds);
     progress.note(&format!(
-        "shrinking {signature} from seed {} ({} faults, {} streams; each candidate on {} seeds, at most {} runs)…",
+        "shrinking {signature} from seed {} ({}, {}; each candidate on {}, at most {})…",
         first.seed,
-        failing.faults.len(),
-        failing.workload.len(),
-        seeds.len(),
-        options.shrink_runs
+        plural(failing.faults.len(), "fault"),
+        plural(failing.workload.len(), "stream"),
+        plural(seeds.len(), "seed"),
+        plural(options.shrink_runs, "run")
     ));
     let keep_checks: Vec<&str> = signature.checks().collect();
+    // A failure found with drills in shape shrinks to drills in shape: dropping a disaster's
+    // restore (or moving it before the disaster) fails a correct stack too.
+    let shaped = drill::problems(&failing).is_empty();
     let shrunk =
         shrink::shrink(&failing, &seeds, &keep_checks, options.shrink_runs, options.jobs, |candidate| {
+            if shaped && !drill::problems(candidate).is_empty() {
+                return shrink::Trial::Invalid;
+            }
             shrink_trial(candidate, backend, signature, options.slo, deadline)
         });
     let scenario = shrunk.scenario;

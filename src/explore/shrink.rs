@@ -247,7 +247,7 @@ pub fn candidates(scenario: &Scenario, keep_checks: &[&str]) -> Vec<Scenario> {
     }
     if scenario.workload.len() > 1 {
         for i in 0..scenario.workload.len() {
-            with(&|s| drop_stream(s, i));
+            with(&|s| drop_stream(s, i, keep_checks));
         }
     }
     let (tight, duration) = (tight_duration(scenario), scenario.duration.get());
@@ -311,13 +311,20 @@ fn drop_check(scenario: &mut Scenario, name: CheckName) {
     }
 }
 
-/// Drop a stream, and the SLO rows on its op when no other stream issues it (they would make
-/// the scenario invalid).
-fn drop_stream(scenario: &mut Scenario, index: usize) {
+/// Drop a stream, and when no other stream issues its op, the SLO rows on it and the checks
+/// that judge only it, unless they are kept (either would make the scenario invalid).
+fn drop_stream(scenario: &mut Scenario, index: usize, keep_checks: &[&str]) {
     let dropped = scenario.workload.remove(index);
-    let op = dropped.op_name();
-    if !scenario.workload.iter().any(|l| l.op_name() == op) {
-        scenario.checks.slo.retain(|row| row.op.name() != op);
+    let name = dropped.op_name().to_owned();
+    if scenario.workload.iter().any(|l| l.op_name() == name) {
+        return;
+    }
+    scenario.checks.slo.retain(|row| row.op.name() != name);
+    let Some(op) = dropped.op else { return };
+    for check in CheckName::ALL {
+        if crate::scenario::ops_needed(check).contains(&op) && !keep_checks.contains(&check.name()) {
+            drop_check(scenario, check);
+        }
     }
 }
 
@@ -365,7 +372,7 @@ mod tests {
     use crate::scenario::load_str;
 
     fn scenario() -> Scenario {
-        let text = "name: t\nseed: 5\nduration: 60s\nworkload: [ { op: invest, rate: 8/s }, { op: history, rate: 4/s } ]\nfaults:\n  - { at: 5s, for: 4s, partition: [[api-1, api-2], [pg-replica]] }\n  - { at: 20s, crash: pg-primary, restart_after: 16s }\n  - { at: 40s, for: 2s, pause: broker }\nchecks: { durability: {}, saga: {} }\n";
+        let text = "name: t\nseed: 5\nduration: 60s\nworkload: [ { op: invest, rate: 8/s }, { op: history, rate: 4/s } ]\nfaults:\n  - { at: 5s, for: 4s, partition: [[api-1, api-2], [pg-replica]] }\n  - { at: 20s, crash: pg-primary, restart_after: 16s }\n  - { at: 40s, for: 2s, pause: pricefeed }\nchecks: { durability: {}, staleness: {} }\n";
         load_str(text, "t.yaml", &[]).unwrap().scenario
     }
 
@@ -400,7 +407,7 @@ mod tests {
         assert!(seeds.contains(&s.seed));
         assert_eq!(s.workload.len(), 1);
         assert_eq!(s.workload[0].rate.count, 1.0);
-        assert!(s.checks.saga.is_none() && s.checks.durability.is_some());
+        assert!(s.checks.staleness.is_none() && s.checks.durability.is_some());
         assert_eq!(s.duration.get(), Duration::from_secs(3));
         assert_eq!(fails(s), Trial::Failed);
         // 1-minimal: no single reduction fails on any seed.

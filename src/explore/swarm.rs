@@ -11,7 +11,12 @@
 //!   and price-feed outages.
 //!
 //! Per seed, each kind of the vocabulary is switched on or off (at least one stays on), then one
-//! to [`FAULTS_MAX`] faults are drawn from the enabled kinds with new start times and windows. A
+//! to [`FAULTS_MAX`] faults are drawn from the enabled kinds with new start times and windows.
+//! Targets are the hosts and groups the workload reaches (a fault elsewhere tests nothing), and
+//! with `all` only kinds that can act on them. Backup and failback actions are not drawn like
+//! faults: the drills of the scenario's own list (a disaster and its restore, a failover and its
+//! failback) are added to every seed's schedule in the shape a drill has (`drill`), with either
+//! vocabulary. A
 //! fault that would make the scenario invalid (overlapping another on the same host, say) is
 //! dropped by the caller (`explore::concrete`). Every choice comes from the seed, so a seed's
 //! schedule is the same on every run, and the concrete scenario written for a failure
@@ -26,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use crate::scenario::model::{
     BackpressureFault, ConsumerMode, FaultSpec, LatencyFault, OutageFault, OutageMode, Scenario,
 };
-use crate::scenario::topology::Topology;
 use crate::scenario::units::Span;
 
 /// Where a swarm draws its faults from.
@@ -50,9 +54,15 @@ pub const LATENCY_DELAY_MAX: Duration = Duration::from_millis(500);
 /// Most faults one drawn schedule holds.
 pub const FAULTS_MAX: usize = 4;
 
-/// The kind a fault spec names (`crash`, `pause`, …).
+/// The kind a fault spec names (`crash`, `pause`, …, `disaster`, `restore`, `failback`).
 pub fn kind(fault: &FaultSpec) -> &'static str {
-    if fault.crash.is_some() {
+    if fault.disaster.is_some() {
+        "disaster"
+    } else if fault.restore.is_some() {
+        "restore"
+    } else if fault.failback.is_some() {
+        "failback"
+    } else if fault.crash.is_some() {
         "crash"
     } else if fault.pause.is_some() {
         "pause"
@@ -67,17 +77,25 @@ pub fn kind(fault: &FaultSpec) -> &'static str {
     }
 }
 
-/// Draw candidate faults for one seed from `vocabulary`, in time order. The caller keeps those
-/// that validate.
+/// Draw candidate faults for one seed from `vocabulary`, in time order, with the drills of the
+/// scenario's own list (a disaster and its restore, a failover and its failback) in their shape
+/// (`drill`). The caller keeps those that validate.
 pub fn draw(scenario: &Scenario, vocabulary: Vocabulary, rng: &mut ChaCha8Rng) -> Vec<FaultSpec> {
+    let faults = draw_faults(scenario, vocabulary, rng);
+    super::drill::add_drills(scenario, faults, rng)
+}
+
+/// The faults of one seed other than drill actions, in time order.
+fn draw_faults(scenario: &Scenario, vocabulary: Vocabulary, rng: &mut ChaCha8Rng) -> Vec<FaultSpec> {
+    let plain = |f: &&FaultSpec| !super::drill::is_drill(f);
     let kinds: Vec<&str> = match vocabulary {
         Vocabulary::Scenario => {
-            let mut kinds: Vec<&str> = scenario.faults.iter().map(kind).collect();
+            let mut kinds: Vec<&str> = scenario.faults.iter().filter(plain).map(kind).collect();
             kinds.sort_unstable();
             kinds.dedup();
             kinds
         }
-        Vocabulary::All => KINDS.to_vec(),
+        Vocabulary::All => KINDS.iter().copied().filter(|k| can_act(scenario, k)).collect(),
     };
     if kinds.is_empty() {
         return Vec::new();
@@ -86,8 +104,11 @@ pub fn draw(scenario: &Scenario, vocabulary: Vocabulary, rng: &mut ChaCha8Rng) -
     if enabled.is_empty() {
         enabled.push(kinds[rng.random_range(0..kinds.len())]);
     }
-    let pool: Vec<&FaultSpec> = scenario.faults.iter().filter(|f| enabled.contains(&kind(f))).collect();
-    let targets = Topology::new(&scenario.stack).target_names();
+    let pool: Vec<&FaultSpec> =
+        scenario.faults.iter().filter(plain).filter(|f| enabled.contains(&kind(f))).collect();
+    // Only what the workload reaches: a fault on a host no op uses tests nothing (validation
+    // refuses it).
+    let targets = crate::scenario::reached(scenario).target_names();
     let duration = scenario.duration.get();
     let window_max = (duration * 3 / 10).min(Duration::from_secs(30));
     let count = rng.random_range(1..=FAULTS_MAX);
@@ -112,6 +133,18 @@ pub fn draw(scenario: &Scenario, vocabulary: Vocabulary, rng: &mut ChaCha8Rng) -
         .collect();
     faults.sort_by_key(|f| f.at);
     faults
+}
+
+/// Can a fault of `kind` act on what `scenario`'s workload uses? Backpressure needs ops that
+/// use the queue, a price-feed outage investments; the others find a reached host.
+fn can_act(scenario: &Scenario, kind: &str) -> bool {
+    let reached = crate::scenario::reached(scenario);
+    let has = |host: &str| reached.hosts().iter().any(|h| h.name == host);
+    match kind {
+        "backpressure" => has("broker"),
+        "pricefeed_outage" => has("pricefeed"),
+        _ => true,
+    }
 }
 
 /// One fault of `kind` over `targets` (hosts and groups), its parameters drawn; `at` and the
@@ -218,9 +251,10 @@ mod tests {
         assert_eq!(serde_json::to_string(&again).unwrap(), serde_json::to_string(&draws[3]).unwrap());
     }
 
-    /// A scenario whose `faults:` list holds one kind only: a crash of the primary.
+    /// A scenario whose `faults:` list holds one kind only: a crash of the primary (its workload
+    /// reaches the price feed and the queue, so every kind can act).
     fn one_kind() -> crate::scenario::Loaded {
-        let text = "name: t\nduration: 60s\nstack: { api_replicas: 3, workers: 2 }\nworkload: [ { op: invest, rate: 1/s } ]\nfaults:\n  - { at: 20s, crash: pg-primary, restart_after: 15s }\n";
+        let text = "name: t\nduration: 60s\nstack: { api_replicas: 3, workers: 2 }\nworkload: [ { op: invest, rate: 1/s }, { op: query, rate: 1/s } ]\nfaults:\n  - { at: 20s, crash: pg-primary, restart_after: 15s }\n";
         load_str(text, "t.yaml", &[]).unwrap()
     }
 
@@ -297,5 +331,21 @@ mod tests {
         }
         println!("{kept} of {drawn} drawn faults validate");
         assert!(kept * 10 >= drawn * 8, "{kept} of {drawn} drawn faults validate");
+    }
+
+    /// Goal: `all` draws only what can act on the workload's hosts. Method: an invest-only
+    /// scenario over 100 seeds never meets the queue, the workers, the object store or the saga
+    /// participants, and never backpressure.
+    #[test]
+    fn all_draws_only_hosts_the_workload_reaches() {
+        let text = "name: t\nduration: 60s\nworkload: [ { op: invest, rate: 1/s } ]\n";
+        let loaded = load_str(text, "t.yaml", &[]).unwrap();
+        for seed in 0..100 {
+            let scenario = crate::explore::concrete(&loaded, seed, Some(Vocabulary::All));
+            let yaml = serde_json::to_string(&scenario.faults).unwrap();
+            for idle in ["broker", "worker", "objects", "inventory", "ordersvc", "reports", "backpressure"] {
+                assert!(!yaml.contains(idle), "seed {seed} draws `{idle}`: {yaml}");
+            }
+        }
     }
 }

@@ -9,7 +9,8 @@ use crate::scenario::units::Span;
 use crate::workload::GeneratorStats;
 
 use super::model::{
-    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, StackSource, VerdictInfo,
+    CheckEntry, FaultEntry, GeneratorFacts, PhaseEntry, Report, RunFacts, SCHEMA, ScenarioInfo, StackSource,
+    VerdictInfo,
 };
 use super::timeline;
 

@@ -1,11 +1,10 @@
-//! Pages that span several reports: the comparison page (`shakedown report a.json b.json`, e.g.
-//! async vs sync replication, or two seeds), the index `make chaos` writes, and the one console
-//! line per run.
+//! The comparison page (`shakedown report a.json b.json`): several reports side by side, e.g.
+//! async vs sync replication, or two seeds.
 
 use std::fmt::Write;
 
 use super::junit::escape;
-use super::model::{CheckEntry, Report};
+use super::model::Report;
 use crate::check::Status;
 use crate::scenario::model::Phase;
 
@@ -27,66 +26,6 @@ fn status_cell(status: Status) -> String {
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1240px;margin:0 auto;padding:16px 24px}table{border-collapse:collapse;width:100%;margin:8px 0}th,td{border-bottom:1px solid #d9dde3;padding:4px 8px;text-align:left}th{background:#f5f6f8}.ok{color:#1b7f3b;font-weight:700}.bad{color:#b3261e;font-weight:700}.warn{color:#8a6100;font-weight:700}h2{font-size:17px;margin-top:24px}code{font-family:ui-monospace,monospace}";
-
-/// One line for the console: verdict, scenario, seed, key figures.
-pub fn summary_line(report: &Report) -> String {
-    let any_all = report.latency.iter().find(|r| r.op == "any" && r.phase == Phase::All);
-    let (ops, errors) = any_all.map_or((0, 0), |r| (r.ops_count, r.fail_count + r.info_count));
-    let worst_p99 = report
-        .latency
-        .iter()
-        .filter(|r| r.op != "any" && r.phase == Phase::All)
-        .filter_map(|r| r.latency_ms_p99.map(|p| (p, r.op.as_str())))
-        .fold(
-            None,
-            |best: Option<(f64, &str)>, x| if best.is_none_or(|b| x.0 > b.0) { Some(x) } else { best },
-        );
-    let p99 = worst_p99.map_or(String::new(), |(p, op)| format!(", worst p99 {p:.0} ms ({op})"));
-    // An undecided check is not a failed one (it did not meet its expectation either way):
-    // each list names only its own.
-    let names = |undecided: bool| -> Vec<&str> {
-        let listed = |c: &&CheckEntry| (c.status == Status::Unknown) == undecided && !c.as_expected;
-        report.checks.iter().filter(listed).map(|c| c.name.as_str()).collect()
-    };
-    let list = |label: &str, names: Vec<&str>| {
-        if names.is_empty() { String::new() } else { format!(", {label}: {}", names.join(" ")) }
-    };
-    let (failed, undecided) = (list("failed", names(false)), list("undecided", names(true)));
-    format!(
-        "{:<7} {} (seed {}): {ops} ops, {errors} errors{p99}{failed}{undecided}",
-        status_text(report.verdict.status),
-        report.scenario.name,
-        report.seed
-    )
-}
-
-/// One row of the index page.
-pub struct IndexEntry {
-    /// The run's summary line.
-    pub line: String,
-    /// Its verdict.
-    pub status: Status,
-    /// Link to its report.html, relative to the index.
-    pub href: String,
-}
-
-/// The index page linking every report of a `make chaos` run.
-pub fn render_index(entries: &[IndexEntry]) -> String {
-    let mut page = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>shakedown reports</title><style>{STYLE}</style></head><body><h1>shakedown reports</h1><table><tr><th>verdict</th><th>run</th></tr>"
-    );
-    for entry in entries {
-        let _ = write!(
-            page,
-            "<tr>{}<td><a href=\"{}\">{}</a></td></tr>",
-            status_cell(entry.status),
-            escape(&entry.href),
-            escape(&entry.line)
-        );
-    }
-    page.push_str("</table></body></html>\n");
-    page
-}
 
 /// Several reports side by side: verdicts, each check, each SLO threshold, key latencies.
 pub fn render_comparison(reports: &[Report]) -> String {

@@ -10,13 +10,14 @@ use super::junit::escape;
 use super::model::Report;
 use super::svg::{Band, Series, lines, stacked};
 use crate::check::Status;
+use crate::scenario::model::Phase;
 
 const STYLE: &str = r#"
 :root{--ink:#1d2330;--mute:#5b6473;--line:#d9dde3;--pass:#1b7f3b;--fail:#b3261e;--unknown:#8a6100;--band:#f2b8b5}
 *{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:#fff}
 main{max-width:1240px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:22px;margin:0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid var(--line);padding-bottom:4px}h3{font-size:14px;margin:14px 0 4px}
-.banner{padding:16px 24px;color:#fff}.banner.pass{background:var(--pass)}.banner.fail{background:var(--fail)}.banner.unknown{background:var(--unknown)}
+.banner{padding:16px 24px;color:#fff}.banner.pass{background:var(--pass)}.banner.fail{background:var(--fail)}.banner.unknown{background:var(--unknown)}.banner.caught{background:#245fa8}.banner.missed{background:#7a1c17}
 .intro{max-width:1240px;margin:0 auto;padding:16px 24px 0}.banner .verdict{font-size:28px;font-weight:700;letter-spacing:.04em}.banner p{margin:4px 0 0;font-size:15px}
 .meta{color:var(--mute);margin:10px 0 0}.meta code{color:var(--ink)}
 table{border-collapse:collapse;width:100%;margin:6px 0}th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
@@ -50,7 +51,7 @@ pub fn render_html(report: &Report) -> String {
         "{} — seed {} — {}",
         report.scenario.name,
         report.seed,
-        status_class(report.verdict.status).to_uppercase()
+        super::console::Word::of(report).text()
     );
     let _ = write!(
         page,
@@ -71,10 +72,11 @@ pub fn render_html(report: &Report) -> String {
 
 fn banner(page: &mut String, report: &Report) {
     let class = status_class(report.verdict.status);
+    let word = super::console::Word::of(report).text();
     let _ = write!(
         page,
-        "<header class=\"banner {class}\"><div class=\"verdict\">{}</div><p>{}</p></header><section class=\"intro\"><h1>{}</h1><p>{}</p><p class=\"meta\">seed <code>{}</code> · backend <code>{}</code> · file <code>{}</code> · sha256 <code>{}</code>{}</p></section>",
-        class.to_uppercase(),
+        "<header class=\"banner {class} {}\"><div class=\"verdict\">{word}</div><p>{}</p></header><section class=\"intro\"><h1>{}</h1><p>{}</p><p class=\"meta\">seed <code>{}</code> · backend <code>{}</code> · file <code>{}</code> · sha256 <code>{}</code>{}</p></section>",
+        word.to_lowercase(),
         escape(&report.verdict.summary),
         escape(&report.scenario.name),
         escape(&report.scenario.description),
@@ -99,7 +101,12 @@ fn slo_table(page: &mut String, report: &Report) {
     }
     page.push_str("<table><tr><th>op</th><th>phase</th><th>metric</th><th class=\"num\">observed</th><th class=\"num\">threshold</th><th></th></tr>");
     for row in &report.slo {
+        // A threshold on a phase the run did not have (a fault lasting to the end leaves no
+        // `post`) is not a missing measurement: say so rather than "no data".
+        let had_phase = row.phase == Phase::All || report.phases.iter().any(|p| p.phase == row.phase);
+        let absent = format!("<span class=\"warn\">? the run had no {} phase</span>", row.phase.name());
         let mark = match (row.ok, row.observed.as_str()) {
+            (_, "no data") if !had_phase => absent.as_str(),
             (_, "no data") => "<span class=\"warn\">? no data</span>",
             (true, _) => "<span class=\"ok\">✓</span>",
             (false, _) => "<span class=\"bad\">✗</span>",
@@ -163,9 +170,21 @@ fn details(page: &mut String, details: &serde_json::Value) {
                 o["total"].as_u64().unwrap_or(0) as usize,
             ),
             serde_json::Value::Array(a) => (a.clone(), a.len()),
+            // A map of figures per key (visibility lag per phase): one row per key, the figures
+            // as columns; a map of scalars: one row per key.
             serde_json::Value::Object(o) => {
-                let rows: Vec<serde_json::Value> =
-                    o.iter().map(|(k, v)| serde_json::json!({ "": k, "value": v })).collect();
+                let rows: Vec<serde_json::Value> = o
+                    .iter()
+                    .map(|(k, v)| match v.as_object() {
+                        Some(inner) => {
+                            let mut row = serde_json::Map::new();
+                            row.insert(String::new(), k.clone().into());
+                            row.extend(inner.iter().map(|(ik, iv)| (ik.clone(), iv.clone())));
+                            serde_json::Value::Object(row)
+                        }
+                        None => serde_json::json!({ "": k, "value": v }),
+                    })
+                    .collect();
                 let n = rows.len();
                 (rows, n)
             }
@@ -485,5 +504,41 @@ mod tests {
         assert!(html.contains("vacuous"), "a fault that hit nothing is flagged");
         assert!(html.contains("… and 2 more"), "capped evidence says how much is left out");
         assert!(html.len() < 5 * 1024 * 1024, "{} bytes for a one-hour run", html.len());
+    }
+
+    /// Goal: the page reads as prose, not as data dumped. Method: a staleness check whose
+    /// visibility lag is a map per phase becomes a table with a row per phase and a column per
+    /// figure (no raw JSON); an SLO threshold on a phase the run did not have says so; the banner
+    /// says what happened to a planted bug.
+    #[test]
+    fn figures_per_phase_are_a_table_and_absent_phases_are_named() {
+        let mut report = hour_long_report();
+        report.checks[0] = CheckEntry {
+            name: "staleness".into(),
+            status: Status::Pass,
+            expected: Expectation::Pass,
+            as_expected: true,
+            summary: "ok".into(),
+            details: serde_json::json!({ "visibility_lag_ms": {
+                "steady": { "count": 12, "p50": 1.5, "p99": 4.0 },
+                "fault": { "count": 3, "p50": 9.0, "p99": 20.0 } } }),
+        };
+        report.slo = vec![crate::check::SloEntry {
+            op: "invest".into(),
+            phase: Phase::Post,
+            metric: "availability".into(),
+            threshold: ">= 99%".into(),
+            observed: "no data".into(),
+            ok: false,
+        }];
+        let html = render_html(&report);
+        assert!(!html.contains("{&quot;") && !html.contains("{\"count"), "no raw JSON in a cell");
+        assert!(html.contains("<th>count</th><th>p50</th><th>p99</th>"), "one column per figure");
+        assert!(html.contains("<td>steady</td><td>12</td><td>1.5</td><td>4.0</td>"), "one row per phase");
+        assert!(html.contains("the run had no post phase"), "an absent phase is named");
+        report.checks[0].expected = Expectation::Fail;
+        report.checks[0].status = Status::Fail;
+        report.verdict.status = Status::Pass;
+        assert!(render_html(&report).contains("<div class=\"verdict\">CAUGHT</div>"));
     }
 }

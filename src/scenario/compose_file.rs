@@ -114,11 +114,16 @@ impl ComposeFile {
     /// directory), interpolating from `env`.
     pub fn parse(text: &str, path: &Path, env: &Environment) -> Result<ComposeFile, ComposeFileError> {
         let mut reader = Reader { file: path.display().to_string(), env, problems: Vec::new() };
-        let (root, spans) = tree::parse(text).map_err(|problems| {
+        let (root, spans, duplicates) = tree::parse(text).map_err(|problems| {
             let diagnostics =
                 problems.into_iter().map(|(at, message, hint)| reader.diagnostic(at, message, hint));
             ComposeFileError(Diagnostics(diagnostics.collect()))
         })?;
+        if !duplicates.is_empty() {
+            let diagnostics =
+                duplicates.into_iter().map(|(at, message, hint)| reader.diagnostic(at, message, hint));
+            return Err(ComposeFileError(Diagnostics(diagnostics.collect())));
+        }
         let dir = absolute(path.parent().unwrap_or(Path::new(".")));
         let compose = reader.read(&root, &spans, &dir).map(|mut compose| {
             compose.path = path.to_owned();

@@ -50,13 +50,24 @@ impl fmt::Display for Diagnostic {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
+/// Errors printed of one file; the rest are counted ("… and 17 more errors"). A file of random
+/// text can hold a hundred thousand errors, and the first few say what is wrong.
+pub const SHOWN_MAX: usize = 20;
+
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, diagnostic) in self.0.iter().enumerate() {
+        for (i, diagnostic) in self.0.iter().take(SHOWN_MAX).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{diagnostic}")?;
+        }
+        if let Some(file) = self.0.first().map(|d| &d.file)
+            && self.0.len() > SHOWN_MAX
+        {
+            let more = self.0.len() - SHOWN_MAX;
+            let errors = if more == 1 { "error" } else { "errors" };
+            write!(f, "\n{file}: … and {more} more {errors} (the first {SHOWN_MAX} are shown)")?;
         }
         Ok(())
     }
@@ -105,5 +116,21 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzzzzz", ["pg-primary"]), None);
         assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
+    }
+
+    /// Goal: a file with thousands of errors prints the first 20 and a count of the rest.
+    #[test]
+    fn long_error_lists_are_capped() {
+        let one = |i: u64| Diagnostic {
+            file: "s.yaml".into(),
+            position: Position::At { line: i, col: 1 },
+            message: format!("unknown key `k{i}`"),
+            hint: None,
+        };
+        let text = Diagnostics((1..=1000).map(one).collect()).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), SHOWN_MAX + 1, "{text}");
+        assert_eq!(lines[SHOWN_MAX], "s.yaml: … and 980 more errors (the first 20 are shown)");
+        assert_eq!(Diagnostics((1..=20).map(one).collect()).to_string().lines().count(), 20);
     }
 }

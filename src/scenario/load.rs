@@ -92,21 +92,27 @@ pub fn load_str(text: &str, file: &str, overrides: &[String]) -> Result<Loaded, 
         message,
         hint,
     };
-    let (mut value, mut index) = tree::parse(text).map_err(|found| {
+    let (mut value, mut index, duplicates) = tree::parse(text).map_err(|found| {
         Diagnostics(found.into_iter().map(|(at, message, hint)| diagnostic(at, message, hint)).collect())
     })?;
-    let mut errors = Vec::new();
+    let mut errors: Vec<Diagnostic> =
+        duplicates.into_iter().map(|(at, message, hint)| diagnostic(at, message, hint)).collect();
+    let mut overridden = true;
     for text in overrides {
         if let Err((message, hint)) = apply_override(&mut value, &mut index, text) {
             errors.push(diagnostic(Position::Override(text.clone()), message, hint));
+            overridden = false;
         }
     }
-    if errors.is_empty() {
+    if overridden {
         let (shape, broken) = shape_errors(&value, &index);
+        let shape_broken = !shape.is_empty();
         errors.extend(shape.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
-        if let Some((scenario, gaps)) = readable(&value, &index, &broken, &mut errors, &diagnostic) {
+        if let Some((scenario, gaps)) =
+            readable(&value, &index, &broken, shape_broken, &mut errors, &diagnostic)
+        {
             let compose = compose_services(&scenario, file, &value, &index, &mut errors);
-            let found = validate::validate(&scenario, &|path| index.value(path), &gaps, compose.as_ref());
+            let found = validate::validate(&scenario, &index, &gaps, compose.as_ref());
             errors.extend(found.into_iter().map(|(p, m, h)| diagnostic(p, m, h)));
             if errors.is_empty() {
                 return Ok(Loaded {
@@ -184,14 +190,18 @@ pub fn compose_path(scenario_file: &str, compose: &str) -> std::path::PathBuf {
 /// The scenario semantic validation can judge: the whole file when its shape is right (`errors`
 /// empty), else what [`salvage`] could read around the shape errors, with its gaps. `None` when
 /// nothing can be judged; the reason is in `errors`.
+/// The scenario semantic validation can judge: the whole file when its shape is right
+/// (`shape_broken` false), else what [`salvage`] could read around the shape errors, with its
+/// gaps. `None` when nothing can be judged; the reason is in `errors`.
 fn readable(
     value: &serde_json::Value,
     index: &SpanIndex,
     broken: &Broken,
+    shape_broken: bool,
     errors: &mut Vec<Diagnostic>,
     diagnostic: &dyn Fn(Position, String, Option<String>) -> Diagnostic,
 ) -> Option<(Scenario, Gaps)> {
-    if !errors.is_empty() {
+    if shape_broken {
         // If even the salvaged value does not read, the shape errors already say why.
         let (salvaged, gaps) = salvage(value, broken)?;
         return serde_json::from_value::<Scenario>(salvaged).ok().map(|scenario| (scenario, gaps));
@@ -219,8 +229,7 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Br
     let mut found = Vec::new();
     let mut broken = Broken::default();
     let Some(map) = value.as_object() else {
-        let hint = Some("a scenario is a mapping with `name`, `duration`, `workload`, …".into());
-        return (vec![(index.value(""), "expected a mapping of scenario keys".into(), hint)], broken);
+        return (vec![not_a_mapping(value, index)], broken);
     };
     for (key, section) in map {
         let mut whole = |result: Option<Found>| {
@@ -231,7 +240,7 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Br
         };
         match key.as_str() {
             "name" | "description" => whole(try_as::<String>(section, key, index)),
-            "seed" => whole(try_as::<u64>(section, key, index)),
+            "seed" | "ops_max" => whole(try_as::<u64>(section, key, index)),
             "duration" | "duration_max" => whole(try_as::<super::units::Span>(section, key, index)),
             "stack" => whole(try_as::<StackConfig>(section, key, index)),
             "phases" => whole(try_as::<PhaseConfig>(section, key, index)),
@@ -274,6 +283,28 @@ fn shape_errors(value: &serde_json::Value, index: &SpanIndex) -> (Vec<Found>, Br
 
 type Clients = std::collections::BTreeMap<String, super::declared::ClientSpec>;
 type FinalReads = std::collections::BTreeMap<String, super::declared::FinalRead>;
+/// Why a file whose top level is not a mapping is no scenario, in terms of what it holds.
+fn not_a_mapping(value: &serde_json::Value, index: &SpanIndex) -> Found {
+    let mapping = "a scenario is one mapping with `name`, `duration`, `workload`, …";
+    let (message, hint) = match value {
+        serde_json::Value::Null => (
+            "the file is empty (no YAML in it, or only comments)".to_owned(),
+            format!("{mapping}; `shakedown list` shows the shipped scenarios to start from"),
+        ),
+        serde_json::Value::Array(items) => (
+            format!(
+                "the file holds a list ({}), not a mapping of scenario keys",
+                crate::check::plural(items.len(), "item")
+            ),
+            format!("{mapping}; write its keys at the top level, without `- `; one scenario per file"),
+        ),
+        other => (
+            format!("the file holds a single value ({}), not a mapping of scenario keys", other),
+            mapping.to_owned(),
+        ),
+    };
+    (index.value(""), message, Some(hint))
+}
 
 /// The top-level keys without a default.
 const REQUIRED_KEYS: [&str; 3] = ["name", "duration", "workload"];
@@ -284,6 +315,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "seed",
     "duration",
     "duration_max",
+    "ops_max",
     "stack",
     "clients",
     "setup",
@@ -384,8 +416,9 @@ fn apply_override(
         (format!("cannot read `{raw}` as a YAML value: {}", e.to_string().lines().next().unwrap_or("")), None)
     })?;
     let slot = walk_mut(value, path)?;
+    let scalar = (!new.is_object() && !new.is_array() && !new.is_null()).then(|| raw.trim().to_owned());
     *slot = new;
-    index.mark_override(path, text);
+    index.mark_override(path, text, scalar);
     Ok(())
 }
 

@@ -4,11 +4,13 @@
 //! Loading runs in passes, each with its own type (STYLE.md 16): YAML text → spanned tree and
 //! JSON value (`tree`, syntax errors) → `--set` overrides → `model::Scenario` (shape errors, each
 //! section on its own so all are reported) → `validate` (semantic errors, all at once; after
-//! shape errors, on what `salvage` could still read) →
+//! shape errors, on what `salvage` could still read; `coherence` judges the scenario as a whole) →
 //! `plan::Plan` (absolute times, expanded hosts, phases; the backends run it). `topology` names
-//! the stack's hosts and groups, which faults and validation resolve names against. Later code never sees unvalidated
+//! the stack's hosts and groups, which faults and validation resolve names against. Later code
+//! never sees unvalidated
 //! data. Every error is a [`Diagnostic`] printed as `FILE:LINE:COL: message`.
 
+mod coherence;
 mod compact;
 mod compose_env;
 pub mod compose_file;
@@ -26,6 +28,7 @@ pub mod units;
 mod validate;
 pub mod validate_declared;
 
+pub(crate) use coherence::{ops_needed, reached};
 pub use compact::to_compact_yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 #[cfg(feature = "containers")]

@@ -109,7 +109,7 @@ fn misspelt_host_and_group() {
 
 #[test]
 fn faults_outside_the_run() {
-    expect_one("faults: [ { at: 60s, crash: lb } ]\n", 6, "at or after the end of the run", "lasts 1m");
+    expect_one("faults: [ { at: 60s, crash: lb } ]\n", 6, "at or after the end of the run", "lasts `60s`");
     expect_one("faults: [ { at: 50s, pause: lb, for: 20s } ]\n", 6, "past the end of the run", "");
 }
 
@@ -252,14 +252,18 @@ fn issue_18_a_run_longer_than_duration_max_is_refused_unless_raised() {
     let d = load_str(&text, "t.yaml", &[]).unwrap_err();
     assert_eq!(d.0.len(), 1, "{d}");
     assert_eq!(d.0[0].position, Position::At { line: 2, col: 11 });
-    assert!(d.0[0].message.contains("`duration` (99999h) is longer than `duration_max` (24h)"), "{d}");
+    assert!(d.0[0].message.contains("`duration` (`99999h`) is longer than `duration_max` (`24h`)"), "{d}");
     assert!(d.0[0].hint.as_deref().unwrap().contains("--set duration_max=99999h"), "{d}");
-    assert!(load_str(&text, "t.yaml", &["duration_max=100000h".into()]).is_ok());
-    assert!(load_str(&format!("{text}duration_max: 99999h\n"), "t.yaml", &[]).is_ok());
+    // At 60 ops/s, so long a run also plans more operations than `ops_max` allows.
+    let raised = ["duration_max=100000h".to_owned(), "ops_max=30000000000".to_owned()];
+    assert!(load_str(&text, "t.yaml", &raised).is_ok());
+    assert!(load_str(&format!("{text}duration_max: 99999h\nops_max: 30000000000\n"), "t.yaml", &[]).is_ok());
+    let d = load_str(&text, "t.yaml", &raised[..1]).unwrap_err();
+    assert!(d.to_string().contains("more than `ops_max`"), "{d}");
     let long_timeout = errors("", &["workload[0].timeout=48h"]);
-    assert!(long_timeout[0].2.contains("timeout of `invest` (48h) is longer than `duration_max` (24h)"));
+    assert!(long_timeout[0].2.contains("timeout of `invest` (`48h`) is longer than `duration_max` (`24h`)"));
     let lowered = errors("", &["duration_max=30s"]);
-    assert!(lowered[0].2.contains("`duration` (1m) is longer than `duration_max` (30s)"), "{lowered:?}");
+    assert!(lowered[0].2.contains("`duration` (`60s`) is longer than `duration_max` (`30s`)"), "{lowered:?}");
 }
 
 /// Issue 14: a file with a shape error and a semantic error reported only the first. Each row is
@@ -368,7 +372,7 @@ fn backup_actions_are_checked_where_they_are_written() {
     expect_one(
         &format!("{with_backups}  - {{ at: 10s, restore: {{ to: 20s }} }}\n"),
         8,
-        "cannot recover to 20s, which is later",
+        "cannot recover to `20s`, which is later",
         "`latest`",
     );
     expect_one(
@@ -389,4 +393,150 @@ fn backup_actions_are_checked_where_they_are_written() {
     let plan = load_str(&restore, "t.yaml", &[]).unwrap().plan;
     let ends: Vec<_> = plan.faults.iter().map(|f| f.end.map(|e| e.as_secs())).collect();
     assert_eq!(ends, [Some(12), Some(12)], "a disaster lasts until the restore; a restore is an instant");
+}
+
+/// A duplicate key was reported alone, hiding every other error of the file. Method: the file
+/// of the report that found it — a duplicate `duration`, a negative rate, a misspelt op, a
+/// misspelt host and a fault after the end — must give all five, each at its line.
+#[test]
+fn a_duplicate_key_does_not_hide_the_other_errors() {
+    let text = indoc! {"
+        name: t
+        duration: 30s
+        duration: 40s
+        workload:
+          - { op: invest, rate: -5/s }
+          - { op: histroy, rate: 5/s }
+        faults:
+          - { at: 5s, crash: lbb, restart_after: 1s }
+          - { at: 50s, pause: lb, for: 1s }
+    "};
+    let d = load_str(text, "t.yaml", &[]).unwrap_err();
+    let got: Vec<(u64, &str)> =
+        d.0.iter()
+            .map(|d| match d.position {
+                Position::At { line, .. } => (line, d.message.as_str()),
+                _ => (0, d.message.as_str()),
+            })
+            .collect();
+    let want = [
+        (3, "duplicate key `duration`"),
+        (5, "the rate `-5/s` is negative"),
+        (6, "unknown value `histroy`"),
+        (8, "unknown host or group `lbb`"),
+        (9, "at or after the end of the run"),
+    ];
+    assert_eq!(got.len(), want.len(), "{d}");
+    for ((line, message), (want_line, want)) in got.iter().zip(want) {
+        assert_eq!(*line, want_line, "{d}");
+        assert!(message.contains(want), "{message:?} lacks {want:?}");
+    }
+}
+
+/// A rate of a billion a second validated, then the run aborted allocating 11 GB. The planned
+/// operations (rate × how long each stream runs, summed) are bounded by `ops_max`, named in the
+/// error with the way to raise it, like `duration_max`.
+#[test]
+fn planned_operations_are_bounded_by_ops_max() {
+    let text = BASE.replace("rate: 50/s", "rate: 1000000000/s");
+    let d = load_str(&text, "t.yaml", &[]).unwrap_err();
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].position, Position::At { line: 4, col: 25 }, "{d}");
+    assert_eq!(
+        d.0[0].message,
+        "the workload plans about 60,000,000,600 operations, more than `ops_max` (1,000,000); the most from `invest` at `1000000000/s`"
+    );
+    assert!(d.0[0].hint.as_deref().unwrap().contains("`--set ops_max=60000000600`"), "{d}");
+    assert!(load_str(&text, "t.yaml", &["ops_max=60000000600".into()]).is_ok());
+    // The sum counts: two streams each under the limit, together over it.
+    let two = BASE.replace("rate: 50/s", "rate: 9000/s").replace("rate: 10/s", "rate: 9000/s");
+    let d = load_str(&two, "t.yaml", &[]).unwrap_err();
+    assert!(d.0[0].message.contains("plans about 1,080,000 operations"), "{d}");
+    // A stream that stops early plans less.
+    let early = BASE.replace("rate: 50/s", "rate: 9000/s, stop: 30s").replace("rate: 10/s", "rate: 9000/s");
+    assert!(load_str(&early, "t.yaml", &[]).is_ok());
+    // `1e9/s` says what form is wanted.
+    let exponent = errors("", &["workload[0].rate=1e9/s"]);
+    assert!(exponent[0].2.contains("write the number in digits: `1000000000/s`"), "{exponent:?}");
+}
+
+/// An empty file and a file holding a list both said "expected a mapping of scenario keys": say
+/// what the file holds.
+#[test]
+fn an_empty_file_and_a_list_say_what_they_hold() {
+    for (text, want) in [
+        ("", "the file is empty"),
+        ("# only a comment\n", "the file is empty"),
+        ("- name: a\n- name: b\n", "the file holds a list (2 items), not a mapping of scenario keys"),
+        ("just words\n", "the file holds a single value (\"just words\")"),
+    ] {
+        let d = load_str(text, "t.yaml", &[]).unwrap_err();
+        assert_eq!(d.0.len(), 1, "{text:?}: {d}");
+        assert!(d.0[0].message.contains(want), "{text:?}: {d}");
+    }
+}
+
+/// Messages quote a value as the file wrote it: the fault at `90s`, not at "1.5m".
+#[test]
+fn messages_quote_values_as_written() {
+    let found = errors("faults: [ { at: 90s, crash: lb, restart_after: 1s } ]\n", &[]);
+    assert!(found[0].2.contains("the fault starts at `90s`"), "{found:?}");
+    assert!(found[0].3.contains("the run lasts `60s`"), "{found:?}");
+    let found = errors("faults: [ { at: 50s, pause: lb, for: 90000ms } ]\n", &[]);
+    assert!(found[0].2.contains("from `50s`"), "{found:?}");
+    let found = errors("", &["workload[0].start=120s"]);
+    assert!(found[0].2.contains("`start` (`120s`) is not before `stop` (`60s`)"), "{found:?}");
+}
+
+/// A `files` check without uploads, and a crash of `objects` when nothing uploads, passed
+/// validation and ended "undecided" or vacuous, while an SLO on an op never issued was refused.
+/// Every check needs an op to judge, and every fault something the workload uses.
+#[test]
+fn checks_and_faults_that_cannot_act_are_refused() {
+    // (the snippet after BASE, the line of the error, part of its message, part of its hint)
+    let table = [
+        (
+            "checks: { files: {} }\n",
+            6,
+            "the `files` check has nothing to judge: the workload issues no `upload`",
+            "op: upload",
+        ),
+        ("checks: { saga: {} }\n", 6, "no `order`", "or remove the check"),
+        ("checks: { delivery: {} }\n", 6, "no `query`", ""),
+        (
+            "faults: [ { at: 5s, crash: objects, restart_after: 1s } ]\n",
+            6,
+            "this `crash` can do nothing: no op of the workload reaches `objects` (`upload` would)",
+            "remove the fault",
+        ),
+        (
+            "faults: [ { at: 5s, pause: workers, for: 1s } ]\n",
+            6,
+            "reaches `workers` (`query` or `upload` would)",
+            "",
+        ),
+        (
+            "faults: [ { at: 5s, partition: [[api], [inventory]], for: 1s } ]\n",
+            6,
+            "this `partition` can do nothing",
+            "",
+        ),
+        (
+            "faults: [ { at: 5s, backpressure: { consumers: pause }, for: 1s } ]\n",
+            6,
+            "no op of the workload uses the queue",
+            "",
+        ),
+    ];
+    for (extra, line, message, hint) in table {
+        expect_one(extra, line, message, hint);
+    }
+    let history_only = "name: t\nduration: 10s\nworkload: [ { op: history, rate: 5/s } ]\nfaults: [ { at: 1s, pricefeed_outage: {}, for: 1s } ]\n";
+    let d = load_str(history_only, "t.yaml", &[]).unwrap_err();
+    assert!(d.0[0].message.contains("a price-feed outage can do nothing"), "{d}");
+    // Reached hosts, groups and shipped scenarios still load.
+    assert!(load_str(&format!("{BASE}checks: {{ durability: {{}}, staleness: {{}} }}\nfaults: [ {{ at: 5s, crash: pricefeed, restart_after: 1s }} ]\n"), "t.yaml", &[]).is_ok());
+    for file in super::shipped_files() {
+        super::load_file(&file, &[]).unwrap_or_else(|d| panic!("{}: {d}", file.display()));
+    }
 }

@@ -74,11 +74,12 @@ impl<'de> Deserialize<'de> for Tree {
     }
 }
 
-/// Where a key and its value were written.
+/// Where a key and its value were written, and a scalar value's text as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Spot {
     key: Option<Position>,
     value: Position,
+    text: Option<String>,
 }
 
 /// YAML path → position, for every key and value in a scenario.
@@ -98,20 +99,28 @@ impl SpanIndex {
         self.find(path, |spot| spot.key.clone().unwrap_or_else(|| spot.value.clone()))
     }
 
+    /// The scalar at `path` as the file (or an override) wrote it — `90s`, not the `1.5m` its
+    /// value prints as — for messages that quote it. `None` for a map, a list or a missing path.
+    pub(crate) fn text(&self, path: &str) -> Option<&str> {
+        self.spots.get(path).and_then(|spot| spot.text.as_deref())
+    }
+
     /// Does the file (or an override) mention `path`?
     pub(crate) fn contains(&self, path: &str) -> bool {
         self.spots.contains_key(path)
     }
 
-    /// Mark `path` and everything under it as set by `--set TEXT`.
-    pub(crate) fn mark_override(&mut self, path: &str, text: &str) {
+    /// Mark `path` and everything under it as set by `--set TEXT`, whose value is `scalar` when
+    /// it is one.
+    pub(crate) fn mark_override(&mut self, path: &str, text: &str, scalar: Option<String>) {
         let nested: Vec<String> =
             self.spots.keys().filter(|k| k.starts_with(path) && is_under(k, path)).cloned().collect();
         for key in nested {
             self.spots.remove(&key);
         }
         let position = Position::Override(text.to_owned());
-        self.spots.insert(path.to_owned(), Spot { key: Some(position.clone()), value: position });
+        self.spots
+            .insert(path.to_owned(), Spot { key: Some(position.clone()), value: position, text: scalar });
     }
 
     fn find(&self, path: &str, pick: impl Fn(&Spot) -> Position) -> Position {
@@ -153,12 +162,17 @@ fn position(location: &serde_saphyr::Location) -> Position {
 /// One problem in the YAML text itself: where, what, and a hint.
 pub(crate) type Problem = (Position, String, Option<String>);
 
-/// Parse YAML text into a JSON value and the positions of everything in it. On failure, every
-/// problem found: a syntax error or a breached parser budget (one), or each duplicated key.
+/// A parsed file: its value, the positions of everything in it, and each duplicated key found
+/// (the value keeps the first occurrence, so the rest of the file is still checked).
+pub(crate) type Parsed = (serde_json::Value, SpanIndex, Vec<Problem>);
+
+/// Parse YAML text into a JSON value and the positions of everything in it, with a problem for
+/// each duplicated key. On failure, the syntax error or breached parser budget.
 ///
 /// Duplicate keys are passed through by the parser and found here, so the message can name the
-/// key's path and where it was first set (the parser's own error names neither).
-pub(crate) fn parse(text: &str) -> Result<(serde_json::Value, SpanIndex), Vec<Problem>> {
+/// key's path and where it was first set (the parser's own error names neither), and so a
+/// duplicate does not hide the file's other errors.
+pub(crate) fn parse(text: &str) -> Result<Parsed, Vec<Problem>> {
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::PassThrough,
     };
@@ -168,10 +182,12 @@ pub(crate) fn parse(text: &str) -> Result<(serde_json::Value, SpanIndex), Vec<Pr
         vec![(at, message, hint)]
     })?;
     let mut index = SpanIndex::default();
-    index.spots.insert(String::new(), Spot { key: None, value: Position::At { line: 1, col: 1 } });
+    index
+        .spots
+        .insert(String::new(), Spot { key: None, value: Position::At { line: 1, col: 1 }, text: None });
     let mut duplicates = Vec::new();
     let value = convert(root.value, "", &mut index, &mut duplicates);
-    if duplicates.is_empty() { Ok((value, index)) } else { Err(duplicates) }
+    Ok((value, index, duplicates))
 }
 
 /// A parser error as a user should read it. Budget breaches (an alias bomb, say) are named in
@@ -219,6 +235,18 @@ fn parser_message(error: &serde_saphyr::Error) -> String {
     trimmed.split_once(": ").filter(|(p, _)| p.starts_with("line ")).map_or(trimmed, |(_, r)| r).to_owned()
 }
 
+/// A scalar's text: a string as written, a number or boolean as YAML would print it.
+fn scalar_text(tree: &Tree) -> Option<String> {
+    match tree {
+        Tree::Str(s) => Some(s.clone()),
+        Tree::Int(i) => Some(i.to_string()),
+        Tree::Uint(u) => Some(u.to_string()),
+        Tree::Float(f) => Some(f.to_string()),
+        Tree::Bool(b) => Some(b.to_string()),
+        Tree::Null | Tree::Seq(_) | Tree::Map(_) => None,
+    }
+}
+
 fn convert(
     tree: Tree,
     path: &str,
@@ -237,7 +265,9 @@ fn convert(
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.into_iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
-                index.spots.insert(item_path.clone(), Spot { key: None, value: position(&item.referenced) });
+                let spot =
+                    Spot { key: None, value: position(&item.referenced), text: scalar_text(&item.value) };
+                index.spots.insert(item_path.clone(), spot);
                 out.push(convert(item.value, &item_path, index, duplicates));
             }
             Value::Array(out)
@@ -252,13 +282,16 @@ fn convert(
                     let message = format!(
                         "duplicate key `{entry_path}`: it is already set at line {line}, column {col}"
                     );
-                    let hint =
-                        "a key may appear once in a mapping; keep the value you mean and delete the other";
+                    let hint = "a key may appear once in a mapping; keep the value you mean and delete the other (the rest of the file is checked with the first)";
                     duplicates.push((key_at, message, Some(hint.into())));
                     continue;
                 }
                 first_at.insert(key.value.clone(), key_at.clone());
-                let spot = Spot { key: Some(key_at), value: position(&value.referenced) };
+                let spot = Spot {
+                    key: Some(key_at),
+                    value: position(&value.referenced),
+                    text: scalar_text(&value.value),
+                };
                 index.spots.insert(entry_path.clone(), spot);
                 out.insert(key.value, convert(value.value, &entry_path, index, duplicates));
             }
@@ -273,7 +306,7 @@ mod tests {
 
     #[test]
     fn positions_of_keys_values_and_items() {
-        let (value, index) =
+        let (value, index, _) =
             parse("name: x\nstack:\n  api_replicas: 2\nfaults:\n  - { at: 20s }\n  - at: 30s\n").unwrap();
         assert_eq!(value["faults"][1]["at"], "30s");
         assert_eq!(index.value("stack.api_replicas"), Position::At { line: 3, col: 17 });

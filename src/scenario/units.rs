@@ -132,6 +132,20 @@ fn parse_decimal(number: &str, what: &str, example: &str) -> Result<f64, UnitErr
     }
 }
 
+/// `1e9` → `1000000000`, `2.5E3` → `2500`: a count written with an exponent, in plain digits
+/// (the form the scenario language takes, so a message can show it). `None` if `number` has no
+/// exponent or is no finite number.
+fn exponent_in_digits(number: &str) -> Option<String> {
+    let number = number.trim();
+    if !number.contains(['e', 'E']) || !number.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite())?;
+    // Decimal digits with at most six places, trailing zeros dropped: `1e-3` → `0.001`.
+    let fixed = format!("{value:.6}");
+    Some(fixed.trim_end_matches('0').trim_end_matches('.').to_owned())
+}
+
 /// `number` × `per` (nanoseconds, bytes), computed exactly in integers: `None` if the number is
 /// malformed, `Some(Err)` if the result is not a whole number of the base unit or overflows.
 fn exact_multiple(number: &str, per: u128) -> Option<Result<u64, ()>> {
@@ -303,6 +317,11 @@ impl FromStr for Rate {
                 "the rate `{text}` is negative: a rate counts arrivals, such as `200/s`"
             )));
         }
+        if let Some(digits) = exponent_in_digits(number) {
+            return Err(UnitError(format!(
+                "the rate `{text}` writes its count with an exponent; write the number in digits: `{digits}/{unit}`"
+            )));
+        }
         let count = parse_decimal(number, "a rate", "200/s")?;
         Ok(Rate { count, per })
     }
@@ -446,6 +465,18 @@ mod tests {
         for malformed in ["+5/s", "1e3/s", "inf/s"] {
             assert!(malformed.parse::<Rate>().is_err(), "{malformed}");
         }
+    }
+
+    /// Goal: a rate written with an exponent says what form is wanted, with the same rate in it.
+    #[test]
+    fn a_rate_with_an_exponent_is_shown_in_digits() {
+        let error = "1e9/s".parse::<Rate>().unwrap_err().0;
+        assert_eq!(
+            error,
+            "the rate `1e9/s` writes its count with an exponent; write the number in digits: `1000000000/s`"
+        );
+        assert!("2.5E3/m".parse::<Rate>().unwrap_err().0.ends_with("`2500/m`"));
+        assert!("inf/s".parse::<Rate>().unwrap_err().0.contains("malformed number"));
     }
 
     #[test]

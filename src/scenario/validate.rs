@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::coherence;
 use super::diagnostic::{Position, did_you_mean, one_of};
 use super::model::{Bug, CheckName, FaultSpec, OpSelector, Phase, Scenario};
 use super::salvage::Gaps;
 use super::topology::{CLIENT, Topology};
+use super::tree::SpanIndex;
 use super::units::Span;
 use super::validate_declared::{self, ComposeServices};
 
@@ -19,7 +21,7 @@ type Found = (Position, String, Option<String>);
 
 /// Collects errors, resolving paths to positions.
 pub(super) struct Report<'a> {
-    value_at: &'a dyn Fn(&str) -> Position,
+    index: &'a SpanIndex,
     found: Vec<Found>,
     /// What the scenario lacks (nothing, unless the file had shape errors).
     pub(super) gaps: &'a Gaps,
@@ -27,20 +29,30 @@ pub(super) struct Report<'a> {
 
 impl Report<'_> {
     pub(super) fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
-        self.found.push(((self.value_at)(path), message.into(), hint));
+        self.found.push((self.index.value(path), message.into(), hint));
+    }
+
+    /// The value at `path` quoted as the file wrote it (`` `90s` ``, not `1.5m`); `value`'s own
+    /// form when the file does not hold it (a default, a computed value).
+    pub(super) fn shown(&self, path: &str, value: impl std::fmt::Display) -> String {
+        match self.index.text(path) {
+            Some(text) => format!("`{text}`"),
+            None => format!("`{value}`"),
+        }
     }
 }
 
-/// Check a scenario read from the file; `value_at` maps a YAML path to its position, `gaps` says
-/// what could not be read (`Gaps::default()` when the shape was right); `compose` is what the
-/// compose file a compose scenario names holds (`None` when there is none or it is unreadable).
+/// Check a scenario read from the file; `index` maps a YAML path to its position and its text as
+/// written, `gaps` says what could not be read (`Gaps::default()` when the shape was right).
+/// `compose` is what the compose file a compose scenario names holds (`None` when there is none
+/// or it is unreadable).
 pub(crate) fn validate(
     scenario: &Scenario,
-    value_at: &dyn Fn(&str) -> Position,
+    index: &SpanIndex,
     gaps: &Gaps,
     compose: Option<&ComposeServices>,
 ) -> Vec<Found> {
-    let mut report = Report { value_at, found: Vec::new(), gaps };
+    let mut report = Report { index, found: Vec::new(), gaps };
     // `None` when `duration` could not be read: the rules that compare with it are skipped.
     let duration = (!gaps.unread("duration")).then(|| scenario.duration.get());
     if duration.is_some_and(|d| d.is_zero()) {
@@ -66,6 +78,7 @@ pub(crate) fn validate(
         None => validate_declared::check(scenario, compose, &mut report),
     }
     checks(scenario, &mut report);
+    coherence::check(scenario, duration, &mut report);
     report.found
 }
 
@@ -115,10 +128,13 @@ fn positive(report: &mut Report, path: &str, value: Span) {
 fn longer_than_allowed(scenario: &Scenario, path: &str, what: &str, value: Span, report: &mut Report) {
     let limit = scenario.duration_max;
     if value > limit && !report.gaps.unread("duration_max") {
+        let written = report.shown(path, value);
+        let raised = written.trim_matches('`').to_owned();
         let hint = format!(
-            "is it a typo? if a run this long is meant, raise the limit: `duration_max: {value}` in the file, or `--set duration_max={value}`"
+            "is it a typo? if a run this long is meant, raise the limit: `duration_max: {raised}` in the file, or `--set duration_max={raised}`"
         );
-        report.error(path, format!("{what} ({value}) is longer than `duration_max` ({limit})"), Some(hint));
+        let limit = report.shown("duration_max", limit);
+        report.error(path, format!("{what} ({written}) is longer than `duration_max` ({limit})"), Some(hint));
     }
 }
 
@@ -173,16 +189,19 @@ fn workload(scenario: &Scenario, duration: Option<Duration>, report: &mut Report
         let what = format!("the timeout of `{}`", load.op_name());
         longer_than_allowed(scenario, &format!("{path}.timeout"), &what, load.timeout, report);
         let Some(stop) = load.stop.map(Span::get).or(duration) else { continue };
+        let stop_path = if load.stop.is_some() { format!("{path}.stop") } else { "duration".to_owned() };
+        let (start_shown, stop_shown) =
+            (report.shown(&format!("{path}.start"), load.start), report.shown(&stop_path, Span(stop)));
         if load.start.get() >= stop {
             report.error(
                 &format!("{path}.start"),
-                format!("`start` ({}) is not before `stop` ({})", load.start, Span(stop)),
+                format!("`start` ({start_shown}) is not before `stop` ({stop_shown})"),
                 None,
             );
         }
         if duration.is_some_and(|d| stop > d) {
-            let message =
-                format!("`stop` ({}) is after the end of the run ({})", Span(stop), scenario.duration);
+            let end = report.shown("duration", scenario.duration);
+            let message = format!("`stop` ({stop_shown}) is after the end of the run ({end})");
             report.error(&format!("{path}.stop"), message, None);
         }
     }
@@ -247,14 +266,14 @@ fn one_fault(
         }
     }
     let start = fault.at.get();
+    let (at, run_length) = (report.shown(&format!("{path}.at"), fault.at), report.shown("duration", "?"));
     if let Some(duration) = duration
         && start >= duration
     {
-        let hint =
-            Some(format!("the run lasts {}; move the fault earlier or lengthen `duration`", Span(duration)));
+        let hint = Some(format!("the run lasts {run_length}; move the fault earlier or lengthen `duration`"));
         report.error(
             &format!("{path}.at"),
-            format!("the fault starts at {} — at or after the end of the run", fault.at),
+            format!("the fault starts at {at} — at or after the end of the run"),
             hint,
         );
     }
@@ -293,10 +312,8 @@ fn one_fault(
                 && start + window.get() > duration
             {
                 let message = format!(
-                    "the fault runs from {} to {}, past the end of the run ({})",
-                    fault.at,
+                    "the fault runs from {at} to `{}`, past the end of the run ({run_length})",
                     Span(start + window.get()),
-                    Span(duration)
                 );
                 report.error(
                     &format!("{path}.{key}"),
@@ -355,7 +372,11 @@ fn backup_actions(fault: &FaultSpec, path: &str, topology: &Topology, report: &m
     {
         report.error(
             &format!("{path}.restore.to"),
-            format!("the restore at {} cannot recover to {}, which is later", fault.at, Span(target)),
+            format!(
+                "the restore at {} cannot recover to {}, which is later",
+                report.shown(&format!("{path}.at"), fault.at),
+                report.shown(&format!("{path}.restore.to"), Span(target))
+            ),
             Some("recover to a time before the restore, or `latest`".into()),
         );
     }
