@@ -49,8 +49,12 @@ pub struct Tally<'h> {
     recovered: usize,
     /// Present more than once.
     duplicated: Vec<&'h str>,
-    /// Held by a node that is not the final primary, and not by it (split brain).
+    /// Held by a node that is not the final primary, and not by it, and acknowledged (or never
+    /// attempted): a split brain.
     diverged: Vec<&'h str>,
+    /// Held only by a node that is not the final primary, of unknown or failed outcome: a
+    /// demoted node's local commit its clients never saw acknowledged (a rewind discards it).
+    stranded: Vec<&'h str>,
     /// Writes whose key only the server knew, of unknown outcome: as many unexpected keys may be
     /// theirs (`key_from`), so that many are not judged.
     unkeyed_unknown: usize,
@@ -113,6 +117,7 @@ pub fn tally<'h>(history: &'h History, state: &'h FinalState) -> Tally<'h> {
         recovered: 0,
         duplicated: Vec::new(),
         diverged: Vec::new(),
+        stranded: Vec::new(),
         unkeyed_unknown: 0,
     };
     let restores = state.backups.as_ref().map_or(&[][..], |b| &b.restores[..]);
@@ -173,7 +178,13 @@ fn tally_set<'h>(
     total.failed += count(EntryType::Fail);
     total.unknown += count(EntryType::Info);
     total.duplicated.extend(set.present.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.as_str()));
-    total.diverged.extend(set.diverged.iter().copied());
+    for key in &set.diverged {
+        let outcome = outcomes.binary_search_by_key(key, |(k, _, _)| *k).ok().map(|i| outcomes[i].1);
+        match outcome {
+            Some(EntryType::Info | EntryType::Fail) => total.stranded.push(key),
+            _ => total.diverged.push(key),
+        }
+    }
 }
 
 /// The verdict on a tally.
@@ -189,6 +200,7 @@ pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult 
         recovered,
         ref duplicated,
         ref diverged,
+        ref stranded,
         unkeyed_unknown,
     } = *tally;
     // Keys the server made for writes whose answer was lost may be any of the unexpected ones.
@@ -209,11 +221,13 @@ pub fn judge(tally: &Tally<'_>, state: &FinalState, plan: &Plan) -> CheckResult 
         "unexpected_count": unexpected.len(),
         "duplicated_count": duplicated.len(),
         "diverged_count": diverged.len(),
+        "stranded_unacknowledged_count": stranded.len(),
         "final_primary": state.primary,
         "lost": evidence(lost_list),
         "unexpected": evidence(unexpected.iter().map(|k| json!(k)).collect()),
         "duplicated": evidence(duplicated.iter().map(|k| json!(k)).collect()),
         "diverged": evidence(diverged.iter().map(|k| json!(k)).collect()),
+        "stranded_unacknowledged": evidence(stranded.iter().map(|k| json!(k)).collect()),
     });
     let broken = !lost.is_empty() || !unexpected.is_empty() || !duplicated.is_empty() || !diverged.is_empty();
     let primary =
@@ -305,12 +319,13 @@ mod tests {
         write(1, Some("put-1"), Some("put-1"), EntryType::Ok);
         write(2, Some("put-2"), Some("put-2"), EntryType::Ok);
         write(3, None, None, EntryType::Info); // the server made a key; the answer was lost
+        write(4, Some("put-4"), Some("put-4"), EntryType::Info); // committed only on a demoted node
         let mut state = FinalState::default();
         let set = KeySet {
             present: [("put-1".to_string(), 1), ("srv-9".to_string(), 1)].into(),
             nodes: [(
                 "pg2".to_string(),
-                NodeKeys { keys: Some(["put-1".into(), "put-2".into()].into()), error: None },
+                NodeKeys { keys: Some(["put-1".into(), "put-2".into(), "put-4".into()].into()), error: None },
             )]
             .into(),
         };
@@ -321,7 +336,9 @@ mod tests {
         assert_eq!(result.details["diverged_count"], 1, "put-2 is still on pg2");
         assert_eq!(result.details["unexpected_count"], 0, "srv-9 may be the unknown write's");
         state.sets.get_mut("put").unwrap().present.insert("put-2".into(), 1);
-        assert_eq!(check(&history, &state, &plan_with_crash()).status, Status::Pass);
+        let result = check(&history, &state, &plan_with_crash());
+        assert_eq!(result.status, Status::Pass, "{}", result.summary);
+        assert_eq!(result.details["stranded_unacknowledged_count"], 1, "put-4 was never acknowledged");
     }
 
     #[test]

@@ -27,12 +27,15 @@ use crate::faults::{Actuator, Counters, FaultKind, PlannedFault};
 /// How long a `stop` lets a service shut down before SIGKILL (Docker's default).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// A partition's two sides, as resolved when it started.
+type Sides = (Vec<String>, Vec<String>);
+
 /// Faults on a compose project.
 pub struct ComposeFaults {
     project: Arc<Project>,
     roles: Roles,
     /// Each partition's sides as resolved when it started, by fault index.
-    sides: Mutex<BTreeMap<usize, (Vec<String>, Vec<String>)>>,
+    sides: Mutex<BTreeMap<usize, Sides>>,
     /// Each partition in force, by fault index.
     cuts: Mutex<BTreeMap<usize, Cut>>,
     /// Packets each partition's rules dropped, counted when it was healed.

@@ -99,7 +99,7 @@ impl Reply {
 /// One declared client.
 pub enum Client {
     /// An HTTP base URL.
-    Http(HttpClient),
+    Http(Box<HttpClient>),
     /// One or several SQL servers.
     Sql(SqlClient),
 }
@@ -112,7 +112,7 @@ impl Client {
             let base_path =
                 url::Url::parse(url).map_err(|e| e.to_string())?.path().trim_end_matches('/').to_owned();
             let authority = published.address(&e.service, e.port)?;
-            return Ok(Client::Http(HttpClient::new(authority, base_path, spec.timeout.get())));
+            return Ok(Client::Http(Box::new(HttpClient::new(authority, base_path, spec.timeout.get()))));
         }
         let urls =
             spec.sql.as_ref().ok_or("a client with neither `http` nor `sql` (validation refuses it)")?;
@@ -250,7 +250,7 @@ impl SqlServer {
                     };
                 }
                 match query.fetch_all(&mut *connection).await {
-                    Ok(rows) => ok_rows(rows.iter().map(|r| pg_text(r)).collect()),
+                    Ok(rows) => ok_rows(rows.iter().map(pg_text).collect()),
                     Err(e) => Reply::failed(sql_error_kind(&e), e.to_string()),
                 }
             }
@@ -267,7 +267,7 @@ impl SqlServer {
                     };
                 }
                 match query.fetch_all(&mut *connection).await {
-                    Ok(rows) => ok_rows(rows.iter().map(|r| my_text(r)).collect()),
+                    Ok(rows) => ok_rows(rows.iter().map(my_text).collect()),
                     Err(e) => Reply::failed(sql_error_kind(&e), e.to_string()),
                 }
             }

@@ -44,7 +44,8 @@ fn error(message: impl Into<String>) -> BackendError {
 pub async fn run(loaded: &Loaded, seed: u64, publish: Vec<(String, u16)>) -> Result<Observed, BackendError> {
     let compose = loaded.scenario.stack.compose.as_deref().ok_or_else(|| error("not a compose scenario"))?;
     let path = compose_path(&loaded.file, compose);
-    let file = ComposeFile::load(&path).map_err(|e| error(e.0.to_string()))?;
+    let file =
+        ComposeFile::load_with(&path, &loaded.scenario.stack.env).map_err(|e| error(e.0.to_string()))?;
     let labels = RunLabels::new(seed);
     let begun = Instant::now();
     eprintln!("  bringing up {} as compose project {}", path.display(), labels.project());

@@ -4,7 +4,7 @@
 //! accepted job of a `submit` op is done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -65,22 +65,18 @@ pub async fn sample_invariants(
     start: Instant,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<InvariantSample> {
-    let samples = Arc::new(Mutex::new(Vec::new()));
+    let mut samples = Vec::new();
     let mut next: Vec<Instant> = specs.iter().map(|s| start + s.every.get()).collect();
-    loop {
-        let Some((i, due)) = next.iter().copied().enumerate().min_by_key(|(_, t)| *t) else { break };
+    while let Some((i, due)) = next.iter().copied().enumerate().min_by_key(|(_, t)| *t) {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             _ = tokio::time::sleep_until(due) => {}
         }
         let at_ns = start.elapsed().as_nanos() as u64;
-        let sample = evaluate(&specs[i], &clients, at_ns, false).await;
-        samples.lock().expect("samples lock").push(sample);
+        samples.push(evaluate(&specs[i], &clients, at_ns, false).await);
         next[i] = due + specs[i].every.get();
     }
-    let mut samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
-    samples.sort_by_key(|s| s.time_ns);
     samples
 }
 

@@ -66,7 +66,13 @@ pub fn build(inputs: Inputs<'_>) -> Report {
         },
         checks: inputs.checked.results.iter().map(|r| check_entry(r, loaded)).collect(),
         slo: inputs.checked.slo.clone(),
-        faults: plan.faults.iter().map(|f| fault_entry(f, inputs.fault_effects.get(f.index))).collect(),
+        faults: plan
+            .faults
+            .iter()
+            .map(|f| {
+                fault_entry(f, inputs.fault_effects.get(f.index), resolved_hosts(inputs.history, f.index))
+            })
+            .collect(),
         phases: phases(plan),
         latency: inputs.checked.latency.clone(),
         timeline: timeline::build(inputs.history, plan.duration.as_millis() as u64, bucket_ms),
@@ -94,13 +100,34 @@ fn check_entry(result: &CheckResult, loaded: &Loaded) -> CheckEntry {
     }
 }
 
-fn fault_entry(fault: &PlannedFault, effect: Option<&FaultEffect>) -> FaultEntry {
+/// The hosts a fault hit as its `fault_start` recorded them (a role resolves when its fault
+/// starts; empty: it resolved to nobody), `None` when the history has no start for it.
+fn resolved_hosts(history: &History, index: usize) -> Option<Vec<String>> {
+    history
+        .entries()
+        .iter()
+        .find(|e| e.op == crate::history::EntryOp::FaultStart && e.value.fault == Some(index))
+        .map(|e| e.value.hosts.clone().unwrap_or_default())
+}
+
+fn fault_entry(
+    fault: &PlannedFault,
+    effect: Option<&FaultEffect>,
+    resolved: Option<Vec<String>>,
+) -> FaultEntry {
     let effect = effect.cloned().unwrap_or_default();
+    let planned = fault.kind.hosts();
+    let hosts = resolved.unwrap_or_else(|| planned.clone());
+    let mut description = describe(fault);
+    if hosts != planned {
+        let who = if hosts.is_empty() { "nobody held the role".to_owned() } else { hosts.join(", ") };
+        description = format!("{description} (resolved when it started: {who})");
+    }
     FaultEntry {
         index: fault.index,
         kind: fault.kind.name().into(),
-        description: describe(fault),
-        hosts: fault.kind.hosts(),
+        description,
+        hosts,
         start_ms: fault.start.as_millis() as u64,
         end_ms: fault.end.map(|e| e.as_millis() as u64),
         // A restore or failback is an operator's action, not a fault: hitting nothing is its aim.

@@ -23,6 +23,11 @@ impl Environment {
         Environment { vars }
     }
 
+    /// Set `vars` over what is there.
+    pub fn extend(&mut self, vars: &BTreeMap<String, String>) {
+        self.vars.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
     /// Exactly these variables (tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Environment {
         Environment { vars: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect() }

@@ -43,6 +43,9 @@ pub struct ComposeFile {
     pub network_definitions: BTreeMap<String, serde_json::Value>,
     /// Each top-level volume's definition as written (interpolated), `null` for `name:`.
     pub volume_definitions: BTreeMap<String, serde_json::Value>,
+    /// Variables the scenario sets (`stack.env`) for interpolation, over the process
+    /// environment; the Compose CLI gets them too.
+    pub env: BTreeMap<String, String>,
     spans: SpanIndex,
 }
 
@@ -94,6 +97,12 @@ pub struct ComposeFileError(pub Diagnostics);
 impl ComposeFile {
     /// Read and check `path`.
     pub fn load(path: &Path) -> Result<ComposeFile, ComposeFileError> {
+        ComposeFile::load_with(path, &BTreeMap::new())
+    }
+
+    /// Read and check `path`, with `env` over the process environment for `${VAR}` (a
+    /// scenario's `stack.env`).
+    pub fn load_with(path: &Path, env: &BTreeMap<String, String>) -> Result<ComposeFile, ComposeFileError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             let hint = (e.kind() == std::io::ErrorKind::NotFound)
@@ -106,8 +115,11 @@ impl ComposeFile {
             }]))
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let env = Environment::for_dir(dir);
-        ComposeFile::parse(&text, path, &env)
+        let mut environment = Environment::for_dir(dir);
+        environment.extend(env);
+        let mut file = ComposeFile::parse(&text, path, &environment)?;
+        file.env = env.clone();
+        Ok(file)
     }
 
     /// Read compose text as if it were the file `path` (relative paths resolve against its
@@ -227,6 +239,7 @@ impl Reader<'_> {
             sha256: String::new(),
             network_definitions,
             volume_definitions,
+            env: BTreeMap::new(),
             spans: SpanIndex::default(),
         })
     }

@@ -156,7 +156,7 @@ fn compose_services(
         });
     }
     let path = compose_path(file, compose);
-    match ComposeFile::load(&path) {
+    match ComposeFile::load_with(&path, &scenario.stack.env) {
         Ok(parsed) => Some(ComposeServices {
             services: parsed.services.iter().map(|(name, s)| (name.clone(), s.ports.clone())).collect(),
             file: path.display().to_string(),

@@ -145,6 +145,10 @@ pub struct StackConfig {
     /// healthchecks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ready: Vec<Probe>,
+    /// Compose stacks: variables for the compose file's `${VAR}` interpolation, over the process
+    /// environment (`SYNCHRONOUS_MODE: "false"`); `--set stack.env.NAME=value` makes a variant.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
     /// Compose stacks: the longest bring-up (build excluded) may take before the run fails with
     /// the service that did not get ready. Default `300s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,6 +207,7 @@ impl Default for StackConfig {
             groups: BTreeMap::new(),
             roles: BTreeMap::new(),
             ready: Vec::new(),
+            env: BTreeMap::new(),
             ready_timeout: None,
         }
     }

@@ -90,8 +90,6 @@ fn tcp_endpoint(text: &str) -> Result<Endpoint, String> {
 /// Keys that configure the built-in stack, refused under `stack` next to `compose`.
 pub const BUILTIN_STACK_KEYS: [&str; 8] =
     ["replication", "api_replicas", "workers", "queue", "watchdog", "balancer", "bugs", "backup"];
-/// Keys that configure a compose stack, refused under `stack` without `compose`.
-pub const COMPOSE_STACK_KEYS: [&str; 4] = ["groups", "roles", "ready", "ready_timeout"];
 
 /// Check a compose scenario's declared parts against its compose file (`None`: it could not be
 /// read, already reported; the rules that need it are skipped).
@@ -120,6 +118,7 @@ pub(super) fn refuse_in_builtin(scenario: &Scenario, report: &mut Report) {
         ("stack.roles", !scenario.stack.roles.is_empty()),
         ("stack.ready", !scenario.stack.ready.is_empty()),
         ("stack.ready_timeout", scenario.stack.ready_timeout.is_some()),
+        ("stack.env", !scenario.stack.env.is_empty()),
     ] {
         if set {
             report.error(key, format!("`{key}` applies only to a compose stack"), hint());

@@ -46,6 +46,8 @@ pub(super) struct ProjectArgs {
     pub(super) name: String,
     /// `-f` each, in order: the user's file, then our override.
     pub(super) files: Vec<PathBuf>,
+    /// Variables for the file's `${VAR}` (the scenario's `stack.env`).
+    pub(super) env: std::collections::BTreeMap<String, String>,
 }
 
 impl ComposeCli {
@@ -107,7 +109,7 @@ impl ComposeCli {
     /// `COMPOSE -p NAME -f FILE… ARGS…`.
     fn project_command(&self, project: &ProjectArgs, args: &[&str]) -> tokio::process::Command {
         let mut command = self.base_command();
-        command.args(project_args(project)).args(args);
+        command.args(project_args(project)).args(args).envs(&project.env);
         command
     }
 
@@ -140,7 +142,7 @@ impl ComposeCli {
             }
             Flavor::V1 => std::process::Command::new("docker-compose"),
         };
-        command.args(project_args(project)).args(args);
+        command.args(project_args(project)).args(args).envs(&project.env);
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         blocking_status(command, max)
@@ -251,6 +253,7 @@ mod tests {
         let project = ProjectArgs {
             name: "sd-ab12".into(),
             files: vec![PathBuf::from("/s/docker-compose.yml"), PathBuf::from("/tmp/run/override.yml")],
+            env: Default::default(),
         };
         let v1 = ComposeCli { flavor: Flavor::V1, version: (1, 29, 2) };
         let command = v1.project_command(&project, &["up", "-d"]);

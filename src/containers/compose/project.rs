@@ -85,7 +85,11 @@ impl Project {
             .map_err(|source| ComposeError::Io { path: override_path.clone(), source })?;
         let project = Project {
             cli,
-            args: ProjectArgs { name: run.project(), files: vec![file.path.clone(), override_path] },
+            args: ProjectArgs {
+                name: run.project(),
+                files: vec![file.path.clone(), override_path],
+                env: file.env.clone(),
+            },
             labels: run.clone(),
             ports,
             services: file.services.keys().cloned().collect(),
