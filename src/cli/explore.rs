@@ -46,16 +46,24 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
     // files' headers and `merge` read the overrides).
     let mut overrides = args.overrides.clone();
     overrides.extend(args.seed.map(|seed| format!("seed={seed}")));
-    let loaded = match crate::scenario::load_file(&args.file, &overrides) {
+    let mut loaded = match crate::scenario::load_file(&args.file, &overrides) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             eprintln!("{diagnostics}");
             return exit::BAD_INPUT;
         }
     };
+    let backend = match explore_backend(&mut loaded, args.swarm) {
+        Ok(backend) => backend,
+        Err(message) => {
+            eprintln!("shakedown explore {}: {message}", args.file.display());
+            return exit::BAD_INPUT;
+        }
+    };
     let own_seeds = shard.map_or(args.seeds, |s| s.size(args.seeds));
-    let jobs = args
-        .jobs
+    // A compose stack is real containers on this machine: one run at a time.
+    let parallel = if loaded.scenario.stack.is_compose() { Some(1) } else { args.jobs };
+    let jobs = parallel
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, own_seeds.max(1) as usize);
     let options = Options {
@@ -84,7 +92,7 @@ pub(super) fn run(args: &ExploreArgs) -> u8 {
         if args.slo { "every check" } else { "the invariant checks (add --slo for SLOs)" },
     );
     let bar = Bar::new(own_seeds);
-    let summary = match explore(&loaded, &crate::sim::Sim, &options, &bar) {
+    let summary = match explore(&loaded, backend.as_ref(), &options, &bar) {
         Ok(summary) => summary,
         Err(error) => {
             bar.bar.abandon();
@@ -301,4 +309,26 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
     }
+}
+
+/// Where a scenario is explored: the simulation, or for a compose stack its containers. A
+/// compose scenario's file is made absolute first, so the variants and shrunk files written
+/// elsewhere still find it.
+fn explore_backend(
+    loaded: &mut crate::scenario::Loaded,
+    swarm: Option<SwarmVocabulary>,
+) -> Result<Box<dyn crate::run::Backend + Sync>, String> {
+    let Some(compose) = loaded.scenario.stack.compose.clone() else {
+        return Ok(Box::new(crate::sim::Sim));
+    };
+    if swarm == Some(SwarmVocabulary::All) {
+        return Err("`--swarm=all` draws the built-in stack's faults; on a compose stack use `--swarm` (drawn from the scenario's own faults)".into());
+    }
+    let path = crate::scenario::compose_path(&loaded.file, &compose);
+    let absolute = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    loaded.scenario.stack.compose = Some(absolute.display().to_string());
+    #[cfg(feature = "containers")]
+    return Ok(Box::new(crate::compose::Compose));
+    #[cfg(not(feature = "containers"))]
+    Err("a compose stack runs on containers, and this binary was built without them; build it with `cargo build --release --features containers`".into())
 }
