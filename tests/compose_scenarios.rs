@@ -19,8 +19,11 @@ fn left_behind(run: &str) -> Vec<String> {
     let filter = format!("label=shakedown.run={run}");
     let mut out = Vec::new();
     for what in [&["ps", "-a"][..], &["network", "ls"], &["volume", "ls"]] {
-        let listed =
-            Command::new("docker").args(what).args(["-q", "--filter", &filter]).output().expect("docker runs");
+        let listed = Command::new("docker")
+            .args(what)
+            .args(["-q", "--filter", &filter])
+            .output()
+            .expect("docker runs");
         out.extend(String::from_utf8_lossy(&listed.stdout).lines().map(|l| format!("{} {l}", what[0])));
     }
     out
@@ -67,8 +70,9 @@ fn check<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value
     report["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()
 }
 
-/// Shortened: 40 s of load, the fault at 12 s.
-const SHORT: [&str; 2] = ["duration=40s", "faults[0].at=12s"];
+/// Shortened: 40 s of load, the fault at 12 s. The latency objectives are the example's for a
+/// quiet machine; these tests judge loss and recovery, on whatever CI machine runs them.
+const SHORT: [&str; 3] = ["duration=40s", "faults[0].at=12s", "checks.slo=[]"];
 
 #[test]
 fn the_patroni_leader_is_crashed_by_role_and_nothing_acknowledged_is_lost() {
@@ -87,7 +91,10 @@ fn the_patroni_leader_is_crashed_by_role_and_nothing_acknowledged_is_lost() {
     let durability = check(&report, "durability");
     assert_eq!(durability["status"], "pass", "{durability}");
     assert!(durability["details"]["acknowledged_count"].as_u64().unwrap() > 1000, "{durability}");
-    assert!(fault["effect"]["ops_failed_count"].as_u64().unwrap() > 0, "the crash interrupted writes: {fault}");
+    assert!(
+        fault["effect"]["ops_failed_count"].as_u64().unwrap() > 0,
+        "the crash interrupted writes: {fault}"
+    );
     let recovery = check(&report, "recovery");
     let rto = recovery["details"]["faults"][0]["rto_ms"].as_u64().unwrap();
     assert!(rto > 1000 && rto < 30_000, "Patroni's failover takes seconds (ttl 10 s): {rto} ms");
@@ -103,5 +110,8 @@ fn a_partitioned_patroni_leader_is_demoted_and_no_write_is_taken_by_two_nodes() 
     let durability = check(&report, "durability");
     assert_eq!(durability["status"], "pass", "{durability}");
     assert_eq!(durability["details"]["diverged_count"], 0, "{durability}");
-    assert!(report["faults"][0]["effect"]["messages_held_count"].as_u64().unwrap() > 0, "the cut dropped packets");
+    assert!(
+        report["faults"][0]["effect"]["messages_held_count"].as_u64().unwrap() > 0,
+        "the cut dropped packets"
+    );
 }

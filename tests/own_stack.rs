@@ -57,17 +57,42 @@ fn line_of(needle: &str) -> usize {
 #[test]
 fn each_bad_name_exits_254_at_its_place_with_a_hint() {
     let cases: [(&str, &str, &str, &str, &str); 4] = [
-        ("a client naming no service", "@haproxy:5000/postgres\", timeout", "@haproxx:5000/postgres\", timeout", "`haproxx` is not a service of the compose file", "did you mean `haproxy`?"),
-        ("a port not exposed", "http://{host}:8008/primary", "http://{host}:8009/primary", "port 8009 of `pg1` is not exposed", "expose: [\"8009\"]"),
-        ("a role with no members", "db: [pg1, pg2, pg3]", "db: []", "the group `db` has no members", "list its services"),
-        ("a fault on an unknown service", "crash: leader", "crash: pg4", "unknown service, group or role `pg4`", "did you mean"),
+        (
+            "a client naming no service",
+            "@haproxy:5000/postgres\", timeout",
+            "@haproxx:5000/postgres\", timeout",
+            "`haproxx` is not a service of the compose file",
+            "did you mean `haproxy`?",
+        ),
+        (
+            "a port not exposed",
+            "http://{host}:8008/primary",
+            "http://{host}:8009/primary",
+            "port 8009 of `pg1` is not exposed",
+            "expose: [\"8009\"]",
+        ),
+        (
+            "a role with no members",
+            "db: [pg1, pg2, pg3]",
+            "db: []",
+            "the group `db` has no members",
+            "list its services",
+        ),
+        (
+            "a fault on an unknown service",
+            "crash: leader",
+            "crash: pg4",
+            "unknown service, group or role `pg4`",
+            "did you mean",
+        ),
     ];
     for (what, from, to, message, hint) in cases {
         let (code, stderr) = validate_edited(|text| text.replacen(from, to, 1));
         assert_eq!(code, 254, "{what}: {stderr}");
         let line = line_of(from);
         let at = format!("s.yaml:{line}:");
-        let first = stderr.lines().find(|l| l.contains(message)).unwrap_or_else(|| panic!("{what}: {stderr}"));
+        let first =
+            stderr.lines().find(|l| l.contains(message)).unwrap_or_else(|| panic!("{what}: {stderr}"));
         assert!(first.starts_with(&at), "{what}: `{first}` is not at line {line}");
         assert!(stderr.contains(hint), "{what}: no hint `{hint}` in {stderr}");
     }

@@ -1,5 +1,5 @@
 //! `shakedown up FILE` and `shakedown down`: a scenario's stack in containers for people to use
-//! (`crate::containers::up`), and its removal (`crate::containers::down`). `up` loads and
+//! (`crate::containers::up`, or `crate::compose::up` for a compose stack), and its removal (`crate::containers::down`). `up` loads and
 //! validates the file as `run` does (errors as `FILE:LINE:COL`, exit 254), builds the images if
 //! missing, prints the endpoints on stdout and stays until Ctrl-C. Needs a binary built with
 //! `--features containers`; without it, both say how to get one.
@@ -25,6 +25,10 @@ pub(super) fn up(args: &UpArgs) -> u8 {
         eprintln!("shakedown up: {error}");
         return exit::BAD_INPUT;
     }
+    if loaded.scenario.stack.is_compose() {
+        // The user's own stack: no node image; the compose file's `build:` sections are built.
+        return ended(crate::compose::up(&loaded));
+    }
     let binary = match std::env::current_exe() {
         Ok(binary) => binary,
         Err(error) => {
@@ -39,7 +43,13 @@ pub(super) fn up(args: &UpArgs) -> u8 {
             return if error.needs_setup() { exit::BAD_INPUT } else { exit::HARNESS_ERROR };
         }
     };
-    match crate::containers::up(&loaded, image) {
+    ended(crate::containers::up(&loaded, image))
+}
+
+/// How `up` ended: the stack removed after a signal, or an error.
+#[cfg(feature = "containers")]
+fn ended<E: std::fmt::Display>(outcome: Result<String, E>) -> u8 {
+    match outcome {
         Ok(ended) => {
             println!("shakedown up: {ended}");
             exit::PASS

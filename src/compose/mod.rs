@@ -94,3 +94,16 @@ pub fn published_ports(loaded: &Loaded) -> Vec<(String, u16)> {
     out.dedup();
     out
 }
+
+/// `shakedown up FILE` for a compose scenario: the stack up and ready, `setup` run, its
+/// published endpoints printed, kept until Ctrl-C / SIGTERM (or `shakedown down`), then removed.
+/// Faults by hand from another terminal: `shakedown fault crash SERVICE` and `pause` act on its
+/// services by name.
+pub fn up(loaded: &Loaded) -> Result<String, BackendError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| BackendError { backend: "containers", message: format!("a tokio runtime: {e}") })?;
+    runtime.block_on(runner::up(loaded, published_ports(loaded)))
+}

@@ -40,32 +40,65 @@ fn error(message: impl Into<String>) -> BackendError {
     BackendError { backend: "containers", message: message.into() }
 }
 
-/// Run a compose scenario (steps 1 to 6).
-pub async fn run(loaded: &Loaded, seed: u64, publish: Vec<(String, u16)>) -> Result<Observed, BackendError> {
+/// Step 1: the project up, its run labels made from `seed`.
+async fn bring_up(
+    loaded: &Loaded,
+    seed: u64,
+    publish: &[(String, u16)],
+) -> Result<Arc<Project>, BackendError> {
     let compose = loaded.scenario.stack.compose.as_deref().ok_or_else(|| error("not a compose scenario"))?;
     let path = compose_path(&loaded.file, compose);
     let file =
         ComposeFile::load_with(&path, &loaded.scenario.stack.env).map_err(|e| error(e.0.to_string()))?;
     let labels = RunLabels::new(seed);
-    let begun = Instant::now();
     eprintln!("  bringing up {} as compose project {}", path.display(), labels.project());
-    let project = Project::up(&file, &publish, &labels, |line| eprintln!("  {line}"))
+    let project = Project::up(&file, publish, &labels, |line| eprintln!("  {line}"))
         .await
         .map_err(|e| error(e.to_string()))?;
-    let project = Arc::new(project);
+    Ok(Arc::new(project))
+}
+
+/// Run a compose scenario (steps 1 to 6).
+pub async fn run(loaded: &Loaded, seed: u64, publish: Vec<(String, u16)>) -> Result<Observed, BackendError> {
+    let begun = Instant::now();
+    let project = bring_up(loaded, seed, &publish).await?;
     match project.guarded(drive(loaded, seed, project.clone(), begun)).await {
         Ok(outcome) => outcome,
         Err(e) => Err(error(e.to_string())),
     }
 }
 
-/// Steps 2 to 5 on a project that is up.
-async fn drive(
+/// `shakedown up`: steps 1 to 3, the endpoints printed, then kept until a signal.
+pub async fn up(loaded: &Loaded, publish: Vec<(String, u16)>) -> Result<String, BackendError> {
+    let begun = Instant::now();
+    let project = bring_up(loaded, loaded.scenario.seed, &publish).await?;
+    let run = project.labels().run.clone();
+    let serve = async {
+        let _ready = ready_and_setup(loaded, &project).await?;
+        println!(
+            "shakedown up: run {run}: {} ready in {:.1} s (no load, no faults); Ctrl-C to stop",
+            loaded.scenario.name,
+            begun.elapsed().as_secs_f64()
+        );
+        for (service, container_port, host_port) in project.published().iter() {
+            println!("  {service:<16} {container_port:>5} → 127.0.0.1:{host_port}");
+        }
+        println!("  faults by hand: shakedown fault crash|pause SERVICE [--for 10s] --run {run}");
+        std::future::pending::<()>().await;
+        Ok::<(), BackendError>(())
+    };
+    match project.guarded(serve).await {
+        Ok(Ok(())) => Ok(format!("run {run} ended")),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Ok(format!("{e}; run {run}'s containers, networks and volumes were removed")),
+    }
+}
+
+/// Steps 2 and 3: readiness probes, the clients, `setup`.
+async fn ready_and_setup(
     loaded: &Loaded,
-    seed: u64,
-    project: Arc<Project>,
-    begun: Instant,
-) -> Result<Observed, BackendError> {
+    project: &Project,
+) -> Result<(Published, Arc<BTreeMap<String, Client>>), BackendError> {
     let scenario = &loaded.scenario;
     let published =
         Published::new(project.published().iter().map(|(s, c, h)| ((s.to_owned(), c), h)).collect());
@@ -78,8 +111,6 @@ async fn drive(
             ready_for.as_secs()
         )));
     }
-    let startup_ms = begun.elapsed().as_millis() as u64;
-    eprintln!("  ready after {:.1} s", startup_ms as f64 / 1000.0);
     let mut clients = BTreeMap::new();
     for (name, spec) in &scenario.clients {
         clients.insert(
@@ -89,6 +120,19 @@ async fn drive(
     }
     let clients = Arc::new(clients);
     setup(loaded, &clients).await?;
+    Ok((published, clients))
+}
+
+/// Steps 2 to 5 on a project that is up.
+async fn drive(
+    loaded: &Loaded,
+    seed: u64,
+    project: Arc<Project>,
+    begun: Instant,
+) -> Result<Observed, BackendError> {
+    let (published, clients) = ready_and_setup(loaded, &project).await?;
+    let startup_ms = begun.elapsed().as_millis() as u64;
+    eprintln!("  ready after {:.1} s", startup_ms as f64 / 1000.0);
     if loaded.plan.faults.iter().any(|f| matches!(f.kind, FaultKind::Partition { .. })) {
         project.prepare_partitions(&mut |line| eprintln!("  {line}")).map_err(|e| error(e.to_string()))?;
     }

@@ -211,6 +211,10 @@ pub(super) fn choose_run<'a>(runs: &'a [RunInfo], wanted: Option<&str>) -> Resul
 
 /// The hosts `target` names in `run`: a host or a group of the stack its containers make up.
 pub(super) fn resolve(run: &RunInfo, target: &str) -> Result<Vec<String>, ManualError> {
+    // A container playing exactly `target`: a host, or a compose stack's service.
+    if run.container(target).is_some() {
+        return Ok(vec![target.to_owned()]);
+    }
     let count = |prefix: &str| {
         let numbered = |c: &&Listed| c.host.strip_prefix(prefix).is_some_and(|n| n.parse::<u32>().is_ok());
         run.containers.iter().filter(numbered).count() as u32
