@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image
+.PHONY: help build run chaos explore campaign test test-real test-containers test-compose container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -48,24 +48,34 @@ campaign: build ## every shipped scenario (not bugs/) explored with swarm schedu
 test: ## the test suite (simulation and unit tests; no external services)
 	$(CARGO) test --all-targets
 
+# Everything that needs the real adapters or containers is compiled once, with one feature set
+# (`containers` includes `real`) in the dev profile (dependencies optimised, our crate at -O1):
+# the real-adapter tests, the containers and compose tests and the binary the node images carry
+# share that one compilation. A fat-LTO release build would cost CI ten minutes for nothing the
+# assertions need; `make build` / `make chaos` keep the release binary for people.
+CI_FEATURES := --features containers
+CI_BIN      := target/debug/shakedown
+
 # real_failover last: each of its tests recreates the servers and a failover consumes them.
 test-real: ## the real-adapter tests: start PostgreSQL primary + standby (WAL archived), RabbitMQ, s3s-fs and Redis (installed if missing), run them, stop
 	scripts/real-services.sh up
 	status=0; \
-	$(CARGO) test --features real --test real -- --test-threads=1 || status=$$?; \
-	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_files -- --test-threads=1 --nocapture || status=$$?; \
-	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_backup -- --test-threads=1 --nocapture || status=$$?; \
-	[ $$status -ne 0 ] || $(CARGO) test --features real --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
+	$(CARGO) test $(CI_FEATURES) --test real -- --test-threads=1 || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test $(CI_FEATURES) --test real_files -- --test-threads=1 --nocapture || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test $(CI_FEATURES) --test real_backup -- --test-threads=1 --nocapture || status=$$?; \
+	[ $$status -ne 0 ] || $(CARGO) test $(CI_FEATURES) --test real_failover -- --test-threads=1 --nocapture || status=$$?; \
 	scripts/real-services.sh down; exit $$status
 
-# The release binary (the one the images carry) runs the scenarios; the test crates themselves
-# are built in the test profile: a second and third fat-LTO link would cost CI minutes for
-# nothing. The unit tests run are those the feature adds (the rest ran in `make test`).
+# The unit tests run are those the feature adds (the rest ran in `make test`).
 test-containers: container-deps ## the containers tests: unit tests with the feature, images built if missing, scenarios on real containers, cleanup
-	$(CARGO) build --release --features containers --bin shakedown
-	target/release/shakedown image build
-	$(CARGO) test --features containers --lib -- containers:: real:: cli::
-	SHAKEDOWN_BIN=$(CURDIR)/target/release/shakedown $(CARGO) test --features containers --test containers -- --test-threads=1
+	$(CARGO) build $(CI_FEATURES) --bin shakedown
+	$(CI_BIN) image build
+	$(CARGO) test $(CI_FEATURES) --lib -- containers:: real:: cli:: compose::
+	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test containers -- --test-threads=1
+
+test-compose: container-deps ## compose stacks on containers (shortened): the Patroni example's leader crash and partition, explore on a compose stack; images built if missing; cleanup checked
+	$(CARGO) build $(CI_FEATURES) --bin shakedown
+	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test compose_scenarios -- --test-threads=1 --nocapture
 
 container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing), s3s-fs for the node image (built if missing)
 	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }

@@ -15,7 +15,8 @@ use crate::scenario::model::FilesCheck;
 /// Where uploads' objects live; thumbnails live under `thumbs/`.
 const FILES_PREFIX: &str = "files/";
 
-/// What went wrong with acknowledged uploads, one list per kind.
+/// What went wrong with acknowledged uploads, one list per kind, and what the store holds that
+/// no upload accounts for.
 #[derive(Default)]
 struct Findings {
     missing_rows: Vec<Value>,
@@ -24,11 +25,24 @@ struct Findings {
     missing_thumbnails: Vec<Value>,
     missed_audits: Vec<Value>,
     applied_twice: Vec<Value>,
+    /// Rows pointing at a missing object, acknowledged or not.
+    dangling: Vec<Value>,
+    /// Objects under `files/` no row points at.
+    orphans: Vec<Value>,
 }
 
 /// Check the files' invariants.
 pub fn check(history: &History, state: &FinalState, options: &FilesCheck) -> CheckResult {
-    let mut acked: Vec<(&str, Option<&str>)> = Vec::new();
+    let acked = acknowledged(history);
+    let found = Findings::of(&acked, state);
+    let details = found.details(acked.len(), state, options);
+    let (status, summary) = found.verdict(acked.len(), options);
+    CheckResult { name: "files".into(), status, summary, details }
+}
+
+/// Every upload answered ok: its key and the checksum of the bytes the client sent.
+fn acknowledged(history: &History) -> Vec<(&str, Option<&str>)> {
+    let mut acked = Vec::new();
     for (invoke, done) in history.ops() {
         if invoke.op != EntryOp::Upload || done.is_none_or(|d| d.kind != EntryType::Ok) {
             continue;
@@ -36,111 +50,126 @@ pub fn check(history: &History, state: &FinalState, options: &FilesCheck) -> Che
         let Some(key) = invoke.value.key.as_deref() else { continue };
         acked.push((key, invoke.value.checksum.as_deref()));
     }
-    let mut found = Findings::default();
-    for &(key, sent) in &acked {
-        let Some(row) = state.files.get(key) else {
-            found.missing_rows.push(json!(key));
-            continue;
-        };
-        if sent.is_some_and(|sent| sent != row.checksum) {
-            found.corrupt.push(json!({ "key": key, "sent": sent, "recorded": row.checksum }));
-        }
-        match state.objects.get(&row.object_key) {
-            None => found.missing_objects.push(json!({ "key": key, "object": row.object_key })),
-            Some(object) if object.checksum != row.checksum || object.size != row.size => {
-                found
-                    .corrupt
-                    .push(json!({ "key": key, "object": row.object_key, "stored": object.checksum }));
+    acked
+}
+
+impl Findings {
+    /// Each acknowledged upload against the final state, then the store as a whole.
+    fn of(acked: &[(&str, Option<&str>)], state: &FinalState) -> Findings {
+        let mut found = Findings::default();
+        for &(key, sent) in acked {
+            let Some(row) = state.files.get(key) else {
+                found.missing_rows.push(json!(key));
+                continue;
+            };
+            if sent.is_some_and(|sent| sent != row.checksum) {
+                found.corrupt.push(json!({ "key": key, "sent": sent, "recorded": row.checksum }));
             }
-            Some(_) => {}
+            match state.objects.get(&row.object_key) {
+                None => found.missing_objects.push(json!({ "key": key, "object": row.object_key })),
+                Some(object) if object.checksum != row.checksum || object.size != row.size => {
+                    found
+                        .corrupt
+                        .push(json!({ "key": key, "object": row.object_key, "stored": object.checksum }));
+                }
+                Some(_) => {}
+            }
+            match &row.thumbnail {
+                Some(thumb) if state.objects.contains_key(thumb) => {}
+                thumb => found.missing_thumbnails.push(json!({ "key": key, "thumbnail": thumb })),
+            }
+            if row.audits == 0 {
+                found.missed_audits.push(json!(key));
+            }
+            if row.audits > 1 || row.thumbnails_applied > 1 {
+                let applied =
+                    json!({ "key": key, "audits": row.audits, "thumbnails": row.thumbnails_applied });
+                found.applied_twice.push(applied);
+            }
         }
-        match &row.thumbnail {
-            Some(thumb) if state.objects.contains_key(thumb) => {}
-            thumb => found.missing_thumbnails.push(json!({ "key": key, "thumbnail": thumb })),
-        }
-        if row.audits == 0 {
-            found.missed_audits.push(json!(key));
-        }
-        if row.audits > 1 || row.thumbnails_applied > 1 {
-            let applied = json!({ "key": key, "audits": row.audits, "thumbnails": row.thumbnails_applied });
-            found.applied_twice.push(applied);
-        }
+        found.dangling = state
+            .files
+            .iter()
+            .filter(|(_, row)| !state.objects.contains_key(&row.object_key))
+            .map(|(key, row)| json!({ "key": key, "id": row.id, "object": row.object_key }))
+            .collect();
+        let referenced: BTreeSet<&str> = state.files.values().map(|r| r.object_key.as_str()).collect();
+        found.orphans = state
+            .objects
+            .keys()
+            .filter(|k| k.starts_with(FILES_PREFIX) && !referenced.contains(k.as_str()))
+            .map(|k| json!(k))
+            .collect();
+        found
     }
-    let dangling: Vec<Value> = state
-        .files
-        .iter()
-        .filter(|(_, row)| !state.objects.contains_key(&row.object_key))
-        .map(|(key, row)| json!({ "key": key, "id": row.id, "object": row.object_key }))
-        .collect();
-    let referenced: BTreeSet<&str> = state.files.values().map(|r| r.object_key.as_str()).collect();
-    let orphans: Vec<Value> = state
-        .objects
-        .keys()
-        .filter(|k| k.starts_with(FILES_PREFIX) && !referenced.contains(k.as_str()))
-        .map(|k| json!(k))
-        .collect();
-    let orphans_over = options.orphans_max.is_some_and(|max| orphans.len() as u64 > max);
-    let details = json!({
-        "acknowledged_count": acked.len(),
-        "rows_count": state.files.len(),
-        "objects_count": state.objects.len(),
-        "missing_row_count": found.missing_rows.len(),
-        "missing_object_count": found.missing_objects.len(),
-        "corrupt_count": found.corrupt.len(),
-        "dangling_row_count": dangling.len(),
-        "missing_thumbnail_count": found.missing_thumbnails.len(),
-        "missed_audit_count": found.missed_audits.len(),
-        "applied_twice_count": found.applied_twice.len(),
-        "orphan_count": orphans.len(),
-        "orphans_max": options.orphans_max,
-        "missing_rows": evidence(found.missing_rows.clone()),
-        "missing_objects": evidence(found.missing_objects.clone()),
-        "corrupt": evidence(found.corrupt.clone()),
-        "dangling_rows": evidence(dangling.clone()),
-        "missing_thumbnails": evidence(found.missing_thumbnails.clone()),
-        "missed_audits": evidence(found.missed_audits.clone()),
-        "applied_twice": evidence(found.applied_twice.clone()),
-        "orphans": evidence(orphans.clone()),
-    });
-    let n = acked.len();
-    let mut parts = Vec::new();
-    let mut say = |count: usize, what: &str| {
-        if count > 0 {
-            parts.push(format!("{count} {what}"));
-        }
-    };
-    say(found.missing_rows.len(), &format!("of {n} acknowledged uploads have no metadata row"));
-    say(found.missing_objects.len(), &format!("of {n} acknowledged uploads have no object"));
-    say(found.corrupt.len(), "uploads stored other bytes than the client sent");
-    say(dangling.len(), "metadata rows point at a missing object");
-    say(found.missing_thumbnails.len(), &format!("of {n} acknowledged uploads have no thumbnail"));
-    say(
-        found.missed_audits.len(),
-        &format!("of {n} acknowledged uploads have no audit entry (a missed event)"),
-    );
-    say(found.applied_twice.len(), "uploads had a subscriber's effect applied more than once");
-    if orphans_over {
-        parts.push(format!(
-            "{} orphan objects (no row points at them), above orphans_max {}",
-            orphans.len(),
-            options.orphans_max.unwrap_or_default()
-        ));
+
+    /// The report's details: every count, then the evidence lists (capped).
+    fn details(&self, acknowledged: usize, state: &FinalState, options: &FilesCheck) -> Value {
+        json!({
+            "acknowledged_count": acknowledged,
+            "rows_count": state.files.len(),
+            "objects_count": state.objects.len(),
+            "missing_row_count": self.missing_rows.len(),
+            "missing_object_count": self.missing_objects.len(),
+            "corrupt_count": self.corrupt.len(),
+            "dangling_row_count": self.dangling.len(),
+            "missing_thumbnail_count": self.missing_thumbnails.len(),
+            "missed_audit_count": self.missed_audits.len(),
+            "applied_twice_count": self.applied_twice.len(),
+            "orphan_count": self.orphans.len(),
+            "orphans_max": options.orphans_max,
+            "missing_rows": evidence(self.missing_rows.clone()),
+            "missing_objects": evidence(self.missing_objects.clone()),
+            "corrupt": evidence(self.corrupt.clone()),
+            "dangling_rows": evidence(self.dangling.clone()),
+            "missing_thumbnails": evidence(self.missing_thumbnails.clone()),
+            "missed_audits": evidence(self.missed_audits.clone()),
+            "applied_twice": evidence(self.applied_twice.clone()),
+            "orphans": evidence(self.orphans.clone()),
+        })
     }
-    let (status, summary) = if !parts.is_empty() {
-        (Status::Fail, parts.join("; "))
-    } else if acked.is_empty() {
-        (Status::Unknown, "no upload was acknowledged: nothing to check".to_owned())
-    } else {
-        let orphans = match orphans.len() {
-            0 => String::new(),
-            count => format!("; {count} orphan objects"),
+
+    /// Fail on any finding (orphans only above `orphans_max`); undecided with nothing
+    /// acknowledged; else pass.
+    fn verdict(&self, n: usize, options: &FilesCheck) -> (Status, String) {
+        let mut parts = Vec::new();
+        let mut say = |count: usize, what: &str| {
+            if count > 0 {
+                parts.push(format!("{count} {what}"));
+            }
         };
-        let summary = format!(
-            "all {n} acknowledged uploads stored, recorded, thumbnailed and audited once; no dangling row{orphans}"
+        say(self.missing_rows.len(), &format!("of {n} acknowledged uploads have no metadata row"));
+        say(self.missing_objects.len(), &format!("of {n} acknowledged uploads have no object"));
+        say(self.corrupt.len(), "uploads stored other bytes than the client sent");
+        say(self.dangling.len(), "metadata rows point at a missing object");
+        say(self.missing_thumbnails.len(), &format!("of {n} acknowledged uploads have no thumbnail"));
+        say(
+            self.missed_audits.len(),
+            &format!("of {n} acknowledged uploads have no audit entry (a missed event)"),
         );
-        (Status::Pass, summary)
-    };
-    CheckResult { name: "files".into(), status, summary, details }
+        say(self.applied_twice.len(), "uploads had a subscriber's effect applied more than once");
+        if options.orphans_max.is_some_and(|max| self.orphans.len() as u64 > max) {
+            parts.push(format!(
+                "{} orphan objects (no row points at them), above orphans_max {}",
+                self.orphans.len(),
+                options.orphans_max.unwrap_or_default()
+            ));
+        }
+        if !parts.is_empty() {
+            (Status::Fail, parts.join("; "))
+        } else if n == 0 {
+            (Status::Unknown, "no upload was acknowledged: nothing to check".to_owned())
+        } else {
+            let orphans = match self.orphans.len() {
+                0 => String::new(),
+                count => format!("; {count} orphan objects"),
+            };
+            let summary = format!(
+                "all {n} acknowledged uploads stored, recorded, thumbnailed and audited once; no dangling row{orphans}"
+            );
+            (Status::Pass, summary)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -527,7 +527,7 @@ fn ops(scenario: &Scenario, names: &Names, report: &mut Report) {
         };
         let sql_client = client_kind(scenario, client, &format!("{path}.client"), report);
         statement(sql_client, load.sql.as_deref(), load.request.as_ref(), &path, true, report);
-        kind_parts(scenario, load, &path, sql_client, names, report);
+        kind_parts(load, &path, sql_client, names, report);
     }
 }
 
@@ -541,9 +541,8 @@ fn reserved(name: &str, path: &str, report: &mut Report) {
 }
 
 /// What each kind needs: `{key}` or `key_from` for a write, keys for a read, an id and a poll
-/// for a submit.
+/// for a submit; and no key that belongs to another kind.
 fn kind_parts(
-    scenario: &Scenario,
     load: &super::model::Load,
     path: &str,
     sql_client: Option<bool>,
@@ -551,104 +550,101 @@ fn kind_parts(
     report: &mut Report,
 ) {
     let http = sql_client == Some(false);
-    let uses_key = |load: &super::model::Load| {
-        let mut texts: Vec<&str> = load.sql.iter().map(String::as_str).collect();
-        if let Some(r) = &load.request {
-            texts.push(&r.path);
-            texts.extend(r.headers.values().map(String::as_str));
-            texts.extend(r.body.iter().flat_map(body_strings));
-        }
-        texts.iter().any(|t| t.contains("{key}"))
-    };
-    let refuse = |key: &str, set: bool, why: &str, report: &mut Report| {
-        if set {
-            report.error(&format!("{path}.{key}"), format!("`{key}` {why}"), None);
-        }
-    };
     match load.kind {
-        Some(OpKind::Write) => {
-            if load.key_from.is_some() && !http {
-                report.error(&format!("{path}.key_from"), "`key_from` reads an HTTP answer", None);
-            }
-            if load.key_from.is_none() && !uses_key(load) {
-                let hint = Some(
-                    "write `{key}` where the key goes, or `key_from: /id` when the server makes it".into(),
-                );
-                report.error(path, "a `write` op never sends its key", hint);
-            }
-        }
-        Some(OpKind::Read) => {
-            if http && load.keys_from.is_none() {
-                report.error(
-                    path,
-                    "an HTTP `read` needs `keys_from` (where the keys are, e.g. `/items/*/key`)",
-                    None,
-                );
-            }
-            match (&load.of, names.writes.as_slice()) {
-                (Some(of), writes) if !writes.contains(&of.as_str()) => {
-                    let hint = Some(format!("the write ops are {}", one_of(writes)));
-                    report.error(&format!("{path}.of"), format!("`{of}` is not a `write` op"), hint);
-                }
-                (None, writes) if writes.len() > 1 => {
-                    let hint = Some(format!("add `of:` naming one of {}", one_of(writes)));
-                    report.error(path, "a `read` among several write ops says which it lists", hint);
-                }
-                _ => {}
-            }
-            if load.page == Some(0) {
-                report.error(&format!("{path}.page"), "`page` is 0", None);
-            }
-        }
-        Some(OpKind::Submit) => {
-            if !http {
-                report.error(path, "a `submit` op is an HTTP request", None);
-            }
-            if load.id_from.is_none() {
-                report.error(path, "a `submit` op needs `id_from` (where the job's id is, e.g. `/id`)", None);
-            }
-            match &load.poll {
-                None => report.error(path, "a `submit` op needs `poll` (how to tell its job is done)", None),
-                Some(poll) => {
-                    request_templates(&poll.request, &format!("{path}.poll.request"), true, true, report);
-                    if !poll.request.path.contains("{id}") {
-                        report.error(
-                            &format!("{path}.poll.request.path"),
-                            "the poll never names the job: add `{id}`",
-                            None,
-                        );
-                    }
-                    if poll.every.get().is_zero() {
-                        report.error(&format!("{path}.poll.every"), "`every` is 0", None);
-                    }
-                }
-            }
-        }
+        Some(OpKind::Write) => write_parts(load, path, http, report),
+        Some(OpKind::Read) => read_parts(load, path, http, names, report),
+        Some(OpKind::Submit) => submit_parts(load, path, http, report),
         None => {}
     }
+    misplaced_parts(load, path, report);
+}
+
+/// A write sends its key: `{key}` somewhere in its statement or request, or `key_from` in the
+/// HTTP answer.
+fn write_parts(load: &super::model::Load, path: &str, http: bool, report: &mut Report) {
+    if load.key_from.is_some() && !http {
+        report.error(&format!("{path}.key_from"), "`key_from` reads an HTTP answer", None);
+    }
+    let mut texts: Vec<&str> = load.sql.iter().map(String::as_str).collect();
+    if let Some(r) = &load.request {
+        texts.push(&r.path);
+        texts.extend(r.headers.values().map(String::as_str));
+        texts.extend(r.body.iter().flat_map(body_strings));
+    }
+    if load.key_from.is_none() && !texts.iter().any(|t| t.contains("{key}")) {
+        let hint =
+            Some("write `{key}` where the key goes, or `key_from: /id` when the server makes it".into());
+        report.error(path, "a `write` op never sends its key", hint);
+    }
+}
+
+/// A read says where its keys are (HTTP) and which write op it lists when there are several.
+fn read_parts(load: &super::model::Load, path: &str, http: bool, names: &Names, report: &mut Report) {
+    if http && load.keys_from.is_none() {
+        report.error(
+            path,
+            "an HTTP `read` needs `keys_from` (where the keys are, e.g. `/items/*/key`)",
+            None,
+        );
+    }
+    match (&load.of, names.writes.as_slice()) {
+        (Some(of), writes) if !writes.contains(&of.as_str()) => {
+            let hint = Some(format!("the write ops are {}", one_of(writes)));
+            report.error(&format!("{path}.of"), format!("`{of}` is not a `write` op"), hint);
+        }
+        (None, writes) if writes.len() > 1 => {
+            let hint = Some(format!("add `of:` naming one of {}", one_of(writes)));
+            report.error(path, "a `read` among several write ops says which it lists", hint);
+        }
+        _ => {}
+    }
+    if load.page == Some(0) {
+        report.error(&format!("{path}.page"), "`page` is 0", None);
+    }
+}
+
+/// A submit is an HTTP request whose answer names the job, and a poll that names it back.
+fn submit_parts(load: &super::model::Load, path: &str, http: bool, report: &mut Report) {
+    if !http {
+        report.error(path, "a `submit` op is an HTTP request", None);
+    }
+    if load.id_from.is_none() {
+        report.error(path, "a `submit` op needs `id_from` (where the job's id is, e.g. `/id`)", None);
+    }
+    let Some(poll) = &load.poll else {
+        report.error(path, "a `submit` op needs `poll` (how to tell its job is done)", None);
+        return;
+    };
+    request_templates(&poll.request, &format!("{path}.poll.request"), true, true, report);
+    if !poll.request.path.contains("{id}") {
+        report.error(&format!("{path}.poll.request.path"), "the poll never names the job: add `{id}`", None);
+    }
+    if poll.every.get().is_zero() {
+        report.error(&format!("{path}.poll.every"), "`every` is 0", None);
+    }
+}
+
+/// Keys that belong to another kind than the op's.
+fn misplaced_parts(load: &super::model::Load, path: &str, report: &mut Report) {
     let kind = load.kind;
-    refuse(
-        "key_from",
-        load.key_from.is_some() && kind != Some(OpKind::Write),
-        "applies to `write` ops",
-        report,
-    );
-    refuse(
-        "keys_from",
-        load.keys_from.is_some() && kind != Some(OpKind::Read),
-        "applies to `read` ops",
-        report,
-    );
-    refuse("of", load.of.is_some() && kind != Some(OpKind::Read), "applies to `read` ops", report);
-    refuse("page", load.page.is_some() && kind != Some(OpKind::Read), "applies to `read` ops", report);
-    refuse(
-        "id_from",
-        load.id_from.is_some() && kind != Some(OpKind::Submit),
-        "applies to `submit` ops",
-        report,
-    );
-    refuse("poll", load.poll.is_some() && kind != Some(OpKind::Submit), "applies to `submit` ops", report);
-    let _ = scenario;
+    let misplaced = [
+        ("key_from", load.key_from.is_some(), OpKind::Write),
+        ("keys_from", load.keys_from.is_some(), OpKind::Read),
+        ("of", load.of.is_some(), OpKind::Read),
+        ("page", load.page.is_some(), OpKind::Read),
+        ("id_from", load.id_from.is_some(), OpKind::Submit),
+        ("poll", load.poll.is_some(), OpKind::Submit),
+    ];
+    for (key, set, belongs) in misplaced {
+        if set && kind != Some(belongs) {
+            let kind = match belongs {
+                OpKind::Write => "write",
+                OpKind::Read => "read",
+                OpKind::Submit => "submit",
+            };
+            report.error(&format!("{path}.{key}"), format!("`{key}` applies to `{kind}` ops"), None);
+        }
+    }
 }
 
 fn final_reads(scenario: &Scenario, report: &mut Report) {
@@ -784,127 +780,4 @@ fn checks(scenario: &Scenario, report: &mut Report) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::scenario::load_file;
-
-    const COMPOSE: &str = "version: \"2.4\"\nservices:\n  pg1: { image: x, expose: [\"5432\", \"8008\"] }\n  pg2: { image: x, expose: [\"5432\", \"8008\"] }\n  etcd: { image: x, expose: [\"2379\"] }\n  haproxy: { image: x, expose: [\"5000\"] }\n";
-
-    const GOOD: &str = r#"name: patroni-leader-crash
-seed: 1
-duration: 60s
-stack:
-  compose: docker-compose.yml
-  groups: { db: [pg1, pg2], dcs: [etcd] }
-  roles:
-    leader: { of: db, http: "http://{host}:8008/primary", status: 200 }
-  ready:
-    - { sql: "postgres://postgres:postgres@haproxy:5000/postgres", query: "SELECT 1" }
-clients:
-  rw: { sql: "postgres://postgres:postgres@haproxy:5000/postgres", timeout: 2s }
-setup:
-  - { client: rw, sql: "CREATE TABLE IF NOT EXISTS kv (key text PRIMARY KEY, n bigint)" }
-workload:
-  - { name: put, client: rw, rate: 100/s, kind: write, sql: "INSERT INTO kv (key, n) VALUES ({key}, {seq})" }
-  - { name: get, client: rw, rate: 20/s, kind: read, sql: "SELECT key FROM kv ORDER BY n DESC LIMIT 20", page: 20 }
-final_state:
-  put: { client: rw, sql: "SELECT key FROM kv", per_node: [pg1, pg2] }
-faults:
-  - { at: 20s, crash: leader, restart_after: 20s }
-checks:
-  durability: {}
-  slo: [ { op: put, phase: steady, p99: 100ms }, { op: any, phase: post, availability: 99% } ]
-  recovery: { rto: 30s }
-"#;
-
-    /// Write a compose file (`docker-compose.yml`) and the scenario into a temporary directory
-    /// and load it; errors with the directory written `DIR`.
-    pub(crate) fn load_with(scenario: &str, compose: &str) -> Result<crate::scenario::Loaded, String> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("docker-compose.yml"), compose).unwrap();
-        let file = dir.path().join("s.yaml");
-        std::fs::write(&file, scenario).unwrap();
-        load_file(&file, &[]).map_err(|d| d.to_string().replace(&dir.path().display().to_string(), "DIR"))
-    }
-
-    fn load(scenario: &str) -> Result<crate::scenario::Loaded, String> {
-        load_with(scenario, COMPOSE)
-    }
-
-    #[test]
-    fn the_issue_s_patroni_scenario_is_valid_and_its_groups_expand() {
-        let loaded = load(GOOD).unwrap_or_else(|e| panic!("{e}"));
-        assert!(loaded.scenario.stack.is_compose());
-        assert_eq!(
-            loaded.plan.faults[0].kind.hosts(),
-            vec!["leader".to_owned()],
-            "a role resolves when the fault starts"
-        );
-    }
-
-    #[test]
-    fn every_bad_name_is_reported_at_its_place_with_a_hint() {
-        let bad = GOOD
-            .replace("haproxy:5000/postgres\", timeout", "haproxy2:5000/postgres\", timeout")
-            .replace("http://{host}:8008/primary", "http://{host}:8009/primary")
-            .replace("dcs: [etcd]", "dcs: []")
-            .replace("crash: leader", "crash: pg9")
-            .replace("name: get, client: rw", "name: get, client: ro");
-        let errors = load(&bad).unwrap_err();
-        for expected in [
-            "DIR/s.yaml:12:14: `haproxy2` is not a service of the compose file",
-            "hint: did you mean `haproxy`?",
-            "port 8009 of `pg1` is not exposed",
-            "expose: [\"8009\"]",
-            "the group `dcs` has no members",
-            "unknown service, group or role `pg9`",
-            "unknown client `ro`",
-        ] {
-            assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
-        }
-    }
-
-    #[test]
-    fn built_in_keys_and_faults_are_refused_on_a_compose_stack_and_the_reverse() {
-        let mixed = GOOD
-            .replace(
-                "  compose: docker-compose.yml\n",
-                "  compose: docker-compose.yml\n  replication: async\n",
-            )
-            .replace(
-                "- { at: 20s, crash: leader, restart_after: 20s }",
-                "- { at: 20s, latency: { between: [[pg1], [pg2]], delay: 50ms }, for: 5s }",
-            );
-        let errors = load(&mixed).unwrap_err();
-        assert!(errors.contains("`stack.replication` configures the built-in stack"), "{errors}");
-        assert!(errors.contains("`latency` is not available on a compose stack"), "{errors}");
-        let builtin = "name: b\nduration: 10s\nclients: { rw: { http: 'http://api:80' } }\nworkload: [ { name: put, rate: 1/s } ]\n";
-        let errors = crate::scenario::load_str(builtin, "b.yaml", &[]).unwrap_err().to_string();
-        assert!(errors.contains("`clients` applies only to a compose stack"), "{errors}");
-        assert!(errors.contains("names no built-in `op`"), "{errors}");
-    }
-
-    #[test]
-    fn kinds_need_their_parts_and_templates_parse() {
-        let bad = GOOD
-            .replace("VALUES ({key}, {seq})", "VALUES ('x', {sek})")
-            .replace("kind: read, sql", "kind: submit, sql");
-        let errors = load(&bad).unwrap_err();
-        assert!(errors.contains("unknown placeholder `{sek}`"), "{errors}");
-        assert!(errors.contains("a `write` op never sends its key"), "{errors}");
-        assert!(errors.contains("a `submit` op is an HTTP request"), "{errors}");
-        assert!(errors.contains("`page` applies to `read` ops"), "{errors}");
-    }
-
-    #[test]
-    fn urls_name_a_service_and_a_port_defaulted_by_scheme() {
-        let e = endpoint("postgres://u:p@haproxy:5000/postgres").unwrap();
-        assert_eq!((e.scheme, e.service.as_str(), e.port), (Scheme::Postgres, "haproxy", 5000));
-        assert_eq!(endpoint("mysql://root@inventory-db/inv").unwrap().port, 3306);
-        assert_eq!(endpoint("http://api").unwrap().port, 80);
-        let role = endpoint("http://{host}:8008/primary").unwrap();
-        assert_eq!((role.service.as_str(), role.port), ("{host}", 8008));
-        assert!(endpoint("redis://x:6379").unwrap_err().contains("unsupported scheme"));
-        assert!(endpoint("haproxy:5000").unwrap_err().contains("not a URL"));
-    }
-}
+pub(crate) mod tests;
