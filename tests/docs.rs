@@ -34,8 +34,18 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const LINKED: [&str; 4] = ["scenarios", "examples", "schema", "docs"];
 
 /// Path prefixes whose mentions in the docs must exist in the repository.
-const PATH_PREFIXES: [&str; 10] =
-    ["scenarios/", "examples/", "src/", "tests/", "docs/", "schema/", "deploy/", "docker/", "scripts/", "migrations/"];
+const PATH_PREFIXES: [&str; 10] = [
+    "scenarios/",
+    "examples/",
+    "src/",
+    "tests/",
+    "docs/",
+    "schema/",
+    "deploy/",
+    "docker/",
+    "scripts/",
+    "migrations/",
+];
 
 /// Paths the docs name that a build makes: not in a clone.
 const GENERATED: [&str; 1] = ["docs/book"];
@@ -108,7 +118,8 @@ fn finish(mut case: Case, mut lines: Vec<String>) -> Case {
     while lines.last().is_some_and(|line| line.trim().is_empty()) {
         lines.pop();
     }
-    if let Some(code) = lines.last().and_then(|l| l.strip_prefix("[exit ")).and_then(|l| l.strip_suffix(']')) {
+    if let Some(code) = lines.last().and_then(|l| l.strip_prefix("[exit ")).and_then(|l| l.strip_suffix(']'))
+    {
         case.expected_code = code.parse().unwrap_or_else(|_| panic!("{}: `[exit {code}]`", case.place));
         lines.pop();
     }
@@ -199,10 +210,17 @@ fn documented_commands_print_what_the_docs_show() {
         let expected = snapbox::Data::text(case.expected_output.clone());
         let actual = snapbox::Data::text(output);
         if let Err(error) = snapbox::Assert::new().try_eq(Some(&case.place), actual, expected) {
-            failures.push(format!("{}: `{shown}` printed other output than the docs show:\n{error}", case.place));
+            failures
+                .push(format!("{}: `{shown}` printed other output than the docs show:\n{error}", case.place));
         }
     }
-    assert!(failures.is_empty(), "{} of {} documented commands differ:\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} documented commands differ:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// The repository paths a document names, with their line numbers: words starting with one of
@@ -262,12 +280,12 @@ fn the_docs_carry_no_issue_numbers() {
         let text = std::fs::read_to_string(&document).expect("a readable document");
         for (index, line) in text.lines().enumerate() {
             let lower = line.to_lowercase();
-            let issue = lower.match_indices("issue ").any(|(at, word)| {
-                lower[at + word.len()..].starts_with(|c: char| c.is_ascii_digit())
-            });
-            let hash = line.match_indices('#').any(|(at, _)| {
-                line[at + 1..].starts_with(|c: char| c.is_ascii_digit())
-            });
+            let issue = lower
+                .match_indices("issue ")
+                .any(|(at, word)| lower[at + word.len()..].starts_with(|c: char| c.is_ascii_digit()));
+            let hash = line
+                .match_indices('#')
+                .any(|(at, _)| line[at + 1..].starts_with(|c: char| c.is_ascii_digit()));
             if issue || hash {
                 found.push(format!("{}:{}: {line}", relative(&document), index + 1));
             }
@@ -291,7 +309,9 @@ fn the_scanners_find_what_they_should() {
     assert_eq!(found[0].expected_code, 254);
     assert_eq!(found[1].args, ["list"]);
     assert_eq!(found[1].expected_code, 0);
-    let paths = named_paths("see `scenarios/primary-crash.yaml`, examples/patroni/. And scenarios/*.yaml, https://x/src/a.rs");
+    let paths = named_paths(
+        "see `scenarios/primary-crash.yaml`, examples/patroni/. And scenarios/*.yaml, https://x/src/a.rs",
+    );
     let paths: Vec<&str> = paths.iter().map(|(_, p)| p.as_str()).collect();
     assert_eq!(paths, ["scenarios/primary-crash.yaml", "examples/patroni/"]);
 }
