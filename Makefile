@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore campaign test test-real test-containers test-compose container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image
+.PHONY: help build run chaos explore campaign test test-real test-containers test-compose container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -123,6 +123,20 @@ index-screenshot: build ## run every shipped scenario (as make chaos), render th
 image: container-deps ## build the containers backend's images here, no registry needed
 	$(CARGO) build --release --features containers --bin shakedown
 	target/release/shakedown image build
+
+# mdBook for the user guide: the one on PATH, else a pinned one built once into target/tools/
+# (`cargo install`, a few minutes; Debian packages none). The book goes to docs/book/ (git-ignored).
+MDBOOK_VERSION := 0.4.52
+MDBOOK_TOOLS   := target/tools/bin/mdbook
+MDBOOK         ?= $(shell command -v mdbook 2>/dev/null || echo $(MDBOOK_TOOLS))
+
+docs: ## build the user guide (mdBook, docs/) into docs/book/; installs mdbook into target/tools/ if missing
+	@[ -x "$(MDBOOK)" ] || { \
+		echo "building mdbook $(MDBOOK_VERSION) into target/tools/ (cargo install, a few minutes, once)" >&2; \
+		env -u CARGO_TARGET_DIR $(CARGO) install mdbook --version "=$(MDBOOK_VERSION)" --locked \
+			--no-default-features --features search --root target/tools; }
+	$(MDBOOK) build docs
+	@echo "the guide: docs/book/index.html"
 
 clean-reports: ## delete generated reports
 	find $(OUT) -mindepth 1 ! -name .gitkeep -delete

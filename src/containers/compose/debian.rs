@@ -1,8 +1,8 @@
 //! `shakedown/debian:bookworm`: plain Debian bookworm, made here with no registry, so a user's
 //! Dockerfile can start `FROM` it; it doubles as the helper image that applies network cuts
 //! (`net.rs`), hence iptables, iproute2 and procps. Made like the built-in backend's base
-//! (`image.rs`): `mmdebstrap` with this host's apt sources — no mirror is named anywhere — piped
-//! into `docker import`. About 30 s and 140 MB here.
+//! (`containers/image.rs`): `mmdebstrap` with this host's apt sources — no mirror is named
+//! anywhere — piped into `docker import`. About 30 s and 140 MB here.
 //!
 //! The image keeps the host's apt sources, so `RUN apt-get update && apt-get install …` works in
 //! a Dockerfile built here. Like Docker Hub's `debian:bookworm-slim` it has no man pages, docs or
