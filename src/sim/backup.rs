@@ -502,7 +502,7 @@ mod tests {
         let mut node = Node::new(DbNode::PgPrimary, Role::Primary, Default::default());
         let (used, stopped) = replay(&volume, &chain, &mut node, u64::MAX);
         assert_eq!((used, node.lsn()), (1, 3));
-        assert_eq!(stopped, "a gap in the archive from LSN 4 to LSN 6");
+        assert_eq!(stopped, "a gap in the archive: nothing from LSN 4 until LSN 6");
         // Point in time: only what committed by the target.
         let mut node = Node::new(DbNode::PgPrimary, Role::Primary, Default::default());
         let (_, stopped) = replay(&volume, &chain, &mut node, 2);

@@ -136,8 +136,12 @@ impl Chain {
     /// The end, in words (`lsn` shows an LSN the backend's way).
     pub fn end_text(&self, lsn: impl Fn(Lsn) -> String) -> String {
         let text = match &self.end {
-            ChainEnd::EndOfArchive { next } => format!("the end of the archive at {}", lsn(*next)),
-            ChainEnd::Gap { from, to } => format!("a gap in the archive from {} to {}", lsn(*from), lsn(*to)),
+            ChainEnd::EndOfArchive { next } => {
+                format!("the end of the archive: nothing from {} on", lsn(*next))
+            }
+            ChainEnd::Gap { from, to } => {
+                format!("a gap in the archive: nothing from {} until {}", lsn(*from), lsn(*to))
+            }
             ChainEnd::Unverified { next, why } => format!("no segment at {} verifies: {why}", lsn(*next)),
         };
         if self.consistent { text } else { format!("{text}, before the base backup is consistent") }

@@ -115,7 +115,7 @@ fn the_chain_runs_from_the_bases_start_to_a_gap_or_the_end_and_knows_if_it_is_co
     assert_eq!(chain.end, ChainEnd::Gap { from: 300, to: 400 });
     assert!(chain.consistent);
     assert!(chain.passes(12) && !chain.passes(13), "wal-c ended at 13");
-    assert_eq!(chain.end_text(|l| l.to_string()), "a gap in the archive from 300 to 400");
+    assert_eq!(chain.end_text(|l| l.to_string()), "a gap in the archive: nothing from 300 until 400");
     // Without wal-c, replay stops before the backup's end: not consistent.
     let chain = wal_chain(&[entries[1].clone()], &b, &whole());
     assert_eq!((chain.end.clone(), chain.consistent), (ChainEnd::EndOfArchive { next: 200 }, false));
