@@ -289,6 +289,7 @@ async fn the_redis_catalogue_keeps_replaces_and_removes_entries() {
         start_lsn: 0,
         stop_lsn: 0,
         time_ns: nanos,
+        stop_time_ns: nanos,
         size: 0,
         checksum: String::new(),
         state: BackupState::Running,

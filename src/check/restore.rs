@@ -264,6 +264,7 @@ mod tests {
             start_lsn: 0,
             stop_lsn: 10,
             time_ns: 0,
+            stop_time_ns: 0,
             size: 1,
             checksum: checksum.into(),
             state,

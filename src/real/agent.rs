@@ -16,14 +16,15 @@
 //! they needed, catalogue entry first, then the files (a restore never trusts what the
 //! catalogue does not list).
 //!
-//! A restore picks bases and segments as the simulation's agent does: the newest `done` base
-//! backup that verifies (and, for a point-in-time target, started before it); then, from the
-//! segment holding its start, every catalogued segment whose checksum verifies, contiguous by
-//! LSN (the newest timeline's copy where several exist), up to the first gap. The segments are
-//! put in the node's `pg_wal` with every timeline history file; recovery replays them with
-//! `recovery_target_timeline = 'latest'` and promotes. A point-in-time target is set only when a
-//! segment archived after it is in the chain, so recovery can reach it; otherwise the restore
-//! replays to the gap and says so in `stopped`.
+//! What a restore and a prune take is `stack::backup_policy`'s decision, the same the
+//! simulation's agent carries out: the newest `done` base backup that ended by the target and
+//! verifies; then, from the segment holding its start, every catalogued segment whose checksum
+//! verifies, contiguous by LSN (the newest timeline's copy where several exist), up to the first
+//! gap. This file is the policy's adapter on files: [`ArchiveDirs`] is its `BackupStorage`. The
+//! segments are put in the node's `pg_wal` with every timeline history file; recovery replays
+//! them with `recovery_target_timeline = 'latest'` and promotes. A point-in-time target is set
+//! only when a segment archived after it is in the chain, so recovery can reach it; otherwise the
+//! restore replays to the gap and says so in `stopped`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,8 @@ use super::backup::{
     segment_range, unix_ns,
 };
 use crate::scenario::model::{Bug, Replication, StackConfig};
-use crate::stack::ports::{BackupKind, BackupState, Catalogue, CatalogueEntry};
+use crate::stack::backup_policy::{self, BackupStorage};
+use crate::stack::ports::{BackupKind, Catalogue, CatalogueEntry};
 
 /// `POST` the run's clock.
 pub const START_PATH: &str = "/control/start";
@@ -147,6 +149,30 @@ impl AgentConfig {
     fn start_file(&self) -> PathBuf {
         self.dir.join(START_FILE)
     }
+
+    fn storage(&self) -> ArchiveDirs {
+        ArchiveDirs { base_dir: self.base_dir(), wal_dir: self.wal_dir() }
+    }
+}
+
+/// The backup volume's directories as the policy's storage: an entry verifies if its files are
+/// there with the catalogued size and checksum ([`backup::verify`]). Reads whole files: call it
+/// off the async threads.
+#[derive(Clone, Debug)]
+pub struct ArchiveDirs {
+    /// `<id>/` per base backup.
+    pub base_dir: PathBuf,
+    /// One file per segment.
+    pub wal_dir: PathBuf,
+}
+
+impl BackupStorage for ArchiveDirs {
+    fn verify(&self, entry: &CatalogueEntry) -> Result<(), String> {
+        match entry.kind {
+            BackupKind::Base => backup::verify(entry, &self.base_dir),
+            BackupKind::Wal => backup::verify(entry, &self.wal_dir),
+        }
+    }
 }
 
 /// The agent: its configuration, the catalogue, and one lock that keeps pruning and restores
@@ -233,24 +259,17 @@ impl Agent {
         }
     }
 
-    /// Remove base backups beyond `keep` and the WAL that ends before the oldest kept one
-    /// starts: catalogue entry first, then the files.
+    /// Remove what `backup_policy::prune` says (base backups beyond `keep`, and the WAL that
+    /// ends before every kept one starts): catalogue entry first, then the files.
     async fn prune(&self) -> Result<(), String> {
         let _exclusive = self.exclusive.lock().await;
         let entries = self.catalogue.list().await.map_err(|e| e.to_string())?;
-        let mut bases: Vec<&CatalogueEntry> =
-            entries.iter().filter(|e| e.kind == BackupKind::Base && e.state == BackupState::Done).collect();
-        bases.sort_by_key(|e| std::cmp::Reverse(e.start_lsn));
-        let keep = self.config.keep as usize;
-        if bases.len() <= keep {
-            return Ok(());
-        }
-        let oldest_kept = bases[keep - 1].start_lsn;
-        for old in &bases[keep..] {
+        let pruned = backup_policy::prune(&entries, self.config.keep);
+        for old in &pruned.bases {
             self.catalogue.remove(&old.id).await.map_err(|e| e.to_string())?;
             let _ = std::fs::remove_dir_all(self.config.base_dir().join(&old.id));
         }
-        for wal in entries.iter().filter(|e| e.kind == BackupKind::Wal && e.stop_lsn <= oldest_kept) {
+        for wal in &pruned.wal {
             self.catalogue.remove(&wal.id).await.map_err(|e| e.to_string())?;
             if let Some(name) = wal.id.strip_prefix("wal-") {
                 let _ = std::fs::remove_file(self.config.wal_dir().join(name));
@@ -263,85 +282,41 @@ impl Agent {
     async fn restore(&self, request: RestoreRequest) -> Result<RestorePrepared, String> {
         let _exclusive = self.exclusive.lock().await;
         let entries = self.catalogue.list().await.map_err(|e| format!("listing the catalogue: {e}"))?;
-        let mut prepared = RestorePrepared::default();
-        let base_dir = self.config.base_dir();
-        let mut bases: Vec<&CatalogueEntry> = entries
-            .iter()
-            .filter(|e| e.kind == BackupKind::Base && e.state == BackupState::Done)
-            .filter(|e| request.target_unix_ns.is_none_or(|target| e.time_ns < target))
-            .collect();
-        bases.sort_by_key(|e| std::cmp::Reverse(e.start_lsn));
-        let mut chosen = None;
-        for base in bases {
-            let (entry, dir) = (base.clone(), base_dir.clone());
-            match tokio::task::spawn_blocking(move || backup::verify(&entry, &dir)).await {
-                Ok(Ok(())) => {
-                    chosen = Some(base.clone());
-                    break;
-                }
-                Ok(Err(why)) => prepared.skipped.push(format!("{}: {why}", base.id)),
-                Err(panic) => prepared.skipped.push(format!("{}: verifying panicked: {panic}", base.id)),
-            }
-        }
+        let (storage, target) = (self.config.storage(), request.target_unix_ns);
+        // Verifying reads every candidate's files: off the async threads.
+        let planned = tokio::task::spawn_blocking(move || {
+            let choice = backup_policy::choose_base(&entries, target, &storage);
+            let chain = choice.base.as_ref().map(|base| backup_policy::wal_chain(&entries, base, &storage));
+            (choice, chain)
+        })
+        .await
+        .map_err(|e| format!("choosing the base backup: {e}"))?;
+        let (choice, chain) = planned;
+        let mut prepared = RestorePrepared { skipped: choice.skipped, ..RestorePrepared::default() };
         let primary = self.config.volumes.join("pg-primary");
         let replica = self.config.volumes.join("pg-replica");
         wipe_dir(&replica)?;
-        let Some(base) = chosen else {
+        let (Some(base), Some(chain)) = (choice.base, chain) else {
             prepared.stopped = "no verified base backup".into();
             return Ok(prepared);
         };
-        let (segments, stopped) = self.chain(&entries, base.start_lsn).await;
-        let target_set = request.target_unix_ns.is_some_and(|t| segments.iter().any(|s| s.time_ns > t));
-        prepared.stopped = match (request.target_unix_ns, target_set) {
+        let stopped = chain.end_text(lsn_text);
+        let target_set = target.is_some_and(|t| chain.passes(t));
+        prepared.stopped = match (target, target_set) {
             (Some(_), true) => "the target".into(),
             (Some(_), false) => format!("{stopped}, before the target"),
             (None, _) => stopped,
         };
         prepared.base = Some(base.id.clone());
-        prepared.segments = segments.len() as u32;
-        let target = request.target_unix_ns.filter(|_| target_set);
+        prepared.segments = chain.segments.len() as u32;
+        let target = target.filter(|_| target_set);
         let (wal_dir, replication) = (self.config.wal_dir(), self.config.replication);
-        let base_path = base_dir.join(&base.id);
+        let base_path = self.config.base_dir().join(&base.id);
+        let segments = chain.segments;
         let copy = move || lay_out(&base_path, &wal_dir, &segments, &primary, target, replication);
         tokio::task::spawn_blocking(copy).await.map_err(|e| format!("laying out the restore: {e}"))??;
         chown_postgres(&self.config.volumes.join("pg-primary")).await?;
         Ok(prepared)
-    }
-
-    /// The verified, contiguous segments from the one holding `start`, and why the chain ends.
-    async fn chain(&self, entries: &[CatalogueEntry], start: u64) -> (Vec<CatalogueEntry>, String) {
-        // Per LSN range, the newest timeline's copy: the segment names sort by timeline first.
-        let mut by_start: BTreeMap<u64, &CatalogueEntry> = BTreeMap::new();
-        for entry in entries.iter().filter(|e| e.kind == BackupKind::Wal && e.state == BackupState::Done) {
-            let newer = by_start.get(&entry.start_lsn).is_none_or(|held| held.id < entry.id);
-            if newer {
-                by_start.insert(entry.start_lsn, entry);
-            }
-        }
-        let mut chain = Vec::new();
-        let Some((&first, _)) = by_start.range(..=start).next_back() else {
-            return (chain, format!("a gap: no segment holds the base's start {}", lsn_text(start)));
-        };
-        let mut next = first;
-        loop {
-            let Some(entry) = by_start.get(&next) else {
-                let newest = by_start.keys().next_back().copied().unwrap_or(0);
-                let why = if next > newest {
-                    "the end of the archive".to_string()
-                } else {
-                    format!("a gap at {}", lsn_text(next))
-                };
-                return (chain, why);
-            };
-            let (checked, dir) = ((*entry).clone(), self.config.wal_dir());
-            match tokio::task::spawn_blocking(move || backup::verify(&checked, &dir)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return (chain, format!("a segment that does not verify: {why}")),
-                Err(panic) => return (chain, format!("verifying {} panicked: {panic}", entry.id)),
-            }
-            chain.push((*entry).clone());
-            next = entry.stop_lsn;
-        }
     }
 
     /// Every stored backup: id → checksum of its stored bytes.
@@ -606,6 +581,57 @@ async fn stored(State(agent): State<Arc<Agent>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::backup_policy::tests::contract::{self, Stored, TestStorage};
+
+    /// The backup volume's directories in a temporary directory.
+    struct TempArchive {
+        _root: tempfile::TempDir,
+        dirs: ArchiveDirs,
+    }
+
+    impl BackupStorage for TempArchive {
+        fn verify(&self, entry: &CatalogueEntry) -> Result<(), String> {
+            self.dirs.verify(entry)
+        }
+    }
+
+    impl TestStorage for TempArchive {
+        fn store(&mut self, entry: &mut CatalogueEntry, stored: Stored) {
+            let bytes = entry.id.as_bytes().to_vec();
+            let (path, whole) = match entry.kind {
+                BackupKind::Base => {
+                    let dir = self.dirs.base_dir.join(&entry.id);
+                    std::fs::create_dir_all(&dir).unwrap();
+                    std::fs::write(dir.join(BASE_TAR), &bytes).unwrap();
+                    (dir.join(BASE_TAR), directory_checksum(&dir).unwrap())
+                }
+                BackupKind::Wal => {
+                    let path = self.dirs.wal_dir.join(entry.id.strip_prefix("wal-").unwrap());
+                    std::fs::write(&path, &bytes).unwrap();
+                    (path.clone(), file_checksum(&path).unwrap())
+                }
+            };
+            (entry.checksum, entry.size) = whole;
+            match stored {
+                Stored::Whole => {}
+                Stored::Missing => std::fs::remove_file(&path).unwrap(),
+                Stored::Corrupt => {
+                    std::fs::write(&path, bytes.iter().map(|b| b ^ 1).collect::<Vec<u8>>()).unwrap()
+                }
+            }
+        }
+    }
+
+    /// The real agent's storage (files checked by size and checksum) gets the same decisions
+    /// from the policy as the simulation's volume.
+    #[test]
+    fn the_archive_directories_meet_the_backup_storage_contract() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = ArchiveDirs { base_dir: root.path().join("base"), wal_dir: root.path().join("wal") };
+        std::fs::create_dir_all(&dirs.base_dir).unwrap();
+        std::fs::create_dir_all(&dirs.wal_dir).unwrap();
+        contract::run(&mut TempArchive { _root: root, dirs });
+    }
 
     #[test]
     fn timestamps_are_utc_to_the_microsecond() {

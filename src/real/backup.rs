@@ -329,6 +329,8 @@ pub async fn base_backup_with(
         start_lsn: 0,
         stop_lsn: 0,
         time_ns: unix_ns(started),
+        // Unknown until it ends; the bug's early `Done` entry claims its start.
+        stop_time_ns: unix_ns(started),
         size: 0,
         checksum: String::new(),
         state: if options.done_first { BackupState::Done } else { BackupState::Running },
@@ -339,6 +341,8 @@ pub async fn base_backup_with(
             entry = CatalogueEntry {
                 start_lsn,
                 stop_lsn,
+                // `pg_basebackup` returned: the backup's end (its stop LSN) is behind us.
+                stop_time_ns: unix_ns(SystemTime::now()),
                 size,
                 checksum: sum,
                 state: BackupState::Done,
@@ -428,6 +432,7 @@ fn wal_entry(path: &Path, name: &str) -> Result<CatalogueEntry, BackupError> {
         start_lsn,
         stop_lsn,
         time_ns: unix_ns(modified),
+        stop_time_ns: unix_ns(modified),
         size,
         checksum: sum,
         state: BackupState::Done,
@@ -507,6 +512,7 @@ mod tests {
             start_lsn: 0,
             stop_lsn: 0,
             time_ns: 0,
+            stop_time_ns: 0,
             size: 7,
             checksum: checksum(b"segment"),
             state: BackupState::Done,

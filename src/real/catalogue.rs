@@ -188,6 +188,7 @@ mod tests {
             start_lsn: 16 << 20,
             stop_lsn: 32 << 20,
             time_ns: 1,
+            stop_time_ns: 2,
             size: 16 << 20,
             checksum: "ab".into(),
             state: BackupState::Done,

@@ -12,11 +12,18 @@
 //!   new timeline (a failover discarded the old primary's tail): the stored segments from there
 //!   on are dropped and the new entries kept (`recovery_target_timeline = latest`). A catalogue
 //!   loop records each new segment `done` and removes dropped ones.
-//! - **Restore**, when the scheduler asks: the newest `done` base backup (started no later than
-//!   the target) whose stored bytes verify against the catalogue, then the catalogued, verified
-//!   segments after it in LSN order up to the target or the first gap; after [`RESTORE_COST`],
-//!   both database nodes are rebuilt from it (primary, and a standby copied from it) and the
-//!   scheduler restarts them.
+//! - **Restore**, when the scheduler asks: the base backup and the WAL chain after it, as
+//!   `stack::backup_policy` chooses them (the newest `done` base backup that ended by the target
+//!   and verifies; then the catalogued, verified segments from its start up to the first gap),
+//!   replayed up to the target; after [`RESTORE_COST`], both database nodes are rebuilt from it
+//!   (primary, and a standby copied from it) and the scheduler restarts them.
+//!
+//! Every decision (which base, which WAL, what to prune) is `stack::backup_policy`'s, shared with
+//! the real agent; this file is its adapter: the [`Volume`] is the policy's `BackupStorage`.
+//! A base backup is an atomic snapshot at the writer's LSN `L`: catalogued with the policy's
+//! half-open convention, `start_lsn = stop_lsn = L + 1` (replay goes on from `L + 1`; nothing to
+//! replay for consistency), ended when the snapshot came back. A segment holding LSNs `s..=e`
+//! is catalogued `[s, e + 1)`.
 //!
 //! The storage (the backup volume) lives outside the host, so it survives the host's crashes;
 //! a crash interrupts whatever the agent was doing.
@@ -37,6 +44,7 @@ use super::net::SimHttp;
 use super::redis::SimCatalogue;
 use crate::check::{BackupsState, RestoreRecord};
 use crate::scenario::model::BackupConfig;
+use crate::stack::backup_policy::{self, BackupStorage, Chain};
 use crate::stack::bugs::Bugs;
 use crate::stack::ports::{
     BackupKind, BackupState, Catalogue, CatalogueEntry, DbNode, HttpClient, HttpRequest, Lsn, checksum,
@@ -78,8 +86,9 @@ impl Segment {
             id: self.id.clone(),
             kind: BackupKind::Wal,
             start_lsn: self.start,
-            stop_lsn: self.stop(),
+            stop_lsn: self.stop() + 1,
             time_ns: self.entries[0].1,
+            stop_time_ns: self.entries[self.entries.len() - 1].1,
             size: self.entries.len() as u64 * WAL_BYTES_PER_COMMIT,
             checksum: self.checksum.clone(),
             state: BackupState::Done,
@@ -116,6 +125,24 @@ pub struct Volume {
 
 /// The volume, created outside the host.
 pub type Backups = Arc<Mutex<Volume>>;
+
+/// The policy's storage port: an entry verifies if the volume holds it under its id with the
+/// catalogued checksum.
+impl BackupStorage for Volume {
+    fn verify(&self, entry: &CatalogueEntry) -> Result<(), String> {
+        let stored = match entry.kind {
+            BackupKind::Base => self.bases.get(&entry.id).map(|b| &b.checksum),
+            BackupKind::Wal => {
+                self.segments.get(&entry.start_lsn).filter(|s| s.id == entry.id).map(|s| &s.checksum)
+            }
+        };
+        match stored {
+            Some(sum) if *sum == entry.checksum => Ok(()),
+            Some(_) => Err("the stored bytes do not match its checksum".into()),
+            None => Err("catalogued done, but not in storage".into()),
+        }
+    }
+}
 
 impl Volume {
     /// What the final state needs: the stored backups' checksums and the restores.
@@ -230,13 +257,15 @@ async fn base_backup(agent: &Agent) -> Result<(), String> {
         format!("base-{:06}", volume.next_base)
     };
     let node = snapshot(agent).await?;
+    let ended_ns = now_ns();
     let bytes = serde_json::to_vec(&node).expect("nodes serialise");
     let entry = CatalogueEntry {
         id: id.clone(),
         kind: BackupKind::Base,
-        start_lsn: node.lsn(),
-        stop_lsn: node.lsn(),
+        start_lsn: node.lsn() + 1,
+        stop_lsn: node.lsn() + 1,
         time_ns: started_ns,
+        stop_time_ns: ended_ns,
         size: bytes.len() as u64,
         checksum: String::new(),
         state: BackupState::Running,
@@ -250,7 +279,7 @@ async fn base_backup(agent: &Agent) -> Result<(), String> {
     if !agent.bugs.catalog_before_backup {
         agent.catalogue.put(&done).await.map_err(|e| format!("marking {id} done: {e}"))?;
     }
-    tracing::info!(backup = id, lsn = done.stop_lsn, "base backup done");
+    tracing::info!(backup = id, lsn = done.stop_lsn - 1, "base backup done");
     Ok(())
 }
 
@@ -302,19 +331,12 @@ async fn keep_catalogue(agent: Agent) {
     }
 }
 
-/// Drop base backups older than the newest `keep` done ones, and the segments only they need.
+/// Drop what `backup_policy::prune` says: base backups older than the newest `keep` done ones,
+/// and the segments only they need.
 async fn prune(agent: &Agent) {
     let Ok(entries) = agent.catalogue.list().await else { return };
-    let mut bases: Vec<&CatalogueEntry> =
-        entries.iter().filter(|e| e.kind == BackupKind::Base && e.state == BackupState::Done).collect();
-    bases.sort_by(|a, b| b.id.cmp(&a.id));
-    let keep = agent.config.keep as usize;
-    if bases.len() <= keep {
-        return;
-    }
-    let oldest_kept_lsn = bases[keep - 1].stop_lsn;
-    let old_segments = entries.iter().filter(|e| e.kind == BackupKind::Wal && e.stop_lsn <= oldest_kept_lsn);
-    for entry in bases[keep..].iter().copied().chain(old_segments) {
+    let pruned = backup_policy::prune(&entries, agent.config.keep);
+    for entry in pruned.bases.iter().chain(&pruned.wal) {
         if agent.catalogue.remove(&entry.id).await.is_err() {
             return;
         }
@@ -346,27 +368,11 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
     };
     let entries = catalogue_list(agent).await;
     let target = request.target_ns.unwrap_or(u64::MAX);
-    let mut bases: Vec<&CatalogueEntry> = entries
-        .iter()
-        .filter(|e| e.kind == BackupKind::Base && e.state == BackupState::Done && e.time_ns <= target)
-        .collect();
-    bases.sort_by(|a, b| b.id.cmp(&a.id));
     let chosen = {
         let volume = agent.backups.lock().expect("backups lock");
-        let mut chosen = None;
-        for entry in bases {
-            match volume.bases.get(&entry.id) {
-                Some(stored) if stored.checksum == entry.checksum => {
-                    chosen = Some((entry.id.clone(), stored.node.clone()));
-                    break;
-                }
-                Some(_) => {
-                    record.skipped.push(format!("{}: the stored bytes do not match its checksum", entry.id))
-                }
-                None => record.skipped.push(format!("{}: catalogued done, but not in storage", entry.id)),
-            }
-        }
-        chosen
+        let choice = backup_policy::choose_base(&entries, request.target_ns, &*volume);
+        record.skipped = choice.skipped;
+        choice.base.map(|base| (base.clone(), volume.bases[&base.id].node.clone()))
     };
     let Some((base, mut node)) = chosen else {
         record.stopped = "no verified base backup".into();
@@ -378,15 +384,12 @@ async fn restore(agent: &Agent, request: RestoreRequest) {
     // The WAL as catalogued now, once the base is in place (a restore_command fetches each
     // segment when recovery needs it, so what was archived meanwhile counts too).
     let entries = catalogue_list(agent).await;
-    let catalogued: BTreeMap<&str, &CatalogueEntry> = entries
-        .iter()
-        .filter(|e| e.kind == BackupKind::Wal && e.state == BackupState::Done)
-        .map(|e| (e.id.as_str(), e))
-        .collect();
     let (segments, stopped) = {
         let volume = agent.backups.lock().expect("backups lock");
-        replay(&volume, &catalogued, &mut node, target)
+        let chain = backup_policy::wal_chain(&entries, &base, &*volume);
+        replay(&volume, &chain, &mut node, target)
     };
+    let base = base.id;
     record.base = Some(base.clone());
     record.segments = segments;
     record.recovered_lsn = node.lsn();
@@ -413,31 +416,18 @@ async fn catalogue_list(agent: &Agent) -> Vec<CatalogueEntry> {
     }
 }
 
-/// Replay catalogued, verified segments after `node`'s LSN, up to `target`: how many segments were
-/// used, and why replay stopped.
-fn replay(
-    volume: &Volume,
-    catalogued: &BTreeMap<&str, &CatalogueEntry>,
-    node: &mut Node,
-    target: u64,
-) -> (u32, String) {
+/// Replay `chain` (verified against `volume` just now, under the same lock) onto `node`, up to
+/// `target`: how many segments were used, and why replay stopped.
+fn replay(volume: &Volume, chain: &Chain, node: &mut Node, target: u64) -> (u32, String) {
     let mut used = 0;
-    loop {
+    for entry in &chain.segments {
+        let segment = &volume.segments[&entry.start_lsn];
         let next = node.lsn() + 1;
-        let Some((_, segment)) = volume.segments.range(..=next).next_back().filter(|(_, s)| s.stop() >= next)
-        else {
-            let beyond = volume.segments.range(next..).next().map(|(start, _)| *start);
-            return (
-                used,
-                match beyond {
-                    Some(start) => format!("a gap in the archive: LSN {next} to {} are missing", start - 1),
-                    None => format!("end of the archive at LSN {}", next - 1),
-                },
-            );
-        };
-        if catalogued.get(segment.id.as_str()).is_none_or(|e| e.checksum != segment.checksum) {
-            return (used, format!("segment {} is not catalogued done or does not verify", segment.id));
-        }
+        assert!(
+            segment.start <= next && next <= segment.stop(),
+            "the chain is contiguous from the base: {} does not hold LSN {next}",
+            segment.id
+        );
         let from = (next - segment.start) as usize;
         let wanted: Vec<(Write, u64)> =
             segment.entries[from..].iter().take_while(|(_, at)| *at <= target).cloned().collect();
@@ -448,6 +438,7 @@ fn replay(
             return (used, "reached the recovery target".into());
         }
     }
+    (used, chain.end_text(|lsn| format!("LSN {lsn}")))
 }
 
 /// Both nodes rebuilt from `restored`: `pg-primary` takes writes, `pg-replica` is its standby.
@@ -474,6 +465,7 @@ fn rebuild(cluster: &Cluster, restored: Node) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stack::backup_policy::tests::contract::{self, Stored, TestStorage};
     use crate::stack::ports::NewInvestment;
 
     fn wal(keys: &[&str], t0: u64) -> Vec<(Write, u64)> {
@@ -505,14 +497,51 @@ mod tests {
         // A push past a hole stores what it has; replay stops at the hole.
         volume.merge(ArchivePush { from: 6, entries: wal(&["z"], 200) });
         let done: Vec<CatalogueEntry> = volume.segments.values().map(Segment::entry).collect();
-        let catalogued = done.iter().map(|e| (e.id.as_str(), e)).collect();
+        let empty = CatalogueEntry { kind: BackupKind::Base, start_lsn: 1, stop_lsn: 1, ..done[0].clone() };
+        let chain = backup_policy::wal_chain(&done, &empty, &volume);
         let mut node = Node::new(DbNode::PgPrimary, Role::Primary, Default::default());
-        let (used, stopped) = replay(&volume, &catalogued, &mut node, u64::MAX);
+        let (used, stopped) = replay(&volume, &chain, &mut node, u64::MAX);
         assert_eq!((used, node.lsn()), (1, 3));
-        assert!(stopped.contains("gap"), "{stopped}");
+        assert_eq!(stopped, "a gap in the archive: nothing from LSN 4 until LSN 6");
         // Point in time: only what committed by the target.
         let mut node = Node::new(DbNode::PgPrimary, Role::Primary, Default::default());
-        let (_, stopped) = replay(&volume, &catalogued, &mut node, 2);
+        let (_, stopped) = replay(&volume, &chain, &mut node, 2);
         assert_eq!((node.lsn(), stopped.as_str()), (2, "reached the recovery target"));
+    }
+
+    impl TestStorage for Volume {
+        fn store(&mut self, entry: &mut CatalogueEntry, stored: Stored) {
+            let bytes = entry.id.as_bytes();
+            (entry.checksum, entry.size) = (checksum(bytes), bytes.len() as u64);
+            let held = match stored {
+                Stored::Whole => entry.checksum.clone(),
+                Stored::Corrupt => checksum(b"other bytes"),
+                Stored::Missing => return,
+            };
+            let id = entry.id.clone();
+            if entry.kind == BackupKind::Base {
+                let node = Node::new(DbNode::PgPrimary, Role::Primary, Default::default());
+                self.bases.insert(id, StoredBase { node, checksum: held });
+            } else {
+                let keys: Vec<String> = (entry.start_lsn..entry.stop_lsn).map(|l| format!("k{l}")).collect();
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let segment = Segment {
+                    id,
+                    start: entry.start_lsn,
+                    entries: wal(&keys, 1),
+                    checksum: held,
+                    catalogued: true,
+                };
+                assert_eq!(segment.entry().stop_lsn, entry.stop_lsn, "half-open");
+                self.segments.insert(entry.start_lsn, segment);
+            }
+        }
+    }
+
+    /// The simulated volume as the policy's storage: catalogued with the half-open convention
+    /// (a segment holding 1..=3 is `[1, 4)`), found by id and checksum.
+    #[test]
+    fn the_volume_meets_the_backup_storage_contract() {
+        contract::run(&mut Volume::default());
     }
 }

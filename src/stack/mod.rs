@@ -24,11 +24,13 @@
 //! | `control.rs` | — | the JSON a backend outside the process sends to flip the switches above, and the routes that take it |
 //! | `api.rs` | — | the public HTTP API's routes and bodies (the workload uses them too) |
 //! | `ports.rs` | — | the ports (traits) and their error contract |
+//! | `backup_policy.rs` | `backup` | the backup agent's decisions for both backends: the base backup a restore starts from, the WAL chain after it, what a prune drops |
 //! | `wire.rs` | — | participant bodies, status convention |
 //! | `testkit/` | — | in-memory ports for tests, benches and the sim backend's bookkeeping |
 
 pub mod api;
 pub mod api_host;
+pub mod backup_policy;
 pub mod balancer;
 pub mod bugs;
 pub mod control;

@@ -573,12 +573,20 @@ pub struct CatalogueEntry {
     pub id: String,
     /// Base backup or WAL segment.
     pub kind: BackupKind,
-    /// First LSN it covers (a base backup: the LSN it starts consistent from).
+    /// Where its WAL range starts, inclusive: a segment's first LSN; a base backup's first LSN a
+    /// restore must replay from (PostgreSQL's backup start, the checkpoint's redo point).
+    /// Ranges are half-open, as PostgreSQL's are (`stack::backup_policy` relies on it).
     pub start_lsn: Lsn,
-    /// Last LSN it covers.
+    /// Where its WAL range ends, exclusive: a segment's next LSN; for a base backup, the LSN
+    /// replay must reach before the restored data is consistent (PostgreSQL's backup end).
     pub stop_lsn: Lsn,
     /// When it started, ns from the start of the run (real: Unix time, ns).
     pub time_ns: u64,
+    /// When it ended, same clock: a base backup is consistent as of then (usable for a target
+    /// time at or after it); a segment holds nothing later. 0: unknown (an entry written before
+    /// the field existed), and such a base backup serves only a restore to the latest.
+    #[serde(default)]
+    pub stop_time_ns: u64,
     /// Its stored size in bytes.
     pub size: u64,
     /// [`checksum`] of the stored bytes (empty while running).
