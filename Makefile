@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image
+.PHONY: help build run chaos explore campaign test test-real test-containers container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image examples
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -94,6 +94,13 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features real -- -D warnings
 	$(CARGO) clippy --all-targets --features containers -- -D warnings
+
+# Each seed scenario must end in a verdict: 0 (passed) or 1 (a check failed: most seeds do, that is
+# their finding); 2 (inconclusive), 254 (invalid) or 255 (harness error) fail the target.
+examples: ## the seed systems of examples/seeds/ on containers, every scenario to a verdict; reports under reports/seeds/ (findings: examples/seeds/README.md)
+	$(CARGO) build --profile $(PROFILE) --features containers --bin shakedown
+	@code=0; $(BIN) run examples/seeds/*/*.yaml --out $(OUT)/seeds || code=$$?; \
+	if [ $$code -gt 1 ]; then echo "make examples: exit $$code, not a verdict" >&2; exit $$code; fi
 
 real-up: ## install (if missing) and start PostgreSQL primary + standby (WAL archived), RabbitMQ, s3s-fs and Redis on loopback
 	scripts/real-services.sh up
