@@ -13,7 +13,7 @@ BACKEND   ?= sim
 FEATURES  := $(if $(filter containers,$(BACKEND)),--features containers,)
 BACKEND_DEPS := $(if $(filter containers,$(BACKEND)),container-deps,)
 
-.PHONY: help build run chaos explore campaign test test-real test-containers test-compose container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image docs
+.PHONY: help build run chaos explore campaign test test-real test-containers test-compose container-deps up down bench fmt lint clean-reports real-up real-down report-screenshot index-screenshot image docs examples
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -73,9 +73,10 @@ test-containers: container-deps ## the containers tests: unit tests with the fea
 	$(CARGO) test $(CI_FEATURES) --lib -- containers:: real:: cli:: compose::
 	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test containers -- --test-threads=1
 
-test-compose: container-deps ## compose stacks on containers (shortened): the Patroni example's leader crash and partition, explore on a compose stack; images built if missing; cleanup checked
+test-compose: container-deps ## compose stacks on containers (shortened): the Patroni example's leader crash and partition, explore on a compose stack, the query gateway seed's worker crash; images built if missing; cleanup checked
 	$(CARGO) build $(CI_FEATURES) --bin shakedown
 	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test compose_scenarios -- --test-threads=1 --nocapture
+	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test seed_stacks -- --test-threads=1 --nocapture
 
 container-deps: ## what the containers backend needs beyond Docker: mmdebstrap (installed if missing), s3s-fs for the node image (built if missing)
 	@command -v docker >/dev/null || { echo "the containers backend needs a Docker engine (docker not found)" >&2; exit 1; }
@@ -104,6 +105,13 @@ lint: ## formatting and clippy, as CI checks them
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features real -- -D warnings
 	$(CARGO) clippy --all-targets --features containers -- -D warnings
+
+# Each seed scenario must end in a verdict: 0 (passed) or 1 (a check failed: most seeds do, that is
+# their finding); 2 (inconclusive), 254 (invalid) or 255 (harness error) fail the target.
+examples: container-deps ## the seed systems of examples/seeds/ on containers, every scenario to a verdict; reports under reports/seeds/ (findings: examples/seeds/README.md)
+	$(CARGO) build --profile $(PROFILE) --features containers --bin shakedown
+	@code=0; $(BIN) run examples/seeds/*/*.yaml --out $(OUT)/seeds || code=$$?; \
+	if [ $$code -gt 1 ]; then echo "make examples: exit $$code, not a verdict" >&2; exit $$code; fi
 
 real-up: ## install (if missing) and start PostgreSQL primary + standby (WAL archived), RabbitMQ, s3s-fs and Redis on loopback
 	scripts/real-services.sh up

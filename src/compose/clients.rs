@@ -12,6 +12,11 @@
 //! | SQL error of class 08 (connection), 57 (operator intervention: the server shut down) or XX | `info`: the commit may have happened | `fail` |
 //! | connection lost after sending, timeout | `info` | `fail` |
 //!
+//! A connection the server closed before answering is never a failure of the stack: idempotent
+//! requests (GET, PUT, DELETE) go on pooled connections, idle at most [`HTTP_IDLE_MAX`], and are
+//! sent again on a new one when the server closed theirs unanswered; POST and PATCH get a new
+//! connection each.
+//!
 //! A multi-URL SQL client with `target: read-write` uses the first server that accepts writes
 //! (`SELECT NOT pg_is_in_recovery()`; MySQL `SELECT @@global.read_only = 0`) and looks again after
 //! any failure, as libpq's `target_session_attrs=read-write` does.
@@ -39,6 +44,15 @@ use crate::workload::template::Bound;
 const SQL_CONNECTIONS_MAX: u32 = 64;
 /// Longest answer body kept from an HTTP request (a bigger one is an error).
 const HTTP_BODY_MAX: usize = 16 << 20;
+/// Longest an HTTP connection waits idle in the pool before it is dropped rather than reused.
+/// Shorter than any common server's keep-alive (uvicorn and Node 5 s, gunicorn 2 s): a server
+/// closes an idle connection when its keep-alive runs out, and a request written on it at that
+/// moment is lost without an answer — `info` for a write the server never saw. Not retried
+/// instead: the client cannot tell whether the request was read, and a POST is not idempotent.
+const HTTP_IDLE_MAX: Duration = Duration::from_secs(1);
+/// Most times an idempotent request is sent again after the server closed its connection
+/// unanswered (each stale pooled connection is dropped as it fails).
+const HTTP_RESENDS_MAX: u32 = 3;
 
 /// Where each (service, container port) the scenario names is published on 127.0.0.1.
 #[derive(Clone, Debug, Default)]
@@ -130,14 +144,25 @@ pub struct HttpClient {
     authority: String,
     base_path: String,
     timeout: Duration,
+    /// Idempotent requests: pooled connections, retried on a connection the server closed.
     client: HyperClient<HttpConnector, Full<Bytes>>,
+    /// Other requests (POST, PATCH): a new connection each, never an ambiguous reuse.
+    fresh: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
 impl HttpClient {
     /// A client of the service at `authority` (`127.0.0.1:PORT`), paths under `base_path`.
     pub fn new(authority: String, base_path: String, timeout: Duration) -> HttpClient {
-        let client = HyperClient::builder(TokioExecutor::new()).build_http();
-        HttpClient { authority, base_path, timeout, client }
+        HttpClient::with_idle(authority, base_path, timeout, HTTP_IDLE_MAX)
+    }
+
+    fn with_idle(authority: String, base_path: String, timeout: Duration, idle: Duration) -> HttpClient {
+        let client = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(idle)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build_http();
+        let fresh = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(0).build_http();
+        HttpClient { authority, base_path, timeout, client, fresh }
     }
 
     /// Send one request; a JSON body is sent with `content-type: application/json`.
@@ -167,11 +192,26 @@ impl HttpClient {
         }
     }
 
+    /// Send `request` and read its answer. An idempotent request goes on a pooled connection
+    /// and is sent again (at most [`HTTP_RESENDS_MAX`] times) when the server closed that
+    /// connection without answering — servers close kept-alive connections at will (uvicorn
+    /// after every 500), and HTTP lets a client resend an idempotent request then. Any other
+    /// request gets a connection of its own, so a close is never ambiguous between the
+    /// server's keep-alive and our request.
     async fn exchange(&self, request: http::Request<Full<Bytes>>) -> Reply {
-        let response = match self.client.request(request).await {
-            Ok(response) => response,
-            Err(e) if e.is_connect() => return Reply::failed(EntryType::Fail, format!("connect: {e}")),
-            Err(e) => return Reply::failed(EntryType::Info, format!("connection lost: {e}")),
+        let idempotent = request.method().is_idempotent();
+        let mut resends = 0;
+        let response = loop {
+            let attempt = match idempotent {
+                true => self.client.request(clone_request(&request)).await,
+                false => self.fresh.request(clone_request(&request)).await,
+            };
+            match attempt {
+                Ok(response) => break response,
+                Err(e) if e.is_connect() => return Reply::failed(EntryType::Fail, format!("connect: {e}")),
+                Err(e) if idempotent && resends < HTTP_RESENDS_MAX && closed_unanswered(&e) => resends += 1,
+                Err(e) => return Reply::failed(EntryType::Info, format!("connection lost: {e}")),
+            }
         };
         let status = response.status().as_u16();
         let body = match http_body_util::Limited::new(response.into_body(), HTTP_BODY_MAX).collect().await {
@@ -190,6 +230,22 @@ impl HttpClient {
         });
         Reply { kind, status: Some(status), body: json, first_column: Vec::new(), error }
     }
+}
+
+/// `request` again (its body is a shared buffer).
+fn clone_request(request: &http::Request<Full<Bytes>>) -> http::Request<Full<Bytes>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.headers_mut() = request.headers().clone();
+    copy
+}
+
+/// The connection closed before any answer came (hyper's "incomplete message").
+fn closed_unanswered(error: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_incomplete_message)
 }
 
 /// A pool per SQL server.
@@ -444,6 +500,68 @@ mod tests {
             "http://127.0.0.1:41001/primary"
         );
         assert!(published.rewrite("http://pg2:8008/", None).unwrap_err().contains("not published"));
+    }
+
+    /// A server that answers the first request on each connection (keep-alive) and drops the
+    /// connection without answering any later one: what a server whose keep-alive just ran out
+    /// does to a request that arrives as it closes. Its address, and how many connections it took.
+    async fn one_answer_per_connection() -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = socket.read(&mut buffer).await;
+                    let answer =
+                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    let _ = socket.read(&mut buffer).await; // the second request: dropped
+                });
+            }
+        });
+        (address, accepted)
+    }
+
+    // Goal: a connection that sat idle is not reused, so a server that closed it at the end of
+    // its keep-alive cannot swallow the next request (an `info` the stack did not cause).
+    // Method: a server that never answers a second request on a connection; two GETs apart by
+    // more than the idle limit both succeed, on two connections.
+    #[tokio::test]
+    async fn an_idle_connection_is_not_reused_past_the_idle_limit() {
+        let idle = Duration::from_millis(100);
+        let (address, accepted) = one_answer_per_connection().await;
+        let client = HttpClient::with_idle(address.clone(), String::new(), Duration::from_secs(2), idle);
+        assert_eq!(client.send("GET", "/a", None, &[]).await.kind, EntryType::Ok);
+        tokio::time::sleep(idle * 3).await;
+        let second = client.send("GET", "/b", None, &[]).await;
+        assert_eq!(second.kind, EntryType::Ok, "{:?}", second.error);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    // Goal: a server that closes a kept-alive connection (uvicorn does after every 500) costs
+    // no spurious failure. Method: the same server, a pool that keeps connections 90 s; a GET
+    // on the closed connection is sent again on a new one; POSTs never share a connection.
+    #[tokio::test]
+    async fn a_get_is_resent_on_a_closed_connection_and_a_post_never_reuses_one() {
+        let (address, accepted) = one_answer_per_connection().await;
+        let client =
+            HttpClient::with_idle(address, String::new(), Duration::from_secs(2), Duration::from_secs(90));
+        assert_eq!(client.send("GET", "/a", None, &[]).await.kind, EntryType::Ok);
+        let second = client.send("GET", "/b", None, &[]).await;
+        assert_eq!(second.kind, EntryType::Ok, "{:?}", second.error);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "resent on a new connection");
+        let body = serde_json::json!({});
+        for _ in 0..3 {
+            let post = client.send("POST", "/c", Some(&body), &[]).await;
+            assert_eq!(post.kind, EntryType::Ok, "{:?}", post.error);
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5, "a connection per POST");
     }
 
     #[test]
