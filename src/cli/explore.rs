@@ -254,6 +254,28 @@ pub(super) fn print_summary(summary: &Summary, dir: &std::path::Path) {
     println!("  summary: {}", dir.join("summary.json").display());
 }
 
+/// Where a scenario is explored: the simulation, or for a compose stack its containers. A
+/// compose scenario's file is made absolute first, so the variants and shrunk files written
+/// elsewhere still find it.
+fn explore_backend(
+    loaded: &mut crate::scenario::Loaded,
+    swarm: Option<SwarmVocabulary>,
+) -> Result<Box<dyn crate::run::Backend + Sync>, String> {
+    let Some(compose) = loaded.scenario.stack.compose.clone() else {
+        return Ok(Box::new(crate::sim::Sim));
+    };
+    if swarm == Some(SwarmVocabulary::All) {
+        return Err("`--swarm=all` draws the built-in stack's faults; on a compose stack use `--swarm` (drawn from the scenario's own faults)".into());
+    }
+    let path = crate::scenario::compose_path(&loaded.file, &compose);
+    let absolute = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    loaded.scenario.stack.compose = Some(absolute.display().to_string());
+    #[cfg(feature = "containers")]
+    return Ok(Box::new(crate::compose::Compose));
+    #[cfg(not(feature = "containers"))]
+    Err("a compose stack runs on containers, and this binary was built without them; build it with `cargo build --release --features containers`".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,26 +331,4 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
     }
-}
-
-/// Where a scenario is explored: the simulation, or for a compose stack its containers. A
-/// compose scenario's file is made absolute first, so the variants and shrunk files written
-/// elsewhere still find it.
-fn explore_backend(
-    loaded: &mut crate::scenario::Loaded,
-    swarm: Option<SwarmVocabulary>,
-) -> Result<Box<dyn crate::run::Backend + Sync>, String> {
-    let Some(compose) = loaded.scenario.stack.compose.clone() else {
-        return Ok(Box::new(crate::sim::Sim));
-    };
-    if swarm == Some(SwarmVocabulary::All) {
-        return Err("`--swarm=all` draws the built-in stack's faults; on a compose stack use `--swarm` (drawn from the scenario's own faults)".into());
-    }
-    let path = crate::scenario::compose_path(&loaded.file, &compose);
-    let absolute = std::fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    loaded.scenario.stack.compose = Some(absolute.display().to_string());
-    #[cfg(feature = "containers")]
-    return Ok(Box::new(crate::compose::Compose));
-    #[cfg(not(feature = "containers"))]
-    Err("a compose stack runs on containers, and this binary was built without them; build it with `cargo build --release --features containers`".into())
 }
