@@ -211,8 +211,8 @@ pub(super) fn choose_run<'a>(runs: &'a [RunInfo], wanted: Option<&str>) -> Resul
 
 /// The hosts `target` names in `run`: a host or a group of the stack its containers make up.
 pub(super) fn resolve(run: &RunInfo, target: &str) -> Result<Vec<String>, ManualError> {
-    // A container playing exactly `target`: a host, or a compose stack's service.
-    if run.container(target).is_some() {
+    // A compose stack's service, by name (the link proxy of a built-in stack is no target).
+    if target != LINKS_HOST && run.container(target).is_some() {
         return Ok(vec![target.to_owned()]);
     }
     let count = |prefix: &str| {
@@ -539,6 +539,9 @@ mod tests {
         assert!(far.contains("known hosts and groups: `edge`, `api`"), "{far}");
         assert!(resolve(&up, "client").unwrap_err().to_string().contains("load generator"));
         assert!(resolve(&up, "links").is_err());
+        // A compose stack's services are targets by name.
+        let compose = run("bbbb", Some("pid 6"), &["pg1", "etcd", "haproxy"]);
+        assert_eq!(resolve(&compose, "pg1").unwrap(), ["pg1"]);
         let partial = run("cccc", Some("pid 7"), &["lb", "api-1"]);
         assert!(
             resolve(&partial, "pg-primary").unwrap_err().to_string().contains("no container of run cccc")
