@@ -8,31 +8,18 @@
 //! time, mmdebstrap (the local base is built if missing).
 #![cfg(feature = "containers")]
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::left_behind;
 use shakedown::containers::compose::{Project, RunLabels};
 use shakedown::scenario::compose_file::ComposeFile;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The longest a restarted server may take to answer again.
 const ANSWER_AGAIN_MAX: Duration = Duration::from_secs(30);
-
-/// What the engine still holds with the run's label: containers, networks, volumes.
-fn left_behind(run: &str) -> Vec<String> {
-    let filter = format!("label=shakedown.run={run}");
-    let mut out = Vec::new();
-    for what in [&["ps", "-a"][..], &["network", "ls"], &["volume", "ls"]] {
-        let listed = Command::new("docker")
-            .args(what)
-            .args(["-q", "--filter", &filter])
-            .output()
-            .expect("docker runs");
-        out.extend(String::from_utf8_lossy(&listed.stdout).lines().map(|l| format!("{} {l}", what[0])));
-    }
-    out
-}
 
 /// `GET /` on 127.0.0.1:`port`, bounded by `timeout`: the body's first line.
 async fn get(port: u16, timeout: Duration) -> Result<String, String> {

@@ -10,24 +10,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{repo, shakedown};
-
-/// What the engine still holds with a run's label.
-fn left_behind(run: &str) -> Vec<String> {
-    let filter = format!("label=shakedown.run={run}");
-    let mut out = Vec::new();
-    for what in [&["ps", "-a"][..], &["network", "ls"], &["volume", "ls"]] {
-        let listed = Command::new("docker")
-            .args(what)
-            .args(["-q", "--filter", &filter])
-            .output()
-            .expect("docker runs");
-        out.extend(String::from_utf8_lossy(&listed.stdout).lines().map(|l| format!("{} {l}", what[0])));
-    }
-    out
-}
+use common::{left_behind, repo, shakedown};
 
 /// Run an example scenario with `--set` overrides; (exit code, report.json, stderr, run id).
 fn run(scenario: &str, sets: &[&str]) -> (i32, serde_json::Value, String, String) {

@@ -39,3 +39,18 @@ pub fn run(path: &Path, overrides: &[&str]) -> shakedown::report::Report {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .report
 }
+
+/// What the engine still holds with a run's label: containers, networks, volumes.
+pub fn left_behind(run: &str) -> Vec<String> {
+    let filter = format!("label=shakedown.run={run}");
+    let mut out = Vec::new();
+    for what in [&["ps", "-a"][..], &["network", "ls"], &["volume", "ls"]] {
+        let listed = Command::new("docker")
+            .args(what)
+            .args(["-q", "--filter", &filter])
+            .output()
+            .expect("docker runs");
+        out.extend(String::from_utf8_lossy(&listed.stdout).lines().map(|l| format!("{} {l}", what[0])));
+    }
+    out
+}
