@@ -12,7 +12,7 @@ fn settings(replication: Replication, bugs: Bugs) -> Settings {
 fn start(settings: Settings) -> (Arc<MemDbAdmin>, WatchdogState) {
     let admin = Arc::new(MemDbAdmin::default());
     let state = WatchdogState::default();
-    tokio::spawn(run(admin.clone(), settings, state.clone()));
+    crate::stack::spawn(run(admin.clone(), settings, state.clone()));
     (admin, state)
 }
 
