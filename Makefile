@@ -82,7 +82,7 @@ test-containers: container-deps ## the containers tests: unit tests with the fea
 test-containers-all: ## every containers test: the full parity matrix (about twice test-containers' time)
 	$(MAKE) test-containers CONTAINER_TESTS=
 
-test-compose: container-deps ## compose stacks on containers (shortened): the Patroni example's leader crash and partition, explore on a compose stack, the query gateway seed's worker crash; images built if missing; cleanup checked
+test-compose: container-deps ## compose stacks on containers (shortened): the Patroni example's leader crash and partition, explore on a compose stack, the query gateway seed's worker crash, latency on the investments seed; images built if missing; cleanup checked
 	$(CARGO) build $(CI_FEATURES) --bin shakedown
 	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test compose_scenarios -- --test-threads=1 --nocapture
 	SHAKEDOWN_BIN=$(CURDIR)/$(CI_BIN) $(CARGO) test $(CI_FEATURES) --test seed_stacks -- --test-threads=1 --nocapture

@@ -1,8 +1,10 @@
-//! A seed system under test as its authors built it: the query gateway of `examples/seeds/`
-//! (FastAPI, RabbitMQ, a pika worker, PostgreSQL) run by `shakedown run` as a user would,
-//! shortened. Its worker is SIGKILLed while it computes and restarted; the worker acknowledges a
-//! message only after its commit, so RabbitMQ redelivers what it held and every accepted query
-//! must still complete. Afterwards nothing labelled with the run is left on the engine.
+//! Seed systems under test as their authors built them (`examples/seeds/`), run by `shakedown
+//! run` as a user would, shortened, and afterwards nothing labelled with the run left on the
+//! engine:
+//! - the query gateway (FastAPI, RabbitMQ, a pika worker, PostgreSQL): its worker is SIGKILLed
+//!   while it computes and restarted; the worker acknowledges a message only after its commit,
+//!   so RabbitMQ redelivers what it held and every accepted query must still complete;
+//! - the investments API: `latency` between it and its replicas, measured in what the reads saw.
 //!
 //! Needs a Docker engine, a Compose CLI and, the first time, mmdebstrap (the local base and the
 //! seed's image are built when missing: a few minutes). `make examples` runs every seed scenario.
@@ -69,4 +71,53 @@ fn the_query_gateway_s_worker_crash_loses_no_accepted_query_and_leaves_nothing_b
     let delivery = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "delivery").unwrap();
     assert!(delivery["details"]["accepted_count"].as_u64().unwrap() > 10, "{delivery}");
     assert_eq!(delivery["status"], "pass", "{delivery}");
+}
+
+/// The latency row of `op` in `phase` from a report: its p50 in ms.
+fn p50(report: &serde_json::Value, op: &str, phase: &str) -> f64 {
+    let rows = report["latency"].as_array().expect("latency rows");
+    let row = rows
+        .iter()
+        .find(|r| r["op"] == op && r["phase"] == phase)
+        .unwrap_or_else(|| panic!("no {op} row for {phase} in {rows:?}"));
+    row["latency_ms_p50"].as_f64().unwrap_or_else(|| panic!("no p50: {row}"))
+}
+
+// Goal: `latency` works on a compose stack, and the ops see the delay the scenario asks for.
+// Method: the investments seed's history reads (each opens its own PostgreSQL connection to a
+// replica) with 100 ms each way between the API and both replicas for 12 s of a 30 s run. A
+// read makes at least one round trip to a replica, so its median in the fault phase must be at
+// least 200 ms above the steady median; after the heal the delay is gone (the recovery phase's
+// median within 100 ms of steady's); the delayers held packets; the fault named the API and both replicas; and the
+// run leaves nothing behind.
+#[test]
+fn latency_on_a_compose_stack_delays_what_the_ops_see_and_goes_away_when_healed() {
+    let out = tempfile::tempdir().unwrap();
+    let path = repo().join("examples/seeds/investments/slow-replicas.yaml");
+    let sets = ["duration=30s", "faults[0].at=8s", "faults[0].for=12s", "checks.slo=[]"];
+    let mut args = vec!["run", path.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
+    for set in &sets {
+        args.extend(["--set", set]);
+    }
+    let output = shakedown(out.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let run = stderr
+        .split("as compose project sd-")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no compose project named in:\n{stderr}"))
+        .to_owned();
+    assert!(left_behind(&run).is_empty(), "run {run} left {:?}", left_behind(&run));
+    let code = output.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "a verdict (0 or 1), not {code}:\n{stderr}");
+    let file = report_under(out.path()).unwrap_or_else(|| panic!("no report.json:\n{stderr}"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let fault = &report["faults"][0];
+    assert_eq!(fault["hosts"], serde_json::json!(["api", "pg-replica-1", "pg-replica-2"]), "{fault}");
+    assert!(fault["effect"]["messages_held_count"].as_u64().unwrap_or(0) > 0, "{fault}");
+    let history = |phase| p50(&report, "list-history", phase);
+    let (steady, during, after) = (history("steady"), history("fault"), history("recovery"));
+    eprintln!("list-history p50: steady {steady:.1} ms, fault {during:.1} ms, recovery {after:.1} ms");
+    assert!(during >= steady + 200.0, "one round trip at least: steady {steady} ms, fault {during} ms");
+    assert!(after < steady + 100.0, "healed: steady {steady} ms, recovery {after} ms");
 }

@@ -277,7 +277,8 @@ pub struct ListArgs {
                              (http://HOST:PORT) [unset: not told]")]
 pub struct ServeArgs {
     /// Which service: api, pricefeed, invest, inventory, ordersvc, reports, orders, gateway,
-    /// worker, balancer, watchdog, db-router, links, backup.
+    /// worker, balancer, watchdog, db-router, links, backup; `delay` is the packet delayer a
+    /// compose run starts in a service's network namespace for `latency`.
     pub service: String,
     /// Address to listen on (HTTP services; for `db-router`, the PostgreSQL proxy).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -290,6 +291,21 @@ pub struct ServeArgs {
     /// `NAME=LISTEN_PORT:HOST:PORT`, e.g. `pg-replica~pg-primary=15432:pg-primary:5432` (repeat).
     #[arg(long = "link", value_name = "NAME=PORT:HOST:PORT")]
     pub links: Vec<String>,
+    /// For `delay`: delay packets sent to this address (repeat).
+    #[arg(long = "to", value_name = "ADDR")]
+    pub delay_to: Vec<String>,
+    /// For `delay`: the NFQUEUE number (unique in the network namespace).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nfqueue: u16,
+    /// For `delay`: the added delay per packet, ms.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub delay_ms: u64,
+    /// For `delay`: extra random delay per packet, uniform in `0..MS`.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// For `delay`: the seed of the jitter's draws.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
     /// For `db-router`: the admin HTTP address (`GET /health`, `GET /route`, `POST /set_writer`).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,

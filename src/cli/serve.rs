@@ -39,6 +39,9 @@ pub(super) fn run(args: &ServeArgs) -> u8 {
     if args.service == "links" {
         return links(args);
     }
+    if args.service == "delay" {
+        return delay(args);
+    }
     #[cfg(feature = "real")]
     {
         use crate::real::serve::{self, ServeError, ServeOptions};
@@ -70,6 +73,42 @@ pub(super) fn run(args: &ServeArgs) -> u8 {
             "shakedown serve {}: this binary was built without the real adapters; rebuild with `cargo build --release --features real` (PostgreSQL and RabbitMQ: `make real-up` starts them on loopback)",
             args.service
         );
+        exit::BAD_INPUT
+    }
+}
+
+/// The packet delayer of a compose run's `latency` (needs the `containers` feature and, in its
+/// network namespace, NET_ADMIN and iptables): until SIGTERM.
+fn delay(args: &ServeArgs) -> u8 {
+    #[cfg(feature = "containers")]
+    {
+        use crate::containers::delayer::{DelaySpec, run};
+        use std::time::Duration;
+        if args.delay_to.is_empty() {
+            eprintln!("shakedown serve delay: nothing to delay; name the far side with `--to ADDR` (repeat)");
+            return exit::BAD_INPUT;
+        }
+        let spec = DelaySpec {
+            queue: args.nfqueue,
+            to: args.delay_to.clone(),
+            delay: Duration::from_millis(args.delay_ms),
+            jitter: Duration::from_millis(args.jitter_ms),
+            seed: args.seed,
+        };
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+        match runtime.block_on(run(spec)) {
+            Ok(_) => exit::PASS,
+            Err(error) => {
+                eprintln!("shakedown serve delay: {error}");
+                exit::HARNESS_ERROR
+            }
+        }
+    }
+    #[cfg(not(feature = "containers"))]
+    {
+        let _ = args;
+        eprintln!("shakedown serve delay: the delayer needs a binary built with `--features containers`");
         exit::BAD_INPUT
     }
 }

@@ -7,12 +7,13 @@
 //! | stop | Docker's stop: SIGTERM, SIGKILL after [`STOP_GRACE`] | `docker start` |
 //! | pause | the cgroup freezer | thawed |
 //! | partition | DROP rules in each side's own network namespace, from a helper container (`containers::compose::net`) | the rules deleted; the packets they dropped are its `messages_held_count` |
+//! | latency | a packet delayer in each side's own network namespace (`containers::compose::latency`): what a service sends across is held `delay` (+ jitter) | the delayers stopped, their held packets let go; the packets they delayed are its `messages_held_count` |
 //! | exec | `run` in each service's container; a non-zero exit fails the run | `revert`, if given |
 //!
 //! A role (`crash: leader`) is resolved by its probe when the fault starts; the fault's
 //! `fault_start` records the service it was. When no member holds the role the fault is
-//! vacuous: recorded, not applied. For a partition, a service on both sides after resolution
-//! (`[[leader], [db]]`) stays only on the first.
+//! vacuous: recorded, not applied. For a partition or latency, a service on both sides after
+//! resolution (`[[leader], [db]]`) stays only on the first.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::probes::Roles;
-use crate::containers::compose::{Cut, Project};
+use crate::containers::compose::{Cut, Project, Slowdown};
 use crate::faults::{Actuator, Counters, FaultKind, PlannedFault};
 
 /// How long a `stop` lets a service shut down before SIGKILL (Docker's default).
@@ -38,19 +39,25 @@ pub struct ComposeFaults {
     sides: Mutex<BTreeMap<usize, Sides>>,
     /// Each partition in force, by fault index.
     cuts: Mutex<BTreeMap<usize, Cut>>,
-    /// Packets each partition's rules dropped, counted when it was healed.
-    dropped: Mutex<BTreeMap<usize, u64>>,
+    /// Each latency in force, by fault index.
+    slowdowns: Mutex<BTreeMap<usize, Slowdown>>,
+    /// Packets each partition dropped or each latency delayed, counted when it ended.
+    held: Mutex<BTreeMap<usize, u64>>,
+    /// The run's seed: latency's jitter draws derive from it.
+    seed: u64,
 }
 
 impl ComposeFaults {
-    /// The actuator of `project`, resolving `roles`.
-    pub fn new(project: Arc<Project>, roles: Roles) -> ComposeFaults {
+    /// The actuator of `project`, resolving `roles`, in a run seeded `seed`.
+    pub fn new(project: Arc<Project>, roles: Roles, seed: u64) -> ComposeFaults {
         ComposeFaults {
             project,
             roles,
             sides: Mutex::default(),
             cuts: Mutex::default(),
-            dropped: Mutex::default(),
+            slowdowns: Mutex::default(),
+            held: Mutex::default(),
+            seed,
         }
     }
 
@@ -71,13 +78,38 @@ impl ComposeFaults {
         out
     }
 
-    /// Heal a partition once: its rules deleted and their dropped packets kept.
+    /// End a partition or a latency once: its rules deleted or its delayers stopped, and the
+    /// packets they dropped or delayed kept.
     async fn heal(&self, index: usize) {
         let cut = self.cuts.lock().expect("cuts lock").remove(&index);
+        let slowdown = self.slowdowns.lock().expect("slowdowns lock").remove(&index);
+        let mut held = 0;
         if let Some(cut) = cut {
-            let dropped = self.project.heal(&cut).await;
-            *self.dropped.lock().expect("dropped lock").entry(index).or_default() += dropped;
+            held += self.project.heal(&cut).await;
         }
+        if let Some(slowdown) = slowdown {
+            held += self.project.undelay(&slowdown).await;
+        }
+        *self.held.lock().expect("held lock").entry(index).or_default() += held;
+    }
+
+    /// The hosts of a partition or latency fault, its sides resolved and kept; none when a side
+    /// is empty (the fault is vacuous). A service on both sides stays only on the first.
+    async fn resolve_sides(&self, index: usize, a: &[String], b: &[String]) -> Vec<String> {
+        let a = self.resolve(a).await;
+        let b: Vec<String> = self.resolve(b).await.into_iter().filter(|s| !a.contains(s)).collect();
+        if a.is_empty() || b.is_empty() {
+            return Vec::new();
+        }
+        let hosts = a.iter().chain(&b).cloned().collect();
+        self.sides.lock().expect("sides lock").insert(index, (a, b));
+        hosts
+    }
+
+    /// The sides [`Self::resolve_sides`] kept for a fault.
+    fn sides(&self, fault: &PlannedFault) -> Result<Sides, String> {
+        let sides = self.sides.lock().expect("sides lock").get(&fault.index).cloned();
+        sides.ok_or_else(|| format!("a {} applied before its sides were resolved", fault.kind.name()))
     }
 }
 
@@ -85,22 +117,14 @@ impl ComposeFaults {
 impl Actuator for ComposeFaults {
     async fn targets(&self, fault: &PlannedFault) -> Result<Vec<String>, String> {
         match &fault.kind {
-            FaultKind::Partition { a, b, .. } => {
-                let a = self.resolve(a).await;
-                let b: Vec<String> = self.resolve(b).await.into_iter().filter(|s| !a.contains(s)).collect();
-                if a.is_empty() || b.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let hosts = a.iter().chain(&b).cloned().collect();
-                self.sides.lock().expect("sides lock").insert(fault.index, (a, b));
-                Ok(hosts)
+            FaultKind::Partition { a, b, .. } | FaultKind::Latency { a, b, .. } => {
+                Ok(self.resolve_sides(fault.index, a, b).await)
             }
             FaultKind::Crash { hosts }
             | FaultKind::Pause { hosts }
             | FaultKind::Stop { hosts }
             | FaultKind::Exec { hosts, .. } => Ok(self.resolve(hosts).await),
-            FaultKind::Latency { .. }
-            | FaultKind::Backpressure { .. }
+            FaultKind::Backpressure { .. }
             | FaultKind::PricefeedOutage { .. }
             | FaultKind::Disaster { .. }
             | FaultKind::Restore { .. }
@@ -129,10 +153,16 @@ impl Actuator for ComposeFaults {
                 }
             }
             FaultKind::Partition { one_way, .. } => {
-                let sides = self.sides.lock().expect("sides lock").get(&fault.index).cloned();
-                let (a, b) = sides.ok_or("a partition applied before its sides were resolved")?;
+                let (a, b) = self.sides(fault)?;
                 let cut = project.partition(&a, &b, *one_way).await.map_err(|e| e.to_string())?;
                 self.cuts.lock().expect("cuts lock").insert(fault.index, cut);
+            }
+            FaultKind::Latency { delay, jitter, .. } => {
+                let (a, b) = self.sides(fault)?;
+                let seed = crate::seed::derive(self.seed, &format!("faults/{}/latency", fault.index));
+                let slowdown =
+                    project.delay(&a, &b, *delay, *jitter, seed).await.map_err(|e| e.to_string())?;
+                self.slowdowns.lock().expect("slowdowns lock").insert(fault.index, slowdown);
             }
             FaultKind::Exec { run, .. } => {
                 for service in hosts {
@@ -159,7 +189,7 @@ impl Actuator for ComposeFaults {
                     project.unpause(service).await.map_err(|e| e.to_string())?;
                 }
             }
-            FaultKind::Partition { .. } => self.heal(fault.index).await,
+            FaultKind::Partition { .. } | FaultKind::Latency { .. } => self.heal(fault.index).await,
             FaultKind::Exec { revert: Some(revert), .. } => {
                 for service in hosts {
                     exec(project, service, revert).await?;
@@ -170,14 +200,15 @@ impl Actuator for ComposeFaults {
         Ok(())
     }
 
-    /// Messages held: the packets a partition's rules dropped. They can only be counted as the
-    /// rules go, so a partition in force is healed here, just before its revert (which then has
-    /// nothing left to do). Connections reset are not counted on a compose stack.
+    /// Messages held: the packets a partition's rules dropped or a latency's delayers held back.
+    /// They can only be counted as the fault goes, so one in force is healed here, just before
+    /// its revert (which then has nothing left to do). Connections reset are not counted on a
+    /// compose stack.
     async fn counters(&self, fault: &PlannedFault, _hosts: &[String]) -> Counters {
-        if matches!(fault.kind, FaultKind::Partition { .. }) {
+        if matches!(fault.kind, FaultKind::Partition { .. } | FaultKind::Latency { .. }) {
             self.heal(fault.index).await;
         }
-        let held = self.dropped.lock().expect("dropped lock").get(&fault.index).copied().unwrap_or(0);
+        let held = self.held.lock().expect("held lock").get(&fault.index).copied().unwrap_or(0);
         Counters { messages_held: held, ..Counters::default() }
     }
 }

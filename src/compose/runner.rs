@@ -202,7 +202,7 @@ async fn run_load(
         stopped,
     ));
     let roles = || Roles::new(scenario.stack.roles.clone(), scenario.stack.groups.clone(), published.clone());
-    let actuator = ComposeFaults::new(project, roles());
+    let actuator = ComposeFaults::new(project, roles(), seed);
     let faults = crate::faults::drive(Arc::new(actuator), &loaded.plan, start, history.clone());
     let schedule = Schedule::new(scenario, seed);
     let workload = drive_declared(&schedule, scenario, Arc::new(Ops::new(clients.clone())), recorder);

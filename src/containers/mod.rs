@@ -15,6 +15,7 @@
 //! | `backups.rs` | the backup agent's clock, disasters and restores around the database containers, the backups' final state |
 //! | `failback.rs` | a failback: the old primary rewound and rejoined, then a planned switchover to it |
 //! | `proxy.rs` | the link proxy (`shakedown serve links`): per-link delay, jitter and cuts, since the kernel has no netem |
+//! | `delayer.rs` | the packet delayer (`shakedown serve delay`): `latency` on a compose stack, NFQUEUE in a service's network namespace |
 //! | `progress.rs` | the live line: elapsed, ops ok / failed, faults in force |
 //! | `cleanup.rs` | labels, sweeping dead runs, removing a run, `shakedown down` |
 //! | `owner.rs` | who owns a run (`pid/start-time` from `/proc`) and whether it still runs |
@@ -25,6 +26,7 @@
 mod backups;
 mod cleanup;
 pub mod compose;
+pub mod delayer;
 mod engine;
 mod failback;
 mod faults;

@@ -684,7 +684,6 @@ fn final_reads(scenario: &Scenario, report: &mut Report) {
 
 fn fault_targets(fault: &FaultSpec, path: &str, names: &Names, report: &mut Report) {
     let builtin = [
-        ("latency", fault.latency.is_some(), "needs netem, which this kernel lacks"),
         ("backpressure", fault.backpressure.is_some(), "acts on the built-in stack's queue"),
         ("pricefeed_outage", fault.pricefeed_outage.is_some(), "acts on the built-in price feed"),
         ("disaster", fault.disaster.is_some(), "acts on the built-in stack's backups"),
@@ -693,7 +692,7 @@ fn fault_targets(fault: &FaultSpec, path: &str, names: &Names, report: &mut Repo
     ];
     for (key, set, why) in builtin {
         if set {
-            let hint = Some("on a compose stack use `crash`, `stop`, `pause`, `partition` or `exec` (e.g. a `rabbitmqctl set_policy`)".into());
+            let hint = Some("on a compose stack use `crash`, `stop`, `pause`, `partition`, `latency` or `exec` (e.g. a `rabbitmqctl set_policy`)".into());
             report.error(
                 &format!("{path}.{key}"),
                 format!("`{key}` is not available on a compose stack: it {why}"),
@@ -712,15 +711,24 @@ fn fault_targets(fault: &FaultSpec, path: &str, names: &Names, report: &mut Repo
             report.error(&format!("{path}.exec.run"), "an empty command", None);
         }
     }
-    if let Some(sides) = &fault.partition {
+    let sides = [
+        ("partition", fault.partition.as_ref()),
+        ("latency.between", fault.latency.as_ref().map(|l| &l.between)),
+    ];
+    for (key, sides) in sides {
+        let Some(sides) = sides else { continue };
         for (s, side) in sides.iter().enumerate() {
             for (t, name) in side.iter().enumerate() {
-                names.target(name, &format!("{path}.partition[{s}][{t}]"), report);
+                names.target(name, &format!("{path}.{key}[{s}][{t}]"), report);
             }
         }
         if sides.len() != 2 || sides.iter().any(Vec::is_empty) {
             let hint = Some("write two lists: `[[leader], [db, dcs]]`".into());
-            report.error(&format!("{path}.partition"), "`partition` needs exactly two non-empty sides", hint);
+            report.error(
+                &format!("{path}.{key}"),
+                format!("`{key}` needs exactly two non-empty sides"),
+                hint,
+            );
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | `health.rs` | waiting until every service is healthy (or running), and saying which is not |
 //! | `control.rs` | process faults on a service's container: kill, start, stop, pause, unpause, exec; its logs |
 //! | `net.rs` | network cuts from a helper container in the target's network namespace |
+//! | `latency.rs` | `latency`: a packet delayer (`shakedown serve delay`) in each service's network namespace |
 //! | `debian.rs` | `shakedown/debian:bookworm`, the local base a user's Dockerfile can start `FROM` |
 //!
 //! Resources carry the built-in backend's labels (`layout::PROJECT_LABEL`, `RUN_LABEL`,
@@ -22,6 +23,7 @@ mod cli;
 mod control;
 pub mod debian;
 mod health;
+mod latency;
 mod net;
 mod override_file;
 mod project;
@@ -31,6 +33,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use cli::{ComposeCli, Flavor};
+pub use latency::Slowdown;
 pub use net::Cut;
 pub use override_file::PortMap;
 pub use project::Project;

@@ -69,17 +69,7 @@ impl Project {
 
     /// Cut `a` from `b` (see the module doc); what was cut, for [`Project::heal`].
     pub async fn partition(&self, a: &[String], b: &[String], one_way: bool) -> Result<Cut, ComposeError> {
-        let mut addresses = BTreeMap::new();
-        let mut skipped = Vec::new();
-        for service in a.iter().chain(b) {
-            let found =
-                if self.running(service).await? { self.addresses(service).await? } else { Vec::new() };
-            if found.is_empty() {
-                skipped.push(service.clone());
-            } else {
-                addresses.insert(service.clone(), found);
-            }
-        }
+        let (addresses, skipped) = self.addresses_of(a.iter().chain(b)).await?;
         if self.docker.inspect_image(debian::DEBIAN_IMAGE).await.is_err() {
             self.prepare_partitions(&mut |line| tracing::info!("{line}"))?;
         }
@@ -112,6 +102,25 @@ impl Project {
             }
         }
         Ok(cut)
+    }
+
+    /// Each running service's addresses, and the services that have none (not running).
+    pub(super) async fn addresses_of(
+        &self,
+        services: impl Iterator<Item = &String>,
+    ) -> Result<(BTreeMap<String, Vec<String>>, Vec<String>), ComposeError> {
+        let mut addresses = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for service in services {
+            let found =
+                if self.running(service).await? { self.addresses(service).await? } else { Vec::new() };
+            if found.is_empty() {
+                skipped.push(service.clone());
+            } else {
+                addresses.insert(service.clone(), found);
+            }
+        }
+        Ok((addresses, skipped))
     }
 
     /// Undo a cut; the packets its rules dropped, counted before they are deleted. A target
@@ -201,7 +210,7 @@ impl Project {
 /// Which addresses each service must drop, from and to (pure): for every pair across the sides
 /// (a service is never cut from itself), `x` drops what goes to `y` and `y` what comes from
 /// `x`; both ways unless `one_way`. Services without addresses are left out.
-fn plan(
+pub(super) fn plan(
     a: &[String],
     b: &[String],
     one_way: bool,

@@ -85,15 +85,33 @@ fn built_in_keys_and_faults_are_refused_on_a_compose_stack_and_the_reverse() {
         .replace("  compose: docker-compose.yml\n", "  compose: docker-compose.yml\n  replication: async\n")
         .replace(
             "- { at: 20s, crash: leader, restart_after: 20s }",
-            "- { at: 20s, latency: { between: [[pg1], [pg2]], delay: 50ms }, for: 5s }",
+            "- { at: 20s, backpressure: {}, for: 5s }",
         );
     let errors = load(&mixed).unwrap_err();
     assert!(errors.contains("`stack.replication` configures the built-in stack"), "{errors}");
-    assert!(errors.contains("`latency` is not available on a compose stack"), "{errors}");
+    assert!(errors.contains("`backpressure` is not available on a compose stack"), "{errors}");
     let builtin = "name: b\nduration: 10s\nclients: { rw: { http: 'http://api:80' } }\nworkload: [ { name: put, rate: 1/s } ]\n";
     let errors = crate::scenario::load_str(builtin, "b.yaml", &[]).unwrap_err().to_string();
     assert!(errors.contains("`clients` applies only to a compose stack"), "{errors}");
     assert!(errors.contains("names no built-in `op`"), "{errors}");
+}
+
+// Goal: `latency` acts on a compose stack (a packet delayer per service), its sides name
+// services, groups or roles like a partition's, and a bad name is reported at its place.
+#[test]
+fn latency_on_a_compose_stack_names_its_sides_like_a_partition() {
+    let slow = GOOD.replace(
+        "- { at: 20s, crash: leader, restart_after: 20s }",
+        "- { at: 20s, latency: { between: [[leader], [db]], delay: 50ms, jitter: 10ms }, for: 5s }",
+    );
+    let loaded = load(&slow).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.plan.faults[0].kind.name(), "latency");
+    let bad = slow.replace("between: [[leader], [db]]", "between: [[leader], [pg3]]");
+    let errors = load(&bad).unwrap_err();
+    assert!(errors.contains("DIR/s.yaml:21:48: unknown service, group or role `pg3`"), "{errors}");
+    let one_sided = slow.replace("between: [[leader], [db]]", "between: [[leader]]");
+    let errors = load(&one_sided).unwrap_err();
+    assert!(errors.contains("`latency.between` needs exactly two non-empty sides"), "{errors}");
 }
 
 #[test]
