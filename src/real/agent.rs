@@ -10,7 +10,8 @@
 //! | `POST /control/restore` | [`RestoreRequest`] → [`RestorePrepared`]: rebuild `pg-primary`'s volume from the newest verified base backup plus the catalogued, verified WAL after it, and empty `pg-replica`'s (it is cloned again); the harness then starts the nodes |
 //! | `GET /stored` | what the volume holds, as backup id → checksum (the restore check compares the catalogue with it) |
 //!
-//! Loops: WAL cataloguing every [`CATALOGUE_EVERY`] ([`backup::catalogue_wal`]), base backups on
+//! Loops: WAL streaming from the writer (`pg_receivewal`, [`super::stream`]) into `stream/`,
+//! WAL cataloguing every [`CATALOGUE_EVERY`] ([`backup::catalogue_wal`]), base backups on
 //! the grid ([`backup::base_backup_with`], from the writer through `db-router`, at most
 //! [`BASE_BACKUP_MAX_RATE`]), and pruning after each: base backups beyond `keep` and the WAL only
 //! they needed, catalogue entry first, then the files (a restore never trusts what the
@@ -20,7 +21,10 @@
 //! simulation's agent carries out: the newest `done` base backup that ended by the target and
 //! verifies; then, from the segment holding its start, every catalogued segment whose checksum
 //! verifies, contiguous by LSN (the newest timeline's copy where several exist), up to the first
-//! gap. This file is the policy's adapter on files: [`ArchiveDirs`] is its `BackupStorage`. The
+//! gap. This file is the policy's adapter on files: [`ArchiveDirs`] is its `BackupStorage`. A
+//! restore to the latest whose chain reached the end of the archive also takes the streamed tail
+//! after it ([`super::stream::tail`]: whole segments, then the one being written), so it loses
+//! only what had not been streamed when the primary died. The
 //! segments are put in the node's `pg_wal` with every timeline history file; recovery replays
 //! them with `recovery_target_timeline = 'latest'` and promotes. A point-in-time target is set
 //! only when a segment archived after it is in the chain, so recovery can reach it; otherwise the
@@ -146,6 +150,10 @@ impl AgentConfig {
         self.dir.join("wal")
     }
 
+    fn stream_dir(&self) -> PathBuf {
+        self.dir.join(super::stream::STREAM_DIR)
+    }
+
     fn start_file(&self) -> PathBuf {
         self.dir.join(START_FILE)
     }
@@ -224,6 +232,12 @@ impl Agent {
         }
     }
 
+    /// Stream the writer's WAL into the volume forever.
+    pub async fn stream_loop(self: Arc<Self>) {
+        let config = &self.config;
+        super::stream::stream_loop(self.tools.clone(), config.conninfo.clone(), config.stream_dir()).await
+    }
+
     /// Base backups on the run's grid forever (none before the run's start is known).
     pub async fn base_backup_loop(self: Arc<Self>) {
         let every = self.config.every.as_nanos().max(1) as u64;
@@ -284,14 +298,19 @@ impl Agent {
         let entries = self.catalogue.list().await.map_err(|e| format!("listing the catalogue: {e}"))?;
         let (storage, target) = (self.config.storage(), request.target_unix_ns);
         // Verifying reads every candidate's files: off the async threads.
+        let stream_dir = self.config.stream_dir();
         let planned = tokio::task::spawn_blocking(move || {
             let choice = backup_policy::choose_base(&entries, target, &storage);
             let chain = choice.base.as_ref().map(|base| backup_policy::wal_chain(&entries, base, &storage));
-            (choice, chain)
+            let tail = match (&chain, target) {
+                (Some(chain), None) => streamed_tail(chain, &stream_dir),
+                _ => Vec::new(),
+            };
+            (choice, chain, tail)
         })
         .await
         .map_err(|e| format!("choosing the base backup: {e}"))?;
-        let (choice, chain) = planned;
+        let (choice, chain, tail) = planned;
         let mut prepared = RestorePrepared { skipped: choice.skipped, ..RestorePrepared::default() };
         let primary = self.config.volumes.join("pg-primary");
         let replica = self.config.volumes.join("pg-replica");
@@ -307,13 +326,17 @@ impl Agent {
             (Some(_), false) => format!("{stopped}, before the target"),
             (None, _) => stopped,
         };
+        if let Some((_, last)) = tail.last() {
+            prepared.stopped =
+                format!("{}; then {} streamed segment(s), to {last}", prepared.stopped, tail.len());
+        }
         prepared.base = Some(base.id.clone());
-        prepared.segments = chain.segments.len() as u32;
+        prepared.segments = (chain.segments.len() + tail.len()) as u32;
         let target = target.filter(|_| target_set);
         let (wal_dir, replication) = (self.config.wal_dir(), self.config.replication);
         let base_path = self.config.base_dir().join(&base.id);
         let segments = chain.segments;
-        let copy = move || lay_out(&base_path, &wal_dir, &segments, &primary, target, replication);
+        let copy = move || lay_out(&base_path, &wal_dir, &segments, &tail, &primary, target, replication);
         tokio::task::spawn_blocking(copy).await.map_err(|e| format!("laying out the restore: {e}"))??;
         chown_postgres(&self.config.volumes.join("pg-primary")).await?;
         Ok(prepared)
@@ -343,6 +366,19 @@ impl Agent {
     }
 }
 
+/// The streamed segments that continue `chain`, when it reached the end of the archive (see
+/// [`super::stream::tail`]); none after a gap or with no segment to take the timeline from.
+fn streamed_tail(chain: &backup_policy::Chain, stream_dir: &Path) -> Vec<(PathBuf, String)> {
+    let (backup_policy::ChainEnd::EndOfArchive { next }, Some(last)) = (&chain.end, chain.segments.last())
+    else {
+        return Vec::new();
+    };
+    let name = last.id.strip_prefix("wal-").unwrap_or(&last.id);
+    let Some(timeline) = name.get(..8) else { return Vec::new() };
+    let size = last.stop_lsn - last.start_lsn;
+    super::stream::tail(*next, timeline, size, &super::stream::streamed_files(stream_dir))
+}
+
 /// `X/Y`, PostgreSQL's LSN text.
 fn lsn_text(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
@@ -363,12 +399,13 @@ fn wipe_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Unpack the base into `data` (emptied), put the segments and every timeline history file in
-/// its `pg_wal`, and write the recovery settings.
+/// Unpack the base into `data` (emptied), put the segments, the streamed tail (file, segment
+/// name) and every timeline history file in its `pg_wal`, and write the recovery settings.
 fn lay_out(
     base: &Path,
     wal_dir: &Path,
     segments: &[CatalogueEntry],
+    tail: &[(PathBuf, String)],
     data: &Path,
     target_unix_ns: Option<u64>,
     replication: Replication,
@@ -394,6 +431,9 @@ fn lay_out(
     };
     for segment in segments {
         copy(segment.id.strip_prefix("wal-").unwrap_or(&segment.id))?;
+    }
+    for (file, name) in tail {
+        std::fs::copy(file, pg_wal.join(name)).map_err(|e| format!("copying {}: {e}", file.display()))?;
     }
     for entry in std::fs::read_dir(wal_dir).map_err(|e| format!("{}: {e}", wal_dir.display()))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -13,6 +13,7 @@
 //! | `catalogue` | `Catalogue` (one Redis hash of entries as JSON) | Redis |
 //! | `backup` | — (the backup agent's steps: `pg_basebackup`, cataloguing archived WAL, verifying) | the primary, its WAL archive |
 //! | `agent` | — (the `backup` host of a containers run: WAL archive over HTTP, base backups on the run's grid, pruning, restores laid out in the nodes' volumes) | the writer, Redis, the volumes |
+//! | `stream` | — (`pg_receivewal` on the backup agent: the WAL tail the archive has not received yet, for a restore to the latest) | the writer |
 //! | `restore` | — (a base backup + archived WAL to the latest or a point in time, on a fresh data directory and port) | `pg_ctl` |
 //! | `router` | — (the `db-router` host: a TCP proxy to whichever node takes writes, admin HTTP) | both nodes |
 //! | `state` | — (the final state and stock snapshots, read for the checkers) | the final primary, the other node |
@@ -37,6 +38,7 @@ pub mod router;
 pub mod saga;
 pub mod serve;
 pub mod state;
+pub mod stream;
 pub mod wal_push;
 
 pub use pg::{NodeConfig, PgCluster};

@@ -347,8 +347,8 @@ async fn extra_router(
     })
 }
 
-/// The backup agent (`real::agent`): its routes on `--listen`, WAL cataloguing and base
-/// backups. Needs `SHAKEDOWN_BACKUP_CONNINFO` (the writer, libpq form) and
+/// The backup agent (`real::agent`): its routes on `--listen`, WAL streaming and cataloguing,
+/// base backups. Needs `SHAKEDOWN_BACKUP_CONNINFO` (the writer, libpq form) and
 /// `SHAKEDOWN_REDIS_URL` (the catalogue).
 async fn serve_backup(options: &ServeOptions, stack: &StackConfig) -> Result<(), String> {
     use super::agent::{Agent, AgentConfig};
@@ -366,6 +366,7 @@ async fn serve_backup(options: &ServeOptions, stack: &StackConfig) -> Result<(),
         served = axum::serve(listener, agent.router()) => served.map_err(|e| format!("backup agent on {}: {e}", options.listen)),
         () = agent.clone().catalogue_loop() => Ok(()),
         () = agent.clone().base_backup_loop() => Ok(()),
+        () = agent.clone().stream_loop() => Ok(()),
     }
 }
 
