@@ -1,5 +1,6 @@
 //! `invariants`: every boolean query a compose scenario declares (`checks.invariants`) held at
-//! every evaluation during the run and at the end (Jepsen's bank: a conserved total is one).
+//! every evaluation during the run and at the end (Jepsen's bank: a conserved total is one); an
+//! `at: end` invariant is evaluated only at the end, so it has that one evaluation.
 //!
 //! A `false` at any point fails the check, with the time and the row. An evaluation that could
 //! not run (the database was down, a query timed out) proves nothing either way: while a fault
@@ -46,6 +47,7 @@ pub fn check(state: &FinalState, plan: &Plan, specs: &[InvariantSpec]) -> CheckR
         }
         per_invariant.push(json!({
             "name": spec.name,
+            "at": if spec.at.is_periodic() { "periodic" } else { "end" },
             "evaluations_count": samples.len(),
             "held_count": held,
             "violated_count": violated.len(),
@@ -108,6 +110,7 @@ mod tests {
             client: "db".into(),
             sql: "SELECT true".into(),
             every: Default::default(),
+            at: Default::default(),
         }
     }
 
