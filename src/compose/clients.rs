@@ -373,10 +373,10 @@ fn my_text(row: &sqlx::mysql::MySqlRow) -> String {
     if row.columns().is_empty() {
         return String::new();
     }
-    if row.columns()[0].type_info().name() == "DECIMAL" {
-        if let Ok(Some(s)) = row.try_get_unchecked::<Option<String>, _>(0) {
-            return s;
-        }
+    if row.columns()[0].type_info().name() == "DECIMAL"
+        && let Ok(Some(s)) = row.try_get_unchecked::<Option<String>, _>(0)
+    {
+        return s;
     }
     if let Ok(Some(s)) = row.try_get::<Option<String>, _>(0) {
         return s;
