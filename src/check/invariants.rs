@@ -122,6 +122,23 @@ mod tests {
         FinalState { invariants: samples, ..FinalState::default() }
     }
 
+    // Goal: an `at: end` invariant is judged on its one end-of-run evaluation: it passes when
+    // that held, fails when it did not, and the report says when it is read. Method: one last
+    // sample each way.
+    #[test]
+    fn an_end_only_invariant_is_judged_on_its_one_evaluation() {
+        let plan = crash_plan();
+        let mut settled = spec("settled");
+        settled.at = crate::scenario::declared::InvariantAt::End;
+        let held =
+            check(&state(vec![sample("settled", 50_000, Some(true), true)]), &plan, &[settled.clone()]);
+        assert_eq!(held.status, Status::Pass, "{}", held.summary);
+        assert_eq!(held.details["invariants"][0]["at"], "end");
+        assert_eq!(held.details["invariants"][0]["evaluations_count"], 1);
+        let broken = check(&state(vec![sample("settled", 50_000, Some(false), true)]), &plan, &[settled]);
+        assert_eq!(broken.status, Status::Fail, "{}", broken.summary);
+    }
+
     /// The crash plan has pg-primary down from 20 s to 35 s.
     #[test]
     fn an_error_during_a_fault_is_ignored_and_one_false_fails() {
