@@ -1,5 +1,6 @@
 //! `invariants`: every boolean query a compose scenario declares (`checks.invariants`) held at
-//! every evaluation during the run and at the end (Jepsen's bank: a conserved total is one).
+//! every evaluation during the run and at the end (Jepsen's bank: a conserved total is one); an
+//! `at: end` invariant is evaluated only at the end, so it has that one evaluation.
 //!
 //! A `false` at any point fails the check, with the time and the row. An evaluation that could
 //! not run (the database was down, a query timed out) proves nothing either way: while a fault
@@ -46,6 +47,7 @@ pub fn check(state: &FinalState, plan: &Plan, specs: &[InvariantSpec]) -> CheckR
         }
         per_invariant.push(json!({
             "name": spec.name,
+            "at": if spec.at.is_periodic() { "periodic" } else { "end" },
             "evaluations_count": samples.len(),
             "held_count": held,
             "violated_count": violated.len(),
@@ -108,6 +110,7 @@ mod tests {
             client: "db".into(),
             sql: "SELECT true".into(),
             every: Default::default(),
+            at: Default::default(),
         }
     }
 
@@ -117,6 +120,23 @@ mod tests {
 
     fn state(samples: Vec<InvariantSample>) -> FinalState {
         FinalState { invariants: samples, ..FinalState::default() }
+    }
+
+    // Goal: an `at: end` invariant is judged on its one end-of-run evaluation: it passes when
+    // that held, fails when it did not, and the report says when it is read. Method: one last
+    // sample each way.
+    #[test]
+    fn an_end_only_invariant_is_judged_on_its_one_evaluation() {
+        let plan = crash_plan();
+        let mut settled = spec("settled");
+        settled.at = crate::scenario::declared::InvariantAt::End;
+        let held =
+            check(&state(vec![sample("settled", 50_000, Some(true), true)]), &plan, &[settled.clone()]);
+        assert_eq!(held.status, Status::Pass, "{}", held.summary);
+        assert_eq!(held.details["invariants"][0]["at"], "end");
+        assert_eq!(held.details["invariants"][0]["evaluations_count"], 1);
+        let broken = check(&state(vec![sample("settled", 50_000, Some(false), true)]), &plan, &[settled]);
+        assert_eq!(broken.status, Status::Fail, "{}", broken.summary);
     }
 
     /// The crash plan has pg-primary down from 20 s to 35 s.

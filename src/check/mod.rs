@@ -14,8 +14,10 @@
 //! | `files.rs` | every acknowledged upload stored, recorded, thumbnailed and audited once |
 //! | `slo.rs` | latency / error rate / availability per op per phase (HdrHistogram) |
 //! | `recovery.rs` | time to sustained success after each fault |
+//! | `conservation.rs` | compose stacks: parts read from several clients after the drain add up to a constant |
 //! | `verdict.rs` | running the configured checks; `expect`; the verdict |
 
+pub mod conservation;
 pub mod delivery;
 pub mod durability;
 pub mod files;
@@ -32,8 +34,8 @@ mod verdict;
 pub use result::{CheckResult, Status};
 pub use slo::{LatencyRow, SloEntry};
 pub use state::{
-    BackupsState, FileRecord, FinalState, InvariantSample, KeySet, NodeKeys, OrderRecord, QueryRecord,
-    RestoreRecord, StockSnapshot, StoredObject,
+    BackupsState, FileRecord, FinalState, InvariantSample, KeySet, NodeKeys, OrderRecord, PartReading,
+    QueryRecord, RestoreRecord, StockSnapshot, StoredObject,
 };
 pub use verdict::{Checked, GENERATOR_LAG_MS_MAX, Verdict, expectation, judged, run_all, verdict};
 

@@ -45,6 +45,9 @@ pub struct FinalState {
     /// Compose stacks: every evaluation of every invariant, in time order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invariants: Vec<InvariantSample>,
+    /// Compose stacks: each conservation check's parts, read once after the drain, by check name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conservation: BTreeMap<String, Vec<PartReading>>,
 }
 
 /// The keys a declared `write` op left: on the node that accepts writes, and on each node read
@@ -84,6 +87,19 @@ pub struct InvariantSample {
     /// Whether this is the end-of-run evaluation.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub last: bool,
+}
+
+/// One part of a conservation check, as read after the drain: its value, or why it has none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartReading {
+    /// The client it was read through.
+    pub client: String,
+    /// The integer it read (`None`: unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+    /// Why it could not be read: the error, no row, or a value that is not an integer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The backups at the end: the catalogue as Redis holds it, what the backup storage holds, and

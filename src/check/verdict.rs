@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckResult, FinalState, Status, delivery, durability, files, invariants, recovery, restore, saga, slo,
-    staleness,
+    CheckResult, FinalState, Status, conservation, delivery, durability, files, invariants, recovery,
+    restore, saga, slo, staleness,
 };
 use crate::exit;
 use crate::faults::Plan;
@@ -41,21 +41,23 @@ pub fn run_all(history: &History, state: &FinalState, plan: &Plan, scenario: &Sc
     let tally = durability::tally(history, state);
     let mut results = Vec::new();
     for name in CheckName::ALL {
-        let result = match name {
-            CheckName::Durability => {
-                checks.durability.as_ref().map(|_| durability::judge(&tally, state, plan))
-            }
-            CheckName::Staleness => checks.staleness.as_ref().map(|c| staleness::check(history, plan, c)),
-            CheckName::Saga => checks.saga.as_ref().map(|_| saga::check(history, state)),
-            CheckName::Delivery => checks.delivery.as_ref().map(|_| delivery::check(history, state)),
-            CheckName::Files => checks.files.as_ref().map(|c| files::check(history, state, c)),
-            CheckName::Slo => (!checks.slo.is_empty()).then(|| slo::check(&entries)),
-            CheckName::Recovery => checks.recovery.as_ref().map(|c| recovery::check(history, plan, c)),
-            CheckName::Restore => checks.restore.as_ref().map(|c| restore::check(history, state, c)),
-            CheckName::Invariants => {
-                (!checks.invariants.is_empty()).then(|| invariants::check(state, plan, &checks.invariants))
-            }
-        };
+        let result =
+            match name {
+                CheckName::Durability => {
+                    checks.durability.as_ref().map(|_| durability::judge(&tally, state, plan))
+                }
+                CheckName::Staleness => checks.staleness.as_ref().map(|c| staleness::check(history, plan, c)),
+                CheckName::Saga => checks.saga.as_ref().map(|_| saga::check(history, state)),
+                CheckName::Delivery => checks.delivery.as_ref().map(|_| delivery::check(history, state)),
+                CheckName::Files => checks.files.as_ref().map(|c| files::check(history, state, c)),
+                CheckName::Slo => (!checks.slo.is_empty()).then(|| slo::check(&entries)),
+                CheckName::Recovery => checks.recovery.as_ref().map(|c| recovery::check(history, plan, c)),
+                CheckName::Restore => checks.restore.as_ref().map(|c| restore::check(history, state, c)),
+                CheckName::Invariants => (!checks.invariants.is_empty())
+                    .then(|| invariants::check(state, plan, &checks.invariants)),
+                CheckName::Conservation => (!checks.conservation.is_empty())
+                    .then(|| conservation::check(state, &checks.conservation)),
+            };
         results.extend(result);
     }
     Checked { results, latency, slo: entries, lost_writes: tally.lost_writes() }

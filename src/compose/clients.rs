@@ -365,10 +365,18 @@ fn pg_text(row: &sqlx::postgres::PgRow) -> String {
     String::new()
 }
 
-/// A MySQL row's first column as text (MySQL answers a boolean expression as an integer).
+/// A MySQL row's first column as text (MySQL answers a boolean expression as an integer, and
+/// `SUM` as a DECIMAL, which travels as its decimal text: read as such, unchecked, since sqlx
+/// maps no Rust string type to DECIMAL).
 fn my_text(row: &sqlx::mysql::MySqlRow) -> String {
+    use sqlx::{Column, TypeInfo};
     if row.columns().is_empty() {
         return String::new();
+    }
+    if row.columns()[0].type_info().name() == "DECIMAL"
+        && let Ok(Some(s)) = row.try_get_unchecked::<Option<String>, _>(0)
+    {
+        return s;
     }
     if let Ok(Some(s)) = row.try_get::<Option<String>, _>(0) {
         return s;

@@ -8,7 +8,7 @@
 //!    [`ComposeFaults`]) and the invariant sampler on one clock; every fault is healed when the
 //!    duration is up;
 //! 5. drain ([`DRAIN`]), then read the final state: each write op's keys, each accepted job,
-//!    each invariant once more;
+//!    each invariant once more (those `at: end` only then), each conservation check's parts;
 //! 6. `down` — also on error, panic, Ctrl-C or SIGTERM (`Project::guarded`, and its `Drop`).
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use super::actuator::ComposeFaults;
 use super::clients::{Client, Published};
 use super::ops::{Ops, send};
 use super::probes::{Roles, wait_ready};
-use super::state::{last_invariants, read_jobs, read_sets, sample_invariants};
+use super::state::{last_invariants, read_conservation, read_jobs, read_sets, sample_invariants};
 use crate::check::FinalState;
 use crate::containers::compose::{Project, RunLabels};
 use crate::faults::FaultKind;
@@ -217,8 +217,9 @@ async fn run_load(
     let history = std::mem::take(&mut *history.lock().expect("history lock"));
     let sets = read_sets(scenario, clients, &published).await.map_err(error)?;
     let jobs = read_jobs(scenario, &history, clients).await;
+    let conservation = read_conservation(&scenario.checks.conservation, clients).await;
     let primary = final_holder(&roles()).await;
-    let final_state = FinalState { primary, sets, jobs, invariants, ..FinalState::default() };
+    let final_state = FinalState { primary, sets, jobs, invariants, conservation, ..FinalState::default() };
     Ok(Observed { history, final_state, fault_effects, generator, simulated_ms, startup_ms: None })
 }
 

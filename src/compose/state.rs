@@ -1,5 +1,6 @@
 //! What the checkers read of a compose stack: the invariants, evaluated every `every` during the
-//! run and once at its end; and after the drain, the keys each `write` op left (through its
+//! run (those `at: periodic`) and once at its end; the conservation checks' parts, once, after
+//! the drain; and after the drain, the keys each `write` op left (through its
 //! client: the node that accepts writes; and each `per_node` node directly), and whether each
 //! accepted job of a `submit` op is done.
 
@@ -11,10 +12,11 @@ use tokio::time::Instant;
 
 use super::clients::{Client, Published, SqlClient, truthy};
 use super::ops::{poll_once, select, send};
-use crate::check::{InvariantSample, KeySet, NodeKeys};
+use crate::check::conservation::integer;
+use crate::check::{InvariantSample, KeySet, NodeKeys, PartReading};
 use crate::history::{EntryType, History};
 use crate::scenario::Scenario;
-use crate::scenario::declared::{FinalRead, InvariantSpec, OpKind};
+use crate::scenario::declared::{ConservationPart, ConservationSpec, FinalRead, InvariantSpec, OpKind};
 use crate::scenario::validate_declared::{Scheme, endpoint};
 use crate::workload::template::Bindings;
 
@@ -25,6 +27,8 @@ const FINAL_READ_WAIT_MAX: Duration = Duration::from_secs(60);
 const FINAL_READ_RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How long one final read (or one per-node read) may take.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most reads of one conservation part (the first and its retries) before it counts as unreadable.
+const CONSERVATION_READ_ATTEMPTS_MAX: u32 = 5;
 /// Most accepted jobs polled once more at the end; past it, the rest count as not done.
 const FINAL_POLLS_MAX: usize = 100_000;
 
@@ -65,6 +69,8 @@ pub async fn sample_invariants(
     start: Instant,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<InvariantSample> {
+    // `at: end` invariants are read only by `last_invariants`.
+    let specs: Vec<InvariantSpec> = specs.into_iter().filter(|s| s.at.is_periodic()).collect();
     let mut samples = Vec::new();
     let mut next: Vec<Instant> = specs.iter().map(|s| start + s.every.get()).collect();
     while let Some((i, due)) = next.iter().copied().enumerate().min_by_key(|(_, t)| *t) {
@@ -91,6 +97,51 @@ pub async fn last_invariants(
         out.push(evaluate(spec, clients, start.elapsed().as_nanos() as u64, true).await);
     }
     out
+}
+
+/// Each conservation check's parts, read once, in order, after the drain (by check name). A part
+/// whose read fails is tried again, up to [`CONSERVATION_READ_ATTEMPTS_MAX`] times, 1 s apart: a
+/// failover may still be settling.
+pub async fn read_conservation(
+    specs: &[ConservationSpec],
+    clients: &BTreeMap<String, Client>,
+) -> BTreeMap<String, Vec<PartReading>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let mut parts = Vec::new();
+        for part in &spec.parts {
+            let mut reading = read_part(part, clients).await;
+            for _ in 1..CONSERVATION_READ_ATTEMPTS_MAX {
+                if reading.value.is_some() {
+                    break;
+                }
+                tokio::time::sleep(FINAL_READ_RETRY_EVERY).await;
+                reading = read_part(part, clients).await;
+            }
+            parts.push(reading);
+        }
+        out.insert(spec.name.clone(), parts);
+    }
+    out
+}
+
+/// One conservation part: the integer in its query's first column.
+async fn read_part(part: &ConservationPart, clients: &BTreeMap<String, Client>) -> PartReading {
+    let reading = |value, error: Option<String>| PartReading { client: part.client.clone(), value, error };
+    let Some(Client::Sql(client)) = clients.get(&part.client) else {
+        return reading(None, Some("no such SQL client".into()));
+    };
+    let reply = client.run(&part.sql, &[]).await;
+    if reply.kind != EntryType::Ok {
+        return reading(None, Some(reply.error.unwrap_or_else(|| "the query failed".into())));
+    }
+    match reply.first_column.first() {
+        Some(value) => match integer(value) {
+            Some(n) => reading(Some(n), None),
+            None => reading(None, Some(format!("not an integer: `{value}`"))),
+        },
+        None => reading(None, Some("no row".into())),
+    }
 }
 
 /// The keys each `write` op left, by op name.

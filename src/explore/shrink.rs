@@ -308,6 +308,7 @@ fn drop_check(scenario: &mut Scenario, name: CheckName) {
         CheckName::Recovery => checks.recovery = None,
         CheckName::Restore => checks.restore = None,
         CheckName::Invariants => checks.invariants.clear(),
+        CheckName::Conservation => checks.conservation.clear(),
     }
 }
 

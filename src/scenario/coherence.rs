@@ -31,7 +31,7 @@ pub(crate) fn ops_needed(check: CheckName) -> &'static [Op] {
         CheckName::Saga => &[Op::Order],
         CheckName::Delivery => &[Op::Query],
         CheckName::Files => &[Op::Upload],
-        CheckName::Slo | CheckName::Recovery | CheckName::Invariants => &[],
+        CheckName::Slo | CheckName::Recovery | CheckName::Invariants | CheckName::Conservation => &[],
     }
 }
 

@@ -263,7 +263,8 @@ pub struct FinalRead {
     pub per_node_port: Option<u16>,
 }
 
-/// A boolean query checked during the run and at its end.
+/// A boolean query checked during the run and at its end (`at: periodic`, the default), or only
+/// at its end (`at: end`).
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvariantSpec {
@@ -273,9 +274,56 @@ pub struct InvariantSpec {
     pub client: String,
     /// A query returning one row whose first column is a boolean (or 0/1): true while it holds.
     pub sql: String,
-    /// Time between two checks. Default `1s`.
+    /// Time between two checks (`at: periodic` only). Default `1s`.
     #[serde(default = "default_invariant_every")]
     pub every: Span,
+    /// When it is evaluated. Default `periodic`.
+    #[serde(default, skip_serializing_if = "InvariantAt::is_periodic")]
+    pub at: InvariantAt,
+}
+
+/// When an invariant is evaluated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InvariantAt {
+    /// Every `every` during the run, and once more after the drain.
+    #[default]
+    Periodic,
+    /// Only once, after the drain: for a property that in-flight operations break for a moment
+    /// (an order is `pending` until its saga ends).
+    End,
+}
+
+impl InvariantAt {
+    /// Whether this is the default, `periodic`.
+    pub fn is_periodic(&self) -> bool {
+        *self == InvariantAt::Periodic
+    }
+}
+
+/// An end-of-run conservation check: values read from several clients (each part one SQL query
+/// whose first column of its first row is an integer) add up to `total`. The parts are read one
+/// after the other once the load has drained: not atomically across engines, so only a quiet
+/// stack gives a meaningful sum.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConservationSpec {
+    /// A short name for reports.
+    pub name: String,
+    /// What the parts must add up to.
+    pub total: i64,
+    /// The parts, each read once through its client.
+    pub parts: Vec<ConservationPart>,
+}
+
+/// One part of a [`ConservationSpec`].
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConservationPart {
+    /// The SQL client that reads it.
+    pub client: String,
+    /// A query whose first row's first column is an integer (`SELECT COALESCE(SUM(n), 0) …`).
+    pub sql: String,
 }
 
 fn default_invariant_every() -> Span {

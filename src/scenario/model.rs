@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::declared::{
-    ClientSpec, ExecFault, FinalRead, InvariantSpec, OpKind, OpName, PollSpec, Probe, RequestSpec, RoleSpec,
-    SetupStep,
+    ClientSpec, ConservationSpec, ExecFault, FinalRead, InvariantSpec, OpKind, OpName, PollSpec, Probe,
+    RequestSpec, RoleSpec, SetupStep,
 };
 pub use super::tuning::{BalancerConfig, QueueConfig, WatchdogConfig};
 use super::units::{ByteSize, Percent, Rate, RestoreTarget, Span};

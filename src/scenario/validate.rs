@@ -543,5 +543,6 @@ pub(crate) fn configured(scenario: &Scenario, name: CheckName) -> bool {
         CheckName::Recovery => checks.recovery.is_some(),
         CheckName::Restore => checks.restore.is_some(),
         CheckName::Invariants => !checks.invariants.is_empty(),
+        CheckName::Conservation => !checks.conservation.is_empty(),
     }
 }

@@ -114,6 +114,7 @@ pub(super) fn refuse_in_builtin(scenario: &Scenario, report: &mut Report) {
         ("setup", !scenario.setup.is_empty()),
         ("final_state", !scenario.final_state.is_empty()),
         ("checks.invariants", !scenario.checks.invariants.is_empty()),
+        ("checks.conservation", !scenario.checks.conservation.is_empty()),
         ("stack.groups", !scenario.stack.groups.is_empty()),
         ("stack.roles", !scenario.stack.roles.is_empty()),
         ("stack.ready", !scenario.stack.ready.is_empty()),
@@ -783,6 +784,42 @@ fn checks(scenario: &Scenario, report: &mut Report) {
         template(&invariant.sql, &format!("{path}.sql"), false, false, report);
         if invariant.every.get().is_zero() {
             report.error(&format!("{path}.every"), "`every` is 0", None);
+        }
+    }
+    conservation(scenario, report);
+}
+
+/// Every conservation check: a unique name, at least one part, each part an SQL query (no
+/// placeholders) through a declared SQL client.
+fn conservation(scenario: &Scenario, report: &mut Report) {
+    let specs = &scenario.checks.conservation;
+    for (i, spec) in specs.iter().enumerate() {
+        let path = format!("checks.conservation[{i}]");
+        if specs[..i].iter().any(|o| o.name == spec.name) {
+            report.error(
+                &format!("{path}.name"),
+                format!("another conservation check is named `{}`", spec.name),
+                None,
+            );
+        }
+        if spec.parts.is_empty() {
+            let hint = Some(
+                "list each quantity to add up, e.g. `parts: [{ client: db, sql: \"SELECT SUM(n) FROM t\" }]`"
+                    .into(),
+            );
+            report.error(&format!("{path}.parts"), "a conservation check needs at least one part", hint);
+        }
+        for (j, part) in spec.parts.iter().enumerate() {
+            let at = format!("{path}.parts[{j}]");
+            if client_kind(scenario, &part.client, &format!("{at}.client"), report) == Some(false) {
+                let hint = Some("a part is read with SQL: name a client declared with `sql:`".into());
+                report.error(
+                    &format!("{at}.client"),
+                    "a conservation part is a query: it needs an `sql` client",
+                    hint,
+                );
+            }
+            template(&part.sql, &format!("{at}.sql"), false, false, report);
         }
     }
 }

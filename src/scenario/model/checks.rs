@@ -39,6 +39,10 @@ pub struct Checks {
     /// Compose stacks: boolean queries that must hold throughout the run and at its end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub invariants: Vec<InvariantSpec>,
+    /// Compose stacks: sums of values read from several clients after the drain, each equal to
+    /// its constant total.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conservation: Vec<ConservationSpec>,
 }
 
 /// The `restore` check's objectives.
@@ -277,11 +281,13 @@ pub enum CheckName {
     Restore,
     /// See [`Checks::invariants`].
     Invariants,
+    /// See [`Checks::conservation`].
+    Conservation,
 }
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 9] = [
+    pub const ALL: [CheckName; 10] = [
         CheckName::Durability,
         CheckName::Staleness,
         CheckName::Saga,
@@ -291,6 +297,7 @@ impl CheckName {
         CheckName::Recovery,
         CheckName::Restore,
         CheckName::Invariants,
+        CheckName::Conservation,
     ];
 
     /// The name used in YAML and reports.
@@ -305,6 +312,7 @@ impl CheckName {
             CheckName::Recovery => "recovery",
             CheckName::Restore => "restore",
             CheckName::Invariants => "invariants",
+            CheckName::Conservation => "conservation",
         }
     }
 }

@@ -137,3 +137,56 @@ fn urls_name_a_service_and_a_port_defaulted_by_scheme() {
     assert!(endpoint("redis://x:6379").unwrap_err().contains("unsupported scheme"));
     assert!(endpoint("haproxy:5000").unwrap_err().contains("not a URL"));
 }
+
+// Goal: a conservation check whose part names an unknown client, or an HTTP client, or a
+// placeholder, is refused with the part's FILE:LINE:COL and a hint; a good one (with an `at: end`
+// invariant beside it) loads. Method: the patroni scenario with an HTTP client added and a
+// `checks.conservation` appended, then broken three ways.
+#[test]
+fn conservation_parts_name_sql_clients_and_run_once() {
+    let compose = format!("{COMPOSE}  api: {{ image: x, expose: [\"8000\"] }}\n");
+    let good = GOOD.replace("  rw: { sql:", "  api: { http: \"http://api:8000\" }\n  rw: { sql:")
+        + concat!(
+            "  invariants:\n",
+            "    - { name: settled, client: rw, at: end, sql: \"SELECT count(*) = 0 FROM kv WHERE n < 0\" }\n",
+            "  conservation:\n",
+            "    - name: total\n",
+            "      total: 1000\n",
+            "      parts:\n",
+            "        - { client: rw, sql: \"SELECT COALESCE(SUM(n), 0) FROM kv\" }\n",
+            "        - { client: rw, sql: \"SELECT count(*) FROM kv\" }\n",
+        );
+    let loaded = load_with(&good, &compose).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.scenario.checks.conservation[0].parts.len(), 2);
+    assert_eq!(loaded.scenario.checks.invariants[0].at, crate::scenario::declared::InvariantAt::End);
+    let bad = good
+        .replace("- { client: rw, sql: \"SELECT COALESCE", "- { client: rx, sql: \"SELECT COALESCE")
+        .replace(
+            "- { client: rw, sql: \"SELECT count(*) FROM kv\" }",
+            "- { client: api, sql: \"SELECT {seq}\" }",
+        );
+    let errors = load_with(&bad, &compose).unwrap_err();
+    for expected in [
+        "DIR/s.yaml:33:21: unknown client `rx`",
+        "hint: did you mean `rw`?",
+        "DIR/s.yaml:34:21: a conservation part is a query: it needs an `sql` client",
+        "DIR/s.yaml:34:31: placeholders are for workload ops",
+    ] {
+        assert!(errors.contains(expected), "missing {expected:?} in:\n{errors}");
+    }
+    let empty = good.replace(
+        "      parts:\n        - { client: rw, sql: \"SELECT COALESCE(SUM(n), 0) FROM kv\" }\n        - { client: rw, sql: \"SELECT count(*) FROM kv\" }\n",
+        "      parts: []\n",
+    );
+    let errors = load_with(&empty, &compose).unwrap_err();
+    assert!(errors.contains("a conservation check needs at least one part"), "{errors}");
+    let no_sql = good.replace(
+        "- { client: rw, sql: \"SELECT count(*) FROM kv\" }",
+        "- { client: rw, request: { path: / } }",
+    );
+    let errors = load_with(&no_sql, &compose).unwrap_err();
+    assert!(errors.contains("request"), "{errors}");
+    let builtin = "name: b\nduration: 10s\nworkload: [ { op: invest, rate: 1/s } ]\nchecks:\n  conservation: [ { name: t, total: 1, parts: [] } ]\n";
+    let errors = crate::scenario::load_str(builtin, "b.yaml", &[]).unwrap_err().to_string();
+    assert!(errors.contains("`checks.conservation` applies only to a compose stack"), "{errors}");
+}
