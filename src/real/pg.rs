@@ -35,8 +35,11 @@
 //!   crashed container), comes up read-only in recovery.
 //!
 //! Errors follow the port contract: no answer (connection refused, reset, timed out) is
-//! `Unavailable`; SQLSTATE 25006 (read-only transaction) or a node in recovery is `ReadOnly`;
-//! any other database error is `Rejected`.
+//! `Unavailable`, and so is an error of SQLSTATE class 08, 57 or XX — the connection went, an
+//! operator or a shutdown ended the session, the server failed — since a commit may have
+//! happened before it (a fast shutdown during a switchover ends a commit that is waiting for the
+//! synchronous standby after it was written locally); SQLSTATE 25006 (read-only transaction) or
+//! a node in recovery is `ReadOnly`; any other database error is `Rejected`.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -165,11 +168,24 @@ impl PgCluster {
     }
 }
 
+/// SQLSTATE classes after which a statement may or may not have taken effect: a connection
+/// exception (08), operator intervention (57: admin shutdown, crash shutdown, a cancelled wait
+/// for the synchronous standby), an internal error (XX).
+const AMBIGUOUS_CLASSES: [&str; 3] = ["08", "57", "XX"];
+
+/// Whether an error with SQLSTATE `code` leaves the statement's outcome unknown.
+fn ambiguous(code: &str) -> bool {
+    AMBIGUOUS_CLASSES.iter().any(|class| code.starts_with(class))
+}
+
 /// Map a sqlx error onto the port contract.
 pub(super) fn port_error(error: sqlx::Error) -> PortError {
     match &error {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("25006") => {
             PortError::ReadOnly(db.to_string())
+        }
+        sqlx::Error::Database(db) if db.code().as_deref().is_some_and(ambiguous) => {
+            PortError::Unavailable(db.to_string())
         }
         sqlx::Error::Database(db) => PortError::Rejected(db.to_string()),
         sqlx::Error::RowNotFound | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => {
@@ -558,5 +574,19 @@ mod tests {
         assert_eq!(node_status(DbNode::PgPrimary, (true, None, None, None, None, None)).standby, None);
         let standby = node_status(DbNode::PgReplica, (false, None, None, None, None, None));
         assert_eq!(standby, NodeStatus { writable: false, standby: None });
+    }
+
+    // Goal: an error that may follow a commit (the session ended by a shutdown, a lost
+    // connection, a crash) is ambiguous, never a refusal; a constraint or a syntax error is a
+    // refusal. The failback caught the difference: a fast shutdown during the switchover ended
+    // a commit that waited for the standby (57P01), the API answered 422, and the row was there.
+    #[test]
+    fn errors_that_may_follow_a_commit_are_ambiguous() {
+        for code in ["57P01", "57P02", "57P03", "57014", "08006", "08003", "XX000"] {
+            assert!(ambiguous(code), "{code}");
+        }
+        for code in ["23505", "42601", "25006", "40001", "22P02"] {
+            assert!(!ambiguous(code), "{code}");
+        }
     }
 }
