@@ -1,4 +1,4 @@
-//! Backups and point-in-time restore on the real PostgreSQL (issue 15): a base backup of the
+//! Backups and point-in-time restore on the real PostgreSQL: a base backup of the
 //! primary taken with `pg_basebackup`, the WAL its `archive_command` copies into the archive
 //! (`scripts/real-services.sh up` configures both), the catalogue of both in Redis, and restores
 //! into fresh data directories on spare loopback ports. Run by `make test-real`; without the

@@ -209,7 +209,7 @@ async fn serve_watchdog_and_db_router_fail_over_after_sigkill_of_the_primary() {
     let admin_url = format!("http://127.0.0.1:{admin_port}");
     let (_router, url) = db_router(common::real::free_port(), admin_port).await;
     // The pair `real-services.sh` starts streams asynchronously: the watchdog must be told so, or
-    // it rightly refuses to promote a standby that was never synchronous (issue 14).
+    // it rightly refuses to promote a standby that was never synchronous.
     let stack = r#"{"replication": "async", "watchdog": {"probe_every": "200ms", "probe_timeout": "200ms", "failures_to_promote": 3}}"#;
     let _watchdog = serve_with(
         &["watchdog"],

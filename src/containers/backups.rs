@@ -1,4 +1,4 @@
-//! Backups on containers (issue 15): the agent's clock, disasters, restores, and what the backups
+//! Backups on containers: the agent's clock, disasters, restores, and what the backups
 //! hold at the end of a run. The data work is the backup agent's (`real::agent`, in the `backup`
 //! container, which mounts both database volumes); this side stops and starts the database
 //! containers around it, as an operator would:

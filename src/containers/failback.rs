@@ -1,4 +1,4 @@
-//! `failback` on containers (issue 15): after a failover, put the old primary back, losing
+//! `failback` on containers: after a failover, put the old primary back, losing
 //! nothing. On the simulation the watchdog does it alone (the simulated nodes rewind themselves);
 //! on real PostgreSQL it takes stopping and starting database containers, which only the harness
 //! can do, so the harness plays the HA manager here (Patroni's role), in two steps:

@@ -1,4 +1,4 @@
-//! The backup agent of a containers run (`shakedown serve backup`, issue 15): the `backup` host.
+//! The backup agent of a containers run (`shakedown serve backup`): the `backup` host.
 //! It owns the backup volume, the WAL archive in it, the catalogue in Redis, and the restores.
 //!
 //! | route | what |

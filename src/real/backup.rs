@@ -1,4 +1,4 @@
-//! The real backup agent's building blocks (issue 15): base backups of the real PostgreSQL with
+//! The real backup agent's building blocks: base backups of the real PostgreSQL with
 //! `pg_basebackup`, the WAL segments its `archive_command` archived, both recorded in the
 //! [`Catalogue`] (Redis, [`super::catalogue`]) and checked against their checksums; restoring
 //! them is [`super::restore`]'s, which shares [`PgTools`] and [`BackupError`] from here. Nothing

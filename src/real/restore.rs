@@ -1,4 +1,4 @@
-//! Restoring the real backups (issue 15): a base backup taken by [`super::backup::base_backup`]
+//! Restoring the real backups: a base backup taken by [`super::backup::base_backup`]
 //! and the archived WAL, replayed to the end of the archive or to a point in time, into a fresh
 //! data directory started on a loopback port with `pg_ctl`. The caller gets the server back
 //! recovered and taking writes, and stops it with [`stop`] (or [`stop_blocking`] from a guard's

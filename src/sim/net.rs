@@ -8,7 +8,7 @@
 //!   database nodes and db-router, broker, Redis, object store and backup agent). On containers
 //!   their real counterparts are reached through sqlx, lapin, the `redis` crate and an S3 client,
 //!   so nothing but simulation code ever talks to them, and HTTP/1's parsing and writing there
-//!   was pure cost (issue 17). A frame is a 4-byte big-endian length and then the request or
+//!   was pure cost. A frame is a 4-byte big-endian length and then the request or
 //!   answer: a postcard-encoded head (method, path, headers / status, `Retry-After`) followed by
 //!   the body's raw bytes. The same axum routers answer (a frame becomes an `http::Request`),
 //!   on the same port, over the same turmoil TCP: a cut connection is still a cut connection, one
