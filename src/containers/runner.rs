@@ -203,8 +203,33 @@ async fn start_stages(engine: &Engine, specs: &[ContainerSpec], links: Links) ->
     Ok(stack)
 }
 
-/// Ask the kernel for a free loopback port (bound and released at once).
+/// Where [`free_port`] looks first: below this, down to it, ports no connection is given as its
+/// source port when the kernel's ephemeral range starts above.
+const PUBLISHED_PORTS_FROM: u16 = 20_000;
+
+/// A free loopback port for a container to publish. Ports are chosen for every host before the
+/// first stage starts, and a container of the last stage binds its port seconds later: a port
+/// of the kernel's ephemeral range (`ip_local_port_range`) may meanwhile become the source port
+/// of one of our own connections (seen: `Bind for 127.0.0.1:42749 failed: port is already
+/// allocated`). So the port is taken below that range when there is room, each pick after the
+/// last one of this process; else the kernel picks one.
 fn free_port() -> Result<u16, String> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_from > PUBLISHED_PORTS_FROM + 1_000 {
+        let span = u32::from(ephemeral_from - PUBLISHED_PORTS_FROM);
+        let first = std::process::id().wrapping_mul(7_919) % span;
+        for _ in 0..span {
+            let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = PUBLISHED_PORTS_FROM + ((first + step) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
@@ -426,4 +451,24 @@ async fn final_state(stack: &Stack) -> Result<crate::check::FinalState, BackendE
         }
     }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Goal: the ports of one bring-up are distinct (none is held between picks) and, where the
+    // kernel's ephemeral range leaves room below it, outside that range.
+    #[test]
+    fn published_ports_are_distinct_and_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok());
+        if let Some(from) = ephemeral_from.filter(|from| *from > PUBLISHED_PORTS_FROM + 1_000) {
+            assert!(ports.iter().all(|p| (PUBLISHED_PORTS_FROM..from).contains(p)), "{ports:?}");
+        }
+    }
 }
