@@ -213,7 +213,7 @@ const PUBLISHED_PORTS_FROM: u16 = 20_000;
 /// of one of our own connections (seen: `Bind for 127.0.0.1:42749 failed: port is already
 /// allocated`). So the port is taken below that range when there is room, each pick after the
 /// last one of this process; else the kernel picks one.
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()

@@ -18,7 +18,6 @@
 //! It is JSON, which every YAML parser reads. Pure: the tests read it back.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -40,8 +39,8 @@ impl PortMap {
     /// A free loopback port for each pair (no two alike); every service must be in `file`.
     pub fn allocate(publish: &[(String, u16)], file: &ComposeFile) -> Result<PortMap, ComposeError> {
         let mut ports = BTreeMap::new();
-        // Every listener is held until all are chosen, so the kernel hands out distinct ports.
-        let mut held = Vec::new();
+        // Below the kernel's ephemeral range, so no connection of ours takes one as its source
+        // port while the images build; distinct by construction.
         for (service, port) in publish {
             if file.service(service).is_none() {
                 let known = file.service_names().join(", ");
@@ -50,10 +49,7 @@ impl PortMap {
             if ports.contains_key(&(service.clone(), *port)) {
                 continue;
             }
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| ComposeError::Engine(format!("no free port on 127.0.0.1: {e}")))?;
-            let host = listener.local_addr().map_err(|e| ComposeError::Engine(e.to_string()))?.port();
-            held.push(listener);
+            let host = super::super::runner::free_port().map_err(ComposeError::Engine)?;
             ports.insert((service.clone(), *port), host);
         }
         Ok(PortMap { ports })
