@@ -10,43 +10,12 @@
 
 mod common;
 
-use common::{left_behind, repo, shakedown};
+use common::{left_behind, run_compose};
 
 /// Run an example scenario with `--set` overrides; (exit code, report.json, stderr, run id).
 fn run(scenario: &str, sets: &[&str]) -> (i32, serde_json::Value, String, String) {
-    let out = tempfile::tempdir().unwrap();
-    let path = repo().join(scenario);
-    let mut args = vec!["run", path.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
-    for set in sets {
-        args.extend(["--set", set]);
-    }
-    let output = shakedown(out.path(), &args);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    let run = stderr
-        .split("as compose project sd-")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no compose project named in:\n{stderr}"))
-        .to_owned();
-    let report = walk(out.path())
-        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .unwrap_or(serde_json::Value::Null);
-    (output.status.code().unwrap_or(-1), report, stderr, run)
-}
-
-/// The `report.json` under `dir`.
-fn walk(dir: &std::path::Path) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.is_dir() {
-            if let Some(found) = walk(&path) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == "report.json") {
-            return Some(path);
-        }
-    }
-    None
+    let ran = run_compose(scenario, sets);
+    (ran.code, ran.report, ran.stderr, ran.run)
 }
 
 fn check<'r>(report: &'r serde_json::Value, name: &str) -> &'r serde_json::Value {

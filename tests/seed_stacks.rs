@@ -12,21 +12,17 @@
 
 mod common;
 
-use common::{left_behind, repo, shakedown};
+use common::{left_behind, run_compose};
 
-/// The `report.json` under `dir`.
-fn report_under(dir: &std::path::Path) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()? {
-        let path = entry.ok()?.path();
-        if path.is_dir() {
-            if let Some(found) = report_under(&path) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == "report.json") {
-            return Some(path);
-        }
-    }
-    None
+/// Run a seed scenario shortened by `sets`; its report, once the run is checked to have left
+/// nothing behind and to have ended in a verdict (exit 0 or 1, never an error).
+fn run_to_a_verdict(scenario: &str, sets: &[&str]) -> serde_json::Value {
+    let ran = run_compose(scenario, sets);
+    let (run, stderr, code) = (&ran.run, &ran.stderr, ran.code);
+    assert!(left_behind(run).is_empty(), "run {run} left {:?}", left_behind(run));
+    assert!(code == 0 || code == 1, "a verdict (0 or 1), not {code}:\n{stderr}");
+    assert!(!ran.report.is_null(), "no report.json:\n{stderr}");
+    ran.report
 }
 
 // Goal: a seed scenario runs to a verdict on containers and cleans up after itself. Method: the
@@ -36,8 +32,6 @@ fn report_under(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 // never an error; the crash hit the worker; queries were accepted, and none was lost.
 #[test]
 fn the_query_gateway_s_worker_crash_loses_no_accepted_query_and_leaves_nothing_behind() {
-    let out = tempfile::tempdir().unwrap();
-    let path = repo().join("examples/seeds/query-gateway/worker-crash.yaml");
     let sets = [
         "duration=25s",
         "workload[0].rate=1/s",
@@ -45,23 +39,7 @@ fn the_query_gateway_s_worker_crash_loses_no_accepted_query_and_leaves_nothing_b
         "faults[0].restart_after=6s",
         "checks.slo=[]",
     ];
-    let mut args = vec!["run", path.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
-    for set in &sets {
-        args.extend(["--set", set]);
-    }
-    let output = shakedown(out.path(), &args);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    let run = stderr
-        .split("as compose project sd-")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no compose project named in:\n{stderr}"))
-        .to_owned();
-    assert!(left_behind(&run).is_empty(), "run {run} left {:?}", left_behind(&run));
-    let code = output.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 1, "a verdict (0 or 1), not {code}:\n{stderr}");
-    let file = report_under(out.path()).unwrap_or_else(|| panic!("no report.json:\n{stderr}"));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let report = run_to_a_verdict("examples/seeds/query-gateway/worker-crash.yaml", &sets);
     assert!(
         ["pass", "fail"].contains(&report["verdict"]["status"].as_str().unwrap()),
         "{}",
@@ -88,30 +66,12 @@ fn p50(report: &serde_json::Value, op: &str, phase: &str) -> f64 {
 // replica) with 100 ms each way between the API and both replicas for 12 s of a 30 s run. A
 // read makes at least one round trip to a replica, so its median in the fault phase must be at
 // least 200 ms above the steady median; after the heal the delay is gone (the recovery phase's
-// median within 100 ms of steady's); the delayers held packets; the fault named the API and both replicas; and the
-// run leaves nothing behind.
+// median within 100 ms of steady's); the delayers held packets; the fault named the API and
+// both replicas; and the run leaves nothing behind.
 #[test]
 fn latency_on_a_compose_stack_delays_what_the_ops_see_and_goes_away_when_healed() {
-    let out = tempfile::tempdir().unwrap();
-    let path = repo().join("examples/seeds/investments/slow-replicas.yaml");
     let sets = ["duration=30s", "faults[0].at=8s", "faults[0].for=12s", "checks.slo=[]"];
-    let mut args = vec!["run", path.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
-    for set in &sets {
-        args.extend(["--set", set]);
-    }
-    let output = shakedown(out.path(), &args);
-    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    let run = stderr
-        .split("as compose project sd-")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no compose project named in:\n{stderr}"))
-        .to_owned();
-    assert!(left_behind(&run).is_empty(), "run {run} left {:?}", left_behind(&run));
-    let code = output.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 1, "a verdict (0 or 1), not {code}:\n{stderr}");
-    let file = report_under(out.path()).unwrap_or_else(|| panic!("no report.json:\n{stderr}"));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let report = run_to_a_verdict("examples/seeds/investments/slow-replicas.yaml", &sets);
     let fault = &report["faults"][0];
     assert_eq!(fault["hosts"], serde_json::json!(["api", "pg-replica-1", "pg-replica-2"]), "{fault}");
     assert!(fault["effect"]["messages_held_count"].as_u64().unwrap_or(0) > 0, "{fault}");

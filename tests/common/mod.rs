@@ -40,6 +40,53 @@ pub fn run(path: &Path, overrides: &[&str]) -> shakedown::report::Report {
         .report
 }
 
+/// A compose scenario run by the binary: its exit code, `report.json` (`Null` if none was
+/// written), stderr, and the run id its compose project is named after.
+pub struct ComposeRun {
+    pub code: i32,
+    pub report: serde_json::Value,
+    pub stderr: String,
+    pub run: String,
+}
+
+/// Run the repository's compose scenario `scenario` with `--set` overrides (`shakedown run`, as
+/// a user would, into a temporary directory); panics if no compose project was brought up.
+pub fn run_compose(scenario: &str, sets: &[&str]) -> ComposeRun {
+    let out = tempfile::tempdir().unwrap();
+    let path = repo().join(scenario);
+    let mut args = vec!["run", path.to_str().unwrap(), "--out", out.path().to_str().unwrap()];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let output = shakedown(out.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    let run = stderr
+        .split("as compose project sd-")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no compose project named in:\n{stderr}"))
+        .to_owned();
+    let report = report_under(out.path())
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    ComposeRun { code: output.status.code().unwrap_or(-1), report, stderr, run }
+}
+
+/// The `report.json` under `dir`.
+fn report_under(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        if path.is_dir() {
+            if let Some(found) = report_under(&path) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == "report.json") {
+            return Some(path);
+        }
+    }
+    None
+}
+
 /// What the engine still holds with a run's label: containers, networks, volumes.
 pub fn left_behind(run: &str) -> Vec<String> {
     let filter = format!("label=shakedown.run={run}");

@@ -11,14 +11,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use futures::StreamExt;
-use testcontainers::bollard::models::{ContainerCreateBody, HostConfig};
 use testcontainers::bollard::query_parameters::{
-    CreateContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
-    StopContainerOptionsBuilder,
+    CreateContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
 };
 
-use super::super::layout::HOST_LABEL;
 use super::net::{HELPER_MAX, plan};
 use super::project::Project;
 use super::{ComposeError, debian};
@@ -97,20 +93,8 @@ impl Project {
         argv: Vec<String>,
     ) -> Result<String, ComposeError> {
         let container = self.id(service)?.to_owned();
-        let mut labels: std::collections::HashMap<String, String> = self.labels.map().into_iter().collect();
-        labels.insert(HOST_LABEL.to_owned(), format!("delay/{service}"));
-        let body = ContainerCreateBody {
-            image: Some(debian::DEBIAN_IMAGE.to_owned()),
-            cmd: Some(argv),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: Some(format!("container:{container}")),
-                cap_add: Some(vec!["NET_ADMIN".to_owned()]),
-                binds: Some(vec![format!("{binary}:{MOUNTED_BINARY}:ro")]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let binds = vec![format!("{binary}:{MOUNTED_BINARY}:ro")];
+        let body = self.helper_body(&format!("delay/{service}"), &container, argv, binds);
         let fail = |what: &str, e: testcontainers::bollard::errors::Error| {
             ComposeError::Engine(format!("packet delayer for {service}: {what}: {e}"))
         };
@@ -158,12 +142,7 @@ impl Project {
         if let Err(why) = self.docker.stop_container(id, Some(stop)).await {
             tracing::info!(%why, "a packet delayer was gone already");
         }
-        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
-        let mut logs = self.docker.logs(id, Some(options));
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = logs.next().await {
-            text.push_str(&chunk.to_string());
-        }
+        let text = self.logs_of(id, 20).await;
         let remove = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let _ = self.docker.remove_container(id, Some(remove)).await;
         delayed_packets(&text)

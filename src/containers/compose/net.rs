@@ -143,6 +143,31 @@ impl Project {
         dropped
     }
 
+    /// A helper container in `container`'s network namespace with NET_ADMIN, running `cmd`
+    /// with `binds` mounted, labelled as the run's with `host` as its host label.
+    pub(super) fn helper_body(
+        &self,
+        host: &str,
+        container: &str,
+        cmd: Vec<String>,
+        binds: Vec<String>,
+    ) -> ContainerCreateBody {
+        let mut labels: std::collections::HashMap<String, String> = self.labels.map().into_iter().collect();
+        labels.insert(HOST_LABEL.to_owned(), host.to_owned());
+        ContainerCreateBody {
+            image: Some(debian::DEBIAN_IMAGE.to_owned()),
+            cmd: Some(cmd),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{container}")),
+                cap_add: Some(vec!["NET_ADMIN".to_owned()]),
+                binds: (!binds.is_empty()).then_some(binds),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     /// Run `script` (sh) in a helper container in `container`'s network namespace; its exit
     /// code and output. The helper is removed whatever happens.
     async fn helper(
@@ -151,19 +176,8 @@ impl Project {
         container: &str,
         script: String,
     ) -> Result<(i64, String), ComposeError> {
-        let mut labels: std::collections::HashMap<String, String> = self.labels.map().into_iter().collect();
-        labels.insert(HOST_LABEL.to_owned(), format!("cut/{service}"));
-        let body = ContainerCreateBody {
-            image: Some(debian::DEBIAN_IMAGE.to_owned()),
-            cmd: Some(vec!["sh".to_owned(), "-c".to_owned(), script]),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                network_mode: Some(format!("container:{container}")),
-                cap_add: Some(vec!["NET_ADMIN".to_owned()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let cmd = vec!["sh".to_owned(), "-c".to_owned(), script];
+        let body = self.helper_body(&format!("cut/{service}"), container, cmd, Vec::new());
         let fail = |what: &str, e: testcontainers::bollard::errors::Error| {
             ComposeError::Engine(format!("network helper for {service}: {what}: {e}"))
         };
